@@ -1,0 +1,865 @@
+//! The partition replication protocol (Kafka's ISR design) for one partition
+//! on one replica, leader and follower roles in one state machine.
+//!
+//! Rules, each in exactly one place below:
+//! - every batch carries the leader epoch it was written in; a new leader
+//!   records its epoch start offset ([`Replica::become_leader`]);
+//! - followers pull: a fetch carries (fetch offset, last fetched epoch) and
+//!   the leader answers a diverging epoch when the follower's log does not
+//!   match its own ([`Replica::check_divergence`]); the follower truncates by
+//!   leader epoch, never to its high watermark ([`Replica::on_diverging_epoch`]);
+//! - the high watermark is the minimum log end offset over the *maximal* ISR
+//!   (committed ISR ∪ pending additions), counting a follower only once it has
+//!   fetched in the current leader epoch at or past the epoch start offset, and
+//!   only while the ISR has at least `min.insync.replicas` members
+//!   ([`Replica::maybe_advance_high_watermark`]);
+//! - ISR shrink and expand are proposals to the controller carrying the
+//!   partition epoch, applied only when accepted ([`Replica::on_lag_check`],
+//!   [`Replica::maybe_expand_isr`]);
+//! - acks=all is answered only once the high watermark passes the batch
+//!   ([`Replica::complete_produces`]);
+//! - in durable mode nothing is counted or acknowledged before it is flushed.
+
+use crate::core::{Effects, LeaderEpoch, NodeId, Offset, RequestId};
+use crate::log::{LogError, PartitionLog, Records as _};
+use crate::partition::{AlterPartitionError, AlterPartitionRequest, PartitionRegistration};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// When a replica's appends become durable relative to acknowledgements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FlushMode {
+    /// Kafka's default: leave flushing to the page cache. An acknowledged
+    /// write survives only as long as one replica holding it does not lose
+    /// power before the OS writes it back.
+    Async,
+    /// Flush before acknowledging: the leader counts its own flushed offset
+    /// and followers flush before fetching further, so the high watermark
+    /// only covers records durable on every ISR member that counted.
+    Durable,
+}
+
+/// Known mistakes the checker must catch. All off in production.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReplicationBugs {
+    /// Truncate to the local high watermark on becoming follower (pre-KIP-101).
+    pub truncate_to_high_watermark: bool,
+    /// A new leader assumes every follower already holds its whole log, so
+    /// the HW moves over followers that have not fetched in this epoch.
+    pub hw_over_unfetched_follower: bool,
+    /// Expand the ISR with a follower below the leader's epoch start offset.
+    pub expand_isr_below_epoch_start: bool,
+    /// Serve a fetch without checking the follower's last fetched epoch.
+    pub skip_divergence_check: bool,
+    /// Apply an ISR shrink locally before the controller accepts it.
+    pub shrink_isr_before_commit: bool,
+    /// Ignore `min.insync.replicas`.
+    pub ignore_min_insync_replicas: bool,
+}
+
+/// Per-replica settings.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReplicaConfig {
+    pub replica_id: NodeId,
+    /// Where ISR change proposals go.
+    pub controller_id: NodeId,
+    pub min_insync_replicas: usize,
+    pub flush_mode: FlushMode,
+    /// Kafka's `replica.lag.time.max.ms`; also the ISR check period.
+    pub replica_lag_time_max_ms: u64,
+    /// Wait before retrying a failed fetch.
+    pub fetch_backoff_ms: u64,
+    pub fetch_max_bytes: usize,
+    /// Bound on produce requests waiting for the high watermark.
+    pub pending_produces_max: usize,
+    pub bugs: ReplicationBugs,
+}
+
+impl ReplicaConfig {
+    pub fn new(replica_id: NodeId, controller_id: NodeId) -> Self {
+        Self {
+            replica_id,
+            controller_id,
+            min_insync_replicas: 1,
+            flush_mode: FlushMode::Async,
+            replica_lag_time_max_ms: 30_000,
+            fetch_backoff_ms: 1_000,
+            fetch_max_bytes: 1 << 20,
+            pending_produces_max: 4096,
+            bugs: ReplicationBugs::default(),
+        }
+    }
+}
+
+/// Kafka's produce `acks`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Acks {
+    /// No answer at all.
+    None,
+    /// Answer once the leader has the batch (durable mode: flushed).
+    Leader,
+    /// Answer once the high watermark passes the batch.
+    All,
+}
+
+/// A client's produce request for this partition.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ProduceRequest<R> {
+    pub id: RequestId,
+    pub records: R,
+    pub acks: Acks,
+}
+
+/// Why a produce failed (Kafka's error names).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ProduceError {
+    NotLeaderOrFollower,
+    /// The ISR is below `min.insync.replicas`; nothing was appended.
+    NotEnoughReplicas,
+    /// Appended, but the ISR fell below `min.insync.replicas` before it was committed.
+    NotEnoughReplicasAfterAppend,
+    /// Too many produces are waiting for replication.
+    RequestTimedOut,
+    Log(LogError),
+}
+
+/// The answer to a produce request.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ProduceReply {
+    pub id: RequestId,
+    /// The base offset of the batch on success.
+    pub result: Result<Offset, ProduceError>,
+}
+
+/// A follower's fetch (Kafka's replica `Fetch`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FetchRequest {
+    pub replica_id: NodeId,
+    /// The epoch the follower believes is current.
+    pub leader_epoch: LeaderEpoch,
+    /// The follower's log end offset.
+    pub fetch_offset: Offset,
+    /// The epoch of the follower's last batch (its latest epoch-cache entry).
+    pub last_fetched_epoch: Option<LeaderEpoch>,
+}
+
+/// The leader's answer to a [`FetchRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum FetchResult<R> {
+    Records { records: R, high_watermark: Offset },
+    /// The follower's log diverges from the leader's at or before
+    /// `end_offset`, the end of the leader's `epoch`.
+    DivergingEpoch { epoch: LeaderEpoch, end_offset: Offset, high_watermark: Offset },
+    /// The fetch offset is past the leader's log end offset.
+    OffsetOutOfRange { log_end_offset: Offset },
+    /// The follower's epoch is older than the leader's.
+    FencedLeaderEpoch,
+    /// The follower's epoch is newer than the leader's (the leader lags the controller).
+    UnknownLeaderEpoch,
+    NotLeader,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FetchResponse<R> {
+    /// Echoes the request's epoch so stale answers are recognised.
+    pub leader_epoch: LeaderEpoch,
+    pub result: FetchResult<R>,
+}
+
+/// Everything a replica sends or receives.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ReplicationMessage<R> {
+    /// Controller → replicas: the partition's registration (Kafka's LeaderAndIsr).
+    PartitionState(PartitionRegistration),
+    /// Leader → controller: an ISR change proposal.
+    AlterPartition(AlterPartitionRequest),
+    /// Controller → leader.
+    AlterPartitionResponse(Result<PartitionRegistration, AlterPartitionError>),
+    Fetch(FetchRequest),
+    FetchResponse(FetchResponse<R>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ReplicaTimer {
+    /// Leader: look for followers that fell out of sync.
+    LagCheck,
+    /// Follower: retry a fetch after an error.
+    FetchBackoff,
+}
+
+/// The replication protocol keeps no durable state of its own besides the
+/// log (flushed through [`crate::core::Effect::FlushLog`]): leadership and
+/// the ISR are the controller's, and the high watermark is rebuilt.
+pub type ReplicaDurable = ();
+
+pub type ReplicaEffects<R> =
+    Effects<ReplicationMessage<R>, ReplicaTimer, ProduceReply, ReplicaDurable>;
+
+/// What the leader knows of one follower in the current leader epoch.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FollowerProgress {
+    /// The follower's log end offset, known only once it has fetched in this
+    /// epoch at or past the epoch start offset; until then it holds back the HW.
+    pub end_offset: Option<Offset>,
+    /// Fetched up to the leader's log end offset (as of the last answer)
+    /// since the last lag check.
+    caught_up: bool,
+    /// The leader's log end offset when it last answered this follower.
+    leader_end_at_last_answer: Offset,
+    /// A fetch the leader holds until there is something new (long poll).
+    parked: Option<FetchRequest>,
+    /// The high watermark the follower was last told.
+    high_watermark_sent: Offset,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PendingProduce {
+    id: RequestId,
+    base_offset: Offset,
+    end_offset: Offset,
+    acks: Acks,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LeaderState {
+    pub epoch_start_offset: Offset,
+    pub followers: BTreeMap<NodeId, FollowerProgress>,
+    /// The ISR this replica proposed and the controller has not answered yet.
+    pub pending_isr: Option<BTreeSet<NodeId>>,
+    pending_produces: VecDeque<PendingProduce>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FollowerState {
+    pub leader: NodeId,
+    pub fetch_in_flight: bool,
+    /// Durable mode: waiting for a flush before fetching further.
+    pub awaiting_flush: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// No partition state yet (just started), or not a replica with a live leader.
+    Offline,
+    Leader(LeaderState),
+    Follower(FollowerState),
+}
+
+/// One replica of one partition.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Replica<L> {
+    config: ReplicaConfig,
+    log: L,
+    high_watermark: Offset,
+    /// The latest registration learnt from the controller.
+    registration: Option<PartitionRegistration>,
+    role: Role,
+}
+
+impl<L: PartitionLog> Replica<L> {
+    /// Starts a replica over a recovered log. Nothing volatile survives a
+    /// restart: the replica waits for the controller's partition state.
+    pub fn recover(config: ReplicaConfig, log: L) -> Self {
+        assert!(config.min_insync_replicas >= 1);
+        Self { config, log, high_watermark: 0, registration: None, role: Role::Offline }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.config.replica_id
+    }
+    pub fn config(&self) -> &ReplicaConfig {
+        &self.config
+    }
+    pub fn log(&self) -> &L {
+        &self.log
+    }
+    /// For the caller executing a `FlushLog` effect and for crash simulation.
+    pub fn log_mut(&mut self) -> &mut L {
+        &mut self.log
+    }
+    pub fn high_watermark(&self) -> Offset {
+        self.high_watermark
+    }
+    pub fn registration(&self) -> Option<&PartitionRegistration> {
+        self.registration.as_ref()
+    }
+    pub fn role(&self) -> &Role {
+        &self.role
+    }
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Leader(_))
+    }
+    pub fn leader_epoch(&self) -> Option<LeaderEpoch> {
+        self.registration.as_ref().map(|r| r.leader_epoch)
+    }
+
+    /// The ISR as the leader counts it for the high watermark: the committed
+    /// ISR plus any member of a pending proposal (Kafka's maximal ISR).
+    pub fn maximal_isr(&self) -> BTreeSet<NodeId> {
+        let mut isr = self.registration.as_ref().map(|r| r.isr.clone()).unwrap_or_default();
+        if let Role::Leader(ls) = &self.role {
+            isr.extend(ls.pending_isr.iter().flatten().copied());
+        }
+        isr
+    }
+
+    // ----- inputs -------------------------------------------------------------
+
+    /// A message from node `from`.
+    pub fn on_message(
+        &mut self,
+        from: NodeId,
+        message: ReplicationMessage<L::Records>,
+        out: &mut ReplicaEffects<L::Records>,
+    ) {
+        match message {
+            ReplicationMessage::PartitionState(reg) => self.on_partition_state(reg, out),
+            ReplicationMessage::AlterPartitionResponse(r) => self.on_alter_partition_response(r, out),
+            ReplicationMessage::Fetch(request) => self.on_fetch(request, out),
+            ReplicationMessage::FetchResponse(response) => self.on_fetch_response(from, response, out),
+            // Only the controller handles proposals.
+            ReplicationMessage::AlterPartition(_) => {}
+        }
+    }
+
+    pub fn on_timer(&mut self, timer: ReplicaTimer, out: &mut ReplicaEffects<L::Records>) {
+        match timer {
+            ReplicaTimer::LagCheck => self.on_lag_check(out),
+            ReplicaTimer::FetchBackoff => {
+                if matches!(&self.role, Role::Follower(f) if !f.fetch_in_flight) {
+                    self.maybe_send_fetch(out);
+                }
+            }
+        }
+    }
+
+    /// The log is durable up to `flushed_offset` (completion of `FlushLog`).
+    pub fn on_flushed(&mut self, flushed_offset: Offset, out: &mut ReplicaEffects<L::Records>) {
+        debug_assert!(flushed_offset <= self.log.flushed_offset());
+        match &mut self.role {
+            Role::Leader(_) => {
+                self.maybe_advance_high_watermark(out);
+                self.complete_produces(out);
+            }
+            Role::Follower(f) if f.awaiting_flush => {
+                f.awaiting_flush = false;
+                self.maybe_send_fetch(out);
+            }
+            _ => {}
+        }
+    }
+
+    /// A client's produce.
+    pub fn on_produce(
+        &mut self,
+        request: ProduceRequest<L::Records>,
+        out: &mut ReplicaEffects<L::Records>,
+    ) {
+        let Some(reg) = self.registration.as_ref() else {
+            return reply(out, request.id, Err(ProduceError::NotLeaderOrFollower));
+        };
+        let Role::Leader(ls) = &self.role else {
+            return reply(out, request.id, Err(ProduceError::NotLeaderOrFollower));
+        };
+        if request.acks == Acks::All && !self.min_isr_met(reg) {
+            return reply(out, request.id, Err(ProduceError::NotEnoughReplicas));
+        }
+        if ls.pending_produces.len() >= self.config.pending_produces_max {
+            return reply(out, request.id, Err(ProduceError::RequestTimedOut));
+        }
+        let epoch = reg.leader_epoch;
+        let info = match self.log.append_as_leader(request.records, epoch) {
+            Ok(info) => info,
+            Err(e) => return reply(out, request.id, Err(ProduceError::Log(e))),
+        };
+        if self.config.flush_mode == FlushMode::Durable {
+            out.flush_log(info.end_offset);
+        }
+        if request.acks != Acks::None {
+            let Role::Leader(ls) = &mut self.role else { unreachable!() };
+            ls.pending_produces.push_back(PendingProduce {
+                id: request.id,
+                base_offset: info.first_offset,
+                end_offset: info.end_offset,
+                acks: request.acks,
+            });
+        }
+        self.maybe_advance_high_watermark(out);
+        self.complete_produces(out);
+        self.answer_parked_fetches(out);
+    }
+
+    /// A consumer's fetch: whole batches from `from`, never past the high watermark.
+    pub fn read_committed(&self, from: Offset, max_bytes: usize) -> Result<L::Records, FetchError> {
+        if !self.is_leader() {
+            return Err(FetchError::NotLeaderOrFollower);
+        }
+        if from < self.log.start_offset() || from > self.high_watermark {
+            return Err(FetchError::OffsetOutOfRange);
+        }
+        self.log.read(from, self.high_watermark, max_bytes).map_err(FetchError::Log)
+    }
+
+    // ----- controller --------------------------------------------------------
+
+    fn on_partition_state(
+        &mut self,
+        reg: PartitionRegistration,
+        out: &mut ReplicaEffects<L::Records>,
+    ) {
+        let me = self.config.replica_id;
+        let newer_leader_epoch = match &self.registration {
+            None => true,
+            Some(known) => {
+                if (reg.leader_epoch, reg.partition_epoch)
+                    <= (known.leader_epoch, known.partition_epoch)
+                {
+                    return; // stale or duplicate
+                }
+                reg.leader_epoch > known.leader_epoch
+            }
+        };
+        let leader = reg.leader;
+        let is_replica = reg.replicas.contains(&me);
+        self.registration = Some(reg);
+        if !newer_leader_epoch && !matches!(self.role, Role::Offline) {
+            // Same leader epoch, newer ISR: the leader adopts it.
+            self.maybe_advance_high_watermark(out);
+            self.complete_produces(out);
+            return;
+        }
+        self.resign(out);
+        match leader {
+            Some(l) if l == me => self.become_leader(out),
+            Some(l) if is_replica => self.become_follower(l, out),
+            _ => {}
+        }
+    }
+
+    fn on_alter_partition_response(
+        &mut self,
+        result: Result<PartitionRegistration, AlterPartitionError>,
+        out: &mut ReplicaEffects<L::Records>,
+    ) {
+        let Role::Leader(ls) = &mut self.role else { return };
+        if ls.pending_isr.is_none() {
+            return;
+        }
+        ls.pending_isr = None;
+        if let Ok(reg) = result {
+            let known = self.registration.as_ref().expect("a leader has a registration");
+            let same_epoch = reg.leader_epoch == known.leader_epoch;
+            if same_epoch && reg.partition_epoch > known.partition_epoch {
+                self.registration = Some(reg);
+            }
+        }
+        // On error the controller's newer registration is on its way.
+        self.maybe_advance_high_watermark(out);
+        self.complete_produces(out);
+    }
+
+    // ----- leader ------------------------------------------------------------
+
+    fn become_leader(&mut self, out: &mut ReplicaEffects<L::Records>) {
+        let reg = self.registration.as_ref().expect("leader has a registration");
+        let epoch_start_offset = self.log.end_offset();
+        self.log.assign_epoch_start(reg.leader_epoch, epoch_start_offset);
+        let me = self.config.replica_id;
+        let assumed = self.config.bugs.hw_over_unfetched_follower.then_some(epoch_start_offset);
+        let followers = reg
+            .replicas
+            .iter()
+            .filter(|&&r| r != me)
+            .map(|&r| (r, FollowerProgress { end_offset: assumed, ..Default::default() }))
+            .collect();
+        self.role = Role::Leader(LeaderState {
+            epoch_start_offset,
+            followers,
+            pending_isr: None,
+            pending_produces: VecDeque::new(),
+        });
+        out.set_timer(ReplicaTimer::LagCheck, self.config.replica_lag_time_max_ms);
+        self.maybe_advance_high_watermark(out);
+    }
+
+    /// Leaves the current role: pending produces fail, held fetches are dropped
+    /// (their followers learn the new leader from the controller).
+    fn resign(&mut self, out: &mut ReplicaEffects<L::Records>) {
+        match std::mem::replace(&mut self.role, Role::Offline) {
+            Role::Leader(ls) => {
+                out.cancel_timer(ReplicaTimer::LagCheck);
+                for p in ls.pending_produces {
+                    reply(out, p.id, Err(ProduceError::NotLeaderOrFollower));
+                }
+            }
+            Role::Follower(_) => out.cancel_timer(ReplicaTimer::FetchBackoff),
+            Role::Offline => {}
+        }
+    }
+
+    fn on_fetch(&mut self, request: FetchRequest, out: &mut ReplicaEffects<L::Records>) {
+        let from = request.replica_id;
+        let answer = |out: &mut ReplicaEffects<L::Records>, epoch, result| {
+            out.send(from, ReplicationMessage::FetchResponse(FetchResponse { leader_epoch: epoch, result }))
+        };
+        let epoch = request.leader_epoch;
+        let Some(reg) = &self.registration else {
+            return answer(out, epoch, FetchResult::NotLeader);
+        };
+        let Role::Leader(ls) = &self.role else {
+            return answer(out, epoch, FetchResult::NotLeader);
+        };
+        if !ls.followers.contains_key(&from) {
+            return answer(out, epoch, FetchResult::NotLeader);
+        }
+        if epoch < reg.leader_epoch {
+            return answer(out, epoch, FetchResult::FencedLeaderEpoch);
+        }
+        if epoch > reg.leader_epoch {
+            return answer(out, epoch, FetchResult::UnknownLeaderEpoch);
+        }
+        if let Some(diverging) = self.check_divergence(&request) {
+            return answer(out, epoch, diverging);
+        }
+        if request.fetch_offset > self.log.end_offset() {
+            let log_end_offset = self.log.end_offset();
+            return answer(out, epoch, FetchResult::OffsetOutOfRange { log_end_offset });
+        }
+        self.record_follower_fetch(&request);
+        self.maybe_expand_isr(&request, out);
+        self.maybe_advance_high_watermark(out);
+        self.complete_produces(out);
+        self.answer_or_park(request, out);
+        // This fetch may have moved the HW: others learn it now.
+        self.answer_parked_fetches(out);
+    }
+
+    /// The leader's side of log reconciliation: the follower's log matches
+    /// ours up to its fetch offset only if our log ends `last_fetched_epoch`
+    /// at or after that offset.
+    fn check_divergence(&self, request: &FetchRequest) -> Option<FetchResult<L::Records>> {
+        if self.config.bugs.skip_divergence_check {
+            return None;
+        }
+        let high_watermark = self.high_watermark;
+        let Some(last_epoch) = request.last_fetched_epoch else {
+            // An empty follower log matches any leader log.
+            return None;
+        };
+        match self.log.end_offset_for_epoch(last_epoch) {
+            Some(e) if e.epoch == last_epoch && e.end_offset >= request.fetch_offset => None,
+            Some(e) => Some(FetchResult::DivergingEpoch {
+                epoch: e.epoch,
+                end_offset: e.end_offset,
+                high_watermark,
+            }),
+            // The follower claims an epoch newer than ours: we are stale.
+            None => Some(FetchResult::UnknownLeaderEpoch),
+        }
+    }
+
+    fn record_follower_fetch(&mut self, request: &FetchRequest) {
+        let leader_end = self.log.end_offset();
+        let Role::Leader(ls) = &mut self.role else { unreachable!() };
+        let p = ls.followers.get_mut(&request.replica_id).expect("checked by caller");
+        let offset = request.fetch_offset;
+        // Counting a follower below the epoch start would let the HW cover
+        // records it may not share with us.
+        if offset >= ls.epoch_start_offset {
+            p.end_offset = Some(offset);
+        } else if !self.config.bugs.hw_over_unfetched_follower {
+            p.end_offset = None;
+        }
+        if offset >= leader_end || offset >= p.leader_end_at_last_answer {
+            p.caught_up = true;
+        }
+        p.parked = None;
+    }
+
+    /// A follower out of the ISR rejoins once it reaches the high watermark
+    /// and the start of this leader epoch.
+    fn maybe_expand_isr(&mut self, request: &FetchRequest, out: &mut ReplicaEffects<L::Records>) {
+        let maximal = self.maximal_isr();
+        let Role::Leader(ls) = &self.role else { return };
+        let f = request.replica_id;
+        if maximal.contains(&f) || ls.pending_isr.is_some() {
+            return;
+        }
+        let reached_hw = request.fetch_offset >= self.high_watermark;
+        let reached_epoch_start = request.fetch_offset >= ls.epoch_start_offset
+            || self.config.bugs.expand_isr_below_epoch_start;
+        if reached_hw && reached_epoch_start {
+            let mut new_isr = self.registration.as_ref().expect("leader").isr.clone();
+            new_isr.insert(f);
+            self.propose_isr(new_isr, out);
+        }
+    }
+
+    /// Leader timer: propose removing ISR members that have not caught up
+    /// since the last check.
+    fn on_lag_check(&mut self, out: &mut ReplicaEffects<L::Records>) {
+        let Role::Leader(ls) = &mut self.role else { return };
+        out.set_timer(ReplicaTimer::LagCheck, self.config.replica_lag_time_max_ms);
+        let isr = &self.registration.as_ref().expect("leader").isr;
+        let lagging: BTreeSet<NodeId> = ls
+            .followers
+            .iter()
+            .filter(|(r, p)| isr.contains(r) && !p.caught_up)
+            .map(|(&r, _)| r)
+            .collect();
+        for p in ls.followers.values_mut() {
+            p.caught_up = false;
+        }
+        if lagging.is_empty() || ls.pending_isr.is_some() {
+            return;
+        }
+        let new_isr: BTreeSet<NodeId> = isr.difference(&lagging).copied().collect();
+        self.propose_isr(new_isr, out);
+    }
+
+    fn propose_isr(&mut self, new_isr: BTreeSet<NodeId>, out: &mut ReplicaEffects<L::Records>) {
+        let me = self.config.replica_id;
+        assert!(new_isr.contains(&me), "a leader never proposes an ISR without itself");
+        let reg = self.registration.as_mut().expect("leader");
+        let request = AlterPartitionRequest {
+            leader: me,
+            leader_epoch: reg.leader_epoch,
+            partition_epoch: reg.partition_epoch,
+            new_isr: new_isr.clone(),
+        };
+        if self.config.bugs.shrink_isr_before_commit && new_isr.is_subset(&reg.isr) {
+            reg.isr = new_isr.clone();
+        }
+        let Role::Leader(ls) = &mut self.role else { unreachable!() };
+        ls.pending_isr = Some(new_isr);
+        out.send(self.config.controller_id, ReplicationMessage::AlterPartition(request));
+    }
+
+    fn min_isr_met(&self, reg: &PartitionRegistration) -> bool {
+        reg.isr.len() >= self.config.min_insync_replicas
+            || self.config.bugs.ignore_min_insync_replicas
+    }
+
+    /// The leader's own end offset as far as the HW may count it.
+    fn own_end_offset_for_hw(&self) -> Offset {
+        match self.config.flush_mode {
+            FlushMode::Async => self.log.end_offset(),
+            FlushMode::Durable => self.log.flushed_offset(),
+        }
+    }
+
+    /// HW = min end offset over the maximal ISR, counting only followers that
+    /// fetched in this epoch past its start, gated by `min.insync.replicas`.
+    /// The HW never moves backwards while this replica leads.
+    fn maybe_advance_high_watermark(&mut self, out: &mut ReplicaEffects<L::Records>) {
+        let Role::Leader(ls) = &self.role else { return };
+        let reg = self.registration.as_ref().expect("leader");
+        if !self.min_isr_met(reg) {
+            return;
+        }
+        let me = self.config.replica_id;
+        let mut candidate = self.own_end_offset_for_hw();
+        for member in self.maximal_isr().into_iter().filter(|&m| m != me) {
+            match ls.followers.get(&member).and_then(|p| p.end_offset) {
+                Some(end) => candidate = candidate.min(end),
+                None => return,
+            }
+        }
+        if candidate > self.high_watermark {
+            assert!(candidate <= self.log.end_offset(), "HW never passes the log end");
+            self.high_watermark = candidate;
+            self.answer_parked_fetches(out);
+        }
+    }
+
+    /// Answers produces whose condition now holds, in offset order.
+    fn complete_produces(&mut self, out: &mut ReplicaEffects<L::Records>) {
+        let min_isr_met = self.registration.as_ref().is_some_and(|r| self.min_isr_met(r));
+        let hw = self.high_watermark;
+        let leader_durable = self.own_end_offset_for_hw();
+        let Role::Leader(ls) = &mut self.role else { return };
+        ls.pending_produces.retain(|p| {
+            let result = match p.acks {
+                Acks::Leader if leader_durable >= p.end_offset => Ok(p.base_offset),
+                Acks::All if hw >= p.end_offset && min_isr_met => Ok(p.base_offset),
+                Acks::All if hw >= p.end_offset => Err(ProduceError::NotEnoughReplicasAfterAppend),
+                _ => return true,
+            };
+            out.reply(ProduceReply { id: p.id, result });
+            false
+        });
+    }
+
+    /// Answers a fetch now if there is something to say, else holds it.
+    fn answer_or_park(&mut self, request: FetchRequest, out: &mut ReplicaEffects<L::Records>) {
+        let hw = self.high_watermark;
+        let has_records = request.fetch_offset < self.log.end_offset();
+        let Role::Leader(ls) = &mut self.role else { unreachable!() };
+        let p = ls.followers.get_mut(&request.replica_id).expect("checked by caller");
+        if !has_records && p.high_watermark_sent == hw {
+            p.parked = Some(request);
+            return;
+        }
+        self.answer_fetch(request, out);
+    }
+
+    fn answer_parked_fetches(&mut self, out: &mut ReplicaEffects<L::Records>) {
+        let hw = self.high_watermark;
+        let leader_end = self.log.end_offset();
+        let Role::Leader(ls) = &mut self.role else { return };
+        let ready: Vec<FetchRequest> = ls
+            .followers
+            .values_mut()
+            .filter(|p| {
+                p.parked.as_ref().is_some_and(|r| {
+                    r.fetch_offset < leader_end || p.high_watermark_sent != hw
+                })
+            })
+            .filter_map(|p| p.parked.take())
+            .collect();
+        for request in ready {
+            self.answer_fetch(request, out);
+        }
+    }
+
+    fn answer_fetch(&mut self, request: FetchRequest, out: &mut ReplicaEffects<L::Records>) {
+        let hw = self.high_watermark;
+        let leader_end = self.log.end_offset();
+        let records = self.log.read(request.fetch_offset, leader_end, self.config.fetch_max_bytes);
+        let result = match records {
+            Ok(records) => FetchResult::Records { records, high_watermark: hw },
+            Err(_) => FetchResult::OffsetOutOfRange { log_end_offset: leader_end },
+        };
+        let Role::Leader(ls) = &mut self.role else { unreachable!() };
+        let p = ls.followers.get_mut(&request.replica_id).expect("checked by caller");
+        p.high_watermark_sent = hw;
+        p.leader_end_at_last_answer = leader_end;
+        let response = FetchResponse { leader_epoch: request.leader_epoch, result };
+        out.send(request.replica_id, ReplicationMessage::FetchResponse(response));
+    }
+
+    // ----- follower ----------------------------------------------------------
+
+    fn become_follower(&mut self, leader: NodeId, out: &mut ReplicaEffects<L::Records>) {
+        if self.config.bugs.truncate_to_high_watermark {
+            self.log.truncate_to(self.high_watermark);
+        }
+        self.high_watermark = self.high_watermark.min(self.log.end_offset());
+        self.role =
+            Role::Follower(FollowerState { leader, fetch_in_flight: false, awaiting_flush: false });
+        self.maybe_send_fetch(out);
+    }
+
+    /// Sends the next fetch — in durable mode only once everything the
+    /// fetch offset claims is flushed, since the leader counts it for the HW.
+    fn maybe_send_fetch(&mut self, out: &mut ReplicaEffects<L::Records>) {
+        let durable = self.config.flush_mode == FlushMode::Durable;
+        let end = self.log.end_offset();
+        let unflushed = durable && self.log.flushed_offset() < end;
+        let Role::Follower(f) = &mut self.role else { return };
+        debug_assert!(!f.fetch_in_flight);
+        if unflushed {
+            if !f.awaiting_flush {
+                f.awaiting_flush = true;
+                out.flush_log(end);
+            }
+            return;
+        }
+        f.fetch_in_flight = true;
+        let request = FetchRequest {
+            replica_id: self.config.replica_id,
+            leader_epoch: self.registration.as_ref().expect("follower").leader_epoch,
+            fetch_offset: end,
+            last_fetched_epoch: self.log.latest_epoch(),
+        };
+        out.send(f.leader, ReplicationMessage::Fetch(request));
+    }
+
+    fn on_fetch_response(
+        &mut self,
+        from: NodeId,
+        response: FetchResponse<L::Records>,
+        out: &mut ReplicaEffects<L::Records>,
+    ) {
+        let current = self.leader_epoch();
+        let Role::Follower(f) = &mut self.role else { return };
+        if f.leader != from || !f.fetch_in_flight || Some(response.leader_epoch) != current {
+            return; // an answer to a fetch from an earlier epoch
+        }
+        f.fetch_in_flight = false;
+        match response.result {
+            FetchResult::Records { records, high_watermark } => {
+                self.on_fetched_records(records, high_watermark, out)
+            }
+            FetchResult::DivergingEpoch { epoch, end_offset, .. } => {
+                self.on_diverging_epoch(epoch, end_offset, out)
+            }
+            FetchResult::OffsetOutOfRange { log_end_offset } => {
+                // Only an unclean leader can be behind us: follow it.
+                if log_end_offset < self.log.end_offset() {
+                    self.truncate(log_end_offset);
+                }
+                out.set_timer(ReplicaTimer::FetchBackoff, self.config.fetch_backoff_ms);
+            }
+            FetchResult::FencedLeaderEpoch
+            | FetchResult::UnknownLeaderEpoch
+            | FetchResult::NotLeader => {
+                out.set_timer(ReplicaTimer::FetchBackoff, self.config.fetch_backoff_ms);
+            }
+        }
+    }
+
+    fn on_fetched_records(
+        &mut self,
+        records: L::Records,
+        leader_high_watermark: Offset,
+        out: &mut ReplicaEffects<L::Records>,
+    ) {
+        if !records.is_empty() {
+            if let Err(_e) = self.log.append_as_follower(records) {
+                // A response that does not fit our log (e.g. reordered by a
+                // buggy peer): drop it and fetch again after a pause.
+                out.set_timer(ReplicaTimer::FetchBackoff, self.config.fetch_backoff_ms);
+                return;
+            }
+        }
+        self.high_watermark = leader_high_watermark.min(self.log.end_offset());
+        self.maybe_send_fetch(out);
+    }
+
+    /// KIP-279 truncation: cut the log at the end of the last epoch both logs
+    /// share, then fetch again (which may find an earlier divergence).
+    fn on_diverging_epoch(
+        &mut self,
+        leader_epoch: LeaderEpoch,
+        leader_end_offset: Offset,
+        out: &mut ReplicaEffects<L::Records>,
+    ) {
+        let target = match self.log.end_offset_for_epoch(leader_epoch) {
+            None => self.log.start_offset(),
+            // We never saw the leader's epoch: cut back to our end of the
+            // largest epoch before it and ask again.
+            Some(own) if own.epoch != leader_epoch => own.end_offset,
+            Some(own) => own.end_offset.min(leader_end_offset),
+        };
+        self.truncate(target.min(self.log.end_offset()));
+        self.maybe_send_fetch(out);
+    }
+
+    fn truncate(&mut self, end_offset: Offset) {
+        self.log.truncate_to(end_offset);
+        self.high_watermark = self.high_watermark.min(self.log.end_offset());
+    }
+}
+
+/// Why a consumer fetch failed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FetchError {
+    NotLeaderOrFollower,
+    OffsetOutOfRange,
+    Log(LogError),
+}
+
+fn reply<R>(out: &mut ReplicaEffects<R>, id: RequestId, result: Result<Offset, ProduceError>) {
+    out.reply(ProduceReply { id, result });
+}

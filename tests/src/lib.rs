@@ -1,0 +1,1 @@
+//! Cluster tests (dev-only).
