@@ -67,7 +67,9 @@ pub const EFFECTS_MAX: usize = 4096;
 
 impl<M, T, R, D> Default for Effects<M, T, R, D> {
     fn default() -> Self {
-        Self { effects: Vec::new() }
+        Self {
+            effects: Vec::new(),
+        }
     }
 }
 
@@ -77,7 +79,10 @@ impl<M, T, R, D> Effects<M, T, R, D> {
     }
 
     pub fn push(&mut self, effect: Effect<M, T, R, D>) {
-        assert!(self.effects.len() < EFFECTS_MAX, "one input produced too many effects");
+        assert!(
+            self.effects.len() < EFFECTS_MAX,
+            "one input produced too many effects"
+        );
         self.effects.push(effect);
     }
 

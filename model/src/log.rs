@@ -39,11 +39,18 @@ pub enum LogError {
     /// A batch failed validation (length, magic, checksum): Kafka's CORRUPT_MESSAGE.
     Corrupt(String),
     /// A read or append outside `[log start offset, log end offset]`.
-    OffsetOutOfRange { requested: Offset, start: Offset, end: Offset },
+    OffsetOutOfRange {
+        requested: Offset,
+        start: Offset,
+        end: Offset,
+    },
     /// A follower append whose first offset is not the log end offset.
     NonContiguous { expected: Offset, got: Offset },
     /// A batch whose leader epoch is older than the log's latest epoch.
-    EpochRegression { latest: LeaderEpoch, got: LeaderEpoch },
+    EpochRegression {
+        latest: LeaderEpoch,
+        got: LeaderEpoch,
+    },
     /// Nothing to append.
     Empty,
     /// The storage failed; the message says how.
@@ -91,8 +98,12 @@ pub trait PartitionLog {
 
     /// Whole batches starting with the one containing `from`, none reaching
     /// `until` or beyond, at most `max_bytes` but always at least one batch.
-    fn read(&self, from: Offset, until: Offset, max_bytes: usize)
-        -> Result<Self::Records, LogError>;
+    fn read(
+        &self,
+        from: Offset,
+        until: Offset,
+        max_bytes: usize,
+    ) -> Result<Self::Records, LogError>;
 
     /// Records in the leader-epoch cache that `epoch` starts at `start_offset`
     /// (a new leader does this before appending anything). Ignored if the
@@ -143,7 +154,12 @@ impl<P> MemBatch<P> {
     /// A batch not yet placed in a log (the leader assigns offset and epoch).
     pub fn new(record_count: u32, payload: P) -> Self {
         assert!(record_count > 0, "a batch holds at least one record");
-        Self { base_offset: 0, leader_epoch: 0, record_count, payload }
+        Self {
+            base_offset: 0,
+            leader_epoch: 0,
+            record_count,
+            payload,
+        }
     }
 
     pub fn end_offset(&self) -> Offset {
@@ -173,7 +189,11 @@ pub struct MemLog<P> {
 
 impl<P: Payload> MemLog<P> {
     pub fn new() -> Self {
-        Self { batches: Vec::new(), epochs: Vec::new(), flushed: 0 }
+        Self {
+            batches: Vec::new(),
+            epochs: Vec::new(),
+            flushed: 0,
+        }
     }
 
     pub fn batches(&self) -> &[MemBatch<P>] {
@@ -193,9 +213,18 @@ impl<P: Payload> MemLog<P> {
 
     fn check_invariants(&self) {
         debug_assert!(self.flushed <= self.end_offset());
-        debug_assert!(self.batches.windows(2).all(|w| w[0].end_offset() == w[1].base_offset));
-        debug_assert!(self.batches.windows(2).all(|w| w[0].leader_epoch <= w[1].leader_epoch));
-        debug_assert!(self.epochs.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1));
+        debug_assert!(self
+            .batches
+            .windows(2)
+            .all(|w| w[0].end_offset() == w[1].base_offset));
+        debug_assert!(self
+            .batches
+            .windows(2)
+            .all(|w| w[0].leader_epoch <= w[1].leader_epoch));
+        debug_assert!(self
+            .epochs
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1));
     }
 
     fn note_epoch(&mut self, epoch: LeaderEpoch, start_offset: Offset) {
@@ -245,24 +274,36 @@ impl<P: Payload> PartitionLog for MemLog<P> {
             self.batches.push(batch);
         }
         self.check_invariants();
-        Ok(AppendInfo { first_offset, end_offset: self.end_offset() })
+        Ok(AppendInfo {
+            first_offset,
+            end_offset: self.end_offset(),
+        })
     }
 
     fn append_as_follower(&mut self, records: MemRecords<P>) -> Result<AppendInfo, LogError> {
         let first = records.0.first().ok_or(LogError::Empty)?;
         let first_offset = self.end_offset();
         if first.base_offset != first_offset {
-            return Err(LogError::NonContiguous { expected: first_offset, got: first.base_offset });
+            return Err(LogError::NonContiguous {
+                expected: first_offset,
+                got: first.base_offset,
+            });
         }
         // Validate the whole run before changing anything: all or nothing.
         let mut expected = first_offset;
         let mut epoch = self.latest_epoch().unwrap_or(0);
         for batch in &records.0 {
             if batch.base_offset != expected {
-                return Err(LogError::NonContiguous { expected, got: batch.base_offset });
+                return Err(LogError::NonContiguous {
+                    expected,
+                    got: batch.base_offset,
+                });
             }
             if batch.leader_epoch < epoch {
-                return Err(LogError::EpochRegression { latest: epoch, got: batch.leader_epoch });
+                return Err(LogError::EpochRegression {
+                    latest: epoch,
+                    got: batch.leader_epoch,
+                });
             }
             if batch.record_count == 0 {
                 return Err(LogError::Corrupt("batch with no record".into()));
@@ -275,7 +316,10 @@ impl<P: Payload> PartitionLog for MemLog<P> {
             self.batches.push(batch);
         }
         self.check_invariants();
-        Ok(AppendInfo { first_offset, end_offset: self.end_offset() })
+        Ok(AppendInfo {
+            first_offset,
+            end_offset: self.end_offset(),
+        })
     }
 
     fn truncate_to(&mut self, end_offset: Offset) {
@@ -295,7 +339,11 @@ impl<P: Payload> PartitionLog for MemLog<P> {
     ) -> Result<MemRecords<P>, LogError> {
         let end = self.end_offset();
         if from > end {
-            return Err(LogError::OffsetOutOfRange { requested: from, start: 0, end });
+            return Err(LogError::OffsetOutOfRange {
+                requested: from,
+                start: 0,
+                end,
+            });
         }
         let mut out = Vec::new();
         let mut bytes = 0usize;
@@ -313,7 +361,10 @@ impl<P: Payload> PartitionLog for MemLog<P> {
     }
 
     fn assign_epoch_start(&mut self, epoch: LeaderEpoch, start_offset: Offset) {
-        assert!(start_offset <= self.end_offset(), "an epoch starts at or below the log end");
+        assert!(
+            start_offset <= self.end_offset(),
+            "an epoch starts at or below the log end"
+        );
         self.note_epoch(epoch, start_offset);
         self.check_invariants();
     }
@@ -349,7 +400,10 @@ pub fn end_offset_for_epoch(
 ) -> Option<EpochEndOffset> {
     let &(latest, _) = epochs.last()?;
     if epoch == latest {
-        return Some(EpochEndOffset { epoch, end_offset: log_end_offset });
+        return Some(EpochEndOffset {
+            epoch,
+            end_offset: log_end_offset,
+        });
     }
     // The first entry after `epoch` ends it.
     let higher = epochs.iter().find(|&&(e, _)| e > epoch)?;
@@ -367,7 +421,8 @@ mod tests {
     use super::*;
 
     fn leader_append(log: &mut MemLog<u8>, value: u8, epoch: LeaderEpoch) -> AppendInfo {
-        log.append_as_leader(MemRecords(vec![MemBatch::new(1, value)]), epoch).unwrap()
+        log.append_as_leader(MemRecords(vec![MemBatch::new(1, value)]), epoch)
+            .unwrap()
     }
 
     #[test]
@@ -377,10 +432,34 @@ mod tests {
         leader_append(&mut log, 2, 1);
         log.assign_epoch_start(3, 2);
         leader_append(&mut log, 3, 3);
-        assert_eq!(log.end_offset_for_epoch(3), Some(EpochEndOffset { epoch: 3, end_offset: 3 }));
-        assert_eq!(log.end_offset_for_epoch(2), Some(EpochEndOffset { epoch: 1, end_offset: 2 }));
-        assert_eq!(log.end_offset_for_epoch(1), Some(EpochEndOffset { epoch: 1, end_offset: 2 }));
-        assert_eq!(log.end_offset_for_epoch(0), Some(EpochEndOffset { epoch: 0, end_offset: 0 }));
+        assert_eq!(
+            log.end_offset_for_epoch(3),
+            Some(EpochEndOffset {
+                epoch: 3,
+                end_offset: 3
+            })
+        );
+        assert_eq!(
+            log.end_offset_for_epoch(2),
+            Some(EpochEndOffset {
+                epoch: 1,
+                end_offset: 2
+            })
+        );
+        assert_eq!(
+            log.end_offset_for_epoch(1),
+            Some(EpochEndOffset {
+                epoch: 1,
+                end_offset: 2
+            })
+        );
+        assert_eq!(
+            log.end_offset_for_epoch(0),
+            Some(EpochEndOffset {
+                epoch: 0,
+                end_offset: 0
+            })
+        );
         assert_eq!(log.end_offset_for_epoch(4), None);
         assert_eq!(log.epoch_of_offset(2), Some(3));
         assert_eq!(log.epoch_of_offset(3), None);
@@ -412,9 +491,21 @@ mod tests {
     #[test]
     fn follower_append_is_all_or_nothing() {
         let mut log = MemLog::<u8>::new();
-        let good = MemBatch { base_offset: 0, leader_epoch: 2, record_count: 1, payload: 1 };
-        let stale = MemBatch { base_offset: 1, leader_epoch: 1, record_count: 1, payload: 2 };
-        let err = log.append_as_follower(MemRecords(vec![good, stale])).unwrap_err();
+        let good = MemBatch {
+            base_offset: 0,
+            leader_epoch: 2,
+            record_count: 1,
+            payload: 1,
+        };
+        let stale = MemBatch {
+            base_offset: 1,
+            leader_epoch: 1,
+            record_count: 1,
+            payload: 2,
+        };
+        let err = log
+            .append_as_follower(MemRecords(vec![good, stale]))
+            .unwrap_err();
         assert_eq!(err, LogError::EpochRegression { latest: 2, got: 1 });
         assert_eq!(log.end_offset(), 0);
     }
@@ -422,12 +513,18 @@ mod tests {
     #[test]
     fn read_returns_whole_batches_at_least_one() {
         let mut log = MemLog::<Vec<u8>>::new();
-        log.append_as_leader(MemRecords(vec![MemBatch::new(2, vec![0; 10])]), 1).unwrap();
-        log.append_as_leader(MemRecords(vec![MemBatch::new(1, vec![0; 10])]), 1).unwrap();
+        log.append_as_leader(MemRecords(vec![MemBatch::new(2, vec![0; 10])]), 1)
+            .unwrap();
+        log.append_as_leader(MemRecords(vec![MemBatch::new(1, vec![0; 10])]), 1)
+            .unwrap();
         let r = log.read(1, 3, 1).unwrap();
         assert_eq!(r.0.len(), 1);
         assert_eq!(r.0[0].base_offset, 0, "the batch containing the offset");
-        assert_eq!(log.read(0, 2, 100).unwrap().0.len(), 1, "bounded by `until`");
+        assert_eq!(
+            log.read(0, 2, 100).unwrap().0.len(),
+            1,
+            "bounded by `until`"
+        );
         assert!(log.read(4, 4, 100).is_err());
     }
 }

@@ -75,7 +75,13 @@ impl PartitionRegistration {
         let isr: BTreeSet<NodeId> = replicas.iter().copied().collect();
         assert_eq!(isr.len(), replicas.len(), "replicas are distinct");
         let leader = replicas.iter().copied().find(|&r| is_live(r));
-        Self { replicas, isr, leader, leader_epoch: 0, partition_epoch: 0 }
+        Self {
+            replicas,
+            isr,
+            leader,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        }
     }
 
     /// The replica that should lead: the first in assignment order that is
@@ -91,7 +97,11 @@ impl PartitionRegistration {
         if policy.bugs.elect_outside_isr {
             return first_live().map(|r| (r, false));
         }
-        let clean = self.replicas.iter().copied().find(|&r| self.isr.contains(&r) && is_live(r));
+        let clean = self
+            .replicas
+            .iter()
+            .copied()
+            .find(|&r| self.isr.contains(&r) && is_live(r));
         match clean {
             Some(r) => Some((r, false)),
             None if policy.unclean_leader_election_enable => first_live().map(|r| (r, true)),
@@ -102,7 +112,10 @@ impl PartitionRegistration {
     /// Installs a new leader (or none), bumping the epochs.
     fn set_leader(&mut self, leader: Option<NodeId>, unclean: bool, policy: &ElectionPolicy) {
         if let Some(l) = leader {
-            assert!(self.replicas.contains(&l), "leader must be an assigned replica");
+            assert!(
+                self.replicas.contains(&l),
+                "leader must be an assigned replica"
+            );
         }
         if leader != self.leader && !policy.bugs.reuse_leader_epoch {
             self.leader_epoch += 1;
@@ -118,7 +131,9 @@ impl PartitionRegistration {
     /// Re-runs the election after `is_live` changed. Returns true if the
     /// registration changed. A live leader that is still eligible keeps leading.
     pub fn elect(&mut self, is_live: impl Fn(NodeId) -> bool, policy: &ElectionPolicy) -> bool {
-        let current_ok = self.leader.is_some_and(|l| is_live(l) && self.isr.contains(&l));
+        let current_ok = self
+            .leader
+            .is_some_and(|l| is_live(l) && self.isr.contains(&l));
         if current_ok {
             return false;
         }
@@ -182,8 +197,10 @@ impl PartitionRegistration {
             return Err(AlterPartitionError::InvalidUpdateVersion);
         }
         let assigned = request.new_isr.iter().all(|r| self.replicas.contains(r));
-        let additions_live =
-            request.new_isr.iter().all(|&r| self.isr.contains(&r) || is_live(r));
+        let additions_live = request
+            .new_isr
+            .iter()
+            .all(|&r| self.isr.contains(&r) || is_live(r));
         if !assigned || !additions_live || !request.new_isr.contains(&request.leader) {
             return Err(AlterPartitionError::IneligibleReplica);
         }
@@ -228,7 +245,10 @@ mod tests {
         let clean = ElectionPolicy::default();
         assert!(p.fence_broker(2, |b| b != 2, &clean));
         assert_eq!(p.leader, None);
-        let unclean = ElectionPolicy { unclean_leader_election_enable: true, ..clean };
+        let unclean = ElectionPolicy {
+            unclean_leader_election_enable: true,
+            ..clean
+        };
         assert!(p.elect(|b| b != 2, &unclean));
         assert_eq!(p.leader, Some(0));
         assert_eq!(p.isr, BTreeSet::from([0]));

@@ -146,12 +146,21 @@ pub struct FetchRequest {
 /// The leader's answer to a [`FetchRequest`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum FetchResult<R> {
-    Records { records: R, high_watermark: Offset },
+    Records {
+        records: R,
+        high_watermark: Offset,
+    },
     /// The follower's log diverges from the leader's at or before
     /// `end_offset`, the end of the leader's `epoch`.
-    DivergingEpoch { epoch: LeaderEpoch, end_offset: Offset, high_watermark: Offset },
+    DivergingEpoch {
+        epoch: LeaderEpoch,
+        end_offset: Offset,
+        high_watermark: Offset,
+    },
     /// The fetch offset is past the leader's log end offset.
-    OffsetOutOfRange { log_end_offset: Offset },
+    OffsetOutOfRange {
+        log_end_offset: Offset,
+    },
     /// The follower's epoch is older than the leader's.
     FencedLeaderEpoch,
     /// The follower's epoch is newer than the leader's (the leader lags the controller).
@@ -173,8 +182,12 @@ pub enum ReplicationMessage<R> {
     PartitionState(PartitionRegistration),
     /// Leader → controller: an ISR change proposal.
     AlterPartition(AlterPartitionRequest),
-    /// Controller → leader.
-    AlterPartitionResponse(Result<PartitionRegistration, AlterPartitionError>),
+    /// Controller → leader; echoes the request so that a late answer to an
+    /// earlier proposal is not taken for the answer to the pending one.
+    AlterPartitionResponse {
+        request: AlterPartitionRequest,
+        result: Result<PartitionRegistration, AlterPartitionError>,
+    },
     Fetch(FetchRequest),
     FetchResponse(FetchResponse<R>),
 }
@@ -224,8 +237,8 @@ struct PendingProduce {
 pub struct LeaderState {
     pub epoch_start_offset: Offset,
     pub followers: BTreeMap<NodeId, FollowerProgress>,
-    /// The ISR this replica proposed and the controller has not answered yet.
-    pub pending_isr: Option<BTreeSet<NodeId>>,
+    /// The ISR change this replica proposed and the controller has not answered yet.
+    pub pending_isr: Option<AlterPartitionRequest>,
     pending_produces: VecDeque<PendingProduce>,
 }
 
@@ -261,7 +274,13 @@ impl<L: PartitionLog> Replica<L> {
     /// restart: the replica waits for the controller's partition state.
     pub fn recover(config: ReplicaConfig, log: L) -> Self {
         assert!(config.min_insync_replicas >= 1);
-        Self { config, log, high_watermark: 0, registration: None, role: Role::Offline }
+        Self {
+            config,
+            log,
+            high_watermark: 0,
+            registration: None,
+            role: Role::Offline,
+        }
     }
 
     pub fn id(&self) -> NodeId {
@@ -296,9 +315,17 @@ impl<L: PartitionLog> Replica<L> {
     /// The ISR as the leader counts it for the high watermark: the committed
     /// ISR plus any member of a pending proposal (Kafka's maximal ISR).
     pub fn maximal_isr(&self) -> BTreeSet<NodeId> {
-        let mut isr = self.registration.as_ref().map(|r| r.isr.clone()).unwrap_or_default();
+        let mut isr = self
+            .registration
+            .as_ref()
+            .map(|r| r.isr.clone())
+            .unwrap_or_default();
         if let Role::Leader(ls) = &self.role {
-            isr.extend(ls.pending_isr.iter().flatten().copied());
+            isr.extend(
+                ls.pending_isr
+                    .iter()
+                    .flat_map(|p| p.new_isr.iter().copied()),
+            );
         }
         isr
     }
@@ -314,9 +341,13 @@ impl<L: PartitionLog> Replica<L> {
     ) {
         match message {
             ReplicationMessage::PartitionState(reg) => self.on_partition_state(reg, out),
-            ReplicationMessage::AlterPartitionResponse(r) => self.on_alter_partition_response(r, out),
+            ReplicationMessage::AlterPartitionResponse { request, result } => {
+                self.on_alter_partition_response(request, result, out)
+            }
             ReplicationMessage::Fetch(request) => self.on_fetch(request, out),
-            ReplicationMessage::FetchResponse(response) => self.on_fetch_response(from, response, out),
+            ReplicationMessage::FetchResponse(response) => {
+                self.on_fetch_response(from, response, out)
+            }
             // Only the controller handles proposals.
             ReplicationMessage::AlterPartition(_) => {}
         }
@@ -376,7 +407,9 @@ impl<L: PartitionLog> Replica<L> {
             out.flush_log(info.end_offset);
         }
         if request.acks != Acks::None {
-            let Role::Leader(ls) = &mut self.role else { unreachable!() };
+            let Role::Leader(ls) = &mut self.role else {
+                unreachable!()
+            };
             ls.pending_produces.push_back(PendingProduce {
                 id: request.id,
                 base_offset: info.first_offset,
@@ -397,7 +430,9 @@ impl<L: PartitionLog> Replica<L> {
         if from < self.log.start_offset() || from > self.high_watermark {
             return Err(FetchError::OffsetOutOfRange);
         }
-        self.log.read(from, self.high_watermark, max_bytes).map_err(FetchError::Log)
+        self.log
+            .read(from, self.high_watermark, max_bytes)
+            .map_err(FetchError::Log)
     }
 
     // ----- controller --------------------------------------------------------
@@ -438,16 +473,22 @@ impl<L: PartitionLog> Replica<L> {
 
     fn on_alter_partition_response(
         &mut self,
+        request: AlterPartitionRequest,
         result: Result<PartitionRegistration, AlterPartitionError>,
         out: &mut ReplicaEffects<L::Records>,
     ) {
-        let Role::Leader(ls) = &mut self.role else { return };
-        if ls.pending_isr.is_none() {
+        let Role::Leader(ls) = &mut self.role else {
             return;
+        };
+        if ls.pending_isr.as_ref() != Some(&request) {
+            return; // the answer to an earlier proposal
         }
         ls.pending_isr = None;
         if let Ok(reg) = result {
-            let known = self.registration.as_ref().expect("a leader has a registration");
+            let known = self
+                .registration
+                .as_ref()
+                .expect("a leader has a registration");
             let same_epoch = reg.leader_epoch == known.leader_epoch;
             if same_epoch && reg.partition_epoch > known.partition_epoch {
                 self.registration = Some(reg);
@@ -461,16 +502,32 @@ impl<L: PartitionLog> Replica<L> {
     // ----- leader ------------------------------------------------------------
 
     fn become_leader(&mut self, out: &mut ReplicaEffects<L::Records>) {
-        let reg = self.registration.as_ref().expect("leader has a registration");
+        let reg = self
+            .registration
+            .as_ref()
+            .expect("leader has a registration");
         let epoch_start_offset = self.log.end_offset();
-        self.log.assign_epoch_start(reg.leader_epoch, epoch_start_offset);
+        self.log
+            .assign_epoch_start(reg.leader_epoch, epoch_start_offset);
         let me = self.config.replica_id;
-        let assumed = self.config.bugs.hw_over_unfetched_follower.then_some(epoch_start_offset);
+        let assumed = self
+            .config
+            .bugs
+            .hw_over_unfetched_follower
+            .then_some(epoch_start_offset);
         let followers = reg
             .replicas
             .iter()
             .filter(|&&r| r != me)
-            .map(|&r| (r, FollowerProgress { end_offset: assumed, ..Default::default() }))
+            .map(|&r| {
+                (
+                    r,
+                    FollowerProgress {
+                        end_offset: assumed,
+                        ..Default::default()
+                    },
+                )
+            })
             .collect();
         self.role = Role::Leader(LeaderState {
             epoch_start_offset,
@@ -500,7 +557,13 @@ impl<L: PartitionLog> Replica<L> {
     fn on_fetch(&mut self, request: FetchRequest, out: &mut ReplicaEffects<L::Records>) {
         let from = request.replica_id;
         let answer = |out: &mut ReplicaEffects<L::Records>, epoch, result| {
-            out.send(from, ReplicationMessage::FetchResponse(FetchResponse { leader_epoch: epoch, result }))
+            out.send(
+                from,
+                ReplicationMessage::FetchResponse(FetchResponse {
+                    leader_epoch: epoch,
+                    result,
+                }),
+            )
         };
         let epoch = request.leader_epoch;
         let Some(reg) = &self.registration else {
@@ -560,8 +623,13 @@ impl<L: PartitionLog> Replica<L> {
 
     fn record_follower_fetch(&mut self, request: &FetchRequest) {
         let leader_end = self.log.end_offset();
-        let Role::Leader(ls) = &mut self.role else { unreachable!() };
-        let p = ls.followers.get_mut(&request.replica_id).expect("checked by caller");
+        let Role::Leader(ls) = &mut self.role else {
+            unreachable!()
+        };
+        let p = ls
+            .followers
+            .get_mut(&request.replica_id)
+            .expect("checked by caller");
         let offset = request.fetch_offset;
         // Counting a follower below the epoch start would let the HW cover
         // records it may not share with us.
@@ -598,7 +666,9 @@ impl<L: PartitionLog> Replica<L> {
     /// Leader timer: propose removing ISR members that have not caught up
     /// since the last check.
     fn on_lag_check(&mut self, out: &mut ReplicaEffects<L::Records>) {
-        let Role::Leader(ls) = &mut self.role else { return };
+        let Role::Leader(ls) = &mut self.role else {
+            return;
+        };
         out.set_timer(ReplicaTimer::LagCheck, self.config.replica_lag_time_max_ms);
         let isr = &self.registration.as_ref().expect("leader").isr;
         let lagging: BTreeSet<NodeId> = ls
@@ -613,26 +683,36 @@ impl<L: PartitionLog> Replica<L> {
         if lagging.is_empty() || ls.pending_isr.is_some() {
             return;
         }
-        let new_isr: BTreeSet<NodeId> = isr.difference(&lagging).copied().collect();
+        let mut new_isr: BTreeSet<NodeId> = isr.difference(&lagging).copied().collect();
+        // A leader is in its own ISR even if a (buggy) controller said otherwise.
+        new_isr.insert(self.config.replica_id);
         self.propose_isr(new_isr, out);
     }
 
     fn propose_isr(&mut self, new_isr: BTreeSet<NodeId>, out: &mut ReplicaEffects<L::Records>) {
         let me = self.config.replica_id;
-        assert!(new_isr.contains(&me), "a leader never proposes an ISR without itself");
+        assert!(
+            new_isr.contains(&me),
+            "a leader never proposes an ISR without itself"
+        );
         let reg = self.registration.as_mut().expect("leader");
         let request = AlterPartitionRequest {
             leader: me,
             leader_epoch: reg.leader_epoch,
             partition_epoch: reg.partition_epoch,
-            new_isr: new_isr.clone(),
+            new_isr,
         };
-        if self.config.bugs.shrink_isr_before_commit && new_isr.is_subset(&reg.isr) {
-            reg.isr = new_isr.clone();
+        if self.config.bugs.shrink_isr_before_commit && request.new_isr.is_subset(&reg.isr) {
+            reg.isr = request.new_isr.clone();
         }
-        let Role::Leader(ls) = &mut self.role else { unreachable!() };
-        ls.pending_isr = Some(new_isr);
-        out.send(self.config.controller_id, ReplicationMessage::AlterPartition(request));
+        let Role::Leader(ls) = &mut self.role else {
+            unreachable!()
+        };
+        ls.pending_isr = Some(request.clone());
+        out.send(
+            self.config.controller_id,
+            ReplicationMessage::AlterPartition(request),
+        );
     }
 
     fn min_isr_met(&self, reg: &PartitionRegistration) -> bool {
@@ -666,7 +746,10 @@ impl<L: PartitionLog> Replica<L> {
             }
         }
         if candidate > self.high_watermark {
-            assert!(candidate <= self.log.end_offset(), "HW never passes the log end");
+            assert!(
+                candidate <= self.log.end_offset(),
+                "HW never passes the log end"
+            );
             self.high_watermark = candidate;
             self.answer_parked_fetches(out);
         }
@@ -674,10 +757,15 @@ impl<L: PartitionLog> Replica<L> {
 
     /// Answers produces whose condition now holds, in offset order.
     fn complete_produces(&mut self, out: &mut ReplicaEffects<L::Records>) {
-        let min_isr_met = self.registration.as_ref().is_some_and(|r| self.min_isr_met(r));
+        let min_isr_met = self
+            .registration
+            .as_ref()
+            .is_some_and(|r| self.min_isr_met(r));
         let hw = self.high_watermark;
         let leader_durable = self.own_end_offset_for_hw();
-        let Role::Leader(ls) = &mut self.role else { return };
+        let Role::Leader(ls) = &mut self.role else {
+            return;
+        };
         ls.pending_produces.retain(|p| {
             let result = match p.acks {
                 Acks::Leader if leader_durable >= p.end_offset => Ok(p.base_offset),
@@ -694,8 +782,13 @@ impl<L: PartitionLog> Replica<L> {
     fn answer_or_park(&mut self, request: FetchRequest, out: &mut ReplicaEffects<L::Records>) {
         let hw = self.high_watermark;
         let has_records = request.fetch_offset < self.log.end_offset();
-        let Role::Leader(ls) = &mut self.role else { unreachable!() };
-        let p = ls.followers.get_mut(&request.replica_id).expect("checked by caller");
+        let Role::Leader(ls) = &mut self.role else {
+            unreachable!()
+        };
+        let p = ls
+            .followers
+            .get_mut(&request.replica_id)
+            .expect("checked by caller");
         if !has_records && p.high_watermark_sent == hw {
             p.parked = Some(request);
             return;
@@ -706,14 +799,16 @@ impl<L: PartitionLog> Replica<L> {
     fn answer_parked_fetches(&mut self, out: &mut ReplicaEffects<L::Records>) {
         let hw = self.high_watermark;
         let leader_end = self.log.end_offset();
-        let Role::Leader(ls) = &mut self.role else { return };
+        let Role::Leader(ls) = &mut self.role else {
+            return;
+        };
         let ready: Vec<FetchRequest> = ls
             .followers
             .values_mut()
             .filter(|p| {
-                p.parked.as_ref().is_some_and(|r| {
-                    r.fetch_offset < leader_end || p.high_watermark_sent != hw
-                })
+                p.parked
+                    .as_ref()
+                    .is_some_and(|r| r.fetch_offset < leader_end || p.high_watermark_sent != hw)
             })
             .filter_map(|p| p.parked.take())
             .collect();
@@ -725,17 +820,37 @@ impl<L: PartitionLog> Replica<L> {
     fn answer_fetch(&mut self, request: FetchRequest, out: &mut ReplicaEffects<L::Records>) {
         let hw = self.high_watermark;
         let leader_end = self.log.end_offset();
-        let records = self.log.read(request.fetch_offset, leader_end, self.config.fetch_max_bytes);
+        let records = self.log.read(
+            request.fetch_offset,
+            leader_end,
+            self.config.fetch_max_bytes,
+        );
         let result = match records {
-            Ok(records) => FetchResult::Records { records, high_watermark: hw },
-            Err(_) => FetchResult::OffsetOutOfRange { log_end_offset: leader_end },
+            Ok(records) => FetchResult::Records {
+                records,
+                high_watermark: hw,
+            },
+            Err(_) => FetchResult::OffsetOutOfRange {
+                log_end_offset: leader_end,
+            },
         };
-        let Role::Leader(ls) = &mut self.role else { unreachable!() };
-        let p = ls.followers.get_mut(&request.replica_id).expect("checked by caller");
+        let Role::Leader(ls) = &mut self.role else {
+            unreachable!()
+        };
+        let p = ls
+            .followers
+            .get_mut(&request.replica_id)
+            .expect("checked by caller");
         p.high_watermark_sent = hw;
         p.leader_end_at_last_answer = leader_end;
-        let response = FetchResponse { leader_epoch: request.leader_epoch, result };
-        out.send(request.replica_id, ReplicationMessage::FetchResponse(response));
+        let response = FetchResponse {
+            leader_epoch: request.leader_epoch,
+            result,
+        };
+        out.send(
+            request.replica_id,
+            ReplicationMessage::FetchResponse(response),
+        );
     }
 
     // ----- follower ----------------------------------------------------------
@@ -745,8 +860,11 @@ impl<L: PartitionLog> Replica<L> {
             self.log.truncate_to(self.high_watermark);
         }
         self.high_watermark = self.high_watermark.min(self.log.end_offset());
-        self.role =
-            Role::Follower(FollowerState { leader, fetch_in_flight: false, awaiting_flush: false });
+        self.role = Role::Follower(FollowerState {
+            leader,
+            fetch_in_flight: false,
+            awaiting_flush: false,
+        });
         self.maybe_send_fetch(out);
     }
 
@@ -756,7 +874,9 @@ impl<L: PartitionLog> Replica<L> {
         let durable = self.config.flush_mode == FlushMode::Durable;
         let end = self.log.end_offset();
         let unflushed = durable && self.log.flushed_offset() < end;
-        let Role::Follower(f) = &mut self.role else { return };
+        let Role::Follower(f) = &mut self.role else {
+            return;
+        };
         debug_assert!(!f.fetch_in_flight);
         if unflushed {
             if !f.awaiting_flush {
@@ -782,18 +902,21 @@ impl<L: PartitionLog> Replica<L> {
         out: &mut ReplicaEffects<L::Records>,
     ) {
         let current = self.leader_epoch();
-        let Role::Follower(f) = &mut self.role else { return };
+        let Role::Follower(f) = &mut self.role else {
+            return;
+        };
         if f.leader != from || !f.fetch_in_flight || Some(response.leader_epoch) != current {
             return; // an answer to a fetch from an earlier epoch
         }
         f.fetch_in_flight = false;
         match response.result {
-            FetchResult::Records { records, high_watermark } => {
-                self.on_fetched_records(records, high_watermark, out)
-            }
-            FetchResult::DivergingEpoch { epoch, end_offset, .. } => {
-                self.on_diverging_epoch(epoch, end_offset, out)
-            }
+            FetchResult::Records {
+                records,
+                high_watermark,
+            } => self.on_fetched_records(records, high_watermark, out),
+            FetchResult::DivergingEpoch {
+                epoch, end_offset, ..
+            } => self.on_diverging_epoch(epoch, end_offset, out),
             FetchResult::OffsetOutOfRange { log_end_offset } => {
                 // Only an unclean leader can be behind us: follow it.
                 if log_end_offset < self.log.end_offset() {

@@ -1,0 +1,274 @@
+//! Model checks of the partition replication protocol: the properties hold
+//! on the bounded configurations, every `Sometimes` example is reached, and
+//! every seeded bug is caught. Figures are printed for specs/replication.md.
+//!
+//! `RUNNEL_CHECK_DEPTH=N` overrides the depth bound of the safety runs
+//! (`0` = unbounded); the ignored tests are the deeper configurations.
+
+#[path = "support/replication_model.rs"]
+mod replication_model;
+mod support;
+
+use replication_model::{ReplicationModel, ALWAYS, SOMETIMES};
+use runnel_model::partition::{ControllerBugs, ElectionPolicy};
+use runnel_model::replication::{FlushMode, ReplicationBugs};
+use stateright::HasDiscoveries;
+use support::{check, set};
+
+/// Depth of the safety runs in CI.
+const SAFETY_DEPTH: usize = 17;
+/// Seeded-bug searches stop at the first counterexample; this only bounds a miss.
+const BUG_DEPTH: usize = 24;
+
+fn depth_from_env(default: usize) -> usize {
+    std::env::var("RUNNEL_CHECK_DEPTH")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(default)
+}
+
+fn safety(name: &str, model: ReplicationModel, depth: usize) {
+    let model = ReplicationModel {
+        track_examples: false,
+        ..model
+    };
+    let run = check(
+        name,
+        model,
+        depth_from_env(depth),
+        HasDiscoveries::AnyFailures,
+    );
+    run.assert_holds(ALWAYS);
+}
+
+#[test]
+fn durable_mode_examples_are_reached() {
+    let model = ReplicationModel::default();
+    let run = check(
+        "replication/durable examples",
+        model,
+        16,
+        HasDiscoveries::AllOf(set(SOMETIMES)),
+    );
+    run.assert_holds(ALWAYS);
+    run.assert_reached(SOMETIMES);
+}
+
+#[test]
+fn durable_mode_safety_holds() {
+    safety(
+        "replication/durable safety",
+        ReplicationModel::default(),
+        SAFETY_DEPTH,
+    );
+}
+
+#[test]
+fn durable_mode_safety_holds_with_two_crashes() {
+    let model = ReplicationModel {
+        crashes_max: 2,
+        ..ReplicationModel::default()
+    };
+    safety("replication/durable 2 crashes", model, SAFETY_DEPTH - 1);
+}
+
+#[test]
+fn async_mode_safety_holds_without_simultaneous_crash() {
+    // One broker at a time: replication alone keeps acknowledged data.
+    let model = ReplicationModel {
+        flush_mode: FlushMode::Async,
+        crash_all: false,
+        ..ReplicationModel::default()
+    };
+    safety("replication/async single crashes", model, SAFETY_DEPTH - 1);
+}
+
+#[test]
+#[ignore = "deep run: minutes and many GB; see specs/replication.md"]
+fn durable_mode_safety_holds_deep() {
+    let model = ReplicationModel {
+        crashes_max: 2,
+        ..ReplicationModel::default()
+    };
+    safety("replication/durable deep", model, 22);
+}
+
+// ----- seeded bugs: each must be caught -------------------------------------
+
+/// Seeded-bug searches use one produced value unless the bug needs two
+/// (two logs must disagree at one offset).
+fn caught(name: &str, model: ReplicationModel, property: &'static str) {
+    caught_with(
+        name,
+        ReplicationModel {
+            values_max: 1,
+            ..model
+        },
+        property,
+    )
+}
+
+fn caught_with(name: &str, model: ReplicationModel, property: &'static str) {
+    let model = ReplicationModel {
+        track_examples: false,
+        ..model
+    };
+    let run = check(
+        name,
+        model,
+        BUG_DEPTH,
+        HasDiscoveries::AnyOf(set(&[property])),
+    );
+    run.assert_caught(property);
+}
+
+fn with_bugs(bugs: ReplicationBugs) -> ReplicationModel {
+    ReplicationModel {
+        bugs,
+        ..ReplicationModel::default()
+    }
+}
+
+fn with_controller_bugs(bugs: ControllerBugs) -> ReplicationModel {
+    let policy = ElectionPolicy {
+        bugs,
+        ..ElectionPolicy::default()
+    };
+    ReplicationModel {
+        policy,
+        ..ReplicationModel::default()
+    }
+}
+
+#[test]
+fn seeded_truncate_to_high_watermark_is_caught() {
+    let bugs = ReplicationBugs {
+        truncate_to_high_watermark: true,
+        ..Default::default()
+    };
+    caught("bug/truncate-to-hw", with_bugs(bugs), "NoAckedLoss");
+}
+
+#[test]
+fn seeded_hw_over_unfetched_follower_is_caught() {
+    let bugs = ReplicationBugs {
+        hw_over_unfetched_follower: true,
+        ..Default::default()
+    };
+    caught(
+        "bug/hw-over-unfetched-follower",
+        with_bugs(bugs),
+        "StrongIsr",
+    );
+}
+
+#[test]
+fn seeded_isr_expand_below_epoch_start_is_caught() {
+    let bugs = ReplicationBugs {
+        expand_isr_below_epoch_start: true,
+        ..Default::default()
+    };
+    caught(
+        "bug/expand-below-epoch-start",
+        with_bugs(bugs),
+        "LeaderCandidateCompleteness",
+    );
+}
+
+#[test]
+fn seeded_skip_divergence_check_is_caught() {
+    let bugs = ReplicationBugs {
+        skip_divergence_check: true,
+        ..Default::default()
+    };
+    caught_with("bug/skip-divergence-check", with_bugs(bugs), "LogMatching");
+}
+
+#[test]
+fn seeded_shrink_isr_before_commit_is_caught() {
+    let bugs = ReplicationBugs {
+        shrink_isr_before_commit: true,
+        ..Default::default()
+    };
+    caught(
+        "bug/shrink-before-commit",
+        with_bugs(bugs),
+        "MaximalIsrSuperset",
+    );
+}
+
+#[test]
+fn seeded_ignore_min_isr_is_caught() {
+    let bugs = ReplicationBugs {
+        ignore_min_insync_replicas: true,
+        ..Default::default()
+    };
+    caught("bug/ignore-min-isr", with_bugs(bugs), "MinIsrGate");
+}
+
+#[test]
+fn seeded_unclean_election_enabled_is_caught() {
+    let policy = ElectionPolicy {
+        unclean_leader_election_enable: true,
+        ..Default::default()
+    };
+    let model = ReplicationModel {
+        policy,
+        ..ReplicationModel::default()
+    };
+    caught("bug/unclean-election", model, "NoAckedLoss");
+}
+
+/// With no ISR member left, an unclean leader overwrites what consumers
+/// already read (min.insync.replicas = 1 so that one replica may commit).
+#[test]
+fn seeded_unclean_election_breaks_consistent_reads() {
+    let policy = ElectionPolicy {
+        unclean_leader_election_enable: true,
+        ..Default::default()
+    };
+    let model = ReplicationModel {
+        policy,
+        min_insync_replicas: 1,
+        ..ReplicationModel::default()
+    };
+    caught_with("bug/unclean-election-reads", model, "ConsistentReads");
+}
+
+#[test]
+fn seeded_elect_outside_isr_is_caught() {
+    let bugs = ControllerBugs {
+        elect_outside_isr: true,
+        ..Default::default()
+    };
+    caught(
+        "bug/elect-outside-isr",
+        with_controller_bugs(bugs),
+        "LeaderInIsr",
+    );
+}
+
+#[test]
+fn seeded_reuse_leader_epoch_is_caught() {
+    let bugs = ControllerBugs {
+        reuse_leader_epoch: true,
+        ..Default::default()
+    };
+    caught(
+        "bug/reuse-leader-epoch",
+        with_controller_bugs(bugs),
+        "EpochMonotonic",
+    );
+}
+
+/// Not a bug but Kafka's documented trade-off: with the page cache left to
+/// flush (the default), an acks=all write is lost if every replica loses
+/// power before writing it back.
+#[test]
+fn async_mode_loses_acked_writes_when_all_replicas_crash() {
+    let model = ReplicationModel {
+        flush_mode: FlushMode::Async,
+        ..ReplicationModel::default()
+    };
+    caught("tradeoff/async-flush-crash-all", model, "NoAckedLoss");
+}
