@@ -32,8 +32,12 @@ pub struct ReplicationModel {
     pub values_max: u8,
     /// Crash events (one broker, or all at once), each followed by a restart.
     pub crashes_max: u8,
-    /// Allow the power loss of every broker at once.
+    /// Allow every broker to crash at once.
     pub crash_all: bool,
+    /// A crash is a power loss (the unflushed tail is gone). Otherwise it is
+    /// a process crash (`kill -9`): the OS keeps the page cache, so the log
+    /// survives whole and only volatile state is lost.
+    pub power_loss: bool,
     /// ISR changes are bounded so shrink/expand cycles end.
     pub partition_epoch_max: u32,
     pub policy: ElectionPolicy,
@@ -52,6 +56,7 @@ impl Default for ReplicationModel {
             values_max: 2,
             crashes_max: 1,
             crash_all: true,
+            power_loss: true,
             partition_epoch_max: 5,
             policy: ElectionPolicy::default(),
             bugs: ReplicationBugs::default(),
@@ -256,7 +261,9 @@ impl ReplicationModel {
         s.timers[i].clear();
         s.flush_requested[i] = false;
         let mut log = s.replicas[i].log().clone();
-        log.crash();
+        if self.power_loss {
+            log.crash();
+        }
         s.replicas[i] = Replica::recover(self.replica_config(node), log);
         // The process is gone: what was in flight to it is lost.
         s.net.retain(|&(_, to), _| to != node);
@@ -466,8 +473,11 @@ impl Model for ReplicationModel {
                 actions.push(Action::Timer { node: id, timer });
             }
             let log = s.replicas[i].log();
-            let background =
-                self.flush_mode == FlushMode::Async && log.flushed_offset() < log.end_offset();
+            // Page-cache write-back happens at any moment; it only matters
+            // if a crash can lose what was not written back.
+            let background = self.flush_mode == FlushMode::Async
+                && self.power_loss
+                && log.flushed_offset() < log.end_offset();
             if s.flush_requested[i] || background {
                 actions.push(Action::Flush { node: id });
             }
