@@ -986,3 +986,189 @@ pub enum FetchError {
 fn reply<R>(out: &mut ReplicaEffects<R>, id: RequestId, result: Result<Offset, ProduceError>) {
     out.reply(ProduceReply { id, result });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::Effect;
+    use crate::log::{MemBatch, MemLog, MemRecords};
+
+    type R = MemRecords<u8>;
+    const CONTROLLER: NodeId = 9;
+
+    fn replica(id: NodeId, min_isr: usize, mode: FlushMode) -> Replica<MemLog<u8>> {
+        let mut c = ReplicaConfig::new(id, CONTROLLER);
+        c.min_insync_replicas = min_isr;
+        c.flush_mode = mode;
+        Replica::recover(c, MemLog::new())
+    }
+
+    fn registration(isr: &[NodeId]) -> PartitionRegistration {
+        PartitionRegistration {
+            replicas: vec![0, 1, 2],
+            isr: isr.iter().copied().collect(),
+            leader: Some(0),
+            leader_epoch: 1,
+            partition_epoch: 1,
+        }
+    }
+
+    fn produce(r: &mut Replica<MemLog<u8>>, id: u64, acks: Acks) -> Vec<ProduceReply> {
+        let mut out = ReplicaEffects::<R>::new();
+        let records = MemRecords(vec![MemBatch::new(1, id as u8)]);
+        r.on_produce(ProduceRequest { id, records, acks }, &mut out);
+        replies(&mut out)
+    }
+
+    fn replies(out: &mut ReplicaEffects<R>) -> Vec<ProduceReply> {
+        out.drain()
+            .filter_map(|e| match e {
+                Effect::Reply(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn leader(isr: &[NodeId], min_isr: usize, mode: FlushMode) -> Replica<MemLog<u8>> {
+        let mut r = replica(0, min_isr, mode);
+        let mut out = ReplicaEffects::<R>::new();
+        r.on_message(
+            CONTROLLER,
+            ReplicationMessage::PartitionState(registration(isr)),
+            &mut out,
+        );
+        assert!(r.is_leader());
+        r
+    }
+
+    fn fetch(r: &mut Replica<MemLog<u8>>, from: NodeId, offset: Offset) -> ReplicaEffects<R> {
+        let mut out = ReplicaEffects::<R>::new();
+        let last_fetched_epoch = (offset > 0).then_some(1);
+        let request = FetchRequest {
+            replica_id: from,
+            leader_epoch: 1,
+            fetch_offset: offset,
+            last_fetched_epoch,
+        };
+        r.on_message(from, ReplicationMessage::Fetch(request), &mut out);
+        out
+    }
+
+    #[test]
+    fn acks_zero_gets_no_reply_and_acks_one_is_immediate_in_async_mode() {
+        let mut r = leader(&[0, 1, 2], 1, FlushMode::Async);
+        assert!(produce(&mut r, 1, Acks::None).is_empty());
+        assert_eq!(
+            produce(&mut r, 2, Acks::Leader),
+            vec![ProduceReply {
+                id: 2,
+                result: Ok(1)
+            }]
+        );
+    }
+
+    #[test]
+    fn acks_one_waits_for_the_flush_in_durable_mode() {
+        let mut r = leader(&[0], 1, FlushMode::Durable);
+        assert!(produce(&mut r, 1, Acks::Leader).is_empty());
+        let flushed = r.log_mut().flush().unwrap();
+        let mut out = ReplicaEffects::<R>::new();
+        r.on_flushed(flushed, &mut out);
+        assert_eq!(
+            replies(&mut out),
+            vec![ProduceReply {
+                id: 1,
+                result: Ok(0)
+            }]
+        );
+    }
+
+    #[test]
+    fn acks_all_below_min_isr_is_refused_without_appending() {
+        let mut r = leader(&[0], 2, FlushMode::Async);
+        let reply = produce(&mut r, 1, Acks::All);
+        assert_eq!(
+            reply,
+            vec![ProduceReply {
+                id: 1,
+                result: Err(ProduceError::NotEnoughReplicas)
+            }]
+        );
+        assert_eq!(r.log().end_offset(), 0);
+    }
+
+    #[test]
+    fn acks_all_waits_for_every_isr_member() {
+        let mut r = leader(&[0, 1, 2], 2, FlushMode::Async);
+        assert!(produce(&mut r, 1, Acks::All).is_empty());
+        assert!(
+            replies(&mut fetch(&mut r, 1, 1)).is_empty(),
+            "follower 2 has not fetched"
+        );
+        assert_eq!(r.high_watermark(), 0);
+        let mut out = fetch(&mut r, 2, 1);
+        assert_eq!(
+            replies(&mut out),
+            vec![ProduceReply {
+                id: 1,
+                result: Ok(0)
+            }]
+        );
+        assert_eq!(r.high_watermark(), 1);
+    }
+
+    #[test]
+    fn a_follower_is_answered_with_a_diverging_epoch() {
+        let mut r = leader(&[0, 1, 2], 1, FlushMode::Async);
+        produce(&mut r, 1, Acks::None);
+        let mut out = ReplicaEffects::<R>::new();
+        let request = FetchRequest {
+            replica_id: 1,
+            leader_epoch: 1,
+            fetch_offset: 3,
+            last_fetched_epoch: Some(0),
+        };
+        r.on_message(1, ReplicationMessage::Fetch(request), &mut out);
+        let sent: Vec<_> = out.drain().collect();
+        assert!(
+            sent.iter().any(|e| matches!(
+                e,
+                Effect::Send {
+                    to: 1,
+                    message: ReplicationMessage::FetchResponse(FetchResponse {
+                        result: FetchResult::DivergingEpoch {
+                            epoch: 0,
+                            end_offset: 0,
+                            ..
+                        },
+                        ..
+                    })
+                }
+            )),
+            "{sent:?}"
+        );
+    }
+
+    #[test]
+    fn non_leader_refuses_produce() {
+        let mut r = replica(1, 1, FlushMode::Async);
+        let reply = produce(&mut r, 7, Acks::All);
+        assert_eq!(
+            reply,
+            vec![ProduceReply {
+                id: 7,
+                result: Err(ProduceError::NotLeaderOrFollower)
+            }]
+        );
+    }
+
+    #[test]
+    fn consumers_never_read_past_the_high_watermark() {
+        let mut r = leader(&[0, 1], 1, FlushMode::Async);
+        produce(&mut r, 1, Acks::None);
+        assert!(r.read_committed(0, 100).unwrap().0.is_empty());
+        fetch(&mut r, 1, 1);
+        assert_eq!(r.read_committed(0, 100).unwrap().0.len(), 1);
+        assert_eq!(r.read_committed(2, 100), Err(FetchError::OffsetOutOfRange));
+    }
+}
