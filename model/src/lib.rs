@@ -14,4 +14,5 @@
 pub mod core;
 pub mod log;
 pub mod partition;
+pub mod quorum;
 pub mod replication;

@@ -1,0 +1,952 @@
+//! The coordinator quorum: leader election and the replicated metadata log
+//! (the role ZooKeeper plays in the seed, KRaft's design underneath).
+//!
+//! One state machine per coordinator (voter) or broker (observer):
+//! - durable state is the current epoch, the vote cast in it, and the log
+//!   ([`QuorumPersist`] tells the caller what to write, before any message
+//!   that depends on it is sent);
+//! - elections follow the seed's order made safe: a vote (and a pre-vote)
+//!   goes only to a candidate whose (last log epoch, last log offset, node id)
+//!   is at least the voter's own, so with equal logs the higher id wins, and
+//!   a longer log beats a higher id ([`Quorum::candidate_is_eligible`]);
+//! - pre-vote first, so a rejoining node does not bump the epoch of a healthy
+//!   quorum; a vote is granted at most once per epoch;
+//! - followers and observers pull the log from the leader (fetch offset and
+//!   last fetched epoch, diverging-epoch truncation, as for partitions);
+//! - the leader commits an offset once a majority of voters hold it, and
+//!   only if the entry below it is from its own epoch (older entries are
+//!   committed only indirectly); each new leader appends a leader-change
+//!   marker so that happens promptly;
+//! - the leader resigns when a majority has not fetched within a check
+//!   period (check-quorum).
+
+use crate::core::{Effects, LeaderEpoch, NodeId, Offset};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One metadata log entry: a record, or the marker a new leader appends.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Entry<R> {
+    pub epoch: LeaderEpoch,
+    pub payload: Payload<R>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Payload<R> {
+    /// Written by every new leader first (KRaft's LeaderChangeMessage).
+    LeaderChange {
+        leader: NodeId,
+    },
+    Record(R),
+}
+
+/// What a coordinator keeps on disk.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct QuorumDurable<R> {
+    pub epoch: LeaderEpoch,
+    pub voted_for: Option<NodeId>,
+    pub log: Vec<Entry<R>>,
+}
+
+/// A change to durable state the caller must write (and fsync) before it
+/// executes any effect emitted after it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum QuorumPersist<R> {
+    /// The epoch and the vote in it.
+    Election {
+        epoch: LeaderEpoch,
+        voted_for: Option<NodeId>,
+    },
+    /// Entries written at `offset` (everything from `offset` on is replaced).
+    Append {
+        offset: Offset,
+        entries: Vec<Entry<R>>,
+    },
+}
+
+impl<R: Clone> QuorumDurable<R> {
+    /// Applies a persisted change: what the node's disk, or the checker's
+    /// model of it, does with a `Persist` effect.
+    pub fn apply(&mut self, change: &QuorumPersist<R>) {
+        match change {
+            QuorumPersist::Election { epoch, voted_for } => {
+                self.epoch = *epoch;
+                self.voted_for = *voted_for;
+            }
+            QuorumPersist::Append { offset, entries } => {
+                self.log.truncate(*offset as usize);
+                self.log.extend(entries.iter().cloned());
+            }
+        }
+    }
+}
+
+/// Known mistakes the checker must catch. All off in production.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct QuorumBugs {
+    /// Do not persist the vote (a restarted voter may vote again in the epoch).
+    pub vote_not_persisted: bool,
+    /// Commit an entry of an earlier epoch once a majority holds it.
+    pub commit_earlier_epoch_by_count: bool,
+    /// Grant votes without comparing logs.
+    pub vote_for_shorter_log: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct QuorumConfig {
+    pub node_id: NodeId,
+    /// The voters (coordinators); a node not in this set is an observer.
+    pub voters: BTreeSet<NodeId>,
+    /// A follower that hears nothing from a leader this long starts an election.
+    pub election_timeout_ms: u64,
+    /// Extra election delay per rank below the highest voter id, so that
+    /// with equal logs the highest id usually campaigns first (no randomness
+    /// is needed: ranks are distinct).
+    pub election_stagger_ms: u64,
+    /// How often the leader checks that a majority still fetches.
+    pub check_quorum_ms: u64,
+    /// Entries per fetch response.
+    pub fetch_entries_max: usize,
+    pub bugs: QuorumBugs,
+}
+
+impl QuorumConfig {
+    pub fn new(node_id: NodeId, voters: impl IntoIterator<Item = NodeId>) -> Self {
+        let voters: BTreeSet<NodeId> = voters.into_iter().collect();
+        assert!(matches!(voters.len(), 1 | 3 | 5), "1, 3 or 5 voters");
+        Self {
+            node_id,
+            voters,
+            election_timeout_ms: 2_000,
+            election_stagger_ms: 300,
+            check_quorum_ms: 4_000,
+            fetch_entries_max: 512,
+            bugs: QuorumBugs::default(),
+        }
+    }
+
+    fn majority(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LogPosition {
+    pub last_epoch: LeaderEpoch,
+    pub end_offset: Offset,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum QuorumMessage<R> {
+    /// Would you vote for me in `epoch`? Changes no state at the voter.
+    PreVote {
+        epoch: LeaderEpoch,
+        position: LogPosition,
+    },
+    /// `leader` is the responder's leader in `epoch` (its own epoch), if it
+    /// has one: a refused pre-candidate that was merely cut off rejoins it.
+    PreVoteResponse {
+        epoch: LeaderEpoch,
+        granted: bool,
+        leader: Option<NodeId>,
+    },
+    Vote {
+        epoch: LeaderEpoch,
+        position: LogPosition,
+    },
+    VoteResponse {
+        epoch: LeaderEpoch,
+        granted: bool,
+    },
+    /// A new leader announces itself (KRaft's BeginQuorumEpoch).
+    BeginEpoch {
+        epoch: LeaderEpoch,
+    },
+    Fetch {
+        epoch: LeaderEpoch,
+        fetch_offset: Offset,
+        last_fetched_epoch: Option<LeaderEpoch>,
+    },
+    /// `fetch_offset` echoes the request, so a late answer to an earlier
+    /// fetch is never applied at the wrong offset.
+    FetchResponse {
+        epoch: LeaderEpoch,
+        fetch_offset: Offset,
+        result: QuorumFetchResult<R>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum QuorumFetchResult<R> {
+    Entries {
+        entries: Vec<Entry<R>>,
+        commit_offset: Offset,
+    },
+    DivergingEpoch {
+        epoch: LeaderEpoch,
+        end_offset: Offset,
+    },
+    /// Not the leader of `epoch`; `leader` is a hint.
+    NotLeader { leader: Option<NodeId> },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum QuorumTimer {
+    /// Follower/candidate: no leader heard from; campaign.
+    Election,
+    /// Leader: did a majority fetch since the last check?
+    CheckQuorum,
+}
+
+/// The answer to a proposal.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ProposeError {
+    NotLeader { leader: Option<NodeId> },
+}
+
+pub type QuorumEffects<R> = Effects<QuorumMessage<R>, QuorumTimer, (), QuorumPersist<R>>;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum QuorumRole {
+    /// In an epoch with no known leader.
+    Unattached,
+    Follower {
+        leader: NodeId,
+        fetch_in_flight: bool,
+    },
+    PreCandidate {
+        granted: BTreeSet<NodeId>,
+    },
+    Candidate {
+        granted: BTreeSet<NodeId>,
+    },
+    Leader(QuorumLeader),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct QuorumLeader {
+    /// Voters' end offsets, known once they fetched in this epoch.
+    pub end_offsets: BTreeMap<NodeId, Offset>,
+    /// Voters heard from since the last check-quorum.
+    pub fetched_since_check: BTreeSet<NodeId>,
+    /// Held fetches (long poll): follower → its fetch offset.
+    parked: BTreeMap<NodeId, Offset>,
+    /// Commit offset each follower was last told.
+    commit_sent: BTreeMap<NodeId, Offset>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Quorum<R> {
+    config: QuorumConfig,
+    epoch: LeaderEpoch,
+    voted_for: Option<NodeId>,
+    log: Vec<Entry<R>>,
+    /// Entries below this offset are committed (volatile; learnt again).
+    commit_offset: Offset,
+    role: QuorumRole,
+}
+
+impl<R: Clone + std::fmt::Debug> Quorum<R> {
+    /// Starts from what was on disk. Nothing volatile survives a restart.
+    pub fn recover(config: QuorumConfig, durable: QuorumDurable<R>) -> Self {
+        let QuorumDurable {
+            epoch,
+            mut voted_for,
+            log,
+        } = durable;
+        if config.bugs.vote_not_persisted {
+            voted_for = None;
+        }
+        Self {
+            config,
+            epoch,
+            voted_for,
+            log,
+            commit_offset: 0,
+            role: QuorumRole::Unattached,
+        }
+    }
+
+    /// Arms the first election timer. Call once after [`Quorum::recover`].
+    pub fn start(&mut self, out: &mut QuorumEffects<R>) {
+        out.set_timer(QuorumTimer::Election, self.election_timeout_ms());
+        if !self.is_voter() {
+            self.fetch_from_any_voter(out);
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.config.node_id
+    }
+    pub fn epoch(&self) -> LeaderEpoch {
+        self.epoch
+    }
+    pub fn voted_for(&self) -> Option<NodeId> {
+        self.voted_for
+    }
+    pub fn log(&self) -> &[Entry<R>] {
+        &self.log
+    }
+    pub fn commit_offset(&self) -> Offset {
+        self.commit_offset
+    }
+    pub fn role(&self) -> &QuorumRole {
+        &self.role
+    }
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, QuorumRole::Leader(_))
+    }
+    pub fn leader(&self) -> Option<NodeId> {
+        match &self.role {
+            QuorumRole::Leader(_) => Some(self.config.node_id),
+            QuorumRole::Follower { leader, .. } => Some(*leader),
+            _ => None,
+        }
+    }
+    fn is_voter(&self) -> bool {
+        self.config.voters.contains(&self.config.node_id)
+    }
+    pub fn position(&self) -> LogPosition {
+        LogPosition {
+            last_epoch: self.log.last().map_or(0, |e| e.epoch),
+            end_offset: self.log.len() as Offset,
+        }
+    }
+
+    /// Rank-staggered election timeout: the highest voter id waits least.
+    fn election_timeout_ms(&self) -> u64 {
+        let rank_from_top = self
+            .config
+            .voters
+            .iter()
+            .rev()
+            .position(|&v| v == self.id())
+            .unwrap_or(0);
+        self.config.election_timeout_ms + self.config.election_stagger_ms * rank_from_top as u64
+    }
+
+    // ----- inputs -------------------------------------------------------------
+
+    pub fn on_message(
+        &mut self,
+        from: NodeId,
+        message: QuorumMessage<R>,
+        out: &mut QuorumEffects<R>,
+    ) {
+        let epoch = message_epoch(&message);
+        // Only a pre-vote request carries a proposed (not a real) epoch.
+        let is_pre_vote = matches!(message, QuorumMessage::PreVote { .. });
+        // A higher epoch ends whatever we were doing in ours; pre-votes do
+        // not count, so a rejoining node cannot disrupt a healthy quorum.
+        if epoch > self.epoch && !is_pre_vote {
+            self.enter_epoch(epoch, None, out);
+        }
+        match message {
+            QuorumMessage::PreVote { epoch, position } => {
+                self.on_pre_vote(from, epoch, position, out)
+            }
+            QuorumMessage::PreVoteResponse {
+                epoch,
+                granted,
+                leader,
+            } => self.on_pre_vote_response(from, epoch, granted, leader, out),
+            QuorumMessage::Vote { epoch, position } => self.on_vote(from, epoch, position, out),
+            QuorumMessage::VoteResponse { epoch, granted } => {
+                self.on_vote_response(from, epoch, granted, out)
+            }
+            QuorumMessage::BeginEpoch { epoch } => {
+                if epoch == self.epoch && !self.is_leader() {
+                    self.become_follower(from, out);
+                }
+            }
+            QuorumMessage::Fetch {
+                epoch,
+                fetch_offset,
+                last_fetched_epoch,
+            } => self.on_fetch(from, epoch, fetch_offset, last_fetched_epoch, out),
+            QuorumMessage::FetchResponse {
+                epoch,
+                fetch_offset,
+                result,
+            } => self.on_fetch_response(from, epoch, fetch_offset, result, out),
+        }
+    }
+
+    pub fn on_timer(&mut self, timer: QuorumTimer, out: &mut QuorumEffects<R>) {
+        match timer {
+            QuorumTimer::Election => self.on_election_timeout(out),
+            QuorumTimer::CheckQuorum => self.on_check_quorum(out),
+        }
+    }
+
+    /// The application (controller) appends a record; it is committed once
+    /// [`Quorum::commit_offset`] passes the returned offset.
+    pub fn propose(
+        &mut self,
+        record: R,
+        out: &mut QuorumEffects<R>,
+    ) -> Result<Offset, ProposeError> {
+        if !self.is_leader() {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        let offset = self.append_local(Payload::Record(record), out);
+        self.maybe_advance_commit();
+        self.answer_parked_fetches(out);
+        Ok(offset)
+    }
+
+    // ----- elections -----------------------------------------------------------
+
+    /// The seed's election order, made safe: the candidate's log must be at
+    /// least as up to date as ours (last epoch, then end offset), and with
+    /// equal logs the higher node id wins.
+    fn candidate_is_eligible(&self, candidate: NodeId, position: &LogPosition) -> bool {
+        if self.config.bugs.vote_for_shorter_log {
+            return true;
+        }
+        let own = self.position();
+        (position.last_epoch, position.end_offset, candidate)
+            >= (own.last_epoch, own.end_offset, self.id())
+    }
+
+    fn on_election_timeout(&mut self, out: &mut QuorumEffects<R>) {
+        if self.is_leader() {
+            return;
+        }
+        out.set_timer(QuorumTimer::Election, self.election_timeout_ms());
+        if !self.is_voter() {
+            // An observer lost its leader: look for the new one.
+            self.role = QuorumRole::Unattached;
+            return self.fetch_from_any_voter(out);
+        }
+        let granted = BTreeSet::from([self.id()]);
+        self.role = QuorumRole::PreCandidate { granted };
+        if self.config.majority() == 1 {
+            return self.become_candidate(out);
+        }
+        let position = self.position();
+        for v in self.other_voters() {
+            let epoch = self.epoch + 1;
+            out.send(
+                v,
+                QuorumMessage::PreVote {
+                    epoch,
+                    position: position.clone(),
+                },
+            );
+        }
+    }
+
+    fn on_pre_vote(
+        &mut self,
+        from: NodeId,
+        epoch: LeaderEpoch,
+        position: LogPosition,
+        out: &mut QuorumEffects<R>,
+    ) {
+        // A voter that follows (or is) a live leader refuses: the candidate
+        // is the one cut off, not the leader.
+        let leader = self.leader();
+        let granted =
+            epoch > self.epoch && leader.is_none() && self.candidate_is_eligible(from, &position);
+        let response = QuorumMessage::PreVoteResponse {
+            epoch: self.epoch,
+            granted,
+            leader,
+        };
+        out.send(from, response);
+    }
+
+    fn on_pre_vote_response(
+        &mut self,
+        from: NodeId,
+        epoch: LeaderEpoch,
+        granted: bool,
+        leader: Option<NodeId>,
+        out: &mut QuorumEffects<R>,
+    ) {
+        if !granted {
+            // Refused by a voter that follows a leader of our epoch: we were
+            // merely cut off, so rejoin that leader.
+            let unled = matches!(
+                self.role,
+                QuorumRole::Unattached | QuorumRole::PreCandidate { .. }
+            );
+            if let Some(l) = leader.filter(|&l| l != self.id() && epoch == self.epoch && unled) {
+                self.become_follower(l, out);
+            }
+            return;
+        }
+        let majority = self.config.majority();
+        let QuorumRole::PreCandidate { granted: votes } = &mut self.role else {
+            return;
+        };
+        votes.insert(from);
+        if votes.len() >= majority {
+            self.become_candidate(out);
+        }
+    }
+
+    fn become_candidate(&mut self, out: &mut QuorumEffects<R>) {
+        let me = self.id();
+        self.enter_epoch(self.epoch + 1, Some(me), out);
+        self.role = QuorumRole::Candidate {
+            granted: BTreeSet::from([me]),
+        };
+        out.set_timer(QuorumTimer::Election, self.election_timeout_ms());
+        if self.config.majority() == 1 {
+            return self.become_leader(out);
+        }
+        let position = self.position();
+        for v in self.other_voters() {
+            out.send(
+                v,
+                QuorumMessage::Vote {
+                    epoch: self.epoch,
+                    position: position.clone(),
+                },
+            );
+        }
+    }
+
+    fn on_vote(
+        &mut self,
+        from: NodeId,
+        epoch: LeaderEpoch,
+        position: LogPosition,
+        out: &mut QuorumEffects<R>,
+    ) {
+        // `on_message` already moved us to `epoch` if it was newer.
+        let granted = match self.voted_for {
+            // At most one vote per epoch; repeating it is harmless.
+            Some(v) => v == from && epoch == self.epoch,
+            None => {
+                epoch == self.epoch
+                    && matches!(
+                        self.role,
+                        QuorumRole::Unattached | QuorumRole::PreCandidate { .. }
+                    )
+                    && self.candidate_is_eligible(from, &position)
+            }
+        };
+        if granted && self.voted_for.is_none() {
+            self.voted_for = Some(from);
+            // Durable before the answer leaves: a restarted voter must
+            // not vote again in this epoch.
+            self.persist_election(out);
+        }
+        out.send(
+            from,
+            QuorumMessage::VoteResponse {
+                epoch: self.epoch,
+                granted,
+            },
+        );
+    }
+
+    fn on_vote_response(
+        &mut self,
+        from: NodeId,
+        epoch: LeaderEpoch,
+        granted: bool,
+        out: &mut QuorumEffects<R>,
+    ) {
+        let majority = self.config.majority();
+        let QuorumRole::Candidate { granted: votes } = &mut self.role else {
+            return;
+        };
+        if epoch != self.epoch || !granted {
+            return;
+        }
+        votes.insert(from);
+        if votes.len() >= majority {
+            self.become_leader(out);
+        }
+    }
+
+    fn become_leader(&mut self, out: &mut QuorumEffects<R>) {
+        assert_eq!(
+            self.voted_for,
+            Some(self.id()),
+            "a leader voted for itself in its epoch"
+        );
+        out.cancel_timer(QuorumTimer::Election);
+        self.role = QuorumRole::Leader(QuorumLeader {
+            end_offsets: BTreeMap::new(),
+            fetched_since_check: BTreeSet::new(),
+            parked: BTreeMap::new(),
+            commit_sent: BTreeMap::new(),
+        });
+        out.set_timer(QuorumTimer::CheckQuorum, self.config.check_quorum_ms);
+        let me = self.id();
+        self.append_local(Payload::LeaderChange { leader: me }, out);
+        for v in self.other_voters() {
+            out.send(v, QuorumMessage::BeginEpoch { epoch: self.epoch });
+        }
+        self.maybe_advance_commit();
+    }
+
+    /// Moves to a newer epoch (durably), forgetting the role of the old one.
+    fn enter_epoch(
+        &mut self,
+        epoch: LeaderEpoch,
+        voted_for: Option<NodeId>,
+        out: &mut QuorumEffects<R>,
+    ) {
+        assert!(epoch > self.epoch, "epochs only grow");
+        if self.is_leader() {
+            out.cancel_timer(QuorumTimer::CheckQuorum);
+        }
+        self.epoch = epoch;
+        self.voted_for = voted_for;
+        self.role = QuorumRole::Unattached;
+        self.persist_election(out);
+        out.set_timer(QuorumTimer::Election, self.election_timeout_ms());
+    }
+
+    fn persist_election(&self, out: &mut QuorumEffects<R>) {
+        let voted_for = if self.config.bugs.vote_not_persisted {
+            None
+        } else {
+            self.voted_for
+        };
+        out.persist(QuorumPersist::Election {
+            epoch: self.epoch,
+            voted_for,
+        });
+    }
+
+    fn other_voters(&self) -> Vec<NodeId> {
+        self.config
+            .voters
+            .iter()
+            .copied()
+            .filter(|&v| v != self.id())
+            .collect()
+    }
+
+    /// Leader: resign if a majority has not fetched since the last check.
+    fn on_check_quorum(&mut self, out: &mut QuorumEffects<R>) {
+        let majority = self.config.majority();
+        let me = self.id();
+        let QuorumRole::Leader(l) = &mut self.role else {
+            return;
+        };
+        let heard = l.fetched_since_check.iter().filter(|&&v| v != me).count() + 1;
+        l.fetched_since_check.clear();
+        if heard >= majority {
+            out.set_timer(QuorumTimer::CheckQuorum, self.config.check_quorum_ms);
+            return;
+        }
+        // Step down in this epoch; whoever can reach a majority elects a
+        // leader in the next one.
+        self.role = QuorumRole::Unattached;
+        out.set_timer(QuorumTimer::Election, self.election_timeout_ms());
+    }
+
+    // ----- log replication -------------------------------------------------------
+
+    fn append_local(&mut self, payload: Payload<R>, out: &mut QuorumEffects<R>) -> Offset {
+        let offset = self.log.len() as Offset;
+        let entry = Entry {
+            epoch: self.epoch,
+            payload,
+        };
+        self.log.push(entry.clone());
+        out.persist(QuorumPersist::Append {
+            offset,
+            entries: vec![entry],
+        });
+        offset
+    }
+
+    /// Commit = the largest offset a majority of voters holds, if the entry
+    /// below it is from this epoch (entries of earlier epochs commit only
+    /// by being followed by one of ours).
+    fn maybe_advance_commit(&mut self) {
+        let QuorumRole::Leader(l) = &self.role else {
+            return;
+        };
+        let me = self.id();
+        let mut ends: Vec<Offset> = self
+            .config
+            .voters
+            .iter()
+            .map(|&v| {
+                if v == me {
+                    self.log.len() as Offset
+                } else {
+                    l.end_offsets.get(&v).copied().unwrap_or(0)
+                }
+            })
+            .collect();
+        ends.sort_unstable_by(|a, b| b.cmp(a));
+        let candidate = ends[self.config.majority() - 1];
+        if candidate <= self.commit_offset {
+            return;
+        }
+        let own_epoch = self.log[candidate as usize - 1].epoch == self.epoch;
+        if own_epoch || self.config.bugs.commit_earlier_epoch_by_count {
+            self.commit_offset = candidate;
+        }
+    }
+
+    fn on_fetch(
+        &mut self,
+        from: NodeId,
+        epoch: LeaderEpoch,
+        fetch_offset: Offset,
+        last_fetched_epoch: Option<LeaderEpoch>,
+        out: &mut QuorumEffects<R>,
+    ) {
+        let respond = |out: &mut QuorumEffects<R>, epoch, result| {
+            out.send(
+                from,
+                QuorumMessage::FetchResponse {
+                    epoch,
+                    fetch_offset,
+                    result,
+                },
+            )
+        };
+        if !self.is_leader() || epoch != self.epoch {
+            // An older fetcher learns our epoch and leader from the answer.
+            let result = QuorumFetchResult::NotLeader {
+                leader: self.leader(),
+            };
+            return respond(out, self.epoch, result);
+        }
+        if let Some(diverging) = self.check_divergence(fetch_offset, last_fetched_epoch) {
+            return respond(out, epoch, diverging);
+        }
+        let is_voter = self.config.voters.contains(&from);
+        let QuorumRole::Leader(l) = &mut self.role else {
+            unreachable!()
+        };
+        if is_voter {
+            l.end_offsets.insert(from, fetch_offset);
+            l.fetched_since_check.insert(from);
+        }
+        l.parked.remove(&from);
+        self.maybe_advance_commit();
+        let has_entries = fetch_offset < self.log.len() as Offset;
+        let QuorumRole::Leader(l) = &mut self.role else {
+            unreachable!()
+        };
+        let told = l.commit_sent.get(&from).copied().unwrap_or(0);
+        if !has_entries && told == self.commit_offset {
+            l.parked.insert(from, fetch_offset);
+        } else {
+            self.answer_fetch(from, fetch_offset, out);
+        }
+        self.answer_parked_fetches(out);
+    }
+
+    fn check_divergence(
+        &self,
+        fetch_offset: Offset,
+        last_fetched_epoch: Option<LeaderEpoch>,
+    ) -> Option<QuorumFetchResult<R>> {
+        let Some(last_epoch) = last_fetched_epoch else {
+            return (fetch_offset > 0).then_some(QuorumFetchResult::DivergingEpoch {
+                epoch: 0,
+                end_offset: 0,
+            });
+        };
+        let (epoch, end_offset) = self.end_offset_for_epoch(last_epoch);
+        let matches = epoch == last_epoch && end_offset >= fetch_offset;
+        (!matches).then_some(QuorumFetchResult::DivergingEpoch { epoch, end_offset })
+    }
+
+    /// The largest epoch `<= epoch` in our log and the offset where it ends.
+    fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> (LeaderEpoch, Offset) {
+        match self.log.iter().rposition(|e| e.epoch <= epoch) {
+            Some(i) => (self.log[i].epoch, i as Offset + 1),
+            None => (0, 0),
+        }
+    }
+
+    fn answer_fetch(&mut self, to: NodeId, fetch_offset: Offset, out: &mut QuorumEffects<R>) {
+        let start = fetch_offset as usize;
+        let end = (start + self.config.fetch_entries_max).min(self.log.len());
+        let entries = self.log[start..end].to_vec();
+        let commit_offset = self.commit_offset;
+        if let QuorumRole::Leader(l) = &mut self.role {
+            l.commit_sent.insert(to, commit_offset);
+        }
+        let result = QuorumFetchResult::Entries {
+            entries,
+            commit_offset,
+        };
+        out.send(
+            to,
+            QuorumMessage::FetchResponse {
+                epoch: self.epoch,
+                fetch_offset,
+                result,
+            },
+        );
+    }
+
+    fn answer_parked_fetches(&mut self, out: &mut QuorumEffects<R>) {
+        let end = self.log.len() as Offset;
+        let commit = self.commit_offset;
+        let QuorumRole::Leader(l) = &mut self.role else {
+            return;
+        };
+        let ready: Vec<(NodeId, Offset)> = l
+            .parked
+            .iter()
+            .filter(|(f, &o)| o < end || l.commit_sent.get(f).copied().unwrap_or(0) != commit)
+            .map(|(&f, &o)| (f, o))
+            .collect();
+        for (f, o) in ready {
+            if let QuorumRole::Leader(l) = &mut self.role {
+                l.parked.remove(&f);
+            }
+            self.answer_fetch(f, o, out);
+        }
+    }
+
+    fn become_follower(&mut self, leader: NodeId, out: &mut QuorumEffects<R>) {
+        self.role = QuorumRole::Follower {
+            leader,
+            fetch_in_flight: false,
+        };
+        out.set_timer(QuorumTimer::Election, self.election_timeout_ms());
+        self.send_fetch(out);
+    }
+
+    fn send_fetch(&mut self, out: &mut QuorumEffects<R>) {
+        let position = self.position();
+        let QuorumRole::Follower {
+            leader,
+            fetch_in_flight,
+        } = &mut self.role
+        else {
+            return;
+        };
+        *fetch_in_flight = true;
+        let last_fetched_epoch = (position.end_offset > 0).then_some(position.last_epoch);
+        out.send(
+            *leader,
+            QuorumMessage::Fetch {
+                epoch: self.epoch,
+                fetch_offset: position.end_offset,
+                last_fetched_epoch,
+            },
+        );
+    }
+
+    /// Observers do not know the leader at first: ask every voter.
+    fn fetch_from_any_voter(&mut self, out: &mut QuorumEffects<R>) {
+        let fetch_offset = self.log.len() as Offset;
+        let last_fetched_epoch = self.log.last().map(|e| e.epoch);
+        for v in self.config.voters.clone() {
+            out.send(
+                v,
+                QuorumMessage::Fetch {
+                    epoch: self.epoch,
+                    fetch_offset,
+                    last_fetched_epoch,
+                },
+            );
+        }
+    }
+
+    fn on_fetch_response(
+        &mut self,
+        from: NodeId,
+        epoch: LeaderEpoch,
+        fetch_offset: Offset,
+        result: QuorumFetchResult<R>,
+        out: &mut QuorumEffects<R>,
+    ) {
+        // `on_message` moved us to a newer epoch already.
+        if epoch != self.epoch || self.is_leader() {
+            return;
+        }
+        if let QuorumFetchResult::NotLeader { leader } = result {
+            let follows = matches!(self.role, QuorumRole::Follower { .. });
+            if let Some(l) = leader.filter(|&l| l != self.id() && !follows) {
+                self.become_follower(l, out);
+            }
+            return;
+        }
+        // Entries and divergences come only from the leader of `epoch`.
+        let end = self.log.len() as Offset;
+        match &self.role {
+            QuorumRole::Follower {
+                leader,
+                fetch_in_flight: true,
+            } if *leader == from => {}
+            QuorumRole::Follower { .. } => return,
+            // A candidate or observer hears from the leader of its epoch.
+            _ => {
+                self.role = QuorumRole::Follower {
+                    leader: from,
+                    fetch_in_flight: true,
+                }
+            }
+        }
+        if fetch_offset != end {
+            return; // an answer to an earlier fetch
+        }
+        if let QuorumRole::Follower {
+            fetch_in_flight, ..
+        } = &mut self.role
+        {
+            *fetch_in_flight = false;
+        }
+        out.set_timer(QuorumTimer::Election, self.election_timeout_ms());
+        match result {
+            QuorumFetchResult::Entries {
+                entries,
+                commit_offset,
+            } => {
+                if !entries.is_empty() {
+                    self.log.extend(entries.iter().cloned());
+                    out.persist(QuorumPersist::Append {
+                        offset: end,
+                        entries,
+                    });
+                }
+                let end = self.log.len() as Offset;
+                self.commit_offset = self.commit_offset.max(commit_offset.min(end));
+            }
+            QuorumFetchResult::DivergingEpoch { epoch, end_offset } => {
+                let (own_epoch, own_end) = self.end_offset_for_epoch(epoch);
+                let target = if own_epoch == epoch {
+                    own_end.min(end_offset)
+                } else {
+                    own_end
+                };
+                let target = target.min(end);
+                // Never below the commit offset in a correct quorum; the
+                // checker's CommittedPrefixAgreement says so, not a panic.
+                self.log.truncate(target as usize);
+                self.commit_offset = self.commit_offset.min(target);
+                out.persist(QuorumPersist::Append {
+                    offset: target,
+                    entries: Vec::new(),
+                });
+            }
+            QuorumFetchResult::NotLeader { .. } => unreachable!("handled above"),
+        }
+        self.send_fetch(out);
+    }
+}
+
+fn message_epoch<R>(m: &QuorumMessage<R>) -> LeaderEpoch {
+    match m {
+        QuorumMessage::PreVote { epoch, .. }
+        | QuorumMessage::PreVoteResponse { epoch, .. }
+        | QuorumMessage::Vote { epoch, .. }
+        | QuorumMessage::VoteResponse { epoch, .. }
+        | QuorumMessage::BeginEpoch { epoch }
+        | QuorumMessage::Fetch { epoch, .. }
+        | QuorumMessage::FetchResponse { epoch, .. } => *epoch,
+    }
+}
