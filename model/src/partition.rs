@@ -45,6 +45,8 @@ pub struct ControllerBugs {
     pub reuse_leader_epoch: bool,
     /// Accept an ISR change carrying a stale partition epoch.
     pub accept_stale_partition_epoch: bool,
+    /// Leave a fenced broker as leader.
+    pub fence_keeps_leadership: bool,
 }
 
 /// A partition leader's request to change the ISR: Kafka's `AlterPartition`.
@@ -66,6 +68,8 @@ pub enum AlterPartitionError {
     /// The new ISR names a replica that is not assigned, or is fenced, or
     /// leaves out the leader.
     IneligibleReplica,
+    /// The request came from an earlier incarnation of the leader's broker.
+    StaleBrokerEpoch,
 }
 
 impl PartitionRegistration {
@@ -168,7 +172,7 @@ impl PartitionRegistration {
             self.isr.remove(&broker);
             changed = true;
         }
-        if self.leader == Some(broker) {
+        if self.leader == Some(broker) && !policy.bugs.fence_keeps_leadership {
             // Leaving the leader in place would let it serve while fenced.
             let next = self.choose_leader(live, policy);
             let (leader, unclean) = next.map_or((None, false), |(l, u)| (Some(l), u));

@@ -86,6 +86,8 @@ impl<R: Clone> QuorumDurable<R> {
 pub struct QuorumBugs {
     /// Do not persist the vote (a restarted voter may vote again in the epoch).
     pub vote_not_persisted: bool,
+    /// Do not persist epoch changes (a restarted node goes back in epoch).
+    pub epoch_not_persisted: bool,
     /// Commit an entry of an earlier epoch once a majority holds it.
     pub commit_earlier_epoch_by_count: bool,
     /// Grant votes without comparing logs.
@@ -607,6 +609,9 @@ impl<R: Clone + std::fmt::Debug> Quorum<R> {
     }
 
     fn persist_election(&self, out: &mut QuorumEffects<R>) {
+        if self.config.bugs.epoch_not_persisted {
+            return;
+        }
         let voted_for = if self.config.bugs.vote_not_persisted {
             None
         } else {
@@ -948,5 +953,146 @@ fn message_epoch<R>(m: &QuorumMessage<R>) -> LeaderEpoch {
         | QuorumMessage::BeginEpoch { epoch }
         | QuorumMessage::Fetch { epoch, .. }
         | QuorumMessage::FetchResponse { epoch, .. } => *epoch,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::Effect;
+    use std::collections::VecDeque;
+
+    /// A tiny deterministic driver: timers fire in deadline order, every
+    /// message is delivered in send order, persistence is instant.
+    struct Cluster {
+        nodes: BTreeMap<NodeId, Quorum<u8>>,
+        timers: BTreeMap<(NodeId, QuorumTimer), u64>,
+        queue: VecDeque<(NodeId, NodeId, QuorumMessage<u8>)>,
+        now_ms: u64,
+    }
+
+    impl Cluster {
+        fn new(logs: &[(NodeId, Vec<Entry<u8>>)]) -> Self {
+            let voters: Vec<NodeId> = logs.iter().map(|(id, _)| *id).collect();
+            let mut c = Cluster {
+                nodes: BTreeMap::new(),
+                timers: BTreeMap::new(),
+                queue: VecDeque::new(),
+                now_ms: 0,
+            };
+            for (id, log) in logs {
+                let epoch = log.last().map_or(0, |e| e.epoch);
+                let durable = QuorumDurable {
+                    epoch,
+                    voted_for: None,
+                    log: log.clone(),
+                };
+                let mut node = Quorum::recover(QuorumConfig::new(*id, voters.clone()), durable);
+                let mut out = QuorumEffects::new();
+                node.start(&mut out);
+                c.nodes.insert(*id, node);
+                c.apply(*id, out);
+            }
+            c
+        }
+
+        fn apply(&mut self, from: NodeId, mut out: QuorumEffects<u8>) {
+            for effect in out.drain() {
+                match effect {
+                    Effect::Send { to, message } => self.queue.push_back((from, to, message)),
+                    Effect::SetTimer { timer, after_ms } => {
+                        self.timers.insert((from, timer), self.now_ms + after_ms);
+                    }
+                    Effect::CancelTimer { timer } => {
+                        self.timers.remove(&(from, timer));
+                    }
+                    _ => {}
+                }
+            }
+        }
+
+        /// Runs until some node leads and the messages are drained.
+        fn elect(&mut self) -> NodeId {
+            for _ in 0..10_000 {
+                while let Some((from, to, message)) = self.queue.pop_front() {
+                    let mut out = QuorumEffects::new();
+                    self.nodes
+                        .get_mut(&to)
+                        .unwrap()
+                        .on_message(from, message, &mut out);
+                    self.apply(to, out);
+                }
+                if let Some(leader) = self.nodes.values().find(|n| n.is_leader()) {
+                    return leader.id();
+                }
+                let (&(node, timer), &at) = self.timers.iter().min_by_key(|(_, &at)| at).unwrap();
+                self.timers.remove(&(node, timer));
+                self.now_ms = at;
+                let mut out = QuorumEffects::new();
+                self.nodes.get_mut(&node).unwrap().on_timer(timer, &mut out);
+                self.apply(node, out);
+            }
+            panic!("no leader elected");
+        }
+    }
+
+    fn record(epoch: LeaderEpoch, value: u8) -> Entry<u8> {
+        Entry {
+            epoch,
+            payload: Payload::Record(value),
+        }
+    }
+
+    #[test]
+    fn seed_order_equal_logs_elect_the_highest_id() {
+        // zkServer.sh status in the seed: zookeeper3 is the leader.
+        let mut c = Cluster::new(&[(1, vec![]), (2, vec![]), (3, vec![])]);
+        assert_eq!(c.elect(), 3);
+    }
+
+    #[test]
+    fn seed_order_a_longer_log_beats_a_higher_id() {
+        // The "transaction id" (last epoch, end offset) comes first.
+        let long = vec![record(1, 1), record(1, 2)];
+        let mut c = Cluster::new(&[(1, long.clone()), (2, long), (3, vec![record(1, 1)])]);
+        assert_eq!(c.elect(), 2, "3 has the highest id but a shorter log");
+    }
+
+    #[test]
+    fn a_restarted_voter_keeps_its_vote() {
+        let mut out = QuorumEffects::<u8>::new();
+        let mut voter = Quorum::recover(QuorumConfig::new(1, [1, 2, 3]), QuorumDurable::default());
+        let position = LogPosition {
+            last_epoch: 0,
+            end_offset: 0,
+        };
+        voter.on_message(
+            3,
+            QuorumMessage::Vote {
+                epoch: 1,
+                position: position.clone(),
+            },
+            &mut out,
+        );
+        let mut durable = QuorumDurable::default();
+        for e in out.drain() {
+            if let Effect::Persist(change) = e {
+                durable.apply(&change);
+            }
+        }
+        assert_eq!((durable.epoch, durable.voted_for), (1, Some(3)));
+        let mut restarted = Quorum::recover(QuorumConfig::new(1, [1, 2, 3]), durable);
+        let mut out = QuorumEffects::<u8>::new();
+        restarted.on_message(2, QuorumMessage::Vote { epoch: 1, position }, &mut out);
+        let refused = out.iter().any(|e| {
+            matches!(
+                e,
+                Effect::Send {
+                    message: QuorumMessage::VoteResponse { granted: false, .. },
+                    ..
+                }
+            )
+        });
+        assert!(refused, "one vote per epoch, across restarts");
     }
 }

@@ -273,3 +273,35 @@ fn async_mode_loses_acked_writes_when_all_replicas_crash() {
     };
     caught("tradeoff/async-flush-crash-all", model, "NoAckedLoss");
 }
+
+#[test]
+fn seeded_accept_stale_partition_epoch_is_caught() {
+    let bugs = ControllerBugs {
+        accept_stale_partition_epoch: true,
+        ..Default::default()
+    };
+    caught(
+        "bug/accept-stale-partition-epoch",
+        with_controller_bugs(bugs),
+        "StaleIsrChangeRejected",
+    );
+    // ...and what it costs: an ISR member without the committed records.
+    caught_with(
+        "bug/accept-stale-partition-epoch",
+        with_controller_bugs(bugs),
+        "StrongIsr",
+    );
+}
+
+#[test]
+fn seeded_fence_keeps_leadership_is_caught() {
+    let bugs = ControllerBugs {
+        fence_keeps_leadership: true,
+        ..Default::default()
+    };
+    caught(
+        "bug/fence-keeps-leadership",
+        with_controller_bugs(bugs),
+        "FencedBrokerNeverLeads",
+    );
+}

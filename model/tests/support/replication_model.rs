@@ -8,7 +8,10 @@
 //! produces acks=all batches to whichever replica believes it leads, and a
 //! consumer reads below every leader's high watermark.
 
-use runnel_model::core::{Effect, NodeId, Offset};
+use runnel_model::controller::{
+    Controller, ControllerConfig, ControllerError, ControllerRequest, MetadataImage,
+};
+use runnel_model::core::{BrokerEpoch, Effect, NodeId, Offset};
 use runnel_model::log::{MemBatch, MemLog, MemRecords, PartitionLog};
 use runnel_model::partition::{ElectionPolicy, PartitionRegistration};
 use runnel_model::replication::{
@@ -19,6 +22,7 @@ use stateright::{Model, Property};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 pub const CONTROLLER: NodeId = 100;
+const TOPIC: &str = "t";
 type Log = MemLog<u8>;
 type Msg = ReplicationMessage<MemRecords<u8>>;
 
@@ -71,10 +75,13 @@ pub struct State {
     pub up: Vec<bool>,
     pub timers: Vec<BTreeSet<ReplicaTimer>>,
     pub flush_requested: Vec<bool>,
-    /// The controller's view.
+    /// The controller's metadata (the real controller's image).
+    pub image: MetadataImage,
+    /// The partition's registration in `image`, kept at hand.
     pub registration: PartitionRegistration,
-    pub fenced: BTreeSet<NodeId>,
-    pub net: BTreeMap<(NodeId, NodeId), VecDeque<Msg>>,
+    /// Each live broker's epoch, stamped on what it sends the controller.
+    pub broker_epochs: Vec<BrokerEpoch>,
+    pub net: BTreeMap<(NodeId, NodeId), VecDeque<(Msg, BrokerEpoch)>>,
     pub values_produced: u8,
     pub crashes: u8,
     /// History: acks=all acknowledged (offset → value).
@@ -88,6 +95,7 @@ pub struct State {
 /// Safety conditions that need history, latched when first broken.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Violations {
+    pub stale_isr_change_accepted: bool,
     pub consistent_reads: bool,
     pub min_isr_gate: bool,
     pub epoch_monotonic: bool,
@@ -153,7 +161,10 @@ impl ReplicationModel {
     ) {
         for effect in effects.drain() {
             match effect {
-                Effect::Send { to, message } => send(s, node, to, message),
+                Effect::Send { to, message } => {
+                    let epoch = s.broker_epochs[node as usize];
+                    send(s, node, to, message, epoch)
+                }
                 Effect::SetTimer { timer, .. } => {
                     s.timers[node as usize].insert(timer);
                 }
@@ -192,32 +203,61 @@ impl ReplicationModel {
         }
     }
 
-    fn controller_receive(&self, s: &mut State, from: NodeId, message: Msg) {
+    fn controller(&self) -> Controller {
+        Controller::new(ControllerConfig {
+            num_partitions: 1,
+            default_replication_factor: self.replicas,
+            policy: self.policy,
+            bug_ignore_broker_epoch: false,
+        })
+    }
+
+    /// Runs a request through the real controller and applies its records.
+    fn control(&self, s: &mut State, request: ControllerRequest) -> Result<(), ControllerError> {
+        let records = self.controller().decide(&s.image, &request)?;
+        for r in &records {
+            s.image.apply(r);
+        }
+        s.registration = s.image.partition(TOPIC, 0).expect("the partition").clone();
+        Ok(())
+    }
+
+    fn controller_receive(
+        &self,
+        s: &mut State,
+        from: NodeId,
+        message: Msg,
+        broker_epoch: BrokerEpoch,
+    ) {
         let ReplicationMessage::AlterPartition(request) = message else {
             return;
         };
-        let before = s.registration.isr.clone();
-        let fenced = s.fenced.clone();
-        let result =
-            s.registration
-                .alter_partition(&request, |b| !fenced.contains(&b), &self.policy);
-        let response = result.map(|()| s.registration.clone());
-        if response.is_ok() && self.track_examples {
-            let after = &s.registration.isr;
-            if after.is_subset(&before) && after != &before {
+        let before = s.registration.clone();
+        let alter = ControllerRequest::AlterPartition {
+            topic: TOPIC.into(),
+            partition: 0,
+            broker_epoch,
+            request: request.clone(),
+        };
+        let result = match self.control(s, alter) {
+            Ok(()) => Ok(s.registration.clone()),
+            Err(ControllerError::AlterPartition(e)) => Err(e),
+            Err(e) => unreachable!("AlterPartition fails only with its own errors: {e:?}"),
+        };
+        if result.is_ok() && request.partition_epoch != before.partition_epoch {
+            s.violated.stale_isr_change_accepted = true;
+        }
+        if result.is_ok() && self.track_examples {
+            let (before, after) = (&before.isr, &s.registration.isr);
+            if after.is_subset(before) && after != before {
                 s.reached.isr_shrunk = true;
             }
-            if after.is_superset(&before) && after != &before && s.reached.isr_shrunk {
+            if after.is_superset(before) && after != before && s.reached.isr_shrunk {
                 s.reached.isr_reexpanded = true;
             }
         }
-        let result = response;
-        send(
-            s,
-            CONTROLLER,
-            from,
-            ReplicationMessage::AlterPartitionResponse { request, result },
-        );
+        let response = ReplicationMessage::AlterPartitionResponse { request, result };
+        send(s, CONTROLLER, from, response, 0);
     }
 
     /// The controller publishes a changed registration. Followers ignore an
@@ -230,7 +270,7 @@ impl ReplicationModel {
         let reg = s.registration.clone();
         if reg.leader_epoch == before.leader_epoch {
             if let Some(l) = reg.leader {
-                send(s, CONTROLLER, l, ReplicationMessage::PartitionState(reg));
+                send(s, CONTROLLER, l, ReplicationMessage::PartitionState(reg), 0);
             }
             return;
         }
@@ -240,18 +280,23 @@ impl ReplicationModel {
                 CONTROLLER,
                 id,
                 ReplicationMessage::PartitionState(reg.clone()),
+                0,
             );
         }
     }
 
+    /// The broker's session expired: the controller fences it.
     fn fence(&self, s: &mut State, node: NodeId) {
-        if !s.fenced.insert(node) {
-            return;
-        }
         let before = s.registration.clone();
-        let fenced = s.fenced.clone();
-        s.registration
-            .fence_broker(node, |b| !fenced.contains(&b), &self.policy);
+        let epoch = s.image.brokers[&node].epoch;
+        self.control(
+            s,
+            ControllerRequest::SessionExpired {
+                broker: node,
+                epoch,
+            },
+        )
+        .expect("the current incarnation");
         self.publish(s, &before);
     }
 
@@ -269,19 +314,40 @@ impl ReplicationModel {
         s.net.retain(|&(_, to), _| to != node);
     }
 
+    /// The broker registers again (a new incarnation, which fences the
+    /// old one) and its first heartbeat unfences it.
     fn restart(&self, s: &mut State, node: NodeId) {
         s.up[node as usize] = true;
-        // Re-registration as a new incarnation fences the old one first.
-        self.fence(s, node);
-        s.fenced.remove(&node);
         let before = s.registration.clone();
-        let fenced = s.fenced.clone();
-        s.registration.elect(|b| !fenced.contains(&b), &self.policy);
+        self.control(
+            s,
+            ControllerRequest::RegisterBroker {
+                broker: node,
+                endpoint: String::new(),
+            },
+        )
+        .expect("registration always succeeds");
+        let epoch = s.image.brokers[&node].epoch;
+        s.broker_epochs[node as usize] = epoch;
+        self.control(
+            s,
+            ControllerRequest::Heartbeat {
+                broker: node,
+                epoch,
+            },
+        )
+        .expect("the current incarnation");
         self.publish(s, &before);
         if before.leader_epoch == s.registration.leader_epoch {
             // Unchanged for the others; the new incarnation still needs it.
             let reg = s.registration.clone();
-            send(s, CONTROLLER, node, ReplicationMessage::PartitionState(reg));
+            send(
+                s,
+                CONTROLLER,
+                node,
+                ReplicationMessage::PartitionState(reg),
+                0,
+            );
         }
     }
 
@@ -333,12 +399,12 @@ impl ReplicationModel {
                     .net
                     .get_mut(&(from, to))
                     .expect("enabled only with a message");
-                let message = queue.pop_front().expect("non-empty");
+                let (message, broker_epoch) = queue.pop_front().expect("non-empty");
                 if queue.is_empty() {
                     s.net.remove(&(from, to));
                 }
                 if to == CONTROLLER {
-                    return self.controller_receive(s, from, message);
+                    return self.controller_receive(s, from, message, broker_epoch);
                 }
                 let end_before = s.replicas[to as usize].log().end_offset();
                 s.replicas[to as usize].on_message(from, message, &mut out);
@@ -388,11 +454,15 @@ impl ReplicationModel {
     }
 }
 
-fn send(s: &mut State, from: NodeId, to: NodeId, message: Msg) {
+/// `broker_epoch` is the sender's incarnation (meaningful toward the controller).
+fn send(s: &mut State, from: NodeId, to: NodeId, message: Msg, broker_epoch: BrokerEpoch) {
     if to != CONTROLLER && !s.up[to as usize] {
         return; // connection refused
     }
-    s.net.entry((from, to)).or_default().push_back(message);
+    s.net
+        .entry((from, to))
+        .or_default()
+        .push_back((message, broker_epoch));
 }
 
 pub fn value_at(log: &Log, offset: Offset) -> Option<u8> {
@@ -425,7 +495,6 @@ impl Model for ReplicationModel {
 
     fn init_states(&self) -> Vec<State> {
         let n = self.replicas as usize;
-        let replicas: Vec<NodeId> = self.ids().collect();
         let mut s = State {
             replicas: self
                 .ids()
@@ -434,8 +503,9 @@ impl Model for ReplicationModel {
             up: vec![true; n],
             timers: vec![BTreeSet::new(); n],
             flush_requested: vec![false; n],
-            registration: PartitionRegistration::new(replicas, |_| true),
-            fenced: BTreeSet::new(),
+            image: MetadataImage::default(),
+            registration: PartitionRegistration::new(vec![0], |_| true),
+            broker_epochs: vec![0; n],
             net: BTreeMap::new(),
             values_produced: 0,
             crashes: 0,
@@ -444,6 +514,33 @@ impl Model for ReplicationModel {
             violated: Violations::default(),
             reached: Reached::default(),
         };
+        // Brokers register, then the topic is created by the real controller.
+        for id in self.ids() {
+            let register = ControllerRequest::RegisterBroker {
+                broker: id,
+                endpoint: String::new(),
+            };
+            let records = self
+                .controller()
+                .decide(&s.image, &register)
+                .expect("registers");
+            records.iter().for_each(|r| s.image.apply(r));
+            let epoch = s.image.brokers[&id].epoch;
+            s.broker_epochs[id as usize] = epoch;
+            let heartbeat = ControllerRequest::Heartbeat { broker: id, epoch };
+            let records = self
+                .controller()
+                .decide(&s.image, &heartbeat)
+                .expect("unfences");
+            records.iter().for_each(|r| s.image.apply(r));
+        }
+        let create = ControllerRequest::CreateTopic {
+            name: TOPIC.into(),
+            partitions: Some(1),
+            replication_factor: Some(self.replicas),
+            configs: BTreeMap::new(),
+        };
+        self.control(&mut s, create).expect("topic created");
         for id in self.ids() {
             let reg = s.registration.clone();
             send(
@@ -451,6 +548,7 @@ impl Model for ReplicationModel {
                 CONTROLLER,
                 id,
                 ReplicationMessage::PartitionState(reg),
+                0,
             );
         }
         vec![s]
@@ -463,7 +561,7 @@ impl Model for ReplicationModel {
         for id in self.ids() {
             let i = id as usize;
             if !s.up[i] {
-                if !s.fenced.contains(&id) {
+                if !s.image.brokers[&id].fenced {
                     actions.push(Action::Fence { node: id });
                 }
                 actions.push(Action::Restart { node: id });
@@ -556,6 +654,12 @@ impl Model for ReplicationModel {
                 logs_ordered && !s.violated.epoch_monotonic
             }),
             Property::always("MinIsrGate", |_, s: &State| !s.violated.min_isr_gate),
+            Property::always("FencedBrokerNeverLeads", |_, s: &State| {
+                s.registration.leader.is_none_or(|l| s.image.is_active(l))
+            }),
+            Property::always("StaleIsrChangeRejected", |_, s: &State| {
+                !s.violated.stale_isr_change_accepted
+            }),
             Property::sometimes("AckedWrite", |_, s: &State| !s.acked.is_empty()),
             Property::sometimes("LeaderChange", |_, s: &State| s.reached.leader_change),
             Property::sometimes("FollowerTruncation", |_, s: &State| s.reached.truncation),
@@ -576,6 +680,8 @@ pub const ALWAYS: &[&str] = &[
     "LeaderInIsr",
     "EpochMonotonic",
     "MinIsrGate",
+    "FencedBrokerNeverLeads",
+    "StaleIsrChangeRejected",
 ];
 
 pub const SOMETIMES: &[&str] = &[

@@ -1,0 +1,722 @@
+//! The controller: the cluster metadata as a deterministic state machine.
+//!
+//! [`MetadataImage`] is what every node builds by applying committed
+//! [`MetadataRecord`]s from the coordinator quorum's log, in order (the
+//! active controller, standby coordinators and brokers alike).
+//! [`Controller::decide`] is the active controller's logic: it validates a
+//! request against the image and answers with the records to propose; it
+//! changes nothing itself, so the decision is the same wherever it runs and
+//! only committed records change the metadata.
+//!
+//! The role ZooKeeper's ephemeral nodes played is played by broker epochs
+//! and sessions: a broker registers (getting a new broker epoch), heartbeats,
+//! and is fenced when its session expires; partition leadership moves by the
+//! rules in [`crate::partition`].
+
+use crate::core::{BrokerEpoch, NodeId};
+use crate::partition::{
+    AlterPartitionError, AlterPartitionRequest, ElectionPolicy, PartitionRegistration,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One committed change to the cluster metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum MetadataRecord {
+    /// A broker (re-)registered; it starts fenced.
+    RegisterBroker {
+        broker: NodeId,
+        epoch: BrokerEpoch,
+        endpoint: String,
+    },
+    UnfenceBroker {
+        broker: NodeId,
+        epoch: BrokerEpoch,
+    },
+    FenceBroker {
+        broker: NodeId,
+        epoch: BrokerEpoch,
+    },
+    /// The broker asked to shut down; it leads nothing from now on.
+    BrokerShuttingDown {
+        broker: NodeId,
+        epoch: BrokerEpoch,
+    },
+    Topic {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
+    /// A new partition, or a change to one (full registration).
+    Partition {
+        topic: String,
+        partition: u32,
+        registration: PartitionRegistration,
+    },
+    RemoveTopic {
+        name: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub epoch: BrokerEpoch,
+    pub endpoint: String,
+    pub fenced: bool,
+    pub shutting_down: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TopicImage {
+    pub configs: BTreeMap<String, String>,
+    pub partitions: Vec<PartitionRegistration>,
+}
+
+/// The cluster metadata as of some committed offset.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MetadataImage {
+    pub brokers: BTreeMap<NodeId, BrokerRegistration>,
+    pub topics: BTreeMap<String, TopicImage>,
+    /// Broker epochs are unique and increasing across the cluster.
+    pub last_broker_epoch: BrokerEpoch,
+}
+
+impl MetadataImage {
+    /// Applies one committed record. Records come from the active
+    /// controller's decisions, so an inconsistent record is ignored rather
+    /// than trusted (it can only come from a bug or a corrupt log).
+    pub fn apply(&mut self, record: &MetadataRecord) {
+        match record {
+            MetadataRecord::RegisterBroker {
+                broker,
+                epoch,
+                endpoint,
+            } => {
+                self.last_broker_epoch = self.last_broker_epoch.max(*epoch);
+                let reg = BrokerRegistration {
+                    epoch: *epoch,
+                    endpoint: endpoint.clone(),
+                    fenced: true,
+                    shutting_down: false,
+                };
+                self.brokers.insert(*broker, reg);
+            }
+            MetadataRecord::UnfenceBroker { broker, epoch } => {
+                if let Some(b) = self.brokers.get_mut(broker).filter(|b| b.epoch == *epoch) {
+                    b.fenced = false;
+                    b.shutting_down = false;
+                }
+            }
+            MetadataRecord::FenceBroker { broker, epoch } => {
+                if let Some(b) = self.brokers.get_mut(broker).filter(|b| b.epoch == *epoch) {
+                    b.fenced = true;
+                }
+            }
+            MetadataRecord::BrokerShuttingDown { broker, epoch } => {
+                if let Some(b) = self.brokers.get_mut(broker).filter(|b| b.epoch == *epoch) {
+                    b.shutting_down = true;
+                }
+            }
+            MetadataRecord::Topic { name, configs } => {
+                let topic = self.topics.entry(name.clone()).or_default();
+                topic.configs = configs.clone();
+            }
+            MetadataRecord::Partition {
+                topic,
+                partition,
+                registration,
+            } => {
+                let Some(t) = self.topics.get_mut(topic) else {
+                    return;
+                };
+                let p = *partition as usize;
+                if p < t.partitions.len() {
+                    t.partitions[p] = registration.clone();
+                } else if p == t.partitions.len() {
+                    t.partitions.push(registration.clone());
+                }
+            }
+            MetadataRecord::RemoveTopic { name } => {
+                self.topics.remove(name);
+            }
+        }
+    }
+
+    /// May this broker lead or join an ISR: registered, unfenced, not
+    /// shutting down.
+    pub fn is_active(&self, broker: NodeId) -> bool {
+        self.brokers
+            .get(&broker)
+            .is_some_and(|b| !b.fenced && !b.shutting_down)
+    }
+
+    /// Active brokers, sorted by id (the order placement uses).
+    pub fn active_brokers(&self) -> Vec<NodeId> {
+        self.brokers
+            .keys()
+            .copied()
+            .filter(|&b| self.is_active(b))
+            .collect()
+    }
+
+    pub fn partition(&self, topic: &str, partition: u32) -> Option<&PartitionRegistration> {
+        self.topics.get(topic)?.partitions.get(partition as usize)
+    }
+}
+
+/// The seed's placement rule: brokers sorted by id; partition `i`'s `j`-th
+/// replica on broker `(i + start + j) mod n`. `start` spreads the first
+/// (preferred leader) replicas of successive topics across brokers.
+pub fn place_replicas(
+    brokers: &[NodeId],
+    partitions: u32,
+    replication_factor: u32,
+    start: usize,
+) -> Vec<Vec<NodeId>> {
+    let mut sorted = brokers.to_vec();
+    sorted.sort_unstable();
+    let n = sorted.len();
+    assert!(replication_factor as usize <= n && replication_factor > 0);
+    (0..partitions as usize)
+        .map(|i| {
+            (0..replication_factor as usize)
+                .map(|j| sorted[(i + start + j) % n])
+                .collect()
+        })
+        .collect()
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ControllerConfig {
+    /// Kafka's `num.partitions`.
+    pub num_partitions: u32,
+    /// Kafka's `default.replication.factor`.
+    pub default_replication_factor: u32,
+    pub policy: ElectionPolicy,
+    /// Accept an ISR change from a broker whose epoch is stale (seeded bug).
+    pub bug_ignore_broker_epoch: bool,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            num_partitions: 1,
+            default_replication_factor: 1,
+            policy: ElectionPolicy::default(),
+            bug_ignore_broker_epoch: false,
+        }
+    }
+}
+
+/// What brokers and admin clients ask the active controller.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ControllerRequest {
+    RegisterBroker {
+        broker: NodeId,
+        endpoint: String,
+    },
+    /// A registered broker is alive (and caught up with the metadata log).
+    Heartbeat {
+        broker: NodeId,
+        epoch: BrokerEpoch,
+    },
+    /// The broker's session expired (the caller's session timer decided).
+    SessionExpired {
+        broker: NodeId,
+        epoch: BrokerEpoch,
+    },
+    ControlledShutdown {
+        broker: NodeId,
+        epoch: BrokerEpoch,
+    },
+    CreateTopic {
+        name: String,
+        partitions: Option<u32>,
+        replication_factor: Option<u32>,
+        configs: BTreeMap<String, String>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    AlterPartition {
+        topic: String,
+        partition: u32,
+        broker_epoch: BrokerEpoch,
+        request: AlterPartitionRequest,
+    },
+}
+
+/// Why the controller refused (Kafka's error names).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ControllerError {
+    TopicAlreadyExists,
+    UnknownTopicOrPartition,
+    InvalidPartitions(String),
+    InvalidReplicationFactor(String),
+    InvalidTopic(String),
+    /// Unknown broker or a broker epoch from an earlier registration.
+    StaleBrokerEpoch,
+    AlterPartition(AlterPartitionError),
+}
+
+/// The active controller's decision logic: pure functions of the image.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Controller {
+    pub config: ControllerConfig,
+}
+
+pub type Decision = Result<Vec<MetadataRecord>, ControllerError>;
+
+impl Controller {
+    pub fn new(config: ControllerConfig) -> Self {
+        Self { config }
+    }
+
+    /// The records that carry out `request` against `image`, or why not.
+    /// Applying the records in order to `image` yields the new metadata.
+    pub fn decide(&self, image: &MetadataImage, request: &ControllerRequest) -> Decision {
+        match request {
+            ControllerRequest::RegisterBroker { broker, endpoint } => {
+                Ok(self.register(image, *broker, endpoint))
+            }
+            ControllerRequest::Heartbeat { broker, epoch } => {
+                self.heartbeat(image, *broker, *epoch)
+            }
+            ControllerRequest::SessionExpired { broker, epoch } => {
+                self.check_epoch(image, *broker, *epoch)?;
+                Ok(self.fence(image, *broker))
+            }
+            ControllerRequest::ControlledShutdown { broker, epoch } => {
+                self.check_epoch(image, *broker, *epoch)?;
+                Ok(self.shut_down(image, *broker))
+            }
+            ControllerRequest::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+                configs,
+            } => self.create_topic(image, name, *partitions, *replication_factor, configs),
+            ControllerRequest::DeleteTopic { name } => match image.topics.contains_key(name) {
+                true => Ok(vec![MetadataRecord::RemoveTopic { name: name.clone() }]),
+                false => Err(ControllerError::UnknownTopicOrPartition),
+            },
+            ControllerRequest::AlterPartition {
+                topic,
+                partition,
+                broker_epoch,
+                request,
+            } => self.alter_partition(image, topic, *partition, *broker_epoch, request),
+        }
+    }
+
+    fn check_epoch(
+        &self,
+        image: &MetadataImage,
+        broker: NodeId,
+        epoch: BrokerEpoch,
+    ) -> Result<(), ControllerError> {
+        match image.brokers.get(&broker) {
+            Some(b) if b.epoch == epoch => Ok(()),
+            _ => Err(ControllerError::StaleBrokerEpoch),
+        }
+    }
+
+    /// A (re-)registration is a new incarnation: the old one, if active, is
+    /// fenced first (its leaderships move), and the new one starts fenced.
+    fn register(
+        &self,
+        image: &MetadataImage,
+        broker: NodeId,
+        endpoint: &str,
+    ) -> Vec<MetadataRecord> {
+        let mut records = Vec::new();
+        let mut scratch = image.clone();
+        if image.brokers.get(&broker).is_some_and(|b| !b.fenced) {
+            records = self.fence(image, broker);
+            for r in &records {
+                scratch.apply(r);
+            }
+        }
+        let epoch = scratch.last_broker_epoch + 1;
+        records.push(MetadataRecord::RegisterBroker {
+            broker,
+            epoch,
+            endpoint: endpoint.to_string(),
+        });
+        records
+    }
+
+    /// First heartbeat of a fenced broker unfences it; leaderless partitions
+    /// that it may lead get a leader.
+    fn heartbeat(&self, image: &MetadataImage, broker: NodeId, epoch: BrokerEpoch) -> Decision {
+        self.check_epoch(image, broker, epoch)?;
+        let b = &image.brokers[&broker];
+        if !b.fenced || b.shutting_down {
+            return Ok(Vec::new());
+        }
+        let mut records = vec![MetadataRecord::UnfenceBroker { broker, epoch }];
+        let mut after = image.clone();
+        after.apply(&records[0]);
+        records.extend(self.partition_changes(&after, |reg, is_active| {
+            reg.elect(is_active, &self.config.policy)
+        }));
+        Ok(records)
+    }
+
+    /// Fences a broker: out of every ISR it is not the last member of, and
+    /// its leaderships move to the next eligible ISR replica.
+    fn fence(&self, image: &MetadataImage, broker: NodeId) -> Vec<MetadataRecord> {
+        let Some(b) = image.brokers.get(&broker) else {
+            return Vec::new();
+        };
+        let mut records = vec![MetadataRecord::FenceBroker {
+            broker,
+            epoch: b.epoch,
+        }];
+        let mut after = image.clone();
+        after.apply(&records[0]);
+        records.extend(self.partition_changes(&after, |reg, is_active| {
+            reg.fence_broker(broker, is_active, &self.config.policy)
+        }));
+        records
+    }
+
+    /// Controlled shutdown: leaderships move off the broker and it leaves
+    /// every ISR it is not the last member of, before it stops.
+    fn shut_down(&self, image: &MetadataImage, broker: NodeId) -> Vec<MetadataRecord> {
+        let epoch = image.brokers[&broker].epoch;
+        let mut records = vec![MetadataRecord::BrokerShuttingDown { broker, epoch }];
+        let mut after = image.clone();
+        after.apply(&records[0]);
+        records.extend(self.partition_changes(&after, |reg, is_active| {
+            reg.fence_broker(broker, is_active, &self.config.policy)
+        }));
+        records
+    }
+
+    /// Runs `change` on every partition; a `Partition` record for each one
+    /// that changed.
+    fn partition_changes(
+        &self,
+        image: &MetadataImage,
+        change: impl Fn(&mut PartitionRegistration, &dyn Fn(NodeId) -> bool) -> bool,
+    ) -> Vec<MetadataRecord> {
+        let is_active = |b: NodeId| image.is_active(b);
+        let mut records = Vec::new();
+        for (name, topic) in &image.topics {
+            for (p, reg) in topic.partitions.iter().enumerate() {
+                let mut reg = reg.clone();
+                if change(&mut reg, &is_active) {
+                    records.push(MetadataRecord::Partition {
+                        topic: name.clone(),
+                        partition: p as u32,
+                        registration: reg,
+                    });
+                }
+            }
+        }
+        records
+    }
+
+    fn create_topic(
+        &self,
+        image: &MetadataImage,
+        name: &str,
+        partitions: Option<u32>,
+        replication_factor: Option<u32>,
+        configs: &BTreeMap<String, String>,
+    ) -> Decision {
+        validate_topic_name(name)?;
+        if image.topics.contains_key(name) {
+            return Err(ControllerError::TopicAlreadyExists);
+        }
+        let partitions = partitions.unwrap_or(self.config.num_partitions);
+        let rf = replication_factor.unwrap_or(self.config.default_replication_factor);
+        if partitions == 0 || partitions > 100_000 {
+            return Err(ControllerError::InvalidPartitions(format!(
+                "partitions must be between 1 and 100000, got {partitions}"
+            )));
+        }
+        let brokers = image.active_brokers();
+        if rf == 0 || rf as usize > brokers.len() {
+            return Err(ControllerError::InvalidReplicationFactor(format!(
+                "replication factor {rf} must be between 1 and the {} live broker(s)",
+                brokers.len()
+            )));
+        }
+        // Spread preferred leaders of successive topics across brokers.
+        let start = image.topics.len() % brokers.len();
+        let mut records = vec![MetadataRecord::Topic {
+            name: name.to_string(),
+            configs: configs.clone(),
+        }];
+        for (p, replicas) in place_replicas(&brokers, partitions, rf, start)
+            .into_iter()
+            .enumerate()
+        {
+            let registration = PartitionRegistration::new(replicas, |b| image.is_active(b));
+            records.push(MetadataRecord::Partition {
+                topic: name.to_string(),
+                partition: p as u32,
+                registration,
+            });
+        }
+        Ok(records)
+    }
+
+    fn alter_partition(
+        &self,
+        image: &MetadataImage,
+        topic: &str,
+        partition: u32,
+        broker_epoch: BrokerEpoch,
+        request: &AlterPartitionRequest,
+    ) -> Decision {
+        let reg = image
+            .partition(topic, partition)
+            .ok_or(ControllerError::UnknownTopicOrPartition)?;
+        // A zombie incarnation of the leader must not change the ISR.
+        if !self.config.bug_ignore_broker_epoch
+            && self
+                .check_epoch(image, request.leader, broker_epoch)
+                .is_err()
+        {
+            return Err(ControllerError::AlterPartition(
+                AlterPartitionError::StaleBrokerEpoch,
+            ));
+        }
+        let mut reg = reg.clone();
+        reg.alter_partition(request, |b| image.is_active(b), &self.config.policy)
+            .map_err(ControllerError::AlterPartition)?;
+        Ok(vec![MetadataRecord::Partition {
+            topic: topic.to_string(),
+            partition,
+            registration: reg,
+        }])
+    }
+}
+
+/// Kafka's topic name rules: 1–249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
+    let legal = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if name.is_empty() || name.len() > 249 || !legal || name == "." || name == ".." {
+        return Err(ControllerError::InvalidTopic(format!(
+            "topic name {name:?} must be 1-249 characters of [a-zA-Z0-9._-] and not '.' or '..'"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn cluster(brokers: &[NodeId]) -> (Controller, MetadataImage) {
+        let c = Controller::default();
+        let mut image = MetadataImage::default();
+        for &b in brokers {
+            run(
+                &c,
+                &mut image,
+                ControllerRequest::RegisterBroker {
+                    broker: b,
+                    endpoint: format!("b{b}:9092"),
+                },
+            );
+            let epoch = image.brokers[&b].epoch;
+            run(
+                &c,
+                &mut image,
+                ControllerRequest::Heartbeat { broker: b, epoch },
+            );
+        }
+        (c, image)
+    }
+
+    fn run(
+        c: &Controller,
+        image: &mut MetadataImage,
+        request: ControllerRequest,
+    ) -> Vec<MetadataRecord> {
+        let records = c.decide(image, &request).expect("accepted");
+        for r in &records {
+            image.apply(r);
+        }
+        records
+    }
+
+    fn create(c: &Controller, image: &mut MetadataImage, name: &str, p: u32, rf: u32) -> Decision {
+        let request = ControllerRequest::CreateTopic {
+            name: name.into(),
+            partitions: Some(p),
+            replication_factor: Some(rf),
+            configs: BTreeMap::new(),
+        };
+        let records = c.decide(image, &request)?;
+        for r in &records {
+            image.apply(r);
+        }
+        Ok(records)
+    }
+
+    #[test]
+    fn seed_placement_three_brokers_three_partitions_rf3() {
+        assert_eq!(
+            place_replicas(&[2, 0, 1], 3, 3, 0),
+            vec![vec![0, 1, 2], vec![1, 2, 0], vec![2, 0, 1]],
+            "partition i's j-th replica on broker (i + j) mod n"
+        );
+        let (c, mut image) = cluster(&[0, 1, 2]);
+        create(&c, &mut image, "topic", 3, 3).unwrap();
+        let leaders: Vec<_> = image.topics["topic"]
+            .partitions
+            .iter()
+            .map(|p| p.leader)
+            .collect();
+        assert_eq!(
+            leaders,
+            vec![Some(0), Some(1), Some(2)],
+            "one leader per broker"
+        );
+        assert!(image.topics["topic"]
+            .partitions
+            .iter()
+            .all(|p| p.isr.len() == 3));
+    }
+
+    #[test]
+    fn replication_factor_above_live_brokers_is_a_clear_error() {
+        let (c, mut image) = cluster(&[0, 1]);
+        let err = create(&c, &mut image, "t", 1, 3).unwrap_err();
+        assert_eq!(
+            err,
+            ControllerError::InvalidReplicationFactor(
+                "replication factor 3 must be between 1 and the 2 live broker(s)".into()
+            )
+        );
+    }
+
+    #[test]
+    fn expired_session_fences_and_moves_leadership_like_the_seed() {
+        let (c, mut image) = cluster(&[0, 1, 2]);
+        create(&c, &mut image, "topic", 3, 3).unwrap();
+        let epoch = image.brokers[&0].epoch;
+        run(
+            &c,
+            &mut image,
+            ControllerRequest::SessionExpired { broker: 0, epoch },
+        );
+        for p in &image.topics["topic"].partitions {
+            assert_ne!(p.leader, Some(0), "a fenced broker never leads");
+            assert!(!p.isr.contains(&0));
+        }
+        // Re-registration with the same broker.id, then the first heartbeat.
+        run(
+            &c,
+            &mut image,
+            ControllerRequest::RegisterBroker {
+                broker: 0,
+                endpoint: "b0:9092".into(),
+            },
+        );
+        let new_epoch = image.brokers[&0].epoch;
+        assert!(new_epoch > epoch);
+        assert!(image.brokers[&0].fenced, "a new incarnation starts fenced");
+        run(
+            &c,
+            &mut image,
+            ControllerRequest::Heartbeat {
+                broker: 0,
+                epoch: new_epoch,
+            },
+        );
+        assert!(image.is_active(0));
+        let stale = ControllerRequest::Heartbeat { broker: 0, epoch };
+        assert_eq!(
+            c.decide(&image, &stale),
+            Err(ControllerError::StaleBrokerEpoch)
+        );
+    }
+
+    #[test]
+    fn isr_change_from_a_stale_broker_epoch_is_rejected() {
+        let (c, mut image) = cluster(&[0, 1, 2]);
+        create(&c, &mut image, "t", 1, 3).unwrap();
+        let reg = image.partition("t", 0).unwrap().clone();
+        let leader = reg.leader.unwrap();
+        let request = AlterPartitionRequest {
+            leader,
+            leader_epoch: reg.leader_epoch,
+            partition_epoch: reg.partition_epoch,
+            new_isr: BTreeSet::from([leader]),
+        };
+        let stale = ControllerRequest::AlterPartition {
+            topic: "t".into(),
+            partition: 0,
+            broker_epoch: image.brokers[&leader].epoch - 1,
+            request: request.clone(),
+        };
+        let stale_epoch = AlterPartitionError::StaleBrokerEpoch;
+        assert_eq!(
+            c.decide(&image, &stale),
+            Err(ControllerError::AlterPartition(stale_epoch))
+        );
+        let fresh = ControllerRequest::AlterPartition {
+            topic: "t".into(),
+            partition: 0,
+            broker_epoch: image.brokers[&leader].epoch,
+            request,
+        };
+        run(&c, &mut image, fresh.clone());
+        assert_eq!(
+            image.partition("t", 0).unwrap().isr,
+            BTreeSet::from([leader])
+        );
+        assert_eq!(
+            c.decide(&image, &fresh),
+            Err(ControllerError::AlterPartition(
+                AlterPartitionError::InvalidUpdateVersion
+            )),
+            "the same request again carries a stale partition epoch"
+        );
+    }
+
+    #[test]
+    fn controlled_shutdown_moves_leadership_first() {
+        let (c, mut image) = cluster(&[0, 1, 2]);
+        create(&c, &mut image, "t", 3, 3).unwrap();
+        let epoch = image.brokers[&1].epoch;
+        run(
+            &c,
+            &mut image,
+            ControllerRequest::ControlledShutdown { broker: 1, epoch },
+        );
+        assert!(image.topics["t"]
+            .partitions
+            .iter()
+            .all(|p| p.leader != Some(1)));
+        assert!(!image.is_active(1));
+    }
+
+    #[test]
+    fn topic_names_and_duplicates() {
+        let (c, mut image) = cluster(&[0]);
+        assert!(matches!(
+            create(&c, &mut image, "bad name", 1, 1),
+            Err(ControllerError::InvalidTopic(_))
+        ));
+        create(&c, &mut image, "ok", 1, 1).unwrap();
+        assert_eq!(
+            create(&c, &mut image, "ok", 1, 1),
+            Err(ControllerError::TopicAlreadyExists)
+        );
+        run(
+            &c,
+            &mut image,
+            ControllerRequest::DeleteTopic { name: "ok".into() },
+        );
+        assert!(image.topics.is_empty());
+    }
+}
