@@ -1012,16 +1012,22 @@ mod tests {
         }
 
         /// Runs until some node leads and the messages are drained.
+        fn drain(&mut self) {
+            for _ in 0..100_000 {
+                let Some((from, to, message)) = self.queue.pop_front() else {
+                    return;
+                };
+                let mut out = QuorumEffects::new();
+                let node = self.nodes.get_mut(&to).unwrap();
+                node.on_message(from, message, &mut out);
+                self.apply(to, out);
+            }
+            panic!("messages never drained");
+        }
+
         fn elect(&mut self) -> NodeId {
             for _ in 0..10_000 {
-                while let Some((from, to, message)) = self.queue.pop_front() {
-                    let mut out = QuorumEffects::new();
-                    self.nodes
-                        .get_mut(&to)
-                        .unwrap()
-                        .on_message(from, message, &mut out);
-                    self.apply(to, out);
-                }
+                self.drain();
                 if let Some(leader) = self.nodes.values().find(|n| n.is_leader()) {
                     return leader.id();
                 }
@@ -1056,6 +1062,42 @@ mod tests {
         let long = vec![record(1, 1), record(1, 2)];
         let mut c = Cluster::new(&[(1, long.clone()), (2, long), (3, vec![record(1, 1)])]);
         assert_eq!(c.elect(), 2, "3 has the highest id but a shorter log");
+    }
+
+    #[test]
+    fn an_observer_follows_the_committed_log() {
+        let mut c = Cluster::new(&[(1, vec![]), (2, vec![]), (3, vec![])]);
+        let leader = c.elect();
+        let mut observer =
+            Quorum::recover(QuorumConfig::new(9, [1, 2, 3]), QuorumDurable::default());
+        let mut out = QuorumEffects::new();
+        observer.start(&mut out);
+        c.nodes.insert(9, observer);
+        c.apply(9, out);
+        let mut out = QuorumEffects::new();
+        let offset = c
+            .nodes
+            .get_mut(&leader)
+            .unwrap()
+            .propose(7, &mut out)
+            .unwrap();
+        c.apply(leader, out);
+        c.drain();
+        let observer = &c.nodes[&9];
+        assert_eq!(observer.leader(), Some(leader));
+        assert_eq!(observer.log()[offset as usize].payload, Payload::Record(7));
+        assert!(
+            observer.commit_offset() > offset,
+            "the record is committed and the observer knows"
+        );
+        let mut out = QuorumEffects::new();
+        let follower = c.nodes.get_mut(&1).unwrap();
+        assert_eq!(
+            follower.propose(8, &mut out),
+            Err(ProposeError::NotLeader {
+                leader: Some(leader)
+            })
+        );
     }
 
     #[test]
