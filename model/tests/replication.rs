@@ -69,7 +69,7 @@ fn durable_mode_safety_holds_with_two_crashes() {
         crashes_max: 2,
         ..ReplicationModel::default()
     };
-    safety("replication/durable 2 crashes", model, SAFETY_DEPTH - 1);
+    safety("replication/durable 2 crashes", model, SAFETY_DEPTH - 2);
 }
 
 /// Page-cache mode survives process crashes (`kill -9`), even of every
@@ -284,12 +284,6 @@ fn seeded_accept_stale_partition_epoch_is_caught() {
         "bug/accept-stale-partition-epoch",
         with_controller_bugs(bugs),
         "StaleIsrChangeRejected",
-    );
-    // ...and what it costs: an ISR member without the committed records.
-    caught_with(
-        "bug/accept-stale-partition-epoch",
-        with_controller_bugs(bugs),
-        "StrongIsr",
     );
 }
 

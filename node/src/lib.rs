@@ -1,0 +1,4 @@
+//! The Runnel node: the runtime that drives `runnel-model`'s state machines
+//! over real sockets, disks and clocks.
+
+pub mod storage;

@@ -1,0 +1,758 @@
+//! A partition's log on disk, laid out as Kafka lays it out.
+//!
+//! `<dir>/00000000000000000000.log` holds record batches (v2) exactly as on
+//! the wire, one segment per file, named by its 20-digit base offset; the
+//! `.index` beside it maps relative offset → byte position (8 bytes an
+//! entry, one per `index_interval_bytes` of batches). `leader-epoch-checkpoint`
+//! is Kafka's epoch → start offset file, `recovery-point` the offset below
+//! which everything was fsynced. Both are written atomically.
+//!
+//! Invariants (checked by `check_invariants` in debug builds): segments are
+//! contiguous and sorted; the last one is the active one; every byte of every
+//! `.log` file is a whole valid batch; `flushed_offset <= end_offset`.
+
+use crate::storage::batch::{self, BatchHeader, HEADER_BYTES};
+use crate::storage::checkpoint::{decode_epochs, encode_epochs, write_atomically};
+use bytes::{Bytes, BytesMut};
+use runnel_model::core::{LeaderEpoch, Offset};
+use runnel_model::log::{
+    end_offset_for_epoch, AppendInfo, EpochEndOffset, LogError, PartitionLog, Records,
+};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+const EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
+const RECOVERY_POINT: &str = "recovery-point";
+const INDEX_ENTRY_BYTES: usize = 8;
+
+/// Kafka's per-topic log settings that the storage layer owns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `log.segment.bytes`: roll to a new segment past this size.
+    pub segment_bytes: u64,
+    /// `log.index.interval.bytes`: bytes of batches between index entries.
+    pub index_interval_bytes: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 1 << 30,
+            index_interval_bytes: 4096,
+        }
+    }
+}
+
+/// A run of whole record batches, as stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchBytes(pub Bytes);
+
+impl Records for BatchBytes {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl BatchBytes {
+    /// Splits into validated batches (header and bytes).
+    pub fn batches(&self) -> Result<Vec<(BatchHeader, Bytes)>, LogError> {
+        split_batches(&self.0)
+    }
+}
+
+/// What opening the log found and repaired.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    /// Segments scanned batch by batch (those at or after the recovery point).
+    pub segments_scanned: usize,
+    /// Bytes cut from a torn or corrupt tail.
+    pub truncated_bytes: u64,
+    /// Index files rebuilt because they were missing or damaged.
+    pub indexes_rebuilt: usize,
+    /// Why the tail was cut, if it was.
+    pub corruption: Option<String>,
+}
+
+struct Segment {
+    base_offset: Offset,
+    log: File,
+    index: File,
+    size_bytes: u64,
+    end_offset: Offset,
+    /// (offset - base_offset, byte position), also in the `.index` file.
+    entries: Vec<(u32, u32)>,
+    bytes_since_entry: u64,
+    /// Bytes known to be on stable storage.
+    durable_bytes: u64,
+}
+
+fn io_error(e: io::Error) -> LogError {
+    LogError::Io(e.to_string())
+}
+
+fn segment_path(dir: &Path, base_offset: Offset, ext: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{ext}"))
+}
+
+fn split_batches(bytes: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, LogError> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let header = batch::validate(&bytes[at..]).map_err(|e| LogError::Corrupt(e.to_string()))?;
+        out.push((header, bytes.slice(at..at + header.size_bytes)));
+        at += header.size_bytes;
+    }
+    Ok(out)
+}
+
+impl Segment {
+    fn create(dir: &Path, base_offset: Offset) -> io::Result<Segment> {
+        let open = |ext| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(segment_path(dir, base_offset, ext))
+        };
+        Ok(Segment {
+            base_offset,
+            log: open("log")?,
+            index: open("index")?,
+            size_bytes: 0,
+            end_offset: base_offset,
+            entries: Vec::new(),
+            bytes_since_entry: 0,
+            durable_bytes: 0,
+        })
+    }
+
+    fn read_header(&self, position: u64) -> io::Result<[u8; HEADER_BYTES]> {
+        let mut h = [0u8; HEADER_BYTES];
+        self.log.read_exact_at(&mut h, position)?;
+        Ok(h)
+    }
+
+    /// Appends whole, validated batches at the end.
+    fn append(
+        &mut self,
+        bytes: &[u8],
+        headers: &[BatchHeader],
+        index_interval_bytes: u64,
+    ) -> io::Result<()> {
+        // Positional writes: the file cursor is not ours to trust after a reopen.
+        self.log.write_all_at(bytes, self.size_bytes)?;
+        let index_position = (self.entries.len() * INDEX_ENTRY_BYTES) as u64;
+        let mut position = self.size_bytes;
+        let mut new_entries = Vec::new();
+        for h in headers {
+            if self.bytes_since_entry >= index_interval_bytes
+                || self.entries.is_empty() && position == 0
+            {
+                let entry = ((h.base_offset - self.base_offset) as u32, position as u32);
+                self.entries.push(entry);
+                new_entries.extend_from_slice(&entry.0.to_be_bytes());
+                new_entries.extend_from_slice(&entry.1.to_be_bytes());
+                self.bytes_since_entry = 0;
+            }
+            self.bytes_since_entry += h.size_bytes as u64;
+            position += h.size_bytes as u64;
+            self.end_offset = h.end_offset();
+        }
+        if !new_entries.is_empty() {
+            self.index.write_all_at(&new_entries, index_position)?;
+        }
+        self.size_bytes = position;
+        Ok(())
+    }
+
+    /// Byte position of the batch holding `offset` (or of the first batch
+    /// after it): the index's floor entry, then a scan of headers.
+    fn position_of(&self, offset: Offset) -> io::Result<u64> {
+        let rel = offset.saturating_sub(self.base_offset) as u32;
+        let floor = self.entries.partition_point(|&(o, _)| o <= rel);
+        let mut position = if floor == 0 {
+            0
+        } else {
+            u64::from(self.entries[floor - 1].1)
+        };
+        while position < self.size_bytes {
+            let h = self.read_header(position)?;
+            let header = batch::validate_header_only(&h);
+            if header.end_offset() > offset {
+                break;
+            }
+            position += header.size_bytes as u64;
+        }
+        Ok(position)
+    }
+
+    /// Scans `[from_position, size)`, validating every batch; returns the
+    /// headers and where the valid prefix ends plus why it ended early.
+    fn scan(
+        &self,
+        from_position: u64,
+        file_len: u64,
+    ) -> (Vec<(u64, BatchHeader)>, u64, Option<String>) {
+        let mut out = Vec::new();
+        let mut position = from_position;
+        while position < file_len {
+            let mut prefix = [0u8; batch::LENGTH_PREFIX_BYTES];
+            if file_len - position < prefix.len() as u64
+                || self.log.read_exact_at(&mut prefix, position).is_err()
+            {
+                return (
+                    out,
+                    position,
+                    Some(format!("torn batch header at byte {position}")),
+                );
+            }
+            let size = match batch::declared_size(&prefix) {
+                Ok(size) if position + size as u64 <= file_len => size,
+                Ok(size) => {
+                    return (
+                        out,
+                        position,
+                        Some(format!(
+                            "torn batch at byte {position}: {size} bytes declared"
+                        )),
+                    )
+                }
+                Err(e) => return (out, position, Some(format!("at byte {position}: {e}"))),
+            };
+            let mut bytes = vec![0u8; size];
+            if self.log.read_exact_at(&mut bytes, position).is_err() {
+                return (
+                    out,
+                    position,
+                    Some(format!("unreadable batch at byte {position}")),
+                );
+            }
+            match batch::validate(&bytes) {
+                Ok(h) => {
+                    out.push((position, h));
+                    position += size as u64;
+                }
+                Err(e) => return (out, position, Some(format!("at byte {position}: {e}"))),
+            }
+        }
+        (out, position, None)
+    }
+
+    /// Loads the `.index` file; false if it is missing, damaged or does not
+    /// fit the log (then the caller rebuilds it).
+    fn load_index(&mut self, log_len: u64) -> bool {
+        let Ok(len) = self.index.metadata().map(|m| m.len()) else {
+            return false;
+        };
+        if len % INDEX_ENTRY_BYTES as u64 != 0 || (len == 0 && log_len > 0) || len > log_len {
+            return false;
+        }
+        let mut bytes = vec![0u8; len as usize];
+        if self.index.read_exact_at(&mut bytes, 0).is_err() {
+            return false;
+        }
+        let entries: Vec<(u32, u32)> = bytes
+            .chunks_exact(INDEX_ENTRY_BYTES)
+            .map(|c| {
+                let o = u32::from_be_bytes(c[0..4].try_into().expect("4 bytes"));
+                let p = u32::from_be_bytes(c[4..8].try_into().expect("4 bytes"));
+                (o, p)
+            })
+            .collect();
+        let sorted = entries
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1);
+        let in_range = entries.iter().all(|&(_, p)| u64::from(p) < log_len.max(1));
+        if !sorted || !in_range || entries.first().is_some_and(|&(_, p)| p != 0) {
+            return false;
+        }
+        self.bytes_since_entry = entries.last().map_or(0, |&(_, p)| log_len - u64::from(p));
+        self.entries = entries;
+        true
+    }
+
+    /// Rebuilds the in-memory index (and the file) from scanned headers.
+    fn rebuild_index(
+        &mut self,
+        headers: &[(u64, BatchHeader)],
+        index_interval_bytes: u64,
+    ) -> io::Result<()> {
+        self.entries.clear();
+        self.bytes_since_entry = 0;
+        let mut file_bytes = Vec::new();
+        for (position, h) in headers {
+            if self.bytes_since_entry >= index_interval_bytes || self.entries.is_empty() {
+                let entry = ((h.base_offset - self.base_offset) as u32, *position as u32);
+                self.entries.push(entry);
+                file_bytes.extend_from_slice(&entry.0.to_be_bytes());
+                file_bytes.extend_from_slice(&entry.1.to_be_bytes());
+                self.bytes_since_entry = 0;
+            }
+            self.bytes_since_entry += h.size_bytes as u64;
+        }
+        self.index.set_len(0)?;
+        self.index.write_all_at(&file_bytes, 0)?;
+        Ok(())
+    }
+
+    fn truncate_to_position(&mut self, position: u64, end_offset: Offset) -> io::Result<()> {
+        self.log.set_len(position)?;
+        self.log.sync_all()?;
+        self.size_bytes = position;
+        self.durable_bytes = self.durable_bytes.min(position);
+        self.end_offset = end_offset;
+        self.entries.retain(|&(_, p)| u64::from(p) < position);
+        let index_len = (self.entries.len() * INDEX_ENTRY_BYTES) as u64;
+        self.index.set_len(index_len)?;
+        // Re-derive how far we are past the last entry.
+        self.bytes_since_entry = match self.entries.last() {
+            Some(&(_, p)) => position - u64::from(p),
+            None => position,
+        };
+        Ok(())
+    }
+}
+
+/// One partition's on-disk log.
+pub struct DiskLog {
+    dir: PathBuf,
+    config: LogConfig,
+    segments: Vec<Segment>,
+    epochs: Vec<(LeaderEpoch, Offset)>,
+    flushed: Offset,
+}
+
+impl DiskLog {
+    /// Opens (creating if needed) the log in `dir`, recovering from the
+    /// recovery point: later segments are scanned, a torn or corrupt tail is
+    /// cut, missing or damaged indexes are rebuilt. Nothing below the
+    /// recovery point is dropped.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<(DiskLog, RecoveryReport), LogError> {
+        assert!(config.segment_bytes > 0 && config.index_interval_bytes > 0);
+        fs::create_dir_all(dir).map_err(io_error)?;
+        let mut report = RecoveryReport::default();
+        let recovery_point: Offset = fs::read_to_string(dir.join(RECOVERY_POINT))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let mut bases: Vec<Offset> = fs::read_dir(dir)
+            .map_err(io_error)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let base = name.strip_suffix(".log")?;
+                (base.len() == 20).then(|| base.parse().ok()).flatten()
+            })
+            .collect();
+        bases.sort_unstable();
+        let mut segments = Vec::new();
+        let mut cut = false;
+        for (i, &base) in bases.iter().enumerate() {
+            if cut {
+                // Everything after a corrupt point goes, as in Kafka.
+                let _ = fs::remove_file(segment_path(dir, base, "log"));
+                let _ = fs::remove_file(segment_path(dir, base, "index"));
+                continue;
+            }
+            let next_base = bases.get(i + 1).copied();
+            let (segment, tail_cut) =
+                Self::recover_segment(dir, base, next_base, recovery_point, &config, &mut report)?;
+            // A short segment (a torn tail, or bytes lost with the power)
+            // leaves a gap before the next one: the rest goes too.
+            let gap = next_base.is_some_and(|n| segment.end_offset != n);
+            cut = tail_cut || gap;
+            segments.push(segment);
+        }
+        if segments.is_empty() {
+            segments.push(Segment::create(dir, 0).map_err(io_error)?);
+        }
+        report.segments = segments.len();
+        let end = segments.last().map_or(0, |s| s.end_offset);
+        let mut log = DiskLog {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            epochs: Vec::new(),
+            flushed: end,
+        };
+        log.epochs = match fs::read(dir.join(EPOCH_CHECKPOINT))
+            .ok()
+            .and_then(|b| decode_epochs(&b))
+        {
+            Some(epochs) => epochs,
+            None => log.epochs_from_batches().map_err(io_error)?,
+        };
+        log.epochs.retain(|&(_, start)| start < end);
+        log.write_epochs()?;
+        // What recovery kept is now the durable prefix.
+        log.flush()?;
+        log.check_invariants();
+        Ok((log, report))
+    }
+
+    fn recover_segment(
+        dir: &Path,
+        base: Offset,
+        next_base: Option<Offset>,
+        recovery_point: Offset,
+        config: &LogConfig,
+        report: &mut RecoveryReport,
+    ) -> Result<(Segment, bool), LogError> {
+        let open = |ext| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(segment_path(dir, base, ext))
+        };
+        let log = open("log").map_err(io_error)?;
+        let index = open("index").map_err(io_error)?;
+        let file_len = log.metadata().map_err(io_error)?.len();
+        let mut segment = Segment {
+            base_offset: base,
+            log,
+            index,
+            size_bytes: file_len,
+            end_offset: base,
+            entries: Vec::new(),
+            bytes_since_entry: 0,
+            durable_bytes: file_len,
+        };
+        let below_recovery_point = next_base.is_some_and(|n| n <= recovery_point);
+        if below_recovery_point {
+            // Trusted: fsynced before the recovery point was written.
+            segment.end_offset = next_base.expect("checked");
+            if !segment.load_index(file_len) {
+                let (headers, _, _) = segment.scan(0, file_len);
+                segment
+                    .rebuild_index(&headers, config.index_interval_bytes)
+                    .map_err(io_error)?;
+                report.indexes_rebuilt += 1;
+            }
+            return Ok((segment, false));
+        }
+        report.segments_scanned += 1;
+        let (headers, valid_end, why) = segment.scan(0, file_len);
+        segment.end_offset = headers.last().map_or(base, |(_, h)| h.end_offset());
+        let contiguous = headers
+            .windows(2)
+            .all(|w| w[0].1.end_offset() == w[1].1.base_offset)
+            && headers.first().is_none_or(|(_, h)| h.base_offset == base);
+        if !contiguous {
+            return Err(LogError::Corrupt(format!(
+                "segment {base:020}.log has non-contiguous offsets"
+            )));
+        }
+        let cut = valid_end < file_len;
+        if cut {
+            report.truncated_bytes += file_len - valid_end;
+            report.corruption = why;
+            segment.log.set_len(valid_end).map_err(io_error)?;
+            segment.size_bytes = valid_end;
+            segment.durable_bytes = valid_end;
+        }
+        segment
+            .rebuild_index(&headers, config.index_interval_bytes)
+            .map_err(io_error)?;
+        Ok((segment, cut))
+    }
+
+    fn epochs_from_batches(&self) -> io::Result<Vec<(LeaderEpoch, Offset)>> {
+        let mut epochs: Vec<(LeaderEpoch, Offset)> = Vec::new();
+        for s in &self.segments {
+            let (headers, _, _) = s.scan(0, s.size_bytes);
+            for (_, h) in headers {
+                if epochs.last().is_none_or(|&(e, _)| h.leader_epoch > e) {
+                    epochs.push((h.leader_epoch, h.base_offset));
+                }
+            }
+        }
+        Ok(epochs)
+    }
+
+    fn write_epochs(&self) -> Result<(), LogError> {
+        write_atomically(
+            &self.dir.join(EPOCH_CHECKPOINT),
+            &encode_epochs(&self.epochs),
+        )
+        .map_err(io_error)
+    }
+
+    fn active(&mut self) -> &mut Segment {
+        self.segments
+            .last_mut()
+            .expect("a log has an active segment")
+    }
+
+    fn check_invariants(&self) {
+        debug_assert!(!self.segments.is_empty());
+        debug_assert!(self
+            .segments
+            .windows(2)
+            .all(|w| w[0].end_offset == w[1].base_offset));
+        debug_assert!(self.flushed <= self.end_offset());
+        debug_assert!(self
+            .epochs
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1));
+    }
+
+    fn note_epoch(&mut self, epoch: LeaderEpoch, start_offset: Offset) -> Result<(), LogError> {
+        if self.epochs.last().is_none_or(|&(latest, _)| epoch > latest) {
+            self.epochs.push((epoch, start_offset));
+            self.write_epochs()?;
+        }
+        Ok(())
+    }
+
+    /// Writes batches whose headers are validated and whose offsets follow
+    /// the log end, rolling the segment first if it is full.
+    fn write(&mut self, bytes: &[u8], headers: &[BatchHeader]) -> Result<AppendInfo, LogError> {
+        let first_offset = self.end_offset();
+        let segment_bytes = self.config.segment_bytes;
+        let active = self.active();
+        if active.size_bytes > 0 && active.size_bytes + bytes.len() as u64 > segment_bytes {
+            let segment = Segment::create(&self.dir, first_offset).map_err(io_error)?;
+            self.segments.push(segment);
+        }
+        for h in headers {
+            self.note_epoch(h.leader_epoch, h.base_offset)?;
+        }
+        let interval = self.config.index_interval_bytes;
+        self.active()
+            .append(bytes, headers, interval)
+            .map_err(io_error)?;
+        self.check_invariants();
+        Ok(AppendInfo {
+            first_offset,
+            end_offset: self.end_offset(),
+        })
+    }
+
+    fn check_epochs(&self, headers: &[BatchHeader]) -> Result<(), LogError> {
+        let mut latest = self.latest_epoch().unwrap_or(0);
+        for h in headers {
+            if h.leader_epoch < latest {
+                return Err(LogError::EpochRegression {
+                    latest,
+                    got: h.leader_epoch,
+                });
+            }
+            latest = h.leader_epoch;
+        }
+        Ok(())
+    }
+
+    /// Simulates a power loss: every byte not fsynced is gone. For tests of
+    /// recovery; the log is closed.
+    pub fn lose_unflushed_bytes(self) -> io::Result<()> {
+        for s in &self.segments {
+            s.log.set_len(s.durable_bytes)?;
+        }
+        Ok(())
+    }
+}
+
+impl PartitionLog for DiskLog {
+    type Records = BatchBytes;
+
+    fn start_offset(&self) -> Offset {
+        self.segments[0].base_offset
+    }
+
+    fn end_offset(&self) -> Offset {
+        self.segments.last().expect("active segment").end_offset
+    }
+
+    fn flushed_offset(&self) -> Offset {
+        self.flushed
+    }
+
+    fn append_as_leader(
+        &mut self,
+        records: BatchBytes,
+        leader_epoch: LeaderEpoch,
+    ) -> Result<AppendInfo, LogError> {
+        let batches = records.batches()?;
+        if batches.is_empty() {
+            return Err(LogError::Empty);
+        }
+        if let Some(latest) = self.latest_epoch().filter(|&l| leader_epoch < l) {
+            return Err(LogError::EpochRegression {
+                latest,
+                got: leader_epoch,
+            });
+        }
+        // One copy, to patch offsets and epoch in place (outside the CRC).
+        let mut bytes = BytesMut::from(&records.0[..]);
+        let mut headers = Vec::with_capacity(batches.len());
+        let mut offset = self.end_offset();
+        let mut at = 0usize;
+        for (h, _) in &batches {
+            batch::patch(&mut bytes[at..at + h.size_bytes], offset, leader_epoch);
+            headers.push(BatchHeader {
+                base_offset: offset,
+                leader_epoch,
+                ..*h
+            });
+            offset += Offset::from(h.record_count);
+            at += h.size_bytes;
+        }
+        self.write(&bytes, &headers)
+    }
+
+    fn append_as_follower(&mut self, records: BatchBytes) -> Result<AppendInfo, LogError> {
+        let batches = records.batches()?;
+        if batches.is_empty() {
+            return Err(LogError::Empty);
+        }
+        let headers: Vec<BatchHeader> = batches.iter().map(|(h, _)| *h).collect();
+        let mut expected = self.end_offset();
+        for h in &headers {
+            if h.base_offset != expected {
+                return Err(LogError::NonContiguous {
+                    expected,
+                    got: h.base_offset,
+                });
+            }
+            expected = h.end_offset();
+        }
+        self.check_epochs(&headers)?;
+        self.write(&records.0, &headers)
+    }
+
+    fn truncate_to(&mut self, end_offset: Offset) {
+        if let Err(e) = self.try_truncate_to(end_offset) {
+            // A failed truncation leaves the disk in an unknown state; the
+            // node must stop serving this log (Kafka halts the broker).
+            panic!("log truncation failed in {}: {e:?}", self.dir.display());
+        }
+    }
+
+    fn read(&self, from: Offset, until: Offset, max_bytes: usize) -> Result<BatchBytes, LogError> {
+        let (start, end) = (self.start_offset(), self.end_offset());
+        if from < start || from > end {
+            return Err(LogError::OffsetOutOfRange {
+                requested: from,
+                start,
+                end,
+            });
+        }
+        if from == end {
+            return Ok(BatchBytes::default());
+        }
+        let i = self.segments.partition_point(|s| s.base_offset <= from) - 1;
+        let s = &self.segments[i];
+        let first = s.position_of(from).map_err(io_error)?;
+        let mut last = first;
+        while last < s.size_bytes {
+            let h = batch::validate_header_only(&s.read_header(last).map_err(io_error)?);
+            let taken = last - first;
+            if h.end_offset() > until
+                || (taken > 0 && taken + h.size_bytes as u64 > max_bytes as u64)
+            {
+                break;
+            }
+            last += h.size_bytes as u64;
+        }
+        let mut buf = vec![0u8; (last - first) as usize];
+        s.log.read_exact_at(&mut buf, first).map_err(io_error)?;
+        Ok(BatchBytes(Bytes::from(buf)))
+    }
+
+    fn assign_epoch_start(&mut self, epoch: LeaderEpoch, start_offset: Offset) {
+        assert!(start_offset <= self.end_offset());
+        if let Err(e) = self.note_epoch(epoch, start_offset) {
+            panic!(
+                "leader-epoch checkpoint write failed in {}: {e:?}",
+                self.dir.display()
+            );
+        }
+    }
+
+    fn latest_epoch(&self) -> Option<LeaderEpoch> {
+        self.epochs.last().map(|&(e, _)| e)
+    }
+
+    fn epoch_of_offset(&self, offset: Offset) -> Option<LeaderEpoch> {
+        if offset >= self.end_offset() {
+            return None;
+        }
+        self.epochs
+            .iter()
+            .rev()
+            .find(|&&(_, start)| start <= offset)
+            .map(|&(e, _)| e)
+    }
+
+    fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<EpochEndOffset> {
+        end_offset_for_epoch(&self.epochs, self.end_offset(), epoch)
+    }
+
+    fn flush(&mut self) -> Result<Offset, LogError> {
+        for s in &mut self.segments {
+            if s.durable_bytes < s.size_bytes {
+                s.log.sync_data().map_err(io_error)?;
+                s.index.sync_data().map_err(io_error)?;
+                s.durable_bytes = s.size_bytes;
+            }
+        }
+        let end = self.end_offset();
+        if end != self.flushed || !self.dir.join(RECOVERY_POINT).exists() {
+            write_atomically(&self.dir.join(RECOVERY_POINT), end.to_string().as_bytes())
+                .map_err(io_error)?;
+        }
+        self.flushed = end;
+        Ok(end)
+    }
+}
+
+impl DiskLog {
+    fn try_truncate_to(&mut self, end_offset: Offset) -> Result<(), LogError> {
+        let end_offset = end_offset.max(self.start_offset());
+        if end_offset < self.end_offset() {
+            // Drop whole segments past the new end (keeping the first).
+            while self.segments.len() > 1
+                && self.segments.last().expect("non-empty").base_offset >= end_offset
+            {
+                let s = self.segments.pop().expect("non-empty");
+                fs::remove_file(segment_path(&self.dir, s.base_offset, "log")).map_err(io_error)?;
+                fs::remove_file(segment_path(&self.dir, s.base_offset, "index"))
+                    .map_err(io_error)?;
+            }
+            let active = self.active();
+            // Batches are atomic: one straddling the new end goes too.
+            let position = active.position_of(end_offset).map_err(io_error)?;
+            let (headers, _, _) = active.scan(0, position);
+            let new_end = headers
+                .last()
+                .map_or(active.base_offset, |(_, h)| h.end_offset());
+            let position = headers.last().map_or(0, |(p, h)| p + h.size_bytes as u64);
+            active
+                .truncate_to_position(position, new_end)
+                .map_err(io_error)?;
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_error)?;
+        }
+        let end = self.end_offset();
+        let before = self.epochs.len();
+        self.epochs.retain(|&(_, start)| start < end);
+        if self.epochs.len() != before {
+            self.write_epochs()?;
+        }
+        if end < self.flushed {
+            // The recovery point must not claim offsets that are gone, or a
+            // later recovery would trust bytes written after them unchecked.
+            self.flushed = end;
+            write_atomically(&self.dir.join(RECOVERY_POINT), end.to_string().as_bytes()).map_err(io_error)?;
+        }
+        self.check_invariants();
+        Ok(())
+    }
+}

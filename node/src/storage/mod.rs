@@ -1,0 +1,14 @@
+//! Storage: the one module that touches the disk.
+//!
+//! - [`batch`]: Kafka v2 record batches — validation and offset patching.
+//! - [`disk_log`]: a partition's log as Kafka lays it out (segments named by
+//!   their 20-digit base offset, `.log` + sparse `.index`), the leader-epoch
+//!   checkpoint, flushing, recovery from the recovery point, truncation. It
+//!   implements the model's [`runnel_model::log::PartitionLog`], so the
+//!   replication state machine runs over it unchanged.
+//! - [`checkpoint`]: small files written atomically (temp, fsync, rename,
+//!   fsync dir).
+
+pub mod batch;
+pub mod checkpoint;
+pub mod disk_log;
