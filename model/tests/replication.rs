@@ -87,11 +87,7 @@ fn async_mode_safety_holds_under_process_crashes() {
 #[test]
 #[ignore = "deep run: minutes and many GB; see specs/replication.md"]
 fn durable_mode_safety_holds_deep() {
-    let model = ReplicationModel {
-        crashes_max: 2,
-        ..ReplicationModel::default()
-    };
-    safety("replication/durable deep", model, 22);
+    safety("replication/durable deep", ReplicationModel::default(), 20);
 }
 
 // ----- seeded bugs: each must be caught -------------------------------------

@@ -750,7 +750,8 @@ impl DiskLog {
             // The recovery point must not claim offsets that are gone, or a
             // later recovery would trust bytes written after them unchecked.
             self.flushed = end;
-            write_atomically(&self.dir.join(RECOVERY_POINT), end.to_string().as_bytes()).map_err(io_error)?;
+            write_atomically(&self.dir.join(RECOVERY_POINT), end.to_string().as_bytes())
+                .map_err(io_error)?;
         }
         self.check_invariants();
         Ok(())
