@@ -12,3 +12,4 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod disk_log;
+pub mod torture;
