@@ -21,7 +21,12 @@ fn mb_per_s(bytes: usize, secs: f64) -> f64 {
 }
 
 fn raw_write(path: &Path, total: usize, chunk: &[u8], fsync_every: Option<usize>) -> f64 {
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(path).unwrap();
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .unwrap();
     let start = Instant::now();
     let mut written = 0;
     let mut since_sync = 0;
@@ -62,7 +67,11 @@ fn log_append(dir: &Path, total: usize, batch: &[u8], fsync_every: Option<usize>
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let total_mb: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(512);
-    let base = args.get(2).map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir).join("runnel-log-bench");
+    let base = args
+        .get(2)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join("runnel-log-bench");
     std::fs::create_dir_all(&base).unwrap();
     let total = total_mb << 20;
     let payload = vec![0x5au8; RECORD_BYTES * RECORDS_PER_BATCH as usize];
@@ -72,9 +81,17 @@ fn main() {
     let raw_cache = raw_write(&base.join("raw"), total, &batch, None);
     let log_cache = log_append(&base.join("log-cache"), total, &batch, None);
     let raw_sync = raw_write(&base.join("raw"), total / 4, &batch, Some(BYTES_PER_FSYNC));
-    let log_sync = log_append(&base.join("log-sync"), total / 4, &batch, Some(BYTES_PER_FSYNC));
+    let log_sync = log_append(
+        &base.join("log-sync"),
+        total / 4,
+        &batch,
+        Some(BYTES_PER_FSYNC),
+    );
     println!("raw sequential write (page cache):   {raw_cache:8.1} MB/s");
-    println!("log append, page-cache mode:         {log_cache:8.1} MB/s  ({:.0}% of raw)", 100.0 * log_cache / raw_cache);
+    println!(
+        "log append, page-cache mode:         {log_cache:8.1} MB/s  ({:.0}% of raw)",
+        100.0 * log_cache / raw_cache
+    );
     println!("raw write + fsync every 1 MB:        {raw_sync:8.1} MB/s");
     println!("log append, durable (fsync / 1 MB):  {log_sync:8.1} MB/s  ({:.0}% of raw at the same bytes per fsync)", 100.0 * log_sync / raw_sync);
 
@@ -87,20 +104,36 @@ fn main() {
     while at < log.end_offset() {
         let r = log.read(at, log.end_offset(), 1 << 20).unwrap();
         read += r.0.len();
-        let last = r.batches().unwrap().last().map(|(h, _)| h.end_offset()).unwrap();
+        let last = r
+            .batches()
+            .unwrap()
+            .last()
+            .map(|(h, _)| h.end_offset())
+            .unwrap();
         at = last;
     }
-    println!("log read (warm page cache, 1 MB fetches): {:8.1} MB/s", mb_per_s(read, start.elapsed().as_secs_f64()));
+    println!(
+        "log read (warm page cache, 1 MB fetches): {:8.1} MB/s",
+        mb_per_s(read, start.elapsed().as_secs_f64())
+    );
     drop(log);
 
     let start = Instant::now();
     let (log, report) = DiskLog::open(&dir, LogConfig::default()).unwrap();
-    println!("recovery, clean (recovery point at end): {:.3} s for {total_mb} MB in {} segments", start.elapsed().as_secs_f64(), report.segments);
+    println!(
+        "recovery, clean (recovery point at end): {:.3} s for {total_mb} MB in {} segments",
+        start.elapsed().as_secs_f64(),
+        report.segments
+    );
     drop(log);
     std::fs::remove_file(dir.join("recovery-point")).unwrap();
     let start = Instant::now();
     let (log, report) = DiskLog::open(&dir, LogConfig::default()).unwrap();
-    println!("recovery, full scan with CRC checks:     {:.3} s ({} segments scanned)", start.elapsed().as_secs_f64(), report.segments_scanned);
+    println!(
+        "recovery, full scan with CRC checks:     {:.3} s ({} segments scanned)",
+        start.elapsed().as_secs_f64(),
+        report.segments_scanned
+    );
     drop(log);
     std::fs::remove_dir_all(&base).unwrap();
 }

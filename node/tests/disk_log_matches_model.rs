@@ -54,6 +54,7 @@ fn config() -> LogConfig {
     LogConfig {
         segment_bytes: 300,
         index_interval_bytes: 100,
+        roll_ms: None,
     }
 }
 

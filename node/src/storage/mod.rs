@@ -6,10 +6,13 @@
 //!   checkpoint, flushing, recovery from the recovery point, truncation. It
 //!   implements the model's [`runnel_model::log::PartitionLog`], so the
 //!   replication state machine runs over it unchanged.
+//! - [`log_dirs`]: `log.dirs` — `meta.properties`, partition placement,
+//!   the high-watermark checkpoint.
 //! - [`checkpoint`]: small files written atomically (temp, fsync, rename,
 //!   fsync dir).
 
 pub mod batch;
 pub mod checkpoint;
 pub mod disk_log;
+pub mod log_dirs;
 pub mod torture;
