@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 const EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
 const RECOVERY_POINT: &str = "recovery-point";
 const INDEX_ENTRY_BYTES: usize = 8;
+const TIME_ENTRY_BYTES: usize = 12;
 
 /// Kafka's per-topic log settings that the storage layer owns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,6 +118,10 @@ struct Segment {
     base_offset: Offset,
     log: File,
     index: File,
+    /// `.timeindex`: (largest timestamp so far, relative offset of the
+    /// batch holding it), 12 bytes an entry, at index points where it grew.
+    timeindex: File,
+    time_entries: Vec<(i64, u32)>,
     size_bytes: u64,
     end_offset: Offset,
     /// (offset - base_offset, byte position), also in the `.index` file.
@@ -126,8 +131,10 @@ struct Segment {
     durable_bytes: u64,
     /// Max timestamp of the first batch (for time-based rolls).
     first_timestamp_ms: Option<i64>,
-    /// Largest record timestamp in the segment (for time-based retention).
+    /// Largest record timestamp in the segment (for time-based retention),
+    /// and the relative offset of the batch holding it.
     max_timestamp_ms: i64,
+    max_timestamp_rel: u32,
 }
 
 fn io_error(e: io::Error) -> LogError {
@@ -163,6 +170,8 @@ impl Segment {
             base_offset,
             log: open("log")?,
             index: open("index")?,
+            timeindex: open("timeindex")?,
+            time_entries: Vec::new(),
             size_bytes: 0,
             end_offset: base_offset,
             entries: Vec::new(),
@@ -170,13 +179,17 @@ impl Segment {
             durable_bytes: 0,
             first_timestamp_ms: None,
             max_timestamp_ms: i64::MIN,
+            max_timestamp_rel: 0,
         })
     }
 
     fn note_timestamps(&mut self, headers: &[BatchHeader]) {
         for h in headers {
             self.first_timestamp_ms.get_or_insert(h.max_timestamp_ms);
-            self.max_timestamp_ms = self.max_timestamp_ms.max(h.max_timestamp_ms);
+            if h.max_timestamp_ms > self.max_timestamp_ms {
+                self.max_timestamp_ms = h.max_timestamp_ms;
+                self.max_timestamp_rel = (h.base_offset - self.base_offset) as u32;
+            }
         }
     }
 
@@ -198,7 +211,21 @@ impl Segment {
         let index_position = (self.entries.len() * INDEX_ENTRY_BYTES) as u64;
         let mut position = self.size_bytes;
         let mut new_entries = Vec::new();
+        let mut new_time_entries = Vec::new();
+        let time_position = (self.time_entries.len() * TIME_ENTRY_BYTES) as u64;
         for h in headers {
+            let rel = (h.base_offset - self.base_offset) as u32;
+            let grew = self
+                .time_entries
+                .last()
+                .is_none_or(|&(t, _)| h.max_timestamp_ms > t);
+            if grew
+                && (self.bytes_since_entry >= index_interval_bytes || self.time_entries.is_empty())
+            {
+                self.time_entries.push((h.max_timestamp_ms, rel));
+                new_time_entries.extend_from_slice(&h.max_timestamp_ms.to_be_bytes());
+                new_time_entries.extend_from_slice(&rel.to_be_bytes());
+            }
             if self.bytes_since_entry >= index_interval_bytes
                 || self.entries.is_empty() && position == 0
             {
@@ -214,6 +241,10 @@ impl Segment {
         }
         if !new_entries.is_empty() {
             self.index.write_all_at(&new_entries, index_position)?;
+        }
+        if !new_time_entries.is_empty() {
+            self.timeindex
+                .write_all_at(&new_time_entries, time_position)?;
         }
         self.size_bytes = position;
         self.note_timestamps(headers);
@@ -347,7 +378,105 @@ impl Segment {
         }
         self.index.set_len(0)?;
         self.index.write_all_at(&file_bytes, 0)?;
+        self.rebuild_time_index(headers)
+    }
+
+    /// Rebuilds `.timeindex` from scanned headers, ending with the segment's
+    /// largest timestamp (so a closed segment's age is its last entry).
+    fn rebuild_time_index(&mut self, headers: &[(u64, BatchHeader)]) -> io::Result<()> {
+        self.time_entries.clear();
+        for (_, h) in headers {
+            if self
+                .time_entries
+                .last()
+                .is_none_or(|&(t, _)| h.max_timestamp_ms > t)
+            {
+                self.time_entries.push((
+                    h.max_timestamp_ms,
+                    (h.base_offset - self.base_offset) as u32,
+                ));
+            }
+        }
+        self.write_time_index()
+    }
+
+    fn write_time_index(&mut self) -> io::Result<()> {
+        let mut bytes = Vec::with_capacity(self.time_entries.len() * TIME_ENTRY_BYTES);
+        for (t, o) in &self.time_entries {
+            bytes.extend_from_slice(&t.to_be_bytes());
+            bytes.extend_from_slice(&o.to_be_bytes());
+        }
+        self.timeindex.set_len(0)?;
+        self.timeindex.write_all_at(&bytes, 0)?;
         Ok(())
+    }
+
+    /// On roll: the last entry records the segment's largest timestamp.
+    fn close_time_index(&mut self) -> io::Result<()> {
+        if self
+            .time_entries
+            .last()
+            .is_some_and(|&(t, _)| t >= self.max_timestamp_ms)
+        {
+            return Ok(());
+        }
+        self.time_entries
+            .push((self.max_timestamp_ms, self.max_timestamp_rel));
+        self.write_time_index()
+    }
+
+    /// Loads `.timeindex`; false if missing or damaged.
+    fn load_time_index(&mut self) -> bool {
+        let Ok(bytes) = self.read_all_of(&self.timeindex) else {
+            return false;
+        };
+        if bytes.len() % TIME_ENTRY_BYTES != 0 || (bytes.is_empty() && self.size_bytes > 0) {
+            return false;
+        }
+        let entries: Vec<(i64, u32)> = bytes
+            .chunks_exact(TIME_ENTRY_BYTES)
+            .map(|c| {
+                let t = i64::from_be_bytes(c[0..8].try_into().expect("8 bytes"));
+                let o = u32::from_be_bytes(c[8..12].try_into().expect("4 bytes"));
+                (t, o)
+            })
+            .collect();
+        if !entries
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1)
+        {
+            return false;
+        }
+        self.time_entries = entries;
+        true
+    }
+
+    fn read_all_of(&self, file: &File) -> io::Result<Vec<u8>> {
+        let len = file.metadata()?.len();
+        let mut bytes = vec![0u8; len as usize];
+        file.read_exact_at(&mut bytes, 0)?;
+        Ok(bytes)
+    }
+
+    /// The first offset whose batch's max timestamp is `>= timestamp_ms`.
+    fn offset_for_timestamp(&self, timestamp_ms: i64) -> io::Result<Option<Offset>> {
+        let floor = self
+            .time_entries
+            .partition_point(|&(t, _)| t < timestamp_ms);
+        let start = if floor == 0 {
+            self.base_offset
+        } else {
+            self.base_offset + u64::from(self.time_entries[floor - 1].1)
+        };
+        let mut position = self.position_of(start)?;
+        while position < self.size_bytes {
+            let h = batch::validate_header_only(&self.read_header(position)?);
+            if h.max_timestamp_ms >= timestamp_ms {
+                return Ok(Some(h.base_offset));
+            }
+            position += h.size_bytes as u64;
+        }
+        Ok(None)
     }
 
     fn truncate_to_position(&mut self, position: u64, end_offset: Offset) -> io::Result<()> {
@@ -359,6 +488,11 @@ impl Segment {
         self.entries.retain(|&(_, p)| u64::from(p) < position);
         let index_len = (self.entries.len() * INDEX_ENTRY_BYTES) as u64;
         self.index.set_len(index_len)?;
+        let end_rel = end_offset.saturating_sub(self.base_offset);
+        self.time_entries.retain(|&(_, o)| u64::from(o) < end_rel);
+        self.timeindex
+            .set_len((self.time_entries.len() * TIME_ENTRY_BYTES) as u64)?;
+        self.max_timestamp_ms = self.time_entries.last().map_or(i64::MIN, |&(t, _)| t);
         // Re-derive how far we are past the last entry.
         self.bytes_since_entry = match self.entries.last() {
             Some(&(_, p)) => position - u64::from(p),
@@ -407,6 +541,7 @@ impl DiskLog {
                 // Everything after a corrupt point goes, as in Kafka.
                 let _ = fs::remove_file(segment_path(dir, base, "log"));
                 let _ = fs::remove_file(segment_path(dir, base, "index"));
+                let _ = fs::remove_file(segment_path(dir, base, "timeindex"));
                 continue;
             }
             let next_base = bases.get(i + 1).copied();
@@ -463,11 +598,14 @@ impl DiskLog {
         };
         let log = open("log").map_err(io_error)?;
         let index = open("index").map_err(io_error)?;
+        let timeindex = open("timeindex").map_err(io_error)?;
         let file_len = log.metadata().map_err(io_error)?.len();
         let mut segment = Segment {
             base_offset: base,
             log,
             index,
+            timeindex,
+            time_entries: Vec::new(),
             size_bytes: file_len,
             end_offset: base,
             entries: Vec::new(),
@@ -475,25 +613,22 @@ impl DiskLog {
             durable_bytes: file_len,
             first_timestamp_ms: None,
             max_timestamp_ms: i64::MIN,
+            max_timestamp_rel: 0,
         };
         let below_recovery_point = next_base.is_some_and(|n| n <= recovery_point);
         if below_recovery_point {
             // Trusted: fsynced before the recovery point was written.
             segment.end_offset = next_base.expect("checked");
-            // Unscanned: the file's modification time stands for its newest record.
-            segment.max_timestamp_ms = segment
-                .log
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(i64::MAX, |d| d.as_millis() as i64);
-            if !segment.load_index(file_len) {
+            if !(segment.load_index(file_len) && segment.load_time_index()) {
                 let (headers, _, _) = segment.scan(0, file_len);
                 segment
                     .rebuild_index(&headers, config.index_interval_bytes)
                     .map_err(io_error)?;
                 report.indexes_rebuilt += 1;
+            }
+            // A closed segment's time index ends with its largest timestamp.
+            if let Some(&(t, o)) = segment.time_entries.last() {
+                (segment.max_timestamp_ms, segment.max_timestamp_rel) = (t, o);
             }
             return Ok((segment, false));
         }
@@ -594,6 +729,7 @@ impl DiskLog {
         };
         let too_big = active.size_bytes + bytes.len() as u64 > segment_bytes;
         if active.size_bytes > 0 && (too_big || too_old) {
+            active.close_time_index().map_err(io_error)?;
             let segment = Segment::create(&self.dir, first_offset).map_err(io_error)?;
             self.segments.push(segment);
         }
@@ -656,6 +792,7 @@ impl DiskLog {
             total -= s.size_bytes;
             fs::remove_file(segment_path(&self.dir, s.base_offset, "log")).map_err(io_error)?;
             fs::remove_file(segment_path(&self.dir, s.base_offset, "index")).map_err(io_error)?;
+            let _ = fs::remove_file(segment_path(&self.dir, s.base_offset, "timeindex"));
             deleted += 1;
         }
         if deleted > 0 {
@@ -675,6 +812,17 @@ impl DiskLog {
         }
         self.check_invariants();
         Ok(deleted)
+    }
+
+    /// Kafka's ListOffsets by timestamp: the first offset whose batch's
+    /// max timestamp is at or after `timestamp_ms`, `None` if none is.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<Offset>, LogError> {
+        for s in &self.segments {
+            if s.max_timestamp_ms >= timestamp_ms {
+                return s.offset_for_timestamp(timestamp_ms).map_err(io_error);
+            }
+        }
+        Ok(None)
     }
 
     /// Size of the log's segments in bytes.
@@ -862,6 +1010,7 @@ impl DiskLog {
                 fs::remove_file(segment_path(&self.dir, s.base_offset, "log")).map_err(io_error)?;
                 fs::remove_file(segment_path(&self.dir, s.base_offset, "index"))
                     .map_err(io_error)?;
+                let _ = fs::remove_file(segment_path(&self.dir, s.base_offset, "timeindex"));
             }
             let active = self.active();
             // Batches are atomic: one straddling the new end goes too.
@@ -975,6 +1124,44 @@ mod tests {
         assert_eq!(log.segment_count(), 1);
         append(&mut log, 10_000);
         assert_eq!(log.segment_count(), 2);
+    }
+
+    #[test]
+    fn time_index_answers_offsets_by_timestamp_across_restarts() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(d.path(), small()).unwrap();
+        for t in 0..10 {
+            append(&mut log, 100 + t * 10);
+        }
+        assert!(log.segment_count() >= 3);
+        for (ts, expect) in [
+            (0, Some(0)),
+            (100, Some(0)),
+            (101, Some(1)),
+            (150, Some(5)),
+            (190, Some(9)),
+            (191, None),
+        ] {
+            assert_eq!(
+                log.offset_for_timestamp(ts).unwrap(),
+                expect,
+                "timestamp {ts}"
+            );
+        }
+        log.flush().unwrap();
+        drop(log);
+        for f in std::fs::read_dir(d.path()).unwrap() {
+            let p = f.unwrap().path();
+            if p.extension().is_some_and(|e| e == "timeindex")
+                && p.to_string_lossy().contains("0000000000000000000.")
+            {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
+        let (log, report) = DiskLog::open(d.path(), small()).unwrap();
+        assert!(report.indexes_rebuilt >= 1, "{report:?}");
+        assert_eq!(log.offset_for_timestamp(150).unwrap(), Some(5));
+        assert_eq!(log.offset_for_timestamp(101).unwrap(), Some(1));
     }
 
     #[test]
