@@ -100,6 +100,16 @@ impl BatchBytes {
     }
 }
 
+/// A byte range of a segment file: whole batches, ready for `sendfile`.
+#[derive(Debug)]
+pub struct FileSlice {
+    /// A duplicate handle on the segment file (valid even if the segment is
+    /// deleted meanwhile, as an open file stays readable on Unix).
+    pub file: File,
+    pub position: u64,
+    pub len: u64,
+}
+
 /// What opening the log found and repaired.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
@@ -814,6 +824,53 @@ impl DiskLog {
         Ok(deleted)
     }
 
+    /// Where the batches a read would return lie: whole batches starting
+    /// with the one holding `from`, none reaching `until`, at most
+    /// `max_bytes` but at least one batch. The network layer sends the
+    /// slice straight from the file (`sendfile`), without copying it
+    /// through user space. `None` at the log end.
+    pub fn locate(
+        &self,
+        from: Offset,
+        until: Offset,
+        max_bytes: usize,
+    ) -> Result<Option<FileSlice>, LogError> {
+        let (start, end) = (self.start_offset(), self.end_offset());
+        if from < start || from > end {
+            return Err(LogError::OffsetOutOfRange {
+                requested: from,
+                start,
+                end,
+            });
+        }
+        if from == end {
+            return Ok(None);
+        }
+        let i = self.segments.partition_point(|s| s.base_offset <= from) - 1;
+        let s = &self.segments[i];
+        let first = s.position_of(from).map_err(io_error)?;
+        let mut last = first;
+        while last < s.size_bytes {
+            let h = batch::validate_header_only(&s.read_header(last).map_err(io_error)?);
+            let taken = last - first;
+            if h.end_offset() > until
+                || (taken > 0 && taken + h.size_bytes as u64 > max_bytes as u64)
+            {
+                break;
+            }
+            last += h.size_bytes as u64;
+        }
+        if last == first {
+            return Ok(None);
+        }
+        let file = s.log.try_clone().map_err(io_error)?;
+        Ok(Some(FileSlice {
+            file,
+            position: first,
+            len: last - first,
+        }))
+    }
+
     /// Kafka's ListOffsets by timestamp: the first offset whose batch's
     /// max timestamp is at or after `timestamp_ms`, `None` if none is.
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<Offset>, LogError> {
@@ -921,33 +978,14 @@ impl PartitionLog for DiskLog {
     }
 
     fn read(&self, from: Offset, until: Offset, max_bytes: usize) -> Result<BatchBytes, LogError> {
-        let (start, end) = (self.start_offset(), self.end_offset());
-        if from < start || from > end {
-            return Err(LogError::OffsetOutOfRange {
-                requested: from,
-                start,
-                end,
-            });
-        }
-        if from == end {
+        let Some(slice) = self.locate(from, until, max_bytes)? else {
             return Ok(BatchBytes::default());
-        }
-        let i = self.segments.partition_point(|s| s.base_offset <= from) - 1;
-        let s = &self.segments[i];
-        let first = s.position_of(from).map_err(io_error)?;
-        let mut last = first;
-        while last < s.size_bytes {
-            let h = batch::validate_header_only(&s.read_header(last).map_err(io_error)?);
-            let taken = last - first;
-            if h.end_offset() > until
-                || (taken > 0 && taken + h.size_bytes as u64 > max_bytes as u64)
-            {
-                break;
-            }
-            last += h.size_bytes as u64;
-        }
-        let mut buf = vec![0u8; (last - first) as usize];
-        s.log.read_exact_at(&mut buf, first).map_err(io_error)?;
+        };
+        let mut buf = vec![0u8; slice.len as usize];
+        slice
+            .file
+            .read_exact_at(&mut buf, slice.position)
+            .map_err(io_error)?;
         Ok(BatchBytes(Bytes::from(buf)))
     }
 
