@@ -584,8 +584,12 @@ impl DiskLog {
         };
         log.epochs.retain(|&(_, start)| start < end);
         log.write_epochs()?;
-        // What recovery kept is now the durable prefix.
+        // What recovery kept may still be only in the page cache (after a
+        // process crash): fsync it, then move the recovery point, so the
+        // next start scans only what is written from now on.
         log.flush()?;
+        write_atomically(&dir.join(RECOVERY_POINT), end.to_string().as_bytes())
+            .map_err(io_error)?;
         log.check_invariants();
         Ok((log, report))
     }
@@ -643,6 +647,8 @@ impl DiskLog {
             return Ok((segment, false));
         }
         report.segments_scanned += 1;
+        // Past the recovery point nothing is known to be on stable storage.
+        segment.durable_bytes = 0;
         let (mut headers, mut valid_end, mut why) = segment.scan(0, file_len);
         // Base offsets are outside the CRC: a damaged one shows as a gap.
         let mut expected = base;
@@ -665,7 +671,7 @@ impl DiskLog {
             report.corruption = why;
             segment.log.set_len(valid_end).map_err(io_error)?;
             segment.size_bytes = valid_end;
-            segment.durable_bytes = valid_end;
+            segment.durable_bytes = 0;
         }
         segment
             .rebuild_index(&headers, config.index_interval_bytes)
