@@ -621,21 +621,28 @@ impl<L: PartitionLog> Replica<L> {
         }
     }
 
+    /// The progress of a follower the caller has checked is assigned.
+    fn follower_mut(&mut self, follower: NodeId) -> &mut FollowerProgress {
+        let Role::Leader(ls) = &mut self.role else {
+            unreachable!("only a leader tracks followers")
+        };
+        ls.followers.get_mut(&follower).expect("checked by caller")
+    }
+
     fn record_follower_fetch(&mut self, request: &FetchRequest) {
         let leader_end = self.log.end_offset();
-        let Role::Leader(ls) = &mut self.role else {
-            unreachable!()
+        let assume_fetched = self.config.bugs.hw_over_unfetched_follower;
+        let Role::Leader(ls) = &self.role else {
+            unreachable!("only a leader records fetches")
         };
-        let p = ls
-            .followers
-            .get_mut(&request.replica_id)
-            .expect("checked by caller");
+        let epoch_start_offset = ls.epoch_start_offset;
+        let p = self.follower_mut(request.replica_id);
         let offset = request.fetch_offset;
         // Counting a follower below the epoch start would let the HW cover
         // records it may not share with us.
-        if offset >= ls.epoch_start_offset {
+        if offset >= epoch_start_offset {
             p.end_offset = Some(offset);
-        } else if !self.config.bugs.hw_over_unfetched_follower {
+        } else if !assume_fetched {
             p.end_offset = None;
         }
         if offset >= leader_end || offset >= p.leader_end_at_last_answer {
@@ -782,13 +789,7 @@ impl<L: PartitionLog> Replica<L> {
     fn answer_or_park(&mut self, request: FetchRequest, out: &mut ReplicaEffects<L::Records>) {
         let hw = self.high_watermark;
         let has_records = request.fetch_offset < self.log.end_offset();
-        let Role::Leader(ls) = &mut self.role else {
-            unreachable!()
-        };
-        let p = ls
-            .followers
-            .get_mut(&request.replica_id)
-            .expect("checked by caller");
+        let p = self.follower_mut(request.replica_id);
         if !has_records && p.high_watermark_sent == hw {
             p.parked = Some(request);
             return;
@@ -834,13 +835,7 @@ impl<L: PartitionLog> Replica<L> {
                 log_end_offset: leader_end,
             },
         };
-        let Role::Leader(ls) = &mut self.role else {
-            unreachable!()
-        };
-        let p = ls
-            .followers
-            .get_mut(&request.replica_id)
-            .expect("checked by caller");
+        let p = self.follower_mut(request.replica_id);
         p.high_watermark_sent = hw;
         p.leader_end_at_last_answer = leader_end;
         let response = FetchResponse {
