@@ -1,4 +1,5 @@
 //! The Runnel node: the runtime that drives `runnel-model`'s state machines
 //! over real sockets, disks and clocks.
 
+pub mod config;
 pub mod storage;
