@@ -2,5 +2,6 @@
 //! over real sockets, disks and clocks.
 
 pub mod config;
+pub mod partition_runner;
 pub mod storage;
 pub mod wire;
