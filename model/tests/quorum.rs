@@ -48,19 +48,29 @@ fn caught(name: &str, model: QuorumModel, depth: usize, property: &'static str) 
     run.assert_caught(property);
 }
 
+/// Elections alone (no proposals, no message loss): enough for the bugs
+/// that break durable election state.
+fn elections_only(bugs: QuorumBugs) -> QuorumModel {
+    QuorumModel {
+        bugs,
+        values_max: 0,
+        drops_max: 0,
+        ..QuorumModel::default()
+    }
+}
+
 #[test]
 fn seeded_vote_not_persisted_is_caught() {
     let bugs = QuorumBugs {
         vote_not_persisted: true,
         ..Default::default()
     };
-    let model = QuorumModel {
-        bugs,
-        values_max: 0,
-        drops_max: 0,
-        ..QuorumModel::default()
-    };
-    caught("bug/vote-not-persisted", model, 20, "DurableVote");
+    caught(
+        "bug/vote-not-persisted",
+        elections_only(bugs),
+        20,
+        "DurableVote",
+    );
 }
 
 fn entry(epoch: u32, payload: Payload<u8>) -> Entry<u8> {
@@ -75,23 +85,18 @@ fn durable(epoch: u32, voted_for: Option<u32>, log: Vec<Entry<u8>>) -> QuorumDur
     }
 }
 
-/// Starts where 3 led epoch 1 and committed a record on {1, 3} before
-/// crashing (reachable: 3 wins epoch 1 with 1's vote; its fetches reach 1
-/// only; a majority holds the record, which is of 3's epoch, so 3 commits
-/// it). With the bug, 2 — whose log is empty — wins epoch 2.
 #[test]
 fn seeded_epoch_not_persisted_is_caught() {
     let bugs = QuorumBugs {
         epoch_not_persisted: true,
         ..Default::default()
     };
-    let model = QuorumModel {
-        bugs,
-        values_max: 0,
-        drops_max: 0,
-        ..QuorumModel::default()
-    };
-    caught("bug/epoch-not-persisted", model, 20, "MonotonicEpoch");
+    caught(
+        "bug/epoch-not-persisted",
+        elections_only(bugs),
+        20,
+        "MonotonicEpoch",
+    );
 }
 
 #[test]
@@ -112,6 +117,10 @@ fn seeded_vote_for_shorter_log_is_caught() {
     );
 }
 
+/// Starts where 3 led epoch 1 and committed a record on {1, 3} before
+/// crashing (reachable: 3 wins epoch 1 with 1's vote; its fetches reach 1
+/// only; a majority holds the record, which is of 3's epoch, so 3 commits
+/// it). With the bug, 2 — whose log is empty — wins epoch 2.
 fn shorter_log_start() -> QuorumModel {
     let bugs = QuorumBugs {
         vote_for_shorter_log: true,

@@ -126,6 +126,16 @@ fn with_bugs(bugs: ReplicationBugs) -> ReplicationModel {
     }
 }
 
+/// One test per seeded bug: `seeded!(test_name, Bugs { switch }, "Property")`.
+macro_rules! seeded {
+    ($test:ident, $name:literal, $bugs:expr, $property:literal) => {
+        #[test]
+        fn $test() {
+            caught($name, $bugs, $property);
+        }
+    };
+}
+
 fn with_controller_bugs(bugs: ControllerBugs) -> ReplicationModel {
     let policy = ElectionPolicy {
         bugs,
@@ -138,69 +148,12 @@ fn with_controller_bugs(bugs: ControllerBugs) -> ReplicationModel {
 }
 
 #[test]
-fn seeded_truncate_to_high_watermark_is_caught() {
-    let bugs = ReplicationBugs {
-        truncate_to_high_watermark: true,
-        ..Default::default()
-    };
-    caught("bug/truncate-to-hw", with_bugs(bugs), "NoAckedLoss");
-}
-
-#[test]
-fn seeded_hw_over_unfetched_follower_is_caught() {
-    let bugs = ReplicationBugs {
-        hw_over_unfetched_follower: true,
-        ..Default::default()
-    };
-    caught(
-        "bug/hw-over-unfetched-follower",
-        with_bugs(bugs),
-        "StrongIsr",
-    );
-}
-
-#[test]
-fn seeded_isr_expand_below_epoch_start_is_caught() {
-    let bugs = ReplicationBugs {
-        expand_isr_below_epoch_start: true,
-        ..Default::default()
-    };
-    caught(
-        "bug/expand-below-epoch-start",
-        with_bugs(bugs),
-        "LeaderCandidateCompleteness",
-    );
-}
-
-#[test]
 fn seeded_skip_divergence_check_is_caught() {
     let bugs = ReplicationBugs {
         skip_divergence_check: true,
         ..Default::default()
     };
     caught_with("bug/skip-divergence-check", with_bugs(bugs), "LogMatching");
-}
-
-#[test]
-fn seeded_shrink_isr_before_commit_is_caught() {
-    let bugs = ReplicationBugs {
-        shrink_isr_before_commit: true,
-        ..Default::default()
-    };
-    caught(
-        "bug/shrink-before-commit",
-        with_bugs(bugs),
-        "MaximalIsrSuperset",
-    );
-}
-
-#[test]
-fn seeded_ignore_min_isr_is_caught() {
-    let bugs = ReplicationBugs {
-        ignore_min_insync_replicas: true,
-        ..Default::default()
-    };
-    caught("bug/ignore-min-isr", with_bugs(bugs), "MinIsrGate");
 }
 
 #[test]
@@ -232,32 +185,6 @@ fn seeded_unclean_election_breaks_consistent_reads() {
     caught_with("bug/unclean-election-reads", model, "ConsistentReads");
 }
 
-#[test]
-fn seeded_elect_outside_isr_is_caught() {
-    let bugs = ControllerBugs {
-        elect_outside_isr: true,
-        ..Default::default()
-    };
-    caught(
-        "bug/elect-outside-isr",
-        with_controller_bugs(bugs),
-        "LeaderInIsr",
-    );
-}
-
-#[test]
-fn seeded_reuse_leader_epoch_is_caught() {
-    let bugs = ControllerBugs {
-        reuse_leader_epoch: true,
-        ..Default::default()
-    };
-    caught(
-        "bug/reuse-leader-epoch",
-        with_controller_bugs(bugs),
-        "EpochMonotonic",
-    );
-}
-
 /// Not a bug but Kafka's documented trade-off: with the page cache left to
 /// flush (the default), an acks=all write is lost if every replica loses
 /// power before writing it back.
@@ -270,28 +197,92 @@ fn async_mode_loses_acked_writes_when_all_replicas_crash() {
     caught("tradeoff/async-flush-crash-all", model, "NoAckedLoss");
 }
 
-#[test]
-fn seeded_accept_stale_partition_epoch_is_caught() {
-    let bugs = ControllerBugs {
+seeded!(
+    seeded_elect_outside_isr_is_caught,
+    "bug/elect-outside-isr",
+    with_controller_bugs(ControllerBugs {
+        elect_outside_isr: true,
+        ..Default::default()
+    }),
+    "LeaderInIsr"
+);
+
+seeded!(
+    seeded_reuse_leader_epoch_is_caught,
+    "bug/reuse-leader-epoch",
+    with_controller_bugs(ControllerBugs {
+        reuse_leader_epoch: true,
+        ..Default::default()
+    }),
+    "EpochMonotonic"
+);
+
+seeded!(
+    seeded_accept_stale_partition_epoch_is_caught,
+    "bug/accept-stale-partition-epoch",
+    with_controller_bugs(ControllerBugs {
         accept_stale_partition_epoch: true,
         ..Default::default()
-    };
-    caught(
-        "bug/accept-stale-partition-epoch",
-        with_controller_bugs(bugs),
-        "StaleIsrChangeRejected",
-    );
-}
+    }),
+    "StaleIsrChangeRejected"
+);
 
-#[test]
-fn seeded_fence_keeps_leadership_is_caught() {
-    let bugs = ControllerBugs {
+seeded!(
+    seeded_fence_keeps_leadership_is_caught,
+    "bug/fence-keeps-leadership",
+    with_controller_bugs(ControllerBugs {
         fence_keeps_leadership: true,
         ..Default::default()
-    };
-    caught(
-        "bug/fence-keeps-leadership",
-        with_controller_bugs(bugs),
-        "FencedBrokerNeverLeads",
-    );
-}
+    }),
+    "FencedBrokerNeverLeads"
+);
+
+seeded!(
+    seeded_hw_over_unfetched_follower_is_caught,
+    "bug/hw-over-unfetched-follower",
+    with_bugs(ReplicationBugs {
+        hw_over_unfetched_follower: true,
+        ..Default::default()
+    }),
+    "StrongIsr"
+);
+
+seeded!(
+    seeded_isr_expand_below_epoch_start_is_caught,
+    "bug/expand-below-epoch-start",
+    with_bugs(ReplicationBugs {
+        expand_isr_below_epoch_start: true,
+        ..Default::default()
+    }),
+    "LeaderCandidateCompleteness"
+);
+
+seeded!(
+    seeded_shrink_isr_before_commit_is_caught,
+    "bug/shrink-before-commit",
+    with_bugs(ReplicationBugs {
+        shrink_isr_before_commit: true,
+        ..Default::default()
+    }),
+    "MaximalIsrSuperset"
+);
+
+seeded!(
+    seeded_ignore_min_isr_is_caught,
+    "bug/ignore-min-isr",
+    with_bugs(ReplicationBugs {
+        ignore_min_insync_replicas: true,
+        ..Default::default()
+    }),
+    "MinIsrGate"
+);
+
+seeded!(
+    seeded_truncate_to_high_watermark_is_caught,
+    "bug/truncate-to-hw",
+    with_bugs(ReplicationBugs {
+        truncate_to_high_watermark: true,
+        ..Default::default()
+    }),
+    "NoAckedLoss"
+);

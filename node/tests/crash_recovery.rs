@@ -73,6 +73,12 @@ fn kill_writer_after(dir: &Path, flushes: usize) -> Offset {
     flushed
 }
 
+/// A log left by a killed writer and recovered once; returns its end.
+fn crashed_and_recovered_log(dir: &Path) -> Offset {
+    kill_writer_after(dir, 30);
+    open(dir).0.end_offset()
+}
+
 fn segments(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -108,10 +114,7 @@ fn kill_9_during_heavy_appends_loses_nothing_flushed() {
 #[test]
 fn a_torn_tail_is_cut_at_the_last_valid_batch() {
     let dir = tempfile::tempdir().unwrap();
-    kill_writer_after(dir.path(), 30);
-    let (log, _) = open(dir.path());
-    let end = log.end_offset();
-    drop(log);
+    let end = crashed_and_recovered_log(dir.path());
     let last = segments(dir.path(), "log").pop().unwrap();
     let len = std::fs::metadata(&last).unwrap().len();
     assert!(len > 100);
@@ -135,10 +138,7 @@ fn a_flipped_byte_is_detected_and_what_precedes_it_kept() {
     // lengths, magic) and payloads alike.
     for per_mille in [3, 250, 500, 501, 502, 750, 997] {
         let dir = tempfile::tempdir().unwrap();
-        kill_writer_after(dir.path(), 30);
-        let (log, _) = open(dir.path());
-        let end = log.end_offset();
-        drop(log);
+        let end = crashed_and_recovered_log(dir.path());
         let first = segments(dir.path(), "log").remove(0);
         let mut bytes = std::fs::read(&first).unwrap();
         let mut at = bytes.len() * per_mille / 1000;
@@ -172,10 +172,7 @@ fn a_flipped_byte_is_detected_and_what_precedes_it_kept() {
 #[test]
 fn deleted_indexes_are_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
-    kill_writer_after(dir.path(), 30);
-    let (log, _) = open(dir.path());
-    let end = log.end_offset();
-    drop(log);
+    let end = crashed_and_recovered_log(dir.path());
     for index in segments(dir.path(), "index") {
         std::fs::remove_file(index).unwrap();
     }
