@@ -364,6 +364,28 @@ impl<L: PartitionLog> Replica<L> {
         }
     }
 
+    /// The transport lost the link to `peer` (its connection broke, or there
+    /// is none): messages to and from it may be gone. The protocol assumes
+    /// ordered, lossless links while both ends live, so the caller reports a
+    /// broken link here: a follower forgets the fetch it had in flight to that
+    /// leader and tries again after the backoff (a late answer to the old fetch
+    /// is still safe: `append_as_follower` only takes records that continue
+    /// the log), and a leader forgets the follower's parked fetch.
+    pub fn on_peer_disconnected(&mut self, peer: NodeId, out: &mut ReplicaEffects<L::Records>) {
+        match &mut self.role {
+            Role::Follower(f) if f.leader == peer && f.fetch_in_flight => {
+                f.fetch_in_flight = false;
+                out.set_timer(ReplicaTimer::FetchBackoff, self.config.fetch_backoff_ms);
+            }
+            Role::Leader(ls) => {
+                if let Some(p) = ls.followers.get_mut(&peer) {
+                    p.parked = None;
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// The log is durable up to `flushed_offset` (completion of `FlushLog`).
     pub fn on_flushed(&mut self, flushed_offset: Offset, out: &mut ReplicaEffects<L::Records>) {
         debug_assert!(flushed_offset <= self.log.flushed_offset());
@@ -1047,6 +1069,28 @@ mod tests {
         };
         r.on_message(from, ReplicationMessage::Fetch(request), &mut out);
         out
+    }
+
+    #[test]
+    fn a_broken_link_makes_the_follower_fetch_again_after_the_backoff() {
+        let mut r = replica(1, 1, FlushMode::Async);
+        let mut out = ReplicaEffects::<R>::new();
+        r.on_message(CONTROLLER, ReplicationMessage::PartitionState(registration(&[0, 1, 2])), &mut out);
+        let fetches = |out: &mut ReplicaEffects<R>| {
+            out.drain()
+                .filter(|e| matches!(e, Effect::Send { message: ReplicationMessage::Fetch(_), .. }))
+                .count()
+        };
+        assert_eq!(fetches(&mut out), 1, "the follower fetches from the leader");
+        r.on_timer(ReplicaTimer::FetchBackoff, &mut out);
+        assert_eq!(fetches(&mut out), 0, "one fetch in flight at a time");
+        r.on_peer_disconnected(2, &mut out);
+        assert!(out.is_empty(), "another peer's link does not matter");
+        r.on_peer_disconnected(0, &mut out);
+        let backoff = out.drain().any(|e| matches!(e, Effect::SetTimer { timer: ReplicaTimer::FetchBackoff, .. }));
+        assert!(backoff);
+        r.on_timer(ReplicaTimer::FetchBackoff, &mut out);
+        assert_eq!(fetches(&mut out), 1, "the lost fetch is sent again");
     }
 
     #[test]

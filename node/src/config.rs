@@ -125,6 +125,35 @@ pub const SERVER_KEYS: &[(&str, Kind)] = &[
         },
     ),
     ("process.roles", Kind::Text),
+    ("metadata.log.dir", Kind::Text),
+    (
+        "broker.session.timeout.ms",
+        Kind::Int {
+            min: 500,
+            max: 3_600_000,
+        },
+    ),
+    (
+        "broker.heartbeat.interval.ms",
+        Kind::Int {
+            min: 50,
+            max: 600_000,
+        },
+    ),
+    (
+        "controller.quorum.election.timeout.ms",
+        Kind::Int {
+            min: 100,
+            max: 600_000,
+        },
+    ),
+    (
+        "replica.fetch.backoff.ms",
+        Kind::Int {
+            min: 0,
+            max: 600_000,
+        },
+    ),
     ("listeners", Kind::Text),
     ("advertised.listeners", Kind::Text),
     ("log.dirs", Kind::Text),

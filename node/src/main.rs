@@ -1,31 +1,207 @@
-//! `runnel`: the Runnel node binary.
-//!
-//! For now it only prints its usage; the runtime, the Kafka front end and
-//! the commands (`server`, `coordinator`, `dev`, `topics`, ...) arrive with
-//! the networked-node issue.
+//! `runnel`: the node (`server`, `coordinator`, `dev`) and Kafka's familiar
+//! tools (`topics`, `console-producer`, `console-consumer`, `quorum status`).
 
-const USAGE: &str = "\
-runnel — a replicated, partitioned commit log that speaks Kafka's protocol
+use clap::{Parser, Subcommand};
+use runnel::cli;
+use runnel::runtime::settings::{load_server_properties, NodeSettings};
+use std::process::ExitCode;
 
-USAGE:
-    runnel <COMMAND> [OPTIONS]
+#[derive(Parser)]
+#[command(name = "runnel", version, about = "A replicated, partitioned commit log that speaks Kafka's protocol")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-COMMANDS (planned; not available in this build yet):
-    server <server.properties>    run a broker and/or coordinator
-    coordinator <zoo.cfg>         run a coordinator from a ZooKeeper-style config
-    dev                           start a local 3-node cluster
-    topics, console-producer, console-consumer, consumer-groups, quorum
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker, coordinator or both from a Kafka server.properties.
+    Server {
+        config: String,
+        /// key=value, overriding the file (repeatable).
+        #[arg(long = "override")]
+        overrides: Vec<String>,
+    },
+    /// Run a coordinator from a ZooKeeper zoo.cfg (its id in dataDir/myid).
+    Coordinator { config: String },
+    /// Start a local 3-node cluster in this process (Ctrl-C stops it).
+    Dev {
+        #[arg(long, default_value = "runnel-dev")]
+        dir: String,
+        #[arg(long, default_value_t = 3)]
+        nodes: u32,
+        /// Kafka port of the first node; the others follow.
+        #[arg(long, default_value_t = 9092)]
+        port: u16,
+        #[arg(long = "override")]
+        overrides: Vec<String>,
+    },
+    /// Create, list, describe and delete topics (kafka-topics.sh).
+    Topics {
+        #[arg(long = "bootstrap-server")]
+        bootstrap_server: String,
+        #[arg(long)]
+        create: bool,
+        #[arg(long)]
+        list: bool,
+        #[arg(long)]
+        describe: bool,
+        #[arg(long)]
+        delete: bool,
+        #[arg(long)]
+        topic: Option<String>,
+        #[arg(long)]
+        partitions: Option<i32>,
+        #[arg(long = "replication-factor")]
+        replication_factor: Option<i16>,
+        #[arg(long = "config")]
+        configs: Vec<String>,
+        #[arg(long = "if-not-exists")]
+        if_not_exists: bool,
+    },
+    /// Lines from stdin to a topic (kafka-console-producer.sh).
+    ConsoleProducer {
+        #[arg(long = "bootstrap-server", alias = "broker-list")]
+        bootstrap_server: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long = "property")]
+        properties: Vec<String>,
+        #[arg(long = "producer-property")]
+        producer_properties: Vec<String>,
+        /// Kafka's old spelling of acks.
+        #[arg(long = "request-required-acks")]
+        request_required_acks: Option<String>,
+    },
+    /// Records of a topic to stdout (kafka-console-consumer.sh).
+    ConsoleConsumer {
+        #[arg(long = "bootstrap-server")]
+        bootstrap_server: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long = "from-beginning")]
+        from_beginning: bool,
+        #[arg(long)]
+        partition: Option<i32>,
+        /// A number, earliest or latest (needs --partition in Kafka; here optional).
+        #[arg(long)]
+        offset: Option<String>,
+        #[arg(long = "max-messages")]
+        max_messages: Option<u64>,
+        /// Exit after this long without a message.
+        #[arg(long = "timeout-ms")]
+        timeout_ms: Option<u64>,
+        #[arg(long = "property")]
+        properties: Vec<String>,
+    },
+    /// The coordinator quorum.
+    Quorum {
+        #[command(subcommand)]
+        command: QuorumCommand,
+    },
+}
 
-The protocol core (runnel-model) is complete and model-checked:
-see specs/replication.md.
-";
+#[derive(Subcommand)]
+enum QuorumCommand {
+    /// Each coordinator's mode, epoch and commit offset (zkServer.sh status).
+    Status {
+        /// Coordinator addresses: zoo.cfg clientPorts or controller listeners.
+        #[arg(long = "bootstrap-server", alias = "bootstrap-controller", alias = "zookeeper")]
+        servers: String,
+        #[arg(long = "cluster-id", default_value = "runnel")]
+        cluster_id: String,
+    },
+}
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    print!("{USAGE}");
-    let asked_for_help = args.is_empty() || args.iter().any(|a| a == "-h" || a == "--help");
-    if !asked_for_help {
-        eprintln!("runnel: unknown command '{}'", args[0]);
-        std::process::exit(2);
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn run_node(settings: NodeSettings) -> anyhow::Result<()> {
+    let (_handle, task) = runnel::runtime::start(settings).await?;
+    tokio::select! {
+        _ = task => anyhow::bail!("the node stopped"),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<bool> {
+    let kv = cli::key_values;
+    match cli.command {
+        Command::Server { config, overrides } => {
+            let text = std::fs::read_to_string(&config).map_err(|e| anyhow::anyhow!("{config}: {e}"))?;
+            let settings = load_server_properties(&text, &overrides).map_err(|e| anyhow::anyhow!("{config}: {e}"))?;
+            run_node(settings).await?;
+        }
+        Command::Coordinator { config } => {
+            let text = std::fs::read_to_string(&config).map_err(|e| anyhow::anyhow!("{config}: {e}"))?;
+            let settings = NodeSettings::from_zoo_cfg(&text).map_err(|e| anyhow::anyhow!("{config}: {e}"))?;
+            run_node(settings).await?;
+        }
+        Command::Dev { dir, nodes, port, overrides } => {
+            cli::dev::run(cli::dev::DevArgs { dir, nodes, port, overrides }).await?;
+        }
+        Command::Topics { bootstrap_server, create, list, describe, delete, topic, partitions, replication_factor, configs, if_not_exists } => {
+            let args = cli::topics::TopicsArgs {
+                bootstrap: bootstrap_server,
+                create,
+                list,
+                describe,
+                delete,
+                topic,
+                partitions,
+                replication_factor,
+                configs: kv(&configs)?,
+                if_not_exists,
+            };
+            cli::topics::run(args).await?;
+        }
+        Command::ConsoleProducer { bootstrap_server, topic, properties, producer_properties, request_required_acks } => {
+            let mut producer_properties = kv(&producer_properties)?;
+            if let Some(a) = request_required_acks {
+                producer_properties.push(("acks".into(), a));
+            }
+            let args = cli::console::ProducerArgs { bootstrap: bootstrap_server, topic, properties: kv(&properties)?, producer_properties };
+            cli::console::produce(args).await?;
+        }
+        Command::ConsoleConsumer { bootstrap_server, topic, from_beginning, partition, offset, max_messages, timeout_ms, properties } => {
+            let args = cli::console::ConsumerArgs {
+                bootstrap: bootstrap_server,
+                topic,
+                from_beginning,
+                partition,
+                offset,
+                max_messages,
+                timeout_ms,
+                properties: kv(&properties)?,
+            };
+            cli::console::consume(args).await?;
+        }
+        Command::Quorum { command: QuorumCommand::Status { servers, cluster_id } } => {
+            return cli::quorum::status(&servers, &cluster_id).await;
+        }
+    }
+    Ok(true)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -82,6 +82,22 @@ impl PartitionRunner {
         Ok(self.execute(effects))
     }
 
+    /// The link to `peer` broke: see `Replica::on_peer_disconnected`.
+    pub fn on_peer_disconnected(&mut self, peer: NodeId) -> Output {
+        let mut effects = ReplicaEffects::new();
+        self.replica.on_peer_disconnected(peer, &mut effects);
+        self.execute(effects)
+    }
+
+    /// Flushes everything appended so far (the periodic flush of async mode,
+    /// which also moves the recovery point so restarts scan little).
+    pub fn flush_now(&mut self) -> Result<Output, LogError> {
+        if self.replica.log().flushed_offset() < self.replica.log().end_offset() {
+            self.flush_wanted = Some(self.replica.log().end_offset());
+        }
+        self.group_commit()
+    }
+
     fn execute(&mut self, mut effects: ReplicaEffects<BatchBytes>) -> Output {
         let mut out = Output::default();
         for effect in effects.drain() {

@@ -1,0 +1,20 @@
+//! The command-line tools, mirroring Kafka's and ZooKeeper's scripts and
+//! their options: topics, console producer and consumer, quorum status, and
+//! `dev` (a local three-node cluster in one command).
+
+pub mod console;
+pub mod dev;
+pub mod quorum;
+pub mod topics;
+
+/// Parses `k=v` options (`--property`, `--config`, `--producer-property`).
+pub fn key_values(pairs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    pairs
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .ok_or_else(|| anyhow::anyhow!("{p:?}: expected key=value"))
+        })
+        .collect()
+}

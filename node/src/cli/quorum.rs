@@ -1,0 +1,44 @@
+//! `runnel quorum status`: each coordinator's mode, epoch, commit offset and
+//! lag, like `zkServer.sh status` and `kafka-metadata-quorum.sh describe --status`.
+
+use crate::runtime::messages::{PeerMessage, QuorumStatus};
+use crate::runtime::transport;
+use crate::wire::{Handshake, PROTOCOL_VERSION};
+use anyhow::Result;
+use std::time::Duration;
+
+pub async fn status(servers: &str, cluster_id: &str) -> Result<bool> {
+    let me = Handshake {
+        protocol_version: PROTOCOL_VERSION,
+        cluster_id: cluster_id.to_string(),
+        node_id: 2_000_000_000 + std::process::id() % 100_000_000,
+    };
+    let mut statuses: Vec<QuorumStatus> = Vec::new();
+    for address in servers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match transport::ask(address, me.clone(), &PeerMessage::StatusRequest, Duration::from_secs(3)).await {
+            Ok(PeerMessage::StatusResponse(s)) => {
+                println!(
+                    "{address}\tnode {}\tMode: {}\tepoch: {}\tcommit offset: {}\tlog end offset: {}",
+                    s.node_id, s.mode, s.epoch, s.commit_offset, s.log_end_offset
+                );
+                statuses.push(s);
+            }
+            Ok(_) => println!("{address}\tunexpected answer"),
+            Err(_) => println!("{address}\tError contacting service. It is probably not running."),
+        }
+    }
+    let Some(leader) = statuses.iter().find(|s| s.mode == "leader") else {
+        println!("No leader among the coordinators reached.");
+        return Ok(false);
+    };
+    println!("LeaderId:\t{}", leader.node_id);
+    println!("LeaderEpoch:\t{}", leader.epoch);
+    println!("HighWatermark:\t{}", leader.commit_offset);
+    let lags: Vec<String> = leader
+        .followers
+        .iter()
+        .map(|(id, end)| format!("{id}: lag {}", leader.log_end_offset.saturating_sub(*end)))
+        .collect();
+    println!("FollowerLag:\t[{}]", lags.join(", "));
+    Ok(true)
+}

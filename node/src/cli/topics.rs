@@ -1,0 +1,131 @@
+//! `runnel topics`: Kafka's `kafka-topics.sh` (create, list, describe, delete)
+//! with its output layout.
+
+use crate::client::Client;
+use anyhow::{bail, Result};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use std::fmt::Write;
+
+pub struct TopicsArgs {
+    pub bootstrap: String,
+    pub create: bool,
+    pub list: bool,
+    pub describe: bool,
+    pub delete: bool,
+    pub topic: Option<String>,
+    pub partitions: Option<i32>,
+    pub replication_factor: Option<i16>,
+    pub configs: Vec<(String, String)>,
+    pub if_not_exists: bool,
+}
+
+pub async fn run(a: TopicsArgs) -> Result<()> {
+    let actions = [a.create, a.list, a.describe, a.delete].iter().filter(|x| **x).count();
+    if actions != 1 {
+        bail!("exactly one of --create, --list, --describe, --delete is required");
+    }
+    let mut client = Client::connect(&a.bootstrap).await?;
+    if a.list {
+        let m = client.refresh(None).await?;
+        let mut names: Vec<String> = m.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect();
+        names.sort();
+        for n in names {
+            println!("{n}");
+        }
+        return Ok(());
+    }
+    if a.describe {
+        let topics = a.topic.as_ref().map(|t| vec![t.clone()]);
+        let m = client.refresh(topics.as_deref()).await?.clone();
+        print!("{}", describe(&m, a.topic.as_deref())?);
+        return Ok(());
+    }
+    let Some(topic) = a.topic.clone() else {
+        bail!("--topic is required");
+    };
+    if a.create {
+        let configs = a
+            .configs
+            .iter()
+            .map(|(k, v)| CreatableTopicConfig::default().with_name(StrBytes::from_string(k.clone())).with_value(Some(StrBytes::from_string(v.clone()))))
+            .collect();
+        let t = CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.clone())))
+            .with_num_partitions(a.partitions.unwrap_or(-1))
+            .with_replication_factor(a.replication_factor.unwrap_or(-1))
+            .with_configs(configs);
+        let request = CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(30_000);
+        let response = client.call_any(&request, 5).await?;
+        let r = &response.topics[0];
+        if r.error_code == 36 && a.if_not_exists {
+            return Ok(());
+        }
+        if r.error_code != 0 {
+            let msg = r.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default();
+            bail!("Error while executing topic command : {} (error {}) {msg}", error_name(r.error_code), r.error_code);
+        }
+        println!("Created topic {topic}.");
+        return Ok(());
+    }
+    let request = DeleteTopicsRequest::default()
+        .with_topics(vec![DeleteTopicState::default().with_name(Some(TopicName(StrBytes::from_string(topic.clone()))))])
+        .with_timeout_ms(30_000);
+    let response = client.call_any(&request, 6).await?;
+    let r = &response.responses[0];
+    if r.error_code != 0 {
+        bail!("Error while executing topic command : Topic '{topic}' does not exist as expected ({})", error_name(r.error_code));
+    }
+    println!("Deleted topic {topic}.");
+    Ok(())
+}
+
+fn error_name(code: i16) -> &'static str {
+    match code {
+        3 => "UNKNOWN_TOPIC_OR_PARTITION",
+        17 => "INVALID_TOPIC_EXCEPTION",
+        36 => "TOPIC_ALREADY_EXISTS",
+        37 => "INVALID_PARTITIONS",
+        38 => "INVALID_REPLICATION_FACTOR",
+        41 => "NOT_CONTROLLER",
+        42 => "INVALID_REQUEST",
+        _ => "UNKNOWN",
+    }
+}
+
+fn join(ids: impl Iterator<Item = i32>) -> String {
+    ids.map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// Kafka's describe layout (tab-separated, one header line per topic).
+pub fn describe(m: &kafka_protocol::messages::MetadataResponse, only: Option<&str>) -> Result<String> {
+    let mut out = String::new();
+    let mut topics: Vec<_> = m.topics.iter().collect();
+    topics.sort_by_key(|t| t.name.as_ref().map(|n| n.0.to_string()));
+    for t in topics {
+        let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+        if t.error_code == 3 {
+            if only.is_some() {
+                bail!("Topic '{name}' does not exist as expected");
+            }
+            continue;
+        }
+        let rf = t.partitions.first().map_or(0, |p| p.replica_nodes.len());
+        writeln!(out, "Topic: {name}\tTopicId: {}\tPartitionCount: {}\tReplicationFactor: {rf}\tConfigs: ", t.topic_id, t.partitions.len())?;
+        let mut parts: Vec<_> = t.partitions.iter().collect();
+        parts.sort_by_key(|p| p.partition_index);
+        for p in parts {
+            let leader = if p.leader_id.0 < 0 { "none".to_string() } else { p.leader_id.0.to_string() };
+            writeln!(
+                out,
+                "\tTopic: {name}\tPartition: {}\tLeader: {leader}\tReplicas: {}\tIsr: {}",
+                p.partition_index,
+                join(p.replica_nodes.iter().map(|b| b.0)),
+                join(p.isr_nodes.iter().map(|b| b.0)),
+            )?;
+        }
+    }
+    Ok(out)
+}

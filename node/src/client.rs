@@ -1,0 +1,234 @@
+//! A small Kafka client for Runnel's command-line tools (topics, console
+//! producer and consumer): one connection per broker, bootstrap from a list,
+//! metadata refresh when a leader moves. It speaks the same wire protocol as
+//! any Kafka client and so exercises the front end like one.
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    ApiKey, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const RESPONSE_BYTES_MAX: usize = 256 << 20;
+
+pub struct Connection {
+    stream: TcpStream,
+    correlation_id: i32,
+    pub address: String,
+}
+
+impl Connection {
+    pub async fn connect(address: &str) -> Result<Connection> {
+        let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(address))
+            .await
+            .map_err(|_| anyhow!("{address}: connection timed out"))?
+            .with_context(|| format!("cannot connect to {address}"))?;
+        stream.set_nodelay(true)?;
+        Ok(Connection { stream, correlation_id: 0, address: address.to_string() })
+    }
+
+    /// Sends one request and reads its response.
+    pub async fn call<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response> {
+        self.correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("runnel-cli")));
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        header.encode(&mut buf, R::header_version(version))?;
+        request.encode(&mut buf, version)?;
+        let size = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&size.to_be_bytes());
+        self.stream.write_all(&buf).await?;
+        let size = self.stream.read_i32().await? as usize;
+        if size > RESPONSE_BYTES_MAX {
+            bail!("{}: response of {size} bytes", self.address);
+        }
+        let mut body = vec![0u8; size];
+        self.stream.read_exact(&mut body).await?;
+        let mut body = Bytes::from(body);
+        let header = ResponseHeader::decode(&mut body, R::Response::header_version(version))?;
+        if header.correlation_id != self.correlation_id {
+            bail!("{}: answer to request {} while waiting for {}", self.address, header.correlation_id, self.correlation_id);
+        }
+        Ok(R::Response::decode(&mut body, version)?)
+    }
+}
+
+/// Connections to a cluster, found from bootstrap servers.
+pub struct Client {
+    bootstrap: Vec<String>,
+    brokers: HashMap<i32, String>,
+    connections: HashMap<String, Connection>,
+    pub metadata: MetadataResponse,
+}
+
+pub const METADATA_VERSION: i16 = 9;
+
+impl Client {
+    /// `servers` is Kafka's `host:port,host:port`.
+    pub async fn connect(servers: &str) -> Result<Client> {
+        let bootstrap: Vec<String> = servers.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        if bootstrap.is_empty() {
+            bail!("--bootstrap-server is empty");
+        }
+        let mut client = Client { bootstrap, brokers: HashMap::new(), connections: HashMap::new(), metadata: MetadataResponse::default() };
+        client.refresh(None).await?;
+        Ok(client)
+    }
+
+    /// Refreshes metadata (all topics, or the named ones) from any reachable server.
+    pub async fn refresh(&mut self, topics: Option<&[String]>) -> Result<&MetadataResponse> {
+        let request = MetadataRequest::default()
+            .with_topics(topics.map(|ts| {
+                ts.iter()
+                    .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.clone())))))
+                    .collect()
+            }))
+            .with_allow_auto_topic_creation(false);
+        let mut candidates: Vec<String> = self.brokers.values().cloned().collect();
+        candidates.extend(self.bootstrap.iter().cloned());
+        let mut last = None;
+        for address in candidates {
+            match self.call_at(&address, &request, METADATA_VERSION).await {
+                Ok(m) => {
+                    self.brokers = m
+                        .brokers
+                        .iter()
+                        .map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port)))
+                        .collect();
+                    self.metadata = m;
+                    return Ok(&self.metadata);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow!("no server reachable")))
+    }
+
+    pub async fn call_at<R: Request>(&mut self, address: &str, request: &R, version: i16) -> Result<R::Response> {
+        if !self.connections.contains_key(address) {
+            let c = Connection::connect(address).await?;
+            self.connections.insert(address.to_string(), c);
+        }
+        let c = self.connections.get_mut(address).expect("just inserted");
+        let result = c.call(request, version).await;
+        if result.is_err() {
+            self.connections.remove(address);
+        }
+        result
+    }
+
+    /// Sends to any broker (admin requests: every broker forwards them).
+    pub async fn call_any<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response> {
+        let mut candidates: Vec<String> = self.brokers.values().cloned().collect();
+        candidates.sort();
+        candidates.extend(self.bootstrap.iter().cloned());
+        let mut last = None;
+        for address in candidates {
+            match self.call_at(&address, request, version).await {
+                Ok(r) => return Ok(r),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow!("no server reachable")))
+    }
+
+    /// Asks for a topic with auto-creation on (what Kafka's producers do).
+    pub async fn auto_create(&mut self, topic: &str) {
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.to_string()))))]))
+            .with_allow_auto_topic_creation(true);
+        let _ = self.call_any(&request, METADATA_VERSION).await;
+    }
+
+    /// Sends a request that has no response (produce with acks=0).
+    pub async fn send_only<R: Request>(&mut self, address: &str, request: &R, version: i16) -> Result<()> {
+        if !self.connections.contains_key(address) {
+            let c = Connection::connect(address).await?;
+            self.connections.insert(address.to_string(), c);
+        }
+        let c = self.connections.get_mut(address).expect("just inserted");
+        c.correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(c.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("runnel-cli")));
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        header.encode(&mut buf, R::header_version(version))?;
+        request.encode(&mut buf, version)?;
+        let size = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&size.to_be_bytes());
+        if let Err(e) = c.stream.write_all(&buf).await {
+            self.connections.remove(address);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// The leader's address for a partition, from the last metadata.
+    pub fn leader(&self, topic: &str, partition: i32) -> Option<String> {
+        let t = self.metadata.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))?;
+        let p = t.partitions.iter().find(|p| p.partition_index == partition)?;
+        self.brokers.get(&p.leader_id.0).cloned()
+    }
+
+    pub fn partitions(&self, topic: &str) -> Option<Vec<i32>> {
+        let t = self.metadata.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))?;
+        (t.error_code == 0).then(|| t.partitions.iter().map(|p| p.partition_index).collect())
+    }
+}
+
+/// Encodes records as one uncompressed v2 batch.
+pub fn encode_batch(records: &[(Option<Bytes>, Option<Bytes>)], timestamp_ms: i64) -> Result<Bytes> {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: timestamp_ms,
+            key: key.clone(),
+            value: value.clone(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })?;
+    Ok(buf.freeze())
+}
+
+/// Decodes whole batches (a fetch response's records) into records.
+pub fn decode_records(bytes: Bytes) -> Result<Vec<Record>> {
+    let mut buf = bytes;
+    let mut out = Vec::new();
+    while buf.remaining() >= 12 {
+        let set = RecordBatchDecoder::decode(&mut buf)?;
+        out.extend(set.records);
+    }
+    Ok(out)
+}
+
+pub fn api_name(key: ApiKey) -> String {
+    format!("{key:?}")
+}

@@ -1,0 +1,507 @@
+//! One function per Kafka API: translate the request into calls on the node
+//! (or reads of its committed metadata view) and the outcome into Kafka's
+//! response shape and error codes. No protocol decisions here.
+
+use super::server::Request;
+use super::versions::SUPPORTED;
+use crate::runtime::messages::{ControllerAck, ControllerFailure};
+use crate::runtime::node::{ClusterView, FetchPart, KafkaCall, NodeHandle, PartError};
+use bytes::Bytes;
+use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
+use kafka_protocol::messages::create_topics_response::{CreatableTopicResult, CreateTopicsResponse};
+use kafka_protocol::messages::delete_topics_response::{DeletableTopicResult, DeleteTopicsResponse};
+use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{
+    BrokerId, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, InitProducerIdRequest,
+    ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestKind, ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use runnel_model::controller::{ControllerError, ControllerRequest, MetadataImage};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Kafka error codes used here.
+pub mod code {
+    pub const NONE: i16 = 0;
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const CORRUPT_MESSAGE: i16 = 2;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const LEADER_NOT_AVAILABLE: i16 = 5;
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const REQUEST_TIMED_OUT: i16 = 7;
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub const NOT_ENOUGH_REPLICAS: i16 = 19;
+    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
+    pub const UNSUPPORTED_VERSION: i16 = 35;
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const INVALID_PARTITIONS: i16 = 37;
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const NOT_CONTROLLER: i16 = 41;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+}
+
+/// The response, or `None` when the client expects none (acks=0).
+pub async fn handle(request: Request, node: &NodeHandle) -> Option<ResponseKind> {
+    let v = request.header.request_api_version;
+    Some(match request.body {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions()),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata(r, v, node).await),
+        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics(r, v, node).await),
+        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics(r, v, node).await),
+        RequestKind::Produce(r) => ResponseKind::Produce(produce(r, v, node).await?),
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch(r, v, node).await),
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets(r, v, node).await),
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id(r, node).await),
+        _ => return None,
+    })
+}
+
+fn api_versions() -> ApiVersionsResponse {
+    let api_keys = SUPPORTED
+        .iter()
+        .map(|(k, min, max)| ApiVersion::default().with_api_key(*k as i16).with_min_version(*min).with_max_version(*max))
+        .collect();
+    ApiVersionsResponse::default().with_api_keys(api_keys)
+}
+
+fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+fn topic_name(s: &str) -> TopicName {
+    TopicName(str_bytes(s))
+}
+
+/// A stable, non-zero topic id derived from the name (Kafka's are random;
+/// these only need to be unique per name for clients that display them).
+pub fn topic_id(name: &str) -> uuid::Uuid {
+    let a = crc32c::crc32c(name.as_bytes()) as u128;
+    let b = crc32c::crc32c_append(0x5a5a_5a5a, name.as_bytes()) as u128;
+    let c = name.len() as u128;
+    uuid::Uuid::from_u128((a << 96) | (b << 64) | (c << 32) | 0x4000_8000)
+}
+
+/// Host and port of an advertised endpoint `host:port`.
+pub fn split_endpoint(endpoint: &str) -> (String, i32) {
+    match endpoint.rsplit_once(':') {
+        Some((h, p)) => (h.trim_start_matches('[').trim_end_matches(']').to_string(), p.parse().unwrap_or(9092)),
+        None => (endpoint.to_string(), 9092),
+    }
+}
+
+fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+    image
+        .brokers
+        .iter()
+        .filter(|(id, _)| image.is_active(**id))
+        .map(|(id, b)| {
+            let (host, port) = split_endpoint(&b.endpoint);
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(*id as i32))
+                .with_host(str_bytes(&host))
+                .with_port(port)
+        })
+        .collect()
+}
+
+fn topic_metadata(view: &ClusterView, name: &str) -> MetadataResponseTopic {
+    let mut t = MetadataResponseTopic::default()
+        .with_name(Some(topic_name(name)))
+        .with_topic_id(topic_id(name))
+        .with_is_internal(name.starts_with("__"));
+    let Some(topic) = view.image.topics.get(name) else {
+        return t.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION);
+    };
+    t.partitions = topic
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(i, reg)| {
+            let ids = |v: &mut dyn Iterator<Item = u32>| v.map(|b| BrokerId(b as i32)).collect::<Vec<_>>();
+            MetadataResponsePartition::default()
+                .with_error_code(if reg.leader.is_some() { code::NONE } else { code::LEADER_NOT_AVAILABLE })
+                .with_partition_index(i as i32)
+                .with_leader_id(BrokerId(reg.leader.map_or(-1, |l| l as i32)))
+                .with_leader_epoch(reg.leader_epoch as i32)
+                .with_replica_nodes(ids(&mut reg.replicas.iter().copied()))
+                .with_isr_nodes(ids(&mut reg.isr.iter().copied()))
+                .with_offline_replicas(ids(&mut reg.replicas.iter().copied().filter(|b| !view.image.is_active(*b))))
+        })
+        .collect();
+    t
+}
+
+async fn metadata(r: MetadataRequest, v: i16, node: &NodeHandle) -> MetadataResponse {
+    let view = node.view.borrow().clone();
+    let names: Vec<String> = match &r.topics {
+        None => view.image.topics.keys().cloned().collect(),
+        // v0 has no null: an empty list means all topics.
+        Some(list) if list.is_empty() && v == 0 => view.image.topics.keys().cloned().collect(),
+        Some(list) => list.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect(),
+    };
+    let auto_create = node.settings.auto_create_topics && (v < 4 || r.allow_auto_topic_creation);
+    let mut topics = Vec::new();
+    for name in names {
+        let mut t = topic_metadata(&view, &name);
+        if t.error_code == code::UNKNOWN_TOPIC_OR_PARTITION && auto_create && !name.is_empty() {
+            if runnel_model::controller::validate_topic_name(&name).is_ok() {
+                // Created in the background; the client retries on LEADER_NOT_AVAILABLE.
+                let (tx, _rx) = oneshot::channel();
+                let request = ControllerRequest::CreateTopic {
+                    name: name.clone(),
+                    partitions: None,
+                    replication_factor: None,
+                    configs: BTreeMap::new(),
+                };
+                let _ = node.events.send(crate::runtime::node::Event::Kafka(KafkaCall::Controller { request, reply: tx })).await;
+                t.error_code = code::LEADER_NOT_AVAILABLE;
+            } else {
+                t.error_code = code::INVALID_TOPIC_EXCEPTION;
+            }
+        }
+        topics.push(t);
+    }
+    let brokers = brokers(&view.image);
+    // Kafka names some broker as "controller" for admin requests; any
+    // broker forwards them, so name one that is alive.
+    let controller = view
+        .controller
+        .filter(|c| view.image.is_active(*c))
+        .or_else(|| view.image.active_brokers().first().copied())
+        .map_or(-1, |c| c as i32);
+    let mut response = MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_topics(topics)
+        .with_controller_id(BrokerId(controller));
+    if v >= 2 {
+        response.cluster_id = Some(str_bytes(&node.settings.cluster_id));
+    }
+    response
+}
+
+async fn call_controller(node: &NodeHandle, request: ControllerRequest) -> Result<ControllerAck, ControllerFailure> {
+    let (tx, rx) = oneshot::channel();
+    let call = KafkaCall::Controller { request, reply: tx };
+    if node.events.send(crate::runtime::node::Event::Kafka(call)).await.is_err() {
+        return Err(ControllerFailure::NotController { leader: None });
+    }
+    rx.await.unwrap_or(Err(ControllerFailure::NotController { leader: None }))
+}
+
+/// Waits (bounded) until this broker's metadata includes a controller
+/// decision, so that a client's next Metadata request sees it.
+async fn await_metadata(node: &NodeHandle, offset: u64) {
+    let mut view = node.view.clone();
+    let _ = tokio::time::timeout(Duration::from_secs(5), view.wait_for(|v| v.metadata_offset >= offset)).await;
+}
+
+fn controller_error(e: &ControllerFailure) -> (i16, String) {
+    match e {
+        ControllerFailure::NotController { .. } => (code::NOT_CONTROLLER, "no active controller (yet)".into()),
+        ControllerFailure::Rejected(e) => match e {
+            ControllerError::TopicAlreadyExists => (code::TOPIC_ALREADY_EXISTS, "Topic already exists.".into()),
+            ControllerError::UnknownTopicOrPartition => {
+                (code::UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.".into())
+            }
+            ControllerError::InvalidPartitions(m) => (code::INVALID_PARTITIONS, m.clone()),
+            ControllerError::InvalidReplicationFactor(m) => (code::INVALID_REPLICATION_FACTOR, m.clone()),
+            ControllerError::InvalidTopic(m) => (code::INVALID_TOPIC_EXCEPTION, m.clone()),
+            other => (code::UNKNOWN_SERVER_ERROR, format!("{other:?}")),
+        },
+    }
+}
+
+async fn create_topics(r: CreateTopicsRequest, v: i16, node: &NodeHandle) -> CreateTopicsResponse {
+    let mut results = Vec::new();
+    for t in r.topics {
+        let name = t.name.0.to_string();
+        let mut result = CreatableTopicResult::default().with_name(t.name.clone());
+        if v >= 7 {
+            result.topic_id = topic_id(&name);
+        }
+        if !t.assignments.is_empty() {
+            result.error_code = code::INVALID_REQUEST;
+            result.error_message = Some(str_bytes("manual replica assignment is not supported; use --partitions and --replication-factor"));
+            results.push(result);
+            continue;
+        }
+        let configs: BTreeMap<String, String> = t
+            .configs
+            .iter()
+            .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+            .collect();
+        let request = ControllerRequest::CreateTopic {
+            name: name.clone(),
+            partitions: (t.num_partitions > 0).then_some(t.num_partitions as u32),
+            replication_factor: (t.replication_factor > 0).then_some(t.replication_factor as u32),
+            configs,
+        };
+        if r.validate_only {
+            results.push(result);
+            continue;
+        }
+        match call_controller(node, request).await {
+            Ok(ack) => {
+                await_metadata(node, ack.end_offset).await;
+                if v >= 5 {
+                    let view = node.view.borrow().clone();
+                    if let Some(topic) = view.image.topics.get(&name) {
+                        result.num_partitions = topic.partitions.len() as i32;
+                        result.replication_factor = topic.partitions.first().map_or(-1, |p| p.replicas.len() as i16);
+                        result.configs = Some(Vec::new());
+                    }
+                }
+            }
+            Err(e) => {
+                let (c, m) = controller_error(&e);
+                result.error_code = c;
+                if v >= 1 {
+                    result.error_message = Some(str_bytes(&m));
+                }
+            }
+        }
+        results.push(result);
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+async fn delete_topics(r: DeleteTopicsRequest, v: i16, node: &NodeHandle) -> DeleteTopicsResponse {
+    let names: Vec<String> = if v >= 6 {
+        r.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect()
+    } else {
+        r.topic_names.iter().map(|n| n.0.to_string()).collect()
+    };
+    let mut responses = Vec::new();
+    for name in names {
+        let mut result = DeletableTopicResult::default().with_name(Some(topic_name(&name)));
+        if v >= 6 {
+            result.topic_id = topic_id(&name);
+        }
+        match call_controller(node, ControllerRequest::DeleteTopic { name }).await {
+            Ok(ack) => await_metadata(node, ack.end_offset).await,
+            Err(e) => {
+                let (c, m) = controller_error(&e);
+                result.error_code = c;
+                if v >= 5 {
+                    result.error_message = Some(str_bytes(&m));
+                }
+            }
+        }
+        responses.push(result);
+    }
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+fn part_error_code(e: &PartError) -> i16 {
+    match e {
+        PartError::UnknownTopicOrPartition => code::UNKNOWN_TOPIC_OR_PARTITION,
+        PartError::NotLeaderOrFollower => code::NOT_LEADER_OR_FOLLOWER,
+        PartError::OffsetOutOfRange => code::OFFSET_OUT_OF_RANGE,
+        PartError::NotEnoughReplicas => code::NOT_ENOUGH_REPLICAS,
+        PartError::NotEnoughReplicasAfterAppend => code::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        PartError::RequestTimedOut => code::REQUEST_TIMED_OUT,
+        PartError::CorruptMessage(_) => code::CORRUPT_MESSAGE,
+        PartError::Storage(_) => code::KAFKA_STORAGE_ERROR,
+    }
+}
+
+async fn produce(r: ProduceRequest, v: i16, node: &NodeHandle) -> Option<ProduceResponse> {
+    let acks = r.acks;
+    // Index of every partition in the request, to rebuild the response shape.
+    let mut shape: Vec<(TopicName, Vec<(i32, Option<i16>)>)> = Vec::new();
+    let mut parts = Vec::new();
+    for t in r.topic_data {
+        let name = t.name.0.to_string();
+        let mut ps = Vec::new();
+        for p in t.partition_data {
+            let early = if v < 3 {
+                Some(code::UNSUPPORTED_VERSION)
+            } else if p.index < 0 {
+                Some(code::UNKNOWN_TOPIC_OR_PARTITION)
+            } else {
+                match p.records {
+                    Some(records) if !records.is_empty() => {
+                        parts.push((name.clone(), p.index as u32, records));
+                        None
+                    }
+                    _ => Some(code::CORRUPT_MESSAGE),
+                }
+            };
+            ps.push((p.index, early));
+        }
+        shape.push((t.name, ps));
+    }
+    let (tx, rx) = oneshot::channel();
+    let call = KafkaCall::Produce { acks, timeout_ms: r.timeout_ms.max(0) as u64, parts, reply: tx };
+    let results = match node.events.send(crate::runtime::node::Event::Kafka(call)).await {
+        Ok(()) => rx.await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    if acks == 0 {
+        return None;
+    }
+    let mut results = results.into_iter();
+    let responses = shape
+        .into_iter()
+        .map(|(name, ps)| {
+            let partition_responses = ps
+                .into_iter()
+                .map(|(index, early)| {
+                    let mut pr = PartitionProduceResponse::default().with_index(index).with_base_offset(-1);
+                    match early {
+                        Some(c) => pr.error_code = c,
+                        None => match results.next() {
+                            Some(Ok(offset)) => pr.base_offset = offset,
+                            Some(Err(e)) => pr.error_code = part_error_code(&e),
+                            None => pr.error_code = code::REQUEST_TIMED_OUT,
+                        },
+                    }
+                    pr
+                })
+                .collect();
+            TopicProduceResponse::default().with_name(name).with_partition_responses(partition_responses)
+        })
+        .collect();
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+async fn fetch(r: FetchRequest, v: i16, node: &NodeHandle) -> FetchResponse {
+    let started = Instant::now();
+    let max_wait = Duration::from_millis(r.max_wait_ms.clamp(0, 60_000) as u64);
+    let min_bytes = r.min_bytes.max(0) as usize;
+    let response_max_bytes = if v >= 3 { r.max_bytes.max(1) as usize } else { usize::MAX };
+    let mut data_changed = node.data_changed.clone();
+    loop {
+        data_changed.borrow_and_update();
+        let parts: Vec<FetchPart> = r
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(move |p| FetchPart {
+                    topic: t.topic.0.to_string(),
+                    partition: p.partition.max(0) as u32,
+                    offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes.max(1) as usize,
+                })
+            })
+            .collect();
+        let (tx, rx) = oneshot::channel();
+        let outcomes = match node.events.send(crate::runtime::node::Event::Kafka(KafkaCall::Fetch { parts, reply: tx })).await {
+            Ok(()) => rx.await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let mut outcomes = outcomes.into_iter();
+        let mut total = 0usize;
+        let mut any_error = false;
+        let mut responses = Vec::new();
+        for t in &r.topics {
+            let mut partitions = Vec::new();
+            for p in &t.partitions {
+                let mut pd = PartitionData::default().with_partition_index(p.partition);
+                match outcomes.next() {
+                    Some(o) => {
+                        pd.high_watermark = o.high_watermark;
+                        pd.last_stable_offset = o.high_watermark;
+                        pd.log_start_offset = o.log_start_offset;
+                        match o.result {
+                            Ok(bytes) => {
+                                // At least one batch always; beyond the
+                                // response limit, later partitions wait.
+                                let bytes = if total > 0 && total + bytes.len() > response_max_bytes { Bytes::new() } else { bytes };
+                                total += bytes.len();
+                                pd.records = Some(bytes);
+                            }
+                            Err(e) => {
+                                any_error = true;
+                                pd.error_code = part_error_code(&e);
+                                pd.records = Some(Bytes::new());
+                            }
+                        }
+                    }
+                    None => {
+                        any_error = true;
+                        pd.error_code = code::NOT_LEADER_OR_FOLLOWER;
+                    }
+                }
+                if v < 4 {
+                    pd.aborted_transactions = None;
+                }
+                partitions.push(pd);
+            }
+            responses.push(FetchableTopicResponse::default().with_topic(t.topic.clone()).with_partitions(partitions));
+        }
+        let elapsed = started.elapsed();
+        if total >= min_bytes.max(1) || any_error || elapsed >= max_wait {
+            return FetchResponse::default().with_responses(responses);
+        }
+        // Long poll: wait for a high watermark to move, or the deadline.
+        let _ = tokio::time::timeout(max_wait - elapsed, data_changed.changed()).await;
+    }
+}
+
+async fn list_offsets(r: ListOffsetsRequest, v: i16, node: &NodeHandle) -> ListOffsetsResponse {
+    let parts: Vec<(String, u32, i64)> = r
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), p.partition_index.max(0) as u32, p.timestamp)))
+        .collect();
+    let (tx, rx) = oneshot::channel();
+    let results = match node.events.send(crate::runtime::node::Event::Kafka(KafkaCall::ListOffsets { parts, reply: tx })).await {
+        Ok(()) => rx.await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let mut results = results.into_iter();
+    let topics = r
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut pr = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index).with_timestamp(-1).with_offset(-1);
+                    match results.next() {
+                        Some(Ok((offset, epoch))) => {
+                            pr.offset = offset;
+                            if v >= 4 {
+                                pr.leader_epoch = epoch;
+                            }
+                        }
+                        Some(Err(e)) => pr.error_code = part_error_code(&e),
+                        None => pr.error_code = code::NOT_LEADER_OR_FOLLOWER,
+                    }
+                    pr
+                })
+                .collect();
+            ListOffsetsTopicResponse::default().with_name(t.name.clone()).with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+async fn init_producer_id(r: InitProducerIdRequest, node: &NodeHandle) -> InitProducerIdResponse {
+    let response = InitProducerIdResponse::default();
+    if r.transactional_id.is_some() {
+        // Transactions are not supported.
+        return response.with_error_code(code::INVALID_REQUEST).with_producer_id((-1).into());
+    }
+    let (tx, rx) = oneshot::channel();
+    let _ = node.events.send(crate::runtime::node::Event::Kafka(KafkaCall::InitProducerId { reply: tx })).await;
+    match rx.await {
+        Ok(Ok(id)) => response.with_producer_id(id.into()).with_producer_epoch(0),
+        _ => response.with_error_code(code::NOT_CONTROLLER).with_producer_id((-1).into()),
+    }
+}

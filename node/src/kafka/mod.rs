@@ -1,0 +1,6 @@
+//! The Kafka wire protocol front end (decoding and encoding by the
+//! `kafka-protocol` crate): connections, the version table, and handlers.
+
+pub mod handlers;
+pub mod server;
+pub mod versions;

@@ -1,0 +1,109 @@
+//! Kafka client connections: size-prefixed frames in, one request at a time
+//! (so pipelined requests are answered in order, as Kafka does by muting a
+//! connection while it serves one), responses out. A frame above
+//! `socket.request.max.bytes`, an unknown API key, an unsupported version or
+//! a body that does not decode closes the connection (Kafka does the same);
+//! ApiVersions with a too-new version gets the v0 error answer (KIP-511).
+
+use super::handlers;
+use super::versions::{self, SUPPORTED};
+use crate::runtime::node::NodeHandle;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A request, decoded.
+pub struct Request {
+    pub header: RequestHeader,
+    pub api_key: ApiKey,
+    pub body: RequestKind,
+}
+
+/// Serves one client connection until it closes. `first` holds the four
+/// bytes already read (the size of the first request).
+pub async fn serve(mut stream: TcpStream, first: [u8; 4], node: NodeHandle) {
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let mut size_bytes = first;
+    loop {
+        let size = i32::from_be_bytes(size_bytes);
+        if size < 8 || size as usize > node.settings.socket_request_max_bytes {
+            tracing::warn!(
+                "{peer}: request of {size} bytes (socket.request.max.bytes={}); closing",
+                node.settings.socket_request_max_bytes
+            );
+            return;
+        }
+        let mut frame = vec![0u8; size as usize];
+        if stream.read_exact(&mut frame).await.is_err() {
+            return;
+        }
+        let frame = Bytes::from(frame);
+        let response = match answer(frame, &node).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => BytesMut::new(), // acks=0: no response at all
+            Err(why) => {
+                tracing::warn!("{peer}: {why}; closing the connection");
+                return;
+            }
+        };
+        if !response.is_empty() && stream.write_all(&response).await.is_err() {
+            return;
+        }
+        if stream.read_exact(&mut size_bytes).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn answer(mut frame: Bytes, node: &NodeHandle) -> Result<Option<BytesMut>, String> {
+    let api_key_raw = frame.clone().get_i16();
+    let version = frame.clone().slice(2..).get_i16();
+    let correlation_id = frame.clone().slice(4..).get_i32();
+    let Ok(api_key) = ApiKey::try_from(api_key_raw) else {
+        return Err(format!("unknown API key {api_key_raw}"));
+    };
+    let supported = versions::range(api_key);
+    if api_key == ApiKey::ApiVersions && supported.is_some_and(|r| version > r.1) {
+        return Ok(Some(versions::unsupported_api_versions(correlation_id)));
+    }
+    match supported {
+        Some((min, max)) if (min..=max).contains(&version) => {}
+        _ => return Err(format!("{api_key:?} v{version} is not supported")),
+    }
+    let header_version = api_key.request_header_version(version);
+    let header = RequestHeader::decode(&mut frame, header_version)
+        .map_err(|e| format!("bad {api_key:?} header: {e}"))?;
+    let body = RequestKind::decode(api_key, &mut frame, version)
+        .map_err(|e| format!("bad {api_key:?} v{version} body: {e}"))?;
+    let request = Request { header, api_key, body };
+    let Some(response) = handlers::handle(request, node).await else {
+        return Ok(None);
+    };
+    encode_response(api_key, version, correlation_id, &response).map(Some)
+}
+
+pub fn encode_response(api_key: ApiKey, version: i16, correlation_id: i32, response: &ResponseKind) -> Result<BytesMut, String> {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0); // size, patched below
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    header
+        .encode(&mut buf, api_key.response_header_version(version))
+        .map_err(|e| format!("encoding the {api_key:?} header: {e}"))?;
+    response
+        .encode(&mut buf, version)
+        .map_err(|e| format!("encoding {api_key:?} v{version}: {e}"))?;
+    let size = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(buf)
+}
+
+/// Keeps `SUPPORTED` honest: every advertised API must decode here.
+pub fn advertised() -> &'static [(ApiKey, i16, i16)] {
+    SUPPORTED
+}
+
+#[allow(dead_code)]
+fn _assert_encodable<T: Encodable>() {}

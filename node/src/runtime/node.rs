@@ -1,0 +1,1235 @@
+//! The node's event loop: one task owns every state machine of the node —
+//! the metadata quorum (voter or observer), the active controller's pending
+//! decisions, and one replica per hosted partition — and feeds them network
+//! messages, timers and client calls one at a time. It executes their
+//! effects: persistence first (fsync), then sends, batched per peer at the
+//! end of each turn. It makes no protocol decision itself: leadership, the
+//! ISR, the high watermark and every metadata change come from `runnel-model`.
+
+use super::messages::{
+    ControllerAck, ControllerFailure, PartitionMessage, PeerMessage, QuorumStatus,
+};
+use super::quorum_store::QuorumStore;
+use super::settings::NodeSettings;
+use super::transport::{ConnId, NetEvent};
+use crate::partition_runner::{Output, PartitionRunner};
+use crate::storage::disk_log::{BatchBytes, DiskLog};
+use crate::storage::log_dirs::LogDirs;
+use crate::wire::{self, Handshake};
+use bytes::Bytes;
+use runnel_model::controller::{
+    Controller, ControllerError, ControllerRequest, MetadataImage, MetadataRecord,
+};
+use runnel_model::core::{BrokerEpoch, Effect, NodeId, Offset, RequestId};
+use runnel_model::log::PartitionLog;
+use runnel_model::partition::{AlterPartitionError, PartitionRegistration};
+use runnel_model::quorum::{
+    Payload, Quorum, QuorumConfig, QuorumEffects, QuorumRole, QuorumTimer,
+};
+use runnel_model::replication::{
+    Acks, FetchError, ProduceError, ProduceReply, ProduceRequest, Replica, ReplicaConfig,
+    ReplicaTimer, ReplicationMessage,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Replicas address ISR proposals to this id; the node forwards them to the
+/// active controller as `AlterPartition` requests.
+pub const CONTROLLER_ADDRESS: NodeId = u32::MAX;
+/// How long a request to the controller may stay unanswered before it is sent again.
+const CONTROLLER_RETRY_MS: u64 = 1_000;
+/// How long a client's admin request waits for the controller.
+const CONTROLLER_CLIENT_TIMEOUT_MS: u64 = 15_000;
+/// Async mode: flush (and move the recovery point) this often.
+const BACKGROUND_FLUSH_MS: u64 = 5_000;
+pub const TICK_MS: u64 = 100;
+/// Events queued for the loop (network, timers, clients).
+pub const EVENT_QUEUE_MAX: usize = 65_536;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum TimerKey {
+    Quorum(QuorumTimer),
+    Replica(String, u32, ReplicaTimer),
+}
+
+/// Why a partition operation failed, for the Kafka front end to translate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PartError {
+    UnknownTopicOrPartition,
+    NotLeaderOrFollower,
+    OffsetOutOfRange,
+    NotEnoughReplicas,
+    NotEnoughReplicasAfterAppend,
+    RequestTimedOut,
+    CorruptMessage(String),
+    Storage(String),
+}
+
+pub struct FetchPart {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: i64,
+    pub max_bytes: usize,
+}
+
+pub struct FetchOutcome {
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub result: Result<Bytes, PartError>,
+}
+
+/// What the Kafka front end asks the node.
+pub enum KafkaCall {
+    Produce {
+        acks: i16,
+        timeout_ms: u64,
+        parts: Vec<(String, u32, Bytes)>,
+        reply: oneshot::Sender<Vec<Result<i64, PartError>>>,
+    },
+    Fetch {
+        parts: Vec<FetchPart>,
+        reply: oneshot::Sender<Vec<FetchOutcome>>,
+    },
+    /// Timestamp -2 earliest, -1 latest, else the first offset at or after it.
+    ListOffsets {
+        parts: Vec<(String, u32, i64)>,
+        reply: oneshot::Sender<Vec<Result<(i64, i32), PartError>>>,
+    },
+    Controller {
+        request: ControllerRequest,
+        reply: oneshot::Sender<Result<ControllerAck, ControllerFailure>>,
+    },
+    InitProducerId {
+        reply: oneshot::Sender<Result<i64, PartError>>,
+    },
+}
+
+pub enum Event {
+    Net(NetEvent),
+    Timer { key: TimerKey, generation: u64 },
+    Kafka(KafkaCall),
+    Status(oneshot::Sender<QuorumStatus>),
+    Tick,
+}
+
+/// What the Kafka front end reads without asking the loop.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterView {
+    pub node_id: NodeId,
+    pub image: MetadataImage,
+    pub controller: Option<NodeId>,
+    /// Committed metadata offset this view reflects.
+    pub metadata_offset: Offset,
+}
+
+/// Handles the front end holds.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub events: mpsc::Sender<Event>,
+    pub view: watch::Receiver<Arc<ClusterView>>,
+    /// Bumped whenever a high watermark moves (wakes long-polling fetches).
+    pub data_changed: watch::Receiver<u64>,
+    pub settings: Arc<NodeSettings>,
+}
+
+struct MetaState {
+    quorum: Quorum<MetadataRecord>,
+    store: QuorumStore,
+    /// The committed image.
+    image: MetadataImage,
+    applied: Offset,
+}
+
+enum Waiter {
+    Remote { peer: NodeId, id: u64 },
+    Broker(u64),
+    /// The controller's own decisions (session expiry): nobody waits.
+    Nobody,
+}
+
+/// Requests this node's broker side has sent to the controller.
+enum Purpose {
+    Register,
+    Heartbeat,
+    Alter { topic: String, partition: u32, request: runnel_model::partition::AlterPartitionRequest },
+    Client(oneshot::Sender<Result<ControllerAck, ControllerFailure>>),
+}
+
+struct Outstanding {
+    request: ControllerRequest,
+    purpose: Purpose,
+    sent_at: Instant,
+    deadline: Instant,
+}
+
+struct Slot {
+    runner: PartitionRunner,
+    delivered: Option<PartitionRegistration>,
+}
+
+struct ProduceCall {
+    results: Vec<Option<Result<i64, PartError>>>,
+    remaining: usize,
+    reply: Option<oneshot::Sender<Vec<Result<i64, PartError>>>>,
+    deadline: Instant,
+}
+
+struct BrokerState {
+    endpoint: String,
+    epoch: Option<BrokerEpoch>,
+    registering: bool,
+    last_heartbeat: Instant,
+    log_dirs: LogDirs,
+    slots: BTreeMap<(String, u32), Slot>,
+    /// Model request id → (produce call, index of the partition in it).
+    produce_waiters: HashMap<RequestId, (u64, usize)>,
+    produce_calls: HashMap<u64, ProduceCall>,
+    next_request_id: RequestId,
+    next_producer_id: u64,
+    last_flush: Instant,
+}
+
+pub struct Node {
+    s: Arc<NodeSettings>,
+    me: Handshake,
+    events_tx: mpsc::Sender<Event>,
+    net_tx: mpsc::Sender<NetEvent>,
+    outbound: HashMap<NodeId, (ConnId, mpsc::Sender<Vec<u8>>)>,
+    inbound: HashMap<NodeId, (ConnId, mpsc::Sender<Vec<u8>>)>,
+    connectors: HashMap<String, tokio::task::JoinHandle<()>>,
+    outbox: BTreeMap<NodeId, Vec<PeerMessage>>,
+    replication_outbox: BTreeMap<NodeId, Vec<PartitionMessage>>,
+    unreachable: Vec<NodeId>,
+    timers: HashMap<TimerKey, u64>,
+    timer_generation: u64,
+    meta: Option<MetaState>,
+    voters: BTreeMap<NodeId, String>,
+    controller: Controller,
+    /// Active controller only: the image with every record proposed so far.
+    leader_image: Option<MetadataImage>,
+    pending_commits: Vec<(Offset, Vec<MetadataRecord>, Waiter)>,
+    heartbeats: HashMap<NodeId, Instant>,
+    outstanding: HashMap<u64, Outstanding>,
+    next_outstanding: u64,
+    next_produce_call: u64,
+    broker: Option<BrokerState>,
+    view_tx: watch::Sender<Arc<ClusterView>>,
+    data_tx: watch::Sender<u64>,
+}
+
+impl Node {
+    /// Opens the node's disks; the caller then runs [`Node::run`].
+    pub fn open(s: NodeSettings) -> anyhow::Result<(Node, NodeHandle, mpsc::Receiver<Event>, mpsc::Receiver<NetEvent>)> {
+        let s = Arc::new(s);
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE_MAX);
+        let (net_tx, net_rx) = mpsc::channel(EVENT_QUEUE_MAX);
+        let (view_tx, view_rx) = watch::channel(Arc::new(ClusterView { node_id: s.node_id, ..Default::default() }));
+        let (data_tx, data_rx) = watch::channel(0u64);
+        let me = Handshake { protocol_version: wire::PROTOCOL_VERSION, cluster_id: s.cluster_id.clone(), node_id: s.node_id };
+        let broker = if s.broker {
+            let log_dirs = LogDirs::open(&s.log_dirs, s.node_id, &s.cluster_id)
+                .map_err(|e| anyhow::anyhow!("log.dirs: {e:?}"))?;
+            Some(BrokerState {
+                endpoint: s.advertised_endpoint().expect("a broker has a listener").to_string(),
+                epoch: None,
+                registering: false,
+                last_heartbeat: Instant::now(),
+                log_dirs,
+                slots: BTreeMap::new(),
+                produce_waiters: HashMap::new(),
+                produce_calls: HashMap::new(),
+                next_request_id: 1,
+                next_producer_id: 0,
+                last_flush: Instant::now(),
+            })
+        } else {
+            None
+        };
+        let mut node = Node {
+            s: s.clone(),
+            me,
+            events_tx: events_tx.clone(),
+            net_tx,
+            outbound: HashMap::new(),
+            inbound: HashMap::new(),
+            connectors: HashMap::new(),
+            outbox: BTreeMap::new(),
+            replication_outbox: BTreeMap::new(),
+            unreachable: Vec::new(),
+            timers: HashMap::new(),
+            timer_generation: 0,
+            meta: None,
+            voters: BTreeMap::new(),
+            controller: Controller::new(s.controller.clone()),
+            leader_image: None,
+            pending_commits: Vec::new(),
+            heartbeats: HashMap::new(),
+            outstanding: HashMap::new(),
+            next_outstanding: 1,
+            next_produce_call: 1,
+            broker,
+            view_tx,
+            data_tx,
+        };
+        if !s.voters.is_empty() {
+            let voters = s.voters.iter().map(|(id, hp)| (*id, hp.connect_string())).collect();
+            node.start_metadata(voters)?;
+        }
+        let handle = NodeHandle { events: events_tx, view: view_rx, data_changed: data_rx, settings: s };
+        Ok((node, handle, events_rx, net_rx))
+    }
+
+    /// Creates the metadata quorum member once the voters are known.
+    fn start_metadata(&mut self, voters: BTreeMap<NodeId, String>) -> anyhow::Result<()> {
+        let mut config = QuorumConfig::new(self.s.node_id, voters.keys().copied());
+        config.election_timeout_ms = self.s.election_timeout_ms;
+        config.election_stagger_ms = self.s.election_timeout_ms / 3;
+        config.check_quorum_ms = self.s.election_timeout_ms * 2;
+        let store = if self.s.coordinator {
+            let (store, report) = QuorumStore::open(&self.s.metadata_dir)?;
+            if let Some(r) = report {
+                tracing::warn!("{r}");
+            }
+            store
+        } else {
+            QuorumStore::in_memory()
+        };
+        let quorum = Quorum::recover(config, store.durable.clone());
+        self.meta = Some(MetaState { quorum, store, image: MetadataImage::default(), applied: 0 });
+        for (id, address) in &voters {
+            if *id != self.s.node_id {
+                self.connect(address.clone());
+            }
+        }
+        self.voters = voters;
+        self.quorum_step(|q, out| q.start(out));
+        Ok(())
+    }
+
+    pub fn net_sender(&self) -> mpsc::Sender<NetEvent> {
+        self.net_tx.clone()
+    }
+
+    fn connect(&mut self, address: String) {
+        if self.connectors.contains_key(&address) {
+            return;
+        }
+        let task = tokio::spawn(super::transport::connector(address.clone(), self.me.clone(), self.net_tx.clone()));
+        self.connectors.insert(address, task);
+    }
+
+    /// Runs until the event channels close.
+    pub async fn run(mut self, mut events: mpsc::Receiver<Event>, mut net: mpsc::Receiver<NetEvent>) {
+        for address in self.s.coordinator_addresses.iter().map(|a| a.connect_string()).collect::<Vec<_>>() {
+            self.connect(address);
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                Some(e) = net.recv() => self.on_event(Event::Net(e)),
+                Some(e) = events.recv() => self.on_event(e),
+                _ = tick.tick() => self.on_event(Event::Tick),
+                else => break,
+            }
+            // Drain what is already queued before flushing: one fsync and
+            // one frame per peer serve all of it.
+            for _ in 0..256 {
+                match net.try_recv() {
+                    Ok(e) => self.on_event(Event::Net(e)),
+                    Err(_) => match events.try_recv() {
+                        Ok(e) => self.on_event(e),
+                        Err(_) => break,
+                    },
+                }
+            }
+            self.end_turn();
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Net(NetEvent::Up { conn, peer, outbound, tx }) => self.on_link_up(conn, peer, outbound, tx),
+            Event::Net(NetEvent::Down { conn, peer }) => self.on_link_down(conn, peer),
+            Event::Net(NetEvent::Message { from, message, .. }) => self.on_peer_message(from, message),
+            Event::Timer { key, generation } => {
+                if self.timers.get(&key) == Some(&generation) {
+                    self.timers.remove(&key);
+                    self.on_timer(key);
+                }
+            }
+            Event::Kafka(call) => self.on_kafka(call),
+            Event::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Event::Tick => self.on_tick(),
+        }
+    }
+
+    // ----- links ---------------------------------------------------------------
+
+    fn on_link_up(&mut self, conn: ConnId, peer: NodeId, outbound: bool, tx: mpsc::Sender<Vec<u8>>) {
+        let map = if outbound { &mut self.outbound } else { &mut self.inbound };
+        map.insert(peer, (conn, tx));
+        if self.s.coordinator {
+            let voters = self.voters.iter().map(|(id, a)| (*id, a.clone())).collect();
+            self.send(peer, PeerMessage::Hello { voters });
+        }
+    }
+
+    fn on_link_down(&mut self, conn: ConnId, peer: NodeId) {
+        for map in [&mut self.outbound, &mut self.inbound] {
+            if map.get(&peer).is_some_and(|(c, _)| *c == conn) {
+                map.remove(&peer);
+            }
+        }
+        self.unreachable.push(peer);
+    }
+
+    /// Queues a message; it leaves at the end of the turn.
+    fn send(&mut self, to: NodeId, message: PeerMessage) {
+        self.outbox.entry(to).or_default().push(message);
+    }
+
+    fn route(&self, to: NodeId) -> Option<&mpsc::Sender<Vec<u8>>> {
+        self.outbound.get(&to).or_else(|| self.inbound.get(&to)).map(|(_, tx)| tx)
+    }
+
+    fn flush_outbox(&mut self) {
+        for (to, batch) in std::mem::take(&mut self.replication_outbox) {
+            self.outbox.entry(to).or_default().push(PeerMessage::Replication(batch));
+        }
+        for (to, messages) in std::mem::take(&mut self.outbox) {
+            if to == self.s.node_id {
+                for m in messages {
+                    self.on_peer_message(to, m);
+                }
+                continue;
+            }
+            let Some(tx) = self.route(to).cloned() else {
+                self.unreachable.push(to);
+                continue;
+            };
+            for m in messages {
+                match wire::encode(&m) {
+                    Ok(frame) => {
+                        if tx.try_send(frame).is_err() {
+                            // Full or closed: drop the link, the peer retries.
+                            self.outbound.remove(&to);
+                            self.inbound.remove(&to);
+                            self.unreachable.push(to);
+                            break;
+                        }
+                    }
+                    Err(e) => tracing::error!("cannot encode a message for node {to}: {e}"),
+                }
+            }
+        }
+    }
+
+    /// Tells every replica about links that broke (lost messages).
+    fn report_unreachable(&mut self) {
+        let mut peers = std::mem::take(&mut self.unreachable);
+        peers.sort_unstable();
+        peers.dedup();
+        for peer in peers {
+            let keys: Vec<_> = self.broker.iter().flat_map(|b| b.slots.keys().cloned()).collect();
+            for key in keys {
+                let out = self.slot_mut(&key).map(|s| s.runner.on_peer_disconnected(peer));
+                if let Some(out) = out {
+                    self.on_runner_output(&key, out);
+                }
+            }
+        }
+    }
+
+    fn end_turn(&mut self) {
+        self.group_commit();
+        self.flush_outbox();
+        self.report_unreachable();
+        // Effects of the reports (fetch backoff timers) need no flush now.
+        self.flush_outbox();
+    }
+
+    // ----- timers ----------------------------------------------------------------
+
+    fn set_timer(&mut self, key: TimerKey, after_ms: u64) {
+        self.timer_generation += 1;
+        let generation = self.timer_generation;
+        self.timers.insert(key.clone(), generation);
+        let tx = self.events_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(after_ms)).await;
+            let _ = tx.send(Event::Timer { key, generation }).await;
+        });
+    }
+
+    fn cancel_timer(&mut self, key: &TimerKey) {
+        self.timers.remove(key);
+    }
+
+    fn on_timer(&mut self, key: TimerKey) {
+        match key {
+            TimerKey::Quorum(t) => self.quorum_step(|q, out| q.on_timer(t, out)),
+            TimerKey::Replica(topic, partition, t) => {
+                let k = (topic, partition);
+                if let Some(out) = self.slot_mut(&k).map(|s| s.runner.on_timer(t)) {
+                    self.on_runner_output(&k, out);
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        self.expire_sessions(now);
+        self.retry_outstanding(now);
+        self.broker_lifecycle(now);
+        self.expire_produces(now);
+        self.background_flush(now);
+    }
+
+    // ----- metadata quorum ---------------------------------------------------------
+
+    fn quorum_step(&mut self, f: impl FnOnce(&mut Quorum<MetadataRecord>, &mut QuorumEffects<MetadataRecord>)) {
+        let Some(meta) = self.meta.as_mut() else {
+            return;
+        };
+        let was_leader = meta.quorum.is_leader();
+        let mut out = QuorumEffects::new();
+        f(&mut meta.quorum, &mut out);
+        self.execute_quorum(out);
+        let is_leader = self.meta.as_ref().is_some_and(|m| m.quorum.is_leader());
+        if is_leader && !was_leader {
+            self.on_became_controller();
+        } else if was_leader && !is_leader {
+            self.on_lost_controller();
+        }
+        self.apply_committed();
+    }
+
+    fn execute_quorum(&mut self, mut out: QuorumEffects<MetadataRecord>) {
+        for effect in out.drain() {
+            match effect {
+                Effect::Persist(change) => {
+                    let meta = self.meta.as_mut().expect("quorum effects need a quorum");
+                    if let Err(e) = meta.store.apply(&change) {
+                        // Going on would break a promise already made on disk.
+                        tracing::error!("cannot persist quorum state: {e}; stopping");
+                        std::process::exit(2);
+                    }
+                }
+                Effect::Send { to, message } => self.send(to, PeerMessage::Quorum(message)),
+                Effect::SetTimer { timer, after_ms } => self.set_timer(TimerKey::Quorum(timer), after_ms),
+                Effect::CancelTimer { timer } => self.cancel_timer(&TimerKey::Quorum(timer)),
+                Effect::FlushLog { .. } | Effect::Reply(()) => {}
+            }
+        }
+    }
+
+    fn on_became_controller(&mut self) {
+        let meta = self.meta.as_ref().expect("leader has a quorum");
+        let mut image = MetadataImage::default();
+        for entry in meta.quorum.log() {
+            if let Payload::Record(r) = &entry.payload {
+                image.apply(r);
+            }
+        }
+        tracing::info!("node {} is the active controller (epoch {})", self.s.node_id, meta.quorum.epoch());
+        // Every broker gets a full session from now: the new controller has
+        // not heard anyone yet.
+        let now = Instant::now();
+        self.heartbeats = image.brokers.keys().map(|b| (*b, now)).collect();
+        self.leader_image = Some(image);
+    }
+
+    fn on_lost_controller(&mut self) {
+        self.leader_image = None;
+        let leader = self.meta.as_ref().and_then(|m| m.quorum.leader());
+        for (_, _, waiter) in std::mem::take(&mut self.pending_commits) {
+            self.answer(waiter, Err(ControllerFailure::NotController { leader }));
+        }
+    }
+
+    /// Folds newly committed records into the image; answers decisions now committed.
+    fn apply_committed(&mut self) {
+        let Some(meta) = self.meta.as_mut() else {
+            return;
+        };
+        let commit = meta.quorum.commit_offset().min(meta.quorum.log().len() as Offset);
+        if commit <= meta.applied {
+            return;
+        }
+        for entry in &meta.quorum.log()[meta.applied as usize..commit as usize] {
+            if let Payload::Record(r) = &entry.payload {
+                meta.image.apply(r);
+            }
+        }
+        meta.applied = commit;
+        let done: Vec<_> = {
+            let (done, waiting) = std::mem::take(&mut self.pending_commits)
+                .into_iter()
+                .partition(|(end, _, _)| *end <= commit);
+            self.pending_commits = waiting;
+            done
+        };
+        for (end_offset, records, waiter) in done {
+            self.answer(waiter, Ok(ControllerAck { end_offset, records }));
+        }
+        self.publish_view();
+        self.reconcile_partitions();
+    }
+
+    fn publish_view(&mut self) {
+        let Some(meta) = self.meta.as_ref() else {
+            return;
+        };
+        let view = ClusterView {
+            node_id: self.s.node_id,
+            image: meta.image.clone(),
+            controller: meta.quorum.leader(),
+            metadata_offset: meta.applied,
+        };
+        self.view_tx.send_replace(Arc::new(view));
+    }
+
+    fn status(&self) -> QuorumStatus {
+        let Some(meta) = self.meta.as_ref() else {
+            return QuorumStatus {
+                node_id: self.s.node_id,
+                mode: "starting".into(),
+                leader: None,
+                epoch: 0,
+                log_end_offset: 0,
+                commit_offset: 0,
+                followers: Vec::new(),
+            };
+        };
+        let q = &meta.quorum;
+        let mode = match q.role() {
+            QuorumRole::Leader(_) => "leader",
+            QuorumRole::Follower { .. } if self.s.coordinator => "follower",
+            QuorumRole::Follower { .. } => "observer",
+            QuorumRole::Candidate { .. } | QuorumRole::PreCandidate { .. } => "candidate",
+            QuorumRole::Unattached => "unattached",
+        };
+        let followers = match q.role() {
+            QuorumRole::Leader(l) => l.end_offsets.iter().map(|(n, o)| (*n, *o)).collect(),
+            _ => Vec::new(),
+        };
+        QuorumStatus {
+            node_id: self.s.node_id,
+            mode: mode.into(),
+            leader: q.leader(),
+            epoch: q.epoch(),
+            log_end_offset: q.log().len() as Offset,
+            commit_offset: q.commit_offset(),
+            followers,
+        }
+    }
+
+    // ----- peer messages -------------------------------------------------------------
+
+    fn on_peer_message(&mut self, from: NodeId, message: PeerMessage) {
+        match message {
+            PeerMessage::Hello { voters } => {
+                if self.meta.is_none() && !voters.is_empty() {
+                    let voters = voters.into_iter().collect();
+                    if let Err(e) = self.start_metadata(voters) {
+                        tracing::error!("cannot start the metadata log: {e}");
+                    }
+                }
+            }
+            PeerMessage::Quorum(m) => self.quorum_step(|q, out| q.on_message(from, m, out)),
+            PeerMessage::Replication(batch) => {
+                for pm in batch {
+                    self.on_replication(from, pm);
+                }
+            }
+            PeerMessage::ControllerRequest { id, request } => {
+                self.controller_request(request, Waiter::Remote { peer: from, id })
+            }
+            PeerMessage::ControllerResponse { id, result } => self.on_controller_response(id, result),
+            PeerMessage::StatusRequest => {
+                let status = self.status();
+                self.send(from, PeerMessage::StatusResponse(status));
+            }
+            PeerMessage::StatusResponse(_) => {}
+        }
+    }
+
+    fn on_replication(&mut self, from: NodeId, pm: PartitionMessage) {
+        let key = (pm.topic, pm.partition);
+        match self.slot_mut(&key) {
+            Some(slot) => {
+                let out = slot.runner.on_message(from, pm.message);
+                self.on_runner_output(&key, out);
+            }
+            None => {
+                // No replica here (yet): answer a fetch the way a replica
+                // without partition state does, so the follower backs off.
+                if let ReplicationMessage::Fetch(f) = pm.message {
+                    let message = ReplicationMessage::FetchResponse(runnel_model::replication::FetchResponse {
+                        leader_epoch: f.leader_epoch,
+                        result: runnel_model::replication::FetchResult::NotLeader,
+                    });
+                    self.replication_outbox.entry(from).or_default().push(PartitionMessage {
+                        topic: key.0,
+                        partition: key.1,
+                        message,
+                    });
+                }
+            }
+        }
+    }
+
+    // ----- active controller ---------------------------------------------------------
+
+    fn controller_request(&mut self, request: ControllerRequest, waiter: Waiter) {
+        let Some(meta) = self.meta.as_mut() else {
+            return self.answer(waiter, Err(ControllerFailure::NotController { leader: None }));
+        };
+        if !meta.quorum.is_leader() {
+            let leader = meta.quorum.leader();
+            return self.answer(waiter, Err(ControllerFailure::NotController { leader }));
+        }
+        let image = self.leader_image.as_mut().expect("the active controller has an image");
+        match &request {
+            ControllerRequest::Heartbeat { broker, .. } | ControllerRequest::RegisterBroker { broker, .. } => {
+                self.heartbeats.insert(*broker, Instant::now());
+            }
+            _ => {}
+        }
+        let records = match self.controller.decide(image, &request) {
+            Ok(records) => records,
+            Err(e) => return self.answer(waiter, Err(ControllerFailure::Rejected(e))),
+        };
+        let mut out = QuorumEffects::new();
+        let mut end = meta.quorum.log().len() as Offset;
+        for r in &records {
+            image.apply(r);
+            match meta.quorum.propose(r.clone(), &mut out) {
+                Ok(offset) => end = offset + 1,
+                Err(_) => unreachable!("checked leadership above"),
+            }
+        }
+        self.execute_quorum(out);
+        if records.is_empty() {
+            // Nothing to commit: answer now (a heartbeat of an unfenced broker).
+            return self.answer(waiter, Ok(ControllerAck { end_offset: end, records }));
+        }
+        self.pending_commits.push((end, records, waiter));
+        self.apply_committed();
+    }
+
+    fn answer(&mut self, waiter: Waiter, result: Result<ControllerAck, ControllerFailure>) {
+        match waiter {
+            Waiter::Remote { peer, id } => self.send(peer, PeerMessage::ControllerResponse { id, result }),
+            Waiter::Broker(id) => self.on_controller_response(id, result),
+            Waiter::Nobody => {}
+        }
+    }
+
+    /// Fences brokers whose heartbeats stopped (the session timer is the
+    /// runtime's; the fencing decision is the controller's).
+    fn expire_sessions(&mut self, now: Instant) {
+        let Some(image) = self.leader_image.as_ref() else {
+            return;
+        };
+        let timeout = Duration::from_millis(self.s.session_timeout_ms);
+        let expired: Vec<_> = image
+            .brokers
+            .iter()
+            .filter(|(id, b)| !b.fenced && self.heartbeats.get(id).is_none_or(|t| now.duration_since(*t) > timeout))
+            .map(|(id, b)| (*id, b.epoch))
+            .collect();
+        for (broker, epoch) in expired {
+            tracing::warn!("broker {broker} (epoch {epoch}): no heartbeat for {timeout:?}, fencing it");
+            self.controller_request(ControllerRequest::SessionExpired { broker, epoch }, Waiter::Nobody);
+        }
+    }
+
+    // ----- requests to the controller ------------------------------------------------
+
+    fn submit(&mut self, request: ControllerRequest, purpose: Purpose) {
+        let id = self.next_outstanding;
+        self.next_outstanding += 1;
+        let now = Instant::now();
+        let timeout = match purpose {
+            Purpose::Client(_) => CONTROLLER_CLIENT_TIMEOUT_MS,
+            Purpose::Alter { .. } => u64::MAX / 4,
+            _ => self.s.session_timeout_ms,
+        };
+        self.outstanding.insert(id, Outstanding {
+            request: request.clone(),
+            purpose,
+            sent_at: now,
+            deadline: now + Duration::from_millis(timeout),
+        });
+        self.send_outstanding(id, request);
+    }
+
+    fn send_outstanding(&mut self, id: u64, request: ControllerRequest) {
+        let leader = self.meta.as_ref().and_then(|m| m.quorum.leader());
+        match leader {
+            Some(l) if l == self.s.node_id => self.controller_request(request, Waiter::Broker(id)),
+            Some(l) => self.send(l, PeerMessage::ControllerRequest { id, request }),
+            None => {} // retried on a tick once a leader is known
+        }
+    }
+
+    fn retry_outstanding(&mut self, now: Instant) {
+        let retry = Duration::from_millis(CONTROLLER_RETRY_MS);
+        let ids: Vec<u64> = self.outstanding.keys().copied().collect();
+        for id in ids {
+            let o = self.outstanding.get_mut(&id).expect("listed");
+            if now >= o.deadline {
+                let o = self.outstanding.remove(&id).expect("listed");
+                self.finish_outstanding(o, Err(ControllerFailure::NotController { leader: None }));
+            } else if now.duration_since(o.sent_at) >= retry {
+                o.sent_at = now;
+                let request = o.request.clone();
+                self.send_outstanding(id, request);
+            }
+        }
+    }
+
+    fn on_controller_response(&mut self, id: u64, result: Result<ControllerAck, ControllerFailure>) {
+        if let Err(ControllerFailure::NotController { leader }) = &result {
+            // Try the leader it names (or wait for one) instead of failing.
+            if let Some(o) = self.outstanding.get_mut(&id) {
+                o.sent_at = Instant::now() - Duration::from_millis(CONTROLLER_RETRY_MS / 2);
+                if let Some(l) = leader.filter(|l| *l != self.s.node_id) {
+                    let request = o.request.clone();
+                    self.send(l, PeerMessage::ControllerRequest { id, request });
+                }
+            }
+            return;
+        }
+        if let Some(o) = self.outstanding.remove(&id) {
+            self.finish_outstanding(o, result);
+        }
+    }
+
+    fn finish_outstanding(&mut self, o: Outstanding, result: Result<ControllerAck, ControllerFailure>) {
+        match o.purpose {
+            Purpose::Client(tx) => {
+                let _ = tx.send(result);
+            }
+            Purpose::Register => {
+                let me = self.s.node_id;
+                if let Some(b) = self.broker.as_mut() {
+                    b.registering = false;
+                    if let Ok(ack) = &result {
+                        b.epoch = ack.records.iter().find_map(|r| match r {
+                            MetadataRecord::RegisterBroker { broker, epoch, .. } if *broker == me => Some(*epoch),
+                            _ => None,
+                        });
+                        if let Some(e) = b.epoch {
+                            tracing::info!("broker {me} registered with broker epoch {e}");
+                            b.next_producer_id = e << 20;
+                        }
+                    }
+                }
+                self.reconcile_partitions();
+            }
+            Purpose::Heartbeat => {
+                if let Err(ControllerFailure::Rejected(ControllerError::StaleBrokerEpoch)) = result {
+                    if let Some(b) = self.broker.as_mut() {
+                        tracing::warn!("the controller no longer knows this broker's epoch; registering again");
+                        b.epoch = None;
+                    }
+                }
+            }
+            Purpose::Alter { topic, partition, request } => {
+                let result = match result {
+                    Ok(ack) => ack
+                        .records
+                        .iter()
+                        .find_map(|r| match r {
+                            MetadataRecord::Partition { topic: t, partition: p, registration }
+                                if *t == topic && *p == partition => Some(registration.clone()),
+                            _ => None,
+                        })
+                        .ok_or(AlterPartitionError::InvalidUpdateVersion),
+                    Err(ControllerFailure::Rejected(ControllerError::AlterPartition(e))) => Err(e),
+                    Err(ControllerFailure::Rejected(ControllerError::StaleBrokerEpoch)) => {
+                        Err(AlterPartitionError::StaleBrokerEpoch)
+                    }
+                    Err(_) => Err(AlterPartitionError::InvalidUpdateVersion),
+                };
+                let key = (topic, partition);
+                let message = ReplicationMessage::AlterPartitionResponse { request, result };
+                if let Some(out) = self.slot_mut(&key).map(|s| s.runner.on_message(CONTROLLER_ADDRESS, message)) {
+                    self.on_runner_output(&key, out);
+                }
+            }
+        }
+    }
+
+    // ----- broker: registration, heartbeats, partitions ------------------------------------
+
+    fn broker_lifecycle(&mut self, now: Instant) {
+        let me = self.s.node_id;
+        let interval = Duration::from_millis(self.s.heartbeat_interval_ms);
+        let Some(b) = self.broker.as_mut() else {
+            return;
+        };
+        if self.meta.as_ref().and_then(|m| m.quorum.leader()).is_none() {
+            return;
+        }
+        match b.epoch {
+            None if !b.registering => {
+                b.registering = true;
+                let endpoint = b.endpoint.clone();
+                self.submit(ControllerRequest::RegisterBroker { broker: me, endpoint }, Purpose::Register);
+            }
+            Some(epoch) if now.duration_since(b.last_heartbeat) >= interval => {
+                // Heartbeat only once our own registration is in the committed
+                // metadata we follow: we act on metadata as this incarnation only.
+                let caught_up = self
+                    .meta
+                    .as_ref()
+                    .is_some_and(|m| m.image.brokers.get(&me).is_some_and(|r| r.epoch == epoch));
+                if caught_up {
+                    b.last_heartbeat = now;
+                    self.submit(ControllerRequest::Heartbeat { broker: me, epoch }, Purpose::Heartbeat);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn slot_mut(&mut self, key: &(String, u32)) -> Option<&mut Slot> {
+        self.broker.as_mut()?.slots.get_mut(key)
+    }
+
+    /// Brings the hosted replicas in line with the committed metadata:
+    /// opens logs of new partitions, delivers changed registrations, drops
+    /// deleted topics.
+    fn reconcile_partitions(&mut self) {
+        let me = self.s.node_id;
+        let Some(meta) = self.meta.as_ref() else {
+            return;
+        };
+        let Some(b) = self.broker.as_ref() else {
+            return;
+        };
+        let registered = b.epoch.is_some() && meta.image.brokers.get(&me).map(|r| r.epoch) == b.epoch;
+        if !registered {
+            return;
+        }
+        let mut deliveries = Vec::new();
+        for (topic, t) in &meta.image.topics {
+            for (p, reg) in t.partitions.iter().enumerate() {
+                if reg.replicas.contains(&me) {
+                    let key = (topic.clone(), p as u32);
+                    let known = b.slots.get(&key).and_then(|s| s.delivered.as_ref());
+                    if known != Some(reg) {
+                        deliveries.push((key, reg.clone()));
+                    }
+                }
+            }
+        }
+        let removed: Vec<_> = b
+            .slots
+            .keys()
+            .filter(|(t, p)| meta.image.partition(t, *p).is_none_or(|r| !r.replicas.contains(&me)))
+            .cloned()
+            .collect();
+        for key in removed {
+            self.remove_partition(&key);
+        }
+        for (key, reg) in deliveries {
+            if self.slot_mut(&key).is_none() {
+                if let Err(e) = self.open_partition(&key) {
+                    tracing::error!("{}-{}: cannot open the log: {e}", key.0, key.1);
+                    continue;
+                }
+            }
+            let slot = self.slot_mut(&key).expect("opened");
+            slot.delivered = Some(reg.clone());
+            let out = slot.runner.on_message(CONTROLLER_ADDRESS, ReplicationMessage::PartitionState(reg));
+            self.on_runner_output(&key, out);
+        }
+    }
+
+    fn open_partition(&mut self, key: &(String, u32)) -> anyhow::Result<()> {
+        let s = self.s.clone();
+        let b = self.broker.as_mut().expect("broker");
+        let dir = b.log_dirs.partition_dir(&key.0, key.1);
+        let (log, report) = DiskLog::open(&dir, s.log.clone()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        tracing::info!("{}-{}: opened log {report:?}", key.0, key.1);
+        let mut config = ReplicaConfig::new(s.node_id, CONTROLLER_ADDRESS);
+        config.min_insync_replicas = s.min_insync_replicas;
+        config.flush_mode = s.flush_mode;
+        config.replica_lag_time_max_ms = s.replica_lag_time_max_ms;
+        config.fetch_backoff_ms = s.replica_fetch_backoff_ms;
+        let runner = PartitionRunner::new(Replica::recover(config, log));
+        b.slots.insert(key.clone(), Slot { runner, delivered: None });
+        Ok(())
+    }
+
+    fn remove_partition(&mut self, key: &(String, u32)) {
+        let Some(b) = self.broker.as_mut() else {
+            return;
+        };
+        if b.slots.remove(key).is_some() {
+            let dir = b.log_dirs.partition_dir(&key.0, key.1);
+            tracing::info!("{}-{}: topic deleted, removing {}", key.0, key.1, dir.display());
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        for t in [ReplicaTimer::LagCheck, ReplicaTimer::FetchBackoff] {
+            self.timers.remove(&TimerKey::Replica(key.0.clone(), key.1, t));
+        }
+    }
+
+    fn on_runner_output(&mut self, key: &(String, u32), out: Output) {
+        for (to, message) in out.sends {
+            if to == CONTROLLER_ADDRESS {
+                self.propose_isr_change(key, message);
+            } else {
+                self.replication_outbox.entry(to).or_default().push(PartitionMessage {
+                    topic: key.0.clone(),
+                    partition: key.1,
+                    message,
+                });
+            }
+        }
+        for (t, after_ms) in out.timers_set {
+            self.set_timer(TimerKey::Replica(key.0.clone(), key.1, t), after_ms);
+        }
+        for t in out.timers_cancelled {
+            self.cancel_timer(&TimerKey::Replica(key.0.clone(), key.1, t));
+        }
+        for reply in out.replies {
+            self.on_produce_reply(reply);
+        }
+        self.data_tx.send_modify(|v| *v += 1);
+    }
+
+    fn propose_isr_change(&mut self, key: &(String, u32), message: ReplicationMessage<BatchBytes>) {
+        let ReplicationMessage::AlterPartition(request) = message else {
+            return;
+        };
+        let Some(broker_epoch) = self.broker.as_ref().and_then(|b| b.epoch) else {
+            return;
+        };
+        let controller_request = ControllerRequest::AlterPartition {
+            topic: key.0.clone(),
+            partition: key.1,
+            broker_epoch,
+            request: request.clone(),
+        };
+        let purpose = Purpose::Alter { topic: key.0.clone(), partition: key.1, request };
+        self.submit(controller_request, purpose);
+    }
+
+    /// One fsync per partition that asked for one this turn.
+    fn group_commit(&mut self) {
+        let keys: Vec<_> = match self.broker.as_ref() {
+            Some(b) => b.slots.iter().filter(|(_, s)| s.runner.flush_wanted()).map(|(k, _)| k.clone()).collect(),
+            None => return,
+        };
+        for key in keys {
+            let result = self.slot_mut(&key).map(|s| s.runner.group_commit());
+            match result {
+                Some(Ok(out)) => self.on_runner_output(&key, out),
+                Some(Err(e)) => tracing::error!("{}-{}: flush failed: {e:?}", key.0, key.1),
+                None => {}
+            }
+        }
+    }
+
+    fn background_flush(&mut self, now: Instant) {
+        let due = self.broker.as_ref().is_some_and(|b| now.duration_since(b.last_flush) >= Duration::from_millis(BACKGROUND_FLUSH_MS));
+        if !due {
+            return;
+        }
+        let b = self.broker.as_mut().expect("due implies broker");
+        b.last_flush = now;
+        let keys: Vec<_> = b.slots.keys().cloned().collect();
+        for key in keys {
+            if let Some(Ok(out)) = self.slot_mut(&key).map(|s| s.runner.flush_now()) {
+                self.on_runner_output(&key, out);
+            }
+        }
+    }
+
+    // ----- Kafka calls ---------------------------------------------------------------
+
+    fn on_kafka(&mut self, call: KafkaCall) {
+        match call {
+            KafkaCall::Produce { acks, timeout_ms, parts, reply } => self.produce(acks, timeout_ms, parts, reply),
+            KafkaCall::Fetch { parts, reply } => {
+                let results = parts.into_iter().map(|p| self.fetch_one(p)).collect();
+                let _ = reply.send(results);
+            }
+            KafkaCall::ListOffsets { parts, reply } => {
+                let results = parts.into_iter().map(|(t, p, ts)| self.list_offset(&(t, p), ts)).collect();
+                let _ = reply.send(results);
+            }
+            KafkaCall::Controller { request, reply } => self.submit(request, Purpose::Client(reply)),
+            KafkaCall::InitProducerId { reply } => {
+                let result = match self.broker.as_mut() {
+                    Some(b) if b.epoch.is_some() => {
+                        b.next_producer_id += 1;
+                        Ok(b.next_producer_id as i64)
+                    }
+                    _ => Err(PartError::NotLeaderOrFollower),
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn produce(&mut self, acks: i16, timeout_ms: u64, parts: Vec<(String, u32, Bytes)>, reply: oneshot::Sender<Vec<Result<i64, PartError>>>) {
+        let call_id = self.next_produce_call;
+        self.next_produce_call += 1;
+        let acks = match acks {
+            0 => Acks::None,
+            1 => Acks::Leader,
+            _ => Acks::All,
+        };
+        let n = parts.len();
+        let mut call = ProduceCall {
+            results: vec![None; n],
+            remaining: n,
+            reply: Some(reply),
+            deadline: Instant::now() + Duration::from_millis(timeout_ms.clamp(100, 300_000)),
+        };
+        let mut submitted = Vec::new();
+        for (i, (topic, partition, records)) in parts.into_iter().enumerate() {
+            let key = (topic, partition);
+            let Some(b) = self.broker.as_mut() else {
+                call.results[i] = Some(Err(PartError::NotLeaderOrFollower));
+                continue;
+            };
+            if !b.slots.contains_key(&key) {
+                let known = self.meta.as_ref().is_some_and(|m| m.image.partition(&key.0, key.1).is_some());
+                call.results[i] = Some(Err(if known { PartError::NotLeaderOrFollower } else { PartError::UnknownTopicOrPartition }));
+                continue;
+            }
+            let id = b.next_request_id;
+            b.next_request_id += 1;
+            if acks != Acks::None {
+                b.produce_waiters.insert(id, (call_id, i));
+            } else {
+                call.results[i] = Some(Ok(-1));
+            }
+            submitted.push((key, ProduceRequest { id, records: BatchBytes(records), acks }));
+        }
+        call.remaining = call.results.iter().filter(|r| r.is_none()).count();
+        self.broker.as_mut().map(|b| b.produce_calls.insert(call_id, call));
+        if self.broker.is_none() {
+            return;
+        }
+        for (key, request) in submitted {
+            let out = self.slot_mut(&key).expect("checked").runner.on_produce(request);
+            self.on_runner_output(&key, out);
+        }
+        self.maybe_finish_produce(call_id);
+    }
+
+    fn on_produce_reply(&mut self, reply: ProduceReply) {
+        let Some(b) = self.broker.as_mut() else {
+            return;
+        };
+        let Some((call_id, i)) = b.produce_waiters.remove(&reply.id) else {
+            return; // acks=0, or the call timed out
+        };
+        if let Some(call) = b.produce_calls.get_mut(&call_id) {
+            if call.results[i].is_none() {
+                call.remaining -= 1;
+            }
+            call.results[i] = Some(reply.result.map(|o| o as i64).map_err(produce_error));
+        }
+        self.maybe_finish_produce(call_id);
+    }
+
+    fn maybe_finish_produce(&mut self, call_id: u64) {
+        let Some(b) = self.broker.as_mut() else {
+            return;
+        };
+        if b.produce_calls.get(&call_id).is_some_and(|c| c.remaining == 0) {
+            let mut call = b.produce_calls.remove(&call_id).expect("present");
+            let results = call.results.drain(..).map(|r| r.expect("all answered")).collect();
+            if let Some(tx) = call.reply.take() {
+                let _ = tx.send(results);
+            }
+        }
+    }
+
+    fn expire_produces(&mut self, now: Instant) {
+        let Some(b) = self.broker.as_mut() else {
+            return;
+        };
+        let expired: Vec<u64> = b.produce_calls.iter().filter(|(_, c)| now >= c.deadline).map(|(id, _)| *id).collect();
+        for id in expired {
+            let mut call = b.produce_calls.remove(&id).expect("listed");
+            b.produce_waiters.retain(|_, (c, _)| *c != id);
+            let results = call.results.drain(..).map(|r| r.unwrap_or(Err(PartError::RequestTimedOut))).collect();
+            if let Some(tx) = call.reply.take() {
+                let _ = tx.send(results);
+            }
+        }
+    }
+
+    fn fetch_one(&mut self, p: FetchPart) -> FetchOutcome {
+        let key = (p.topic, p.partition);
+        let known = self.meta.as_ref().is_some_and(|m| m.image.partition(&key.0, key.1).is_some());
+        let Some(slot) = self.slot_mut(&key) else {
+            let e = if known { PartError::NotLeaderOrFollower } else { PartError::UnknownTopicOrPartition };
+            return FetchOutcome { high_watermark: -1, log_start_offset: -1, result: Err(e) };
+        };
+        let replica = slot.runner.replica();
+        let high_watermark = replica.high_watermark() as i64;
+        let log_start_offset = replica.log().start_offset() as i64;
+        let result = if p.offset < 0 {
+            Err(PartError::OffsetOutOfRange)
+        } else {
+            replica.read_committed(p.offset as u64, p.max_bytes).map(|r| r.0).map_err(|e| match e {
+                FetchError::NotLeaderOrFollower => PartError::NotLeaderOrFollower,
+                FetchError::OffsetOutOfRange => PartError::OffsetOutOfRange,
+                FetchError::Log(e) => PartError::Storage(format!("{e:?}")),
+            })
+        };
+        FetchOutcome { high_watermark, log_start_offset, result }
+    }
+
+    fn list_offset(&mut self, key: &(String, u32), timestamp: i64) -> Result<(i64, i32), PartError> {
+        let known = self.meta.as_ref().is_some_and(|m| m.image.partition(&key.0, key.1).is_some());
+        let Some(slot) = self.slot_mut(key) else {
+            return Err(if known { PartError::NotLeaderOrFollower } else { PartError::UnknownTopicOrPartition });
+        };
+        let replica = slot.runner.replica();
+        let Some(epoch) = replica.leader_epoch().filter(|_| replica.is_leader()) else {
+            return Err(PartError::NotLeaderOrFollower);
+        };
+        let hw = replica.high_watermark();
+        let offset = match timestamp {
+            -2 => replica.log().start_offset(),
+            -1 | -3 => hw,
+            ts => match replica.log().offset_for_timestamp(ts) {
+                Ok(Some(o)) if o < hw => o,
+                Ok(_) => return Ok((-1, epoch as i32)),
+                Err(e) => return Err(PartError::Storage(format!("{e:?}"))),
+            },
+        };
+        Ok((offset as i64, epoch as i32))
+    }
+}
+
+fn produce_error(e: ProduceError) -> PartError {
+    match e {
+        ProduceError::NotLeaderOrFollower => PartError::NotLeaderOrFollower,
+        ProduceError::NotEnoughReplicas => PartError::NotEnoughReplicas,
+        ProduceError::NotEnoughReplicasAfterAppend => PartError::NotEnoughReplicasAfterAppend,
+        ProduceError::RequestTimedOut => PartError::RequestTimedOut,
+        ProduceError::Log(runnel_model::log::LogError::Corrupt(why)) => PartError::CorruptMessage(why),
+        ProduceError::Log(e) => PartError::Storage(format!("{e:?}")),
+    }
+}

@@ -1,0 +1,379 @@
+//! A node's settings, built from Kafka's `server.properties` (broker,
+//! coordinator or both, by `process.roles`) or from ZooKeeper's `zoo.cfg`
+//! (a coordinator, as in the seed). All defaults are Kafka's unless noted.
+
+use crate::config::{ConfigError, Properties, ZooConfig, SERVER_KEYS};
+use crate::storage::disk_log::{FlushPolicy, LogConfig, RetentionPolicy};
+use runnel_model::controller::ControllerConfig;
+use runnel_model::core::NodeId;
+use runnel_model::partition::ElectionPolicy;
+use runnel_model::replication::FlushMode;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// `host:port`, as configured (host may be empty: all interfaces).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl HostPort {
+    pub fn parse(text: &str) -> Result<HostPort, ConfigError> {
+        let text = text.trim();
+        let (host, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| ConfigError(format!("{text:?}: expected host:port")))?;
+        let port = port
+            .parse()
+            .map_err(|_| ConfigError(format!("{text:?}: port must be a number 0-65535")))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        Ok(HostPort { host, port })
+    }
+
+    /// The address to connect to (an empty host means this machine).
+    pub fn connect_string(&self) -> String {
+        let host = if self.host.is_empty() { "localhost" } else { &self.host };
+        if host.contains(':') {
+            format!("[{host}]:{}", self.port)
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.connect_string())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    pub node_id: NodeId,
+    pub cluster_id: String,
+    pub broker: bool,
+    pub coordinator: bool,
+    /// Where Kafka clients (and peer brokers) connect.
+    pub kafka_listeners: Vec<HostPort>,
+    pub advertised: Option<HostPort>,
+    /// Internal-only listeners of a coordinator (peer port, client port).
+    pub coordinator_listeners: Vec<HostPort>,
+    /// Voters with addresses, when the configuration names them.
+    pub voters: BTreeMap<NodeId, HostPort>,
+    /// Where to reach the coordinators when only addresses are known
+    /// (`zookeeper.connect`).
+    pub coordinator_addresses: Vec<HostPort>,
+    pub metadata_dir: PathBuf,
+    pub log_dirs: Vec<PathBuf>,
+    pub controller: ControllerConfig,
+    pub min_insync_replicas: usize,
+    pub flush_mode: FlushMode,
+    pub replica_lag_time_max_ms: u64,
+    pub replica_fetch_backoff_ms: u64,
+    pub log: LogConfig,
+    pub retention: RetentionPolicy,
+    pub flush: FlushPolicy,
+    pub retention_check_interval_ms: u64,
+    pub session_timeout_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_ms: u64,
+    pub socket_request_max_bytes: usize,
+    pub auto_create_topics: bool,
+    pub offsets_topic_replication_factor: u32,
+    pub group_initial_rebalance_delay_ms: u64,
+    pub warnings: Vec<String>,
+}
+
+impl NodeSettings {
+    fn defaults(node_id: NodeId) -> NodeSettings {
+        NodeSettings {
+            node_id,
+            cluster_id: "runnel".into(),
+            broker: false,
+            coordinator: false,
+            kafka_listeners: Vec::new(),
+            advertised: None,
+            coordinator_listeners: Vec::new(),
+            voters: BTreeMap::new(),
+            coordinator_addresses: Vec::new(),
+            metadata_dir: PathBuf::new(),
+            log_dirs: Vec::new(),
+            controller: ControllerConfig::default(),
+            min_insync_replicas: 1,
+            flush_mode: FlushMode::Async,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_backoff_ms: 1_000,
+            log: LogConfig::default(),
+            retention: RetentionPolicy::default(),
+            flush: FlushPolicy::default(),
+            retention_check_interval_ms: 300_000,
+            session_timeout_ms: 9_000,
+            heartbeat_interval_ms: 2_000,
+            election_timeout_ms: 1_000,
+            socket_request_max_bytes: 104_857_600,
+            auto_create_topics: true,
+            offsets_topic_replication_factor: 3,
+            group_initial_rebalance_delay_ms: 3_000,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// A coordinator from a ZooKeeper `zoo.cfg`; its id is in `dataDir/myid`.
+    pub fn from_zoo_cfg(text: &str) -> Result<NodeSettings, ConfigError> {
+        let (zoo, warnings) = ZooConfig::parse(text)?;
+        let myid_path = PathBuf::from(&zoo.data_dir).join("myid");
+        let myid = std::fs::read_to_string(&myid_path).map_err(|e| {
+            ConfigError(format!(
+                "{}: {e} (write this coordinator's id there, as for ZooKeeper)",
+                myid_path.display()
+            ))
+        })?;
+        let node_id: NodeId = myid.trim().parse().map_err(|_| {
+            ConfigError(format!("{}: {:?} is not a number", myid_path.display(), myid.trim()))
+        })?;
+        let Some((host, peer_port, _)) = zoo.servers.get(&node_id) else {
+            return Err(ConfigError(format!(
+                "myid is {node_id} but there is no server.{node_id} line in zoo.cfg"
+            )));
+        };
+        let mut s = NodeSettings::defaults(node_id);
+        s.coordinator = true;
+        s.warnings = warnings;
+        s.coordinator_listeners = vec![
+            HostPort { host: host.clone(), port: *peer_port },
+            HostPort { host: String::new(), port: zoo.client_port },
+        ];
+        s.voters = zoo
+            .servers
+            .iter()
+            .map(|(id, (h, p, _))| (*id, HostPort { host: h.clone(), port: *p }))
+            .collect();
+        s.metadata_dir = PathBuf::from(&zoo.data_dir);
+        // ZooKeeper's session timeout is at least 2 ticks; an election
+        // follows a tick of silence.
+        s.session_timeout_ms = 3 * zoo.tick_time_ms;
+        s.election_timeout_ms = zoo.tick_time_ms.max(200);
+        Ok(s)
+    }
+
+    /// A broker, a coordinator or both, from `server.properties`.
+    pub fn from_properties(props: &Properties) -> Result<NodeSettings, ConfigError> {
+        let id = props
+            .get("node.id")
+            .or(props.get("broker.id"))
+            .ok_or_else(|| ConfigError("node.id (or broker.id) is required".into()))?;
+        let node_id: NodeId = id.parse().map_err(|_| ConfigError(format!("node.id={id:?}")))?;
+        let mut s = NodeSettings::defaults(node_id);
+        s.warnings = props.warnings.clone();
+        if let Some(c) = props.get("cluster.id") {
+            s.cluster_id = c.to_string();
+        }
+        let roles = props.get("process.roles").unwrap_or("broker");
+        for role in roles.split(',').map(str::trim) {
+            match role {
+                "broker" => s.broker = true,
+                "controller" | "coordinator" => s.coordinator = true,
+                other => {
+                    return Err(ConfigError(format!(
+                        "process.roles: unknown role {other:?} (broker, controller)"
+                    )))
+                }
+            }
+        }
+        let listeners = props.get("listeners").unwrap_or("PLAINTEXT://:9092");
+        for (name, hp) in parse_listeners("listeners", listeners)? {
+            if name == "CONTROLLER" {
+                s.coordinator_listeners.push(hp);
+            } else {
+                s.kafka_listeners.push(hp);
+            }
+        }
+        if let Some(adv) = props.get("advertised.listeners") {
+            s.advertised = parse_listeners("advertised.listeners", adv)?
+                .into_iter()
+                .find(|(n, _)| n != "CONTROLLER")
+                .map(|(_, hp)| hp);
+        }
+        if let Some(voters) = props.get("controller.quorum.voters") {
+            s.voters = parse_voters(voters)?;
+        }
+        for key in ["zookeeper.connect", "controller.quorum.bootstrap.servers"] {
+            if let Some(list) = props.get(key) {
+                // `host:port,host:port/chroot`: the chroot means nothing here.
+                let list = list.split('/').next().unwrap_or("");
+                for hp in list.split(',').filter(|x| !x.trim().is_empty()) {
+                    s.coordinator_addresses.push(HostPort::parse(hp)?);
+                }
+            }
+        }
+        if s.voters.is_empty() && s.coordinator_addresses.is_empty() {
+            return Err(ConfigError(
+                "no coordinators: set zookeeper.connect or controller.quorum.voters".into(),
+            ));
+        }
+        if s.coordinator && !s.voters.contains_key(&node_id) {
+            return Err(ConfigError(format!(
+                "process.roles includes controller but controller.quorum.voters has no {node_id}@host:port"
+            )));
+        }
+        if s.broker && s.kafka_listeners.is_empty() {
+            return Err(ConfigError("a broker needs a PLAINTEXT listener in listeners".into()));
+        }
+        let dirs = props.get("log.dirs").or(props.get("log.dir")).unwrap_or("/tmp/kafka-logs");
+        s.log_dirs = dirs
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        s.metadata_dir = props
+            .get("metadata.log.dir")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| s.log_dirs[0].join("__cluster_metadata"));
+        apply_numbers(&mut s, props);
+        Ok(s)
+    }
+
+    /// The endpoint brokers advertise (`advertised.listeners`, else the listener).
+    pub fn advertised_endpoint(&self) -> Option<HostPort> {
+        self.advertised
+            .clone()
+            .or_else(|| self.kafka_listeners.first().cloned())
+            .map(|mut hp| {
+                if hp.host.is_empty() || hp.host == "0.0.0.0" || hp.host == "::" {
+                    hp.host = "localhost".into();
+                }
+                hp
+            })
+    }
+}
+
+fn apply_numbers(s: &mut NodeSettings, p: &Properties) {
+    let u = |k: &str, d: u64| p.int(k, d as i64).max(0) as u64;
+    s.controller = ControllerConfig {
+        num_partitions: u("num.partitions", 1) as u32,
+        default_replication_factor: u("default.replication.factor", 1) as u32,
+        policy: ElectionPolicy {
+            unclean_leader_election_enable: p.bool("unclean.leader.election.enable", false),
+            ..ElectionPolicy::default()
+        },
+        bug_ignore_broker_epoch: false,
+    };
+    s.min_insync_replicas = u("min.insync.replicas", 1).max(1) as usize;
+    s.replica_lag_time_max_ms = u("replica.lag.time.max.ms", 30_000);
+    s.replica_fetch_backoff_ms = u("replica.fetch.backoff.ms", 1_000);
+    s.log.segment_bytes = u("log.segment.bytes", 1 << 30);
+    s.log.index_interval_bytes = u("log.index.interval.bytes", 4096);
+    s.log.roll_ms = Some(match p.get("log.roll.ms") {
+        Some(_) => u("log.roll.ms", 0),
+        None => u("log.roll.hours", 168) * 3_600_000,
+    });
+    let retention_ms = if p.get("log.retention.ms").is_some() {
+        p.int("log.retention.ms", -1)
+    } else if p.get("log.retention.minutes").is_some() {
+        p.int("log.retention.minutes", -1) * 60_000
+    } else {
+        p.int("log.retention.hours", 168) * 3_600_000
+    };
+    s.retention = RetentionPolicy {
+        retention_ms: (retention_ms >= 0).then_some(retention_ms as u64),
+        retention_bytes: Some(p.int("log.retention.bytes", -1)).filter(|b| *b >= 0).map(|b| b as u64),
+    };
+    s.retention_check_interval_ms = u("log.retention.check.interval.ms", 300_000);
+    let every = p.get("log.flush.interval.messages").map(|_| u("log.flush.interval.messages", 1));
+    s.flush = FlushPolicy {
+        interval_messages: every,
+        interval_ms: p.get("log.flush.interval.ms").map(|_| u("log.flush.interval.ms", 0)),
+        durable: every == Some(1),
+    };
+    // Flushing after every message is Runnel's durable mode: acknowledged
+    // writes are on disk on every ISR member that counted (group commit).
+    s.flush_mode = if s.flush.durable { FlushMode::Durable } else { FlushMode::Async };
+    s.session_timeout_ms = u("broker.session.timeout.ms", 9_000);
+    s.heartbeat_interval_ms = u("broker.heartbeat.interval.ms", 2_000).min(s.session_timeout_ms / 3).max(50);
+    s.election_timeout_ms = u("controller.quorum.election.timeout.ms", 1_000);
+    s.socket_request_max_bytes = u("socket.request.max.bytes", 104_857_600) as usize;
+    s.auto_create_topics = p.bool("auto.create.topics.enable", true);
+    s.offsets_topic_replication_factor = u("offsets.topic.replication.factor", 3) as u32;
+    s.group_initial_rebalance_delay_ms = u("group.initial.rebalance.delay.ms", 3_000);
+}
+
+/// `NAME://host:port,NAME2://host:port`.
+fn parse_listeners(key: &str, text: &str) -> Result<Vec<(String, HostPort)>, ConfigError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (name, rest) = l
+                .split_once("://")
+                .ok_or_else(|| ConfigError(format!("{key}: {l:?} is not NAME://host:port")))?;
+            Ok((name.to_ascii_uppercase(), HostPort::parse(rest)?))
+        })
+        .collect()
+}
+
+/// `1@host:port,2@host:port`.
+fn parse_voters(text: &str) -> Result<BTreeMap<NodeId, HostPort>, ConfigError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            let (id, hp) = v.split_once('@').ok_or_else(|| {
+                ConfigError(format!("controller.quorum.voters: {v:?} is not id@host:port"))
+            })?;
+            let id = id.parse().map_err(|_| {
+                ConfigError(format!("controller.quorum.voters: {id:?} is not a node id"))
+            })?;
+            Ok((id, HostPort::parse(hp)?))
+        })
+        .collect()
+}
+
+/// Parses `server.properties` text plus `--override key=value` pairs.
+pub fn load_server_properties(text: &str, overrides: &[String]) -> Result<NodeSettings, ConfigError> {
+    let mut full = text.to_string();
+    for o in overrides {
+        if !o.contains('=') {
+            return Err(ConfigError(format!("--override {o:?}: expected key=value")));
+        }
+        full.push('\n');
+        full.push_str(o);
+    }
+    let props = Properties::parse(&full, SERVER_KEYS)?;
+    NodeSettings::from_properties(&props)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seeds_broker_config_runs_as_it_is() {
+        let text = "broker.id=1\nlisteners=PLAINTEXT://:9093\nlog.dirs=/tmp/kafka2\n\
+                    zookeeper.connect=localhost:2181,localhost:2182,localhost:2183\n\
+                    eplica.lag.time.max.ms=10000\nreplica.lag.max.messages =4000\n";
+        let s = load_server_properties(text, &[]).unwrap();
+        assert_eq!(s.node_id, 1);
+        assert!(s.broker && !s.coordinator);
+        assert_eq!(s.coordinator_addresses.len(), 3);
+        assert_eq!(s.advertised_endpoint().unwrap().to_string(), "localhost:9093");
+        assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
+        assert!(s.warnings[0].contains("did you mean replica.lag.time.max.ms"));
+    }
+
+    #[test]
+    fn combined_nodes_and_overrides() {
+        let text = "process.roles=broker,controller\nnode.id=2\n\
+                    listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093\n\
+                    controller.quorum.voters=1@127.0.0.1:19093,2@127.0.0.1:9093,3@127.0.0.1:29093\n\
+                    log.dirs=/tmp/x\n";
+        let s = load_server_properties(text, &["min.insync.replicas=2".into()]).unwrap();
+        assert!(s.broker && s.coordinator);
+        assert_eq!(s.voters.len(), 3);
+        assert_eq!(s.coordinator_listeners[0].port, 9093);
+        assert_eq!(s.min_insync_replicas, 2);
+        let err = load_server_properties(text, &["min.insync.replicas=0".into()]).unwrap_err();
+        assert!(err.0.contains("min.insync.replicas"), "{}", err.0);
+    }
+}
