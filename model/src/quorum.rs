@@ -109,6 +109,9 @@ pub struct QuorumConfig {
     pub check_quorum_ms: u64,
     /// Entries per fetch response.
     pub fetch_entries_max: usize,
+    /// Longest a leader holds a fetch that has nothing new; below the
+    /// election timeout, or an idle follower would start an election.
+    pub fetch_max_wait_ms: u64,
     pub bugs: QuorumBugs,
 }
 
@@ -123,6 +126,7 @@ impl QuorumConfig {
             election_stagger_ms: 300,
             check_quorum_ms: 4_000,
             fetch_entries_max: 512,
+            fetch_max_wait_ms: 500,
             bugs: QuorumBugs::default(),
         }
     }
@@ -198,6 +202,9 @@ pub enum QuorumTimer {
     Election,
     /// Leader: did a majority fetch since the last check?
     CheckQuorum,
+    /// Leader: answer fetches held for new entries (KRaft's fetch max wait),
+    /// so followers hear from the leader before their election timeout.
+    FetchMaxWait,
 }
 
 /// The answer to a proposal.
@@ -315,6 +322,17 @@ impl<R: Clone + std::fmt::Debug> Quorum<R> {
         }
     }
 
+    /// How long a follower waits for its leader before leaving it: the
+    /// same for every voter, so all stop vouching for a dead leader together.
+    fn fetch_timeout_ms(&self) -> u64 {
+        self.config.election_timeout_ms
+    }
+
+    /// From leaderless to campaigning: the highest voter id goes first.
+    fn campaign_delay_ms(&self) -> u64 {
+        self.election_timeout_ms() - self.config.election_timeout_ms + self.config.election_stagger_ms
+    }
+
     /// Rank-staggered election timeout: the highest voter id waits least.
     fn election_timeout_ms(&self) -> u64 {
         let rank_from_top = self
@@ -378,6 +396,7 @@ impl<R: Clone + std::fmt::Debug> Quorum<R> {
         match timer {
             QuorumTimer::Election => self.on_election_timeout(out),
             QuorumTimer::CheckQuorum => self.on_check_quorum(out),
+            QuorumTimer::FetchMaxWait => self.release_parked_fetches(out),
         }
     }
 
@@ -422,6 +441,16 @@ impl<R: Clone + std::fmt::Debug> Quorum<R> {
             // An observer lost its leader: look for the new one.
             self.role = QuorumRole::Unattached;
             return self.fetch_from_any_voter(out);
+        }
+        if matches!(self.role, QuorumRole::Follower { .. }) {
+            // The leader is silent for a fetch timeout: stop vouching for it
+            // (grant pre-votes from now on) and campaign after a rank delay.
+            // Campaigning at once would livelock: a follower whose own
+            // (staggered) timeout has not fired yet would refuse our
+            // pre-vote and hint the dead leader, which we would rejoin.
+            self.role = QuorumRole::Unattached;
+            out.set_timer(QuorumTimer::Election, self.campaign_delay_ms());
+            return;
         }
         let granted = BTreeSet::from([self.id()]);
         self.role = QuorumRole::PreCandidate { granted };
@@ -742,6 +771,9 @@ impl<R: Clone + std::fmt::Debug> Quorum<R> {
         };
         let told = l.commit_sent.get(&from).copied().unwrap_or(0);
         if !has_entries && told == self.commit_offset {
+            if l.parked.is_empty() {
+                out.set_timer(QuorumTimer::FetchMaxWait, self.config.fetch_max_wait_ms);
+            }
             l.parked.insert(from, fetch_offset);
         } else {
             self.answer_fetch(from, fetch_offset, out);
@@ -795,6 +827,17 @@ impl<R: Clone + std::fmt::Debug> Quorum<R> {
         );
     }
 
+    /// The fetch max wait passed: answer every held fetch (with nothing new).
+    fn release_parked_fetches(&mut self, out: &mut QuorumEffects<R>) {
+        let QuorumRole::Leader(l) = &mut self.role else {
+            return;
+        };
+        let held: Vec<(NodeId, Offset)> = std::mem::take(&mut l.parked).into_iter().collect();
+        for (f, o) in held {
+            self.answer_fetch(f, o, out);
+        }
+    }
+
     fn answer_parked_fetches(&mut self, out: &mut QuorumEffects<R>) {
         let end = self.log.len() as Offset;
         let commit = self.commit_offset;
@@ -820,7 +863,7 @@ impl<R: Clone + std::fmt::Debug> Quorum<R> {
             leader,
             fetch_in_flight: false,
         };
-        out.set_timer(QuorumTimer::Election, self.election_timeout_ms());
+        out.set_timer(QuorumTimer::Election, self.fetch_timeout_ms());
         self.send_fetch(out);
     }
 
@@ -905,7 +948,7 @@ impl<R: Clone + std::fmt::Debug> Quorum<R> {
         {
             *fetch_in_flight = false;
         }
-        out.set_timer(QuorumTimer::Election, self.election_timeout_ms());
+        out.set_timer(QuorumTimer::Election, self.fetch_timeout_ms());
         match result {
             QuorumFetchResult::Entries {
                 entries,
@@ -1018,7 +1061,9 @@ mod tests {
                     return;
                 };
                 let mut out = QuorumEffects::new();
-                let node = self.nodes.get_mut(&to).unwrap();
+                let Some(node) = self.nodes.get_mut(&to) else {
+                    continue; // crashed
+                };
                 node.on_message(from, message, &mut out);
                 self.apply(to, out);
             }
@@ -1054,6 +1099,19 @@ mod tests {
         // zkServer.sh status in the seed: zookeeper3 is the leader.
         let mut c = Cluster::new(&[(1, vec![]), (2, vec![]), (3, vec![])]);
         assert_eq!(c.elect(), 3);
+    }
+
+    #[test]
+    fn followers_of_a_dead_leader_elect_a_new_one() {
+        // The seed kills the leading ZooKeeper: the two others must agree on
+        // a new leader, although each still followed the old one when the
+        // other's pre-vote arrived (this once livelocked on leader hints).
+        let mut c = Cluster::new(&[(1, vec![]), (2, vec![]), (3, vec![])]);
+        assert_eq!(c.elect(), 3);
+        c.nodes.remove(&3);
+        c.timers.retain(|(n, _), _| *n != 3);
+        assert_eq!(c.elect(), 2);
+        assert_eq!(c.nodes[&1].leader(), Some(2));
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub struct ReplicaConfig {
     pub replica_lag_time_max_ms: u64,
     /// Wait before retrying a failed fetch.
     pub fetch_backoff_ms: u64,
+    /// Longest the leader holds a follower's fetch that has nothing new.
+    pub fetch_max_wait_ms: u64,
     pub fetch_max_bytes: usize,
     /// Bound on produce requests waiting for the high watermark.
     pub pending_produces_max: usize,
@@ -84,6 +86,7 @@ impl ReplicaConfig {
             flush_mode: FlushMode::Async,
             replica_lag_time_max_ms: 30_000,
             fetch_backoff_ms: 1_000,
+            fetch_max_wait_ms: 500,
             fetch_max_bytes: 1 << 20,
             pending_produces_max: 4096,
             bugs: ReplicationBugs::default(),
@@ -198,6 +201,10 @@ pub enum ReplicaTimer {
     LagCheck,
     /// Follower: retry a fetch after an error.
     FetchBackoff,
+    /// Leader: answer fetches held for new records (Kafka's
+    /// replica.fetch.wait.max.ms), so idle followers fetch again and an
+    /// out-of-sync one that caught up can rejoin the ISR.
+    FetchMaxWait,
 }
 
 /// The replication protocol keeps no durable state of its own besides the
@@ -361,6 +368,7 @@ impl<L: PartitionLog> Replica<L> {
                     self.maybe_send_fetch(out);
                 }
             }
+            ReplicaTimer::FetchMaxWait => self.release_parked_fetches(out),
         }
     }
 
@@ -567,6 +575,7 @@ impl<L: PartitionLog> Replica<L> {
         match std::mem::replace(&mut self.role, Role::Offline) {
             Role::Leader(ls) => {
                 out.cancel_timer(ReplicaTimer::LagCheck);
+                out.cancel_timer(ReplicaTimer::FetchMaxWait);
                 for p in ls.pending_produces {
                     reply(out, p.id, Err(ProduceError::NotLeaderOrFollower));
                 }
@@ -700,10 +709,15 @@ impl<L: PartitionLog> Replica<L> {
         };
         out.set_timer(ReplicaTimer::LagCheck, self.config.replica_lag_time_max_ms);
         let isr = &self.registration.as_ref().expect("leader").isr;
+        let leader_end = self.log.end_offset();
+        // A follower whose fetch is held here at our log end has everything:
+        // an idle partition must not shrink its ISR (Kafka answers such
+        // fetches after replica.fetch.wait.max.ms and counts them again).
+        let waiting_at_end = |p: &FollowerProgress| p.parked.as_ref().is_some_and(|f| f.fetch_offset >= leader_end);
         let lagging: BTreeSet<NodeId> = ls
             .followers
             .iter()
-            .filter(|(r, p)| isr.contains(r) && !p.caught_up)
+            .filter(|(r, p)| isr.contains(r) && !p.caught_up && !waiting_at_end(p))
             .map(|(&r, _)| r)
             .collect();
         for p in ls.followers.values_mut() {
@@ -814,9 +828,24 @@ impl<L: PartitionLog> Replica<L> {
         let p = self.follower_mut(request.replica_id);
         if !has_records && p.high_watermark_sent == hw {
             p.parked = Some(request);
+            let Role::Leader(ls) = &self.role else { unreachable!() };
+            if ls.followers.values().filter(|f| f.parked.is_some()).count() == 1 {
+                out.set_timer(ReplicaTimer::FetchMaxWait, self.config.fetch_max_wait_ms);
+            }
             return;
         }
         self.answer_fetch(request, out);
+    }
+
+    /// The fetch max wait passed: answer every held fetch (nothing new).
+    fn release_parked_fetches(&mut self, out: &mut ReplicaEffects<L::Records>) {
+        let Role::Leader(ls) = &mut self.role else {
+            return;
+        };
+        let held: Vec<FetchRequest> = ls.followers.values_mut().filter_map(|p| p.parked.take()).collect();
+        for request in held {
+            self.answer_fetch(request, out);
+        }
     }
 
     fn answer_parked_fetches(&mut self, out: &mut ReplicaEffects<L::Records>) {
@@ -1069,6 +1098,39 @@ mod tests {
         };
         r.on_message(from, ReplicationMessage::Fetch(request), &mut out);
         out
+    }
+
+    #[test]
+    fn an_idle_follower_waiting_at_the_log_end_stays_in_the_isr() {
+        let mut r = leader(&[0, 1, 2], 1, FlushMode::Async);
+        let out = fetch(&mut r, 1, 0);
+        assert!(
+            out.iter().all(|e| matches!(e, Effect::SetTimer { timer: ReplicaTimer::FetchMaxWait, .. })),
+            "nothing to send: the fetch is held until the fetch max wait"
+        );
+        let mut out = ReplicaEffects::<R>::new();
+        r.on_timer(ReplicaTimer::LagCheck, &mut out);
+        r.on_timer(ReplicaTimer::LagCheck, &mut out);
+        let proposals: Vec<_> = out
+            .drain()
+            .filter_map(|e| match e {
+                Effect::Send { message: ReplicationMessage::AlterPartition(a), .. } => Some(a.new_isr),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(proposals, vec![BTreeSet::from([0, 1])], "only the silent follower 2 leaves");
+    }
+
+    #[test]
+    fn a_held_fetch_is_answered_after_the_fetch_max_wait() {
+        let mut r = leader(&[0, 1, 2], 1, FlushMode::Async);
+        fetch(&mut r, 1, 0);
+        let mut out = ReplicaEffects::<R>::new();
+        r.on_timer(ReplicaTimer::FetchMaxWait, &mut out);
+        let answered = out.drain().any(|e| {
+            matches!(e, Effect::Send { to: 1, message: ReplicationMessage::FetchResponse(FetchResponse { result: FetchResult::Records { .. }, .. }) })
+        });
+        assert!(answered, "the idle follower hears from the leader");
     }
 
     #[test]

@@ -359,6 +359,19 @@ impl Properties {
     pub fn parse(text: &str, known: &[(&str, Kind)]) -> Result<Properties, ConfigError> {
         let mut props = Properties::default();
         for (line, key, value) in parse_properties(text) {
+            // The seed annotates its files as `broker.id=0 #comment`. Java
+            // would keep the comment in the value and Kafka would refuse
+            // it; Runnel cuts it off and says so.
+            let value = match value.find(" #").or_else(|| value.find("\t#")) {
+                Some(at) => {
+                    props.warnings.push(format!(
+                        "line {line}: {key}: ignoring the trailing comment {:?} (Java properties would keep it in the value)",
+                        value[at..].trim()
+                    ));
+                    value[..at].trim_end().to_string()
+                }
+                None => value,
+            };
             match known.iter().find(|(k, _)| *k == key) {
                 Some((_, kind)) => validate(&key, &value, *kind)?,
                 None => props.warnings.push(unknown_key_warning(line, &key, known)),

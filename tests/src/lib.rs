@@ -1,1 +1,286 @@
-//! Cluster tests (dev-only).
+//! Harness for cluster tests against real `runnel` processes: free ports,
+//! seed-style configuration files, processes that are killed (`kill -9`)
+//! and restarted, the CLI tools, and polling with deadlines. Every process
+//! is killed when the harness is dropped, so a failing test leaves nothing
+//! running.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `runnel` binary: `RUNNEL_BIN`, else the workspace's debug build
+/// (`scripts/test-all.sh` builds it first).
+pub fn runnel_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("RUNNEL_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+    let bin = target.join("debug").join("runnel");
+    assert!(bin.exists(), "{} is missing: run `cargo build -p runnel` first (scripts/test-all.sh does)", bin.display());
+    bin
+}
+
+/// `n` ports free on 127.0.0.1 right now.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
+    listeners.iter().map(|l| l.local_addr().expect("addr").port()).collect()
+}
+
+/// Polls `f` every 200 ms until it returns `Some`, or panics after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Runs a `runnel` tool to completion (bounded by `timeout`).
+pub fn tool(args: &[&str], stdin: Option<&str>, timeout: Duration) -> Output {
+    let mut cmd = Command::new(runnel_bin());
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).env("RUST_LOG", "warn");
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = cmd.spawn().expect("spawn runnel tool");
+    if let Some(text) = stdin {
+        use std::io::Write;
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(text.as_bytes()).expect("write stdin");
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "runnel {args:?} did not finish in {timeout:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A process of the cluster under test, restartable with the same arguments.
+pub struct Proc {
+    pub name: String,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Proc {
+    fn start(&mut self) {
+        assert!(self.child.is_none(), "{} is running", self.name);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let child = Command::new(runnel_bin())
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .env("RUST_LOG", "info")
+            .spawn()
+            .expect("spawn runnel");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, as `kill -9` in the seed.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+}
+
+/// The seed's topology: three ZooKeeper-style coordinators and three brokers.
+pub struct SeedCluster {
+    pub dir: tempfile::TempDir,
+    pub coordinators: Vec<Proc>,
+    pub brokers: Vec<Proc>,
+    pub client_ports: Vec<u16>,
+    pub kafka_ports: Vec<u16>,
+}
+
+impl SeedCluster {
+    /// Writes the seed's configuration files (with its typos) on free ports.
+    pub fn new(broker_overrides: &[&str]) -> SeedCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ports = free_ports(12);
+        let client_ports = ports[0..3].to_vec();
+        let peer_ports = &ports[3..6];
+        let election_ports = &ports[6..9];
+        let kafka_ports = ports[9..12].to_vec();
+        let mut coordinators = Vec::new();
+        for i in 1..=3usize {
+            let data = dir.path().join(format!("zookeeper/data{i}"));
+            std::fs::create_dir_all(&data).expect("data dir");
+            std::fs::write(data.join("myid"), format!("{i}\n")).expect("myid");
+            let servers: String = (1..=3usize)
+                .map(|j| format!("server.{j}=127.0.0.1:{}:{}\n", peer_ports[j - 1], election_ports[j - 1]))
+                .collect();
+            let cfg = format!(
+                "tickTime=1000  #base time unit\ninitLimit=10\nsyncLimit=5\ndataDir={}\ndataLogDir={}\nclientPort={}\n{servers}",
+                data.display(),
+                dir.path().join(format!("zookeeper/log{i}")).display(),
+                client_ports[i - 1]
+            );
+            let path = dir.path().join(format!("zoo{i}.cfg"));
+            std::fs::write(&path, cfg).expect("zoo.cfg");
+            coordinators.push(Proc {
+                name: format!("coordinator {i}"),
+                args: vec!["coordinator".into(), path.display().to_string()],
+                log: dir.path().join(format!("coordinator{i}.log")),
+                child: None,
+            });
+        }
+        let zk: Vec<String> = client_ports.iter().map(|p| format!("localhost:{p}")).collect();
+        let mut brokers = Vec::new();
+        for b in 0..3usize {
+            let cfg = format!(
+                "broker.id={b} #unique id\nlisteners=PLAINTEXT://:{}  #kafka监听端口\nnum.network.threads=3\nlog.dirs={}\n\
+                 num.partitions=1\neplica.lag.time.max.ms=10000\nreplica.lag.max.messages =4000\n\
+                 zookeeper.connect={}\nzookeeper.connection.timeout.ms=6000\n",
+                kafka_ports[b],
+                dir.path().join(format!("kafka{}", b + 1)).display(),
+                zk.join(",")
+            );
+            let path = dir.path().join(format!("server{b}.properties"));
+            std::fs::write(&path, cfg).expect("server.properties");
+            let mut args = vec!["server".to_string(), path.display().to_string()];
+            for o in broker_overrides {
+                args.push("--override".into());
+                args.push(o.to_string());
+            }
+            brokers.push(Proc {
+                name: format!("broker {b}"),
+                args,
+                log: dir.path().join(format!("broker{b}.log")),
+                child: None,
+            });
+        }
+        SeedCluster { dir, coordinators, brokers, client_ports, kafka_ports }
+    }
+
+    pub fn start_all(&mut self) {
+        for c in &mut self.coordinators {
+            c.start();
+        }
+        for b in &mut self.brokers {
+            b.start();
+        }
+    }
+
+    pub fn start_broker(&mut self, b: usize) {
+        self.brokers[b].start();
+    }
+
+    pub fn start_coordinator(&mut self, i: usize) {
+        self.coordinators[i].start();
+    }
+
+    pub fn bootstrap(&self, brokers: &[usize]) -> String {
+        brokers.iter().map(|b| format!("localhost:{}", self.kafka_ports[*b])).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn coordinator_list(&self) -> String {
+        self.client_ports.iter().map(|p| format!("localhost:{p}")).collect::<Vec<_>>().join(",")
+    }
+
+    /// `runnel topics --describe`, parsed: partition → (leader, replicas, isr).
+    pub fn describe(&self, via: usize, topic: &str) -> Option<BTreeMap<u32, Partition>> {
+        let out = tool(&["topics", "--bootstrap-server", &self.bootstrap(&[via]), "--describe", "--topic", topic], None, Duration::from_secs(20));
+        if !out.status.success() {
+            return None;
+        }
+        Some(parse_describe(&stdout(&out)))
+    }
+
+    /// The coordinator currently leading (index 0..3), from `quorum status`.
+    pub fn coordinator_leader(&self) -> Option<usize> {
+        let out = tool(&["quorum", "status", "--bootstrap-server", &self.coordinator_list()], None, Duration::from_secs(20));
+        let text = stdout(&out);
+        text.lines().find(|l| l.contains("Mode: leader")).and_then(|l| {
+            let port: u16 = l.split('\t').next()?.rsplit(':').next()?.parse().ok()?;
+            self.client_ports.iter().position(|p| *p == port)
+        })
+    }
+
+    pub fn log_of(&self, p: &Proc) -> String {
+        std::fs::read_to_string(&p.log).unwrap_or_default()
+    }
+}
+
+impl Drop for SeedCluster {
+    fn drop(&mut self) {
+        for p in self.brokers.iter_mut().chain(self.coordinators.iter_mut()) {
+            p.kill9();
+        }
+        if std::thread::panicking() {
+            for p in self.brokers.iter().chain(self.coordinators.iter()) {
+                let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                eprintln!("---- last lines of {} ----", p.name);
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partition {
+    pub leader: Option<u32>,
+    pub replicas: Vec<u32>,
+    pub isr: Vec<u32>,
+}
+
+fn ids(s: &str) -> Vec<u32> {
+    s.split(',').filter_map(|x| x.trim().parse().ok()).collect()
+}
+
+/// Parses Kafka's describe layout (`\tTopic: t\tPartition: 0\tLeader: 2\tReplicas: 2,0,1\tIsr: 2,0,1`).
+pub fn parse_describe(text: &str) -> BTreeMap<u32, Partition> {
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with('\t')) {
+        let fields: BTreeMap<&str, &str> = line
+            .split('\t')
+            .filter_map(|f| f.split_once(": "))
+            .collect();
+        let (Some(p), Some(l), Some(r), Some(i)) = (fields.get("Partition"), fields.get("Leader"), fields.get("Replicas"), fields.get("Isr")) else {
+            continue;
+        };
+        out.insert(
+            p.parse().expect("partition number"),
+            Partition { leader: l.parse().ok(), replicas: ids(r), isr: ids(i) },
+        );
+    }
+    out
+}
+
+/// Lines `key\tvalue` from a console consumer run with print.key and print.partition.
+pub fn parse_consumed(text: &str) -> Vec<(u32, String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, '\t');
+            let p = f.next()?.strip_prefix("Partition:")?.parse().ok()?;
+            Some((p, f.next()?.to_string(), f.next()?.to_string()))
+        })
+        .collect()
+}

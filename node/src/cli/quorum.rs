@@ -19,7 +19,7 @@ pub async fn status(servers: &str, cluster_id: &str) -> Result<bool> {
             Ok(PeerMessage::StatusResponse(s)) => {
                 println!(
                     "{address}\tnode {}\tMode: {}\tepoch: {}\tcommit offset: {}\tlog end offset: {}",
-                    s.node_id, s.mode, s.epoch, s.commit_offset, s.log_end_offset
+                    display_id(s.node_id), s.mode, s.epoch, s.commit_offset, s.log_end_offset
                 );
                 statuses.push(s);
             }
@@ -31,14 +31,24 @@ pub async fn status(servers: &str, cluster_id: &str) -> Result<bool> {
         println!("No leader among the coordinators reached.");
         return Ok(false);
     };
-    println!("LeaderId:\t{}", leader.node_id);
+    println!("LeaderId:\t{}", display_id(leader.node_id));
     println!("LeaderEpoch:\t{}", leader.epoch);
     println!("HighWatermark:\t{}", leader.commit_offset);
     let lags: Vec<String> = leader
         .followers
         .iter()
-        .map(|(id, end)| format!("{id}: lag {}", leader.log_end_offset.saturating_sub(*end)))
+        .map(|(id, end)| format!("{}: lag {}", display_id(*id), leader.log_end_offset.saturating_sub(*end)))
         .collect();
     println!("FollowerLag:\t[{}]", lags.join(", "));
     Ok(true)
+}
+
+/// ZooKeeper-style coordinators show their `myid`.
+fn display_id(id: u32) -> String {
+    use crate::runtime::settings::ZOO_ID_BASE;
+    if id > ZOO_ID_BASE && id < ZOO_ID_BASE + 1000 {
+        format!("{} (myid {})", id, id - ZOO_ID_BASE)
+    } else {
+        id.to_string()
+    }
 }

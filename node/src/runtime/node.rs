@@ -287,6 +287,7 @@ impl Node {
         config.election_timeout_ms = self.s.election_timeout_ms;
         config.election_stagger_ms = self.s.election_timeout_ms / 3;
         config.check_quorum_ms = self.s.election_timeout_ms * 2;
+        config.fetch_max_wait_ms = (self.s.election_timeout_ms / 4).max(20);
         let store = if self.s.coordinator {
             let (store, report) = QuorumStore::open(&self.s.metadata_dir)?;
             if let Some(r) = report {
@@ -594,6 +595,20 @@ impl Node {
             metadata_offset: meta.applied,
         };
         self.view_tx.send_replace(Arc::new(view));
+        // Brokers replicate from each other: keep a link to every broker.
+        if self.broker.is_some() {
+            let me = self.s.node_id;
+            let endpoints: Vec<String> = meta
+                .image
+                .brokers
+                .iter()
+                .filter(|(id, _)| **id != me)
+                .map(|(_, b)| b.endpoint.clone())
+                .collect();
+            for e in endpoints {
+                self.connect(e);
+            }
+        }
     }
 
     fn status(&self) -> QuorumStatus {

@@ -11,6 +11,12 @@ use runnel_model::replication::FlushMode;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// ZooKeeper-style coordinators (`zoo.cfg`, `myid`) number themselves 1, 2,
+/// 3 while the seed's brokers are 0, 1, 2: the two id spaces overlap. Inside
+/// the cluster (quorum, links) a coordinator's id is `ZOO_ID_BASE + myid`,
+/// like the 3000+ ids Kafka's docs give controllers.
+pub const ZOO_ID_BASE: NodeId = 3000;
+
 /// `host:port`, as configured (host may be empty: all interfaces).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostPort {
@@ -137,7 +143,7 @@ impl NodeSettings {
                 "myid is {node_id} but there is no server.{node_id} line in zoo.cfg"
             )));
         };
-        let mut s = NodeSettings::defaults(node_id);
+        let mut s = NodeSettings::defaults(ZOO_ID_BASE + node_id);
         s.coordinator = true;
         s.warnings = warnings;
         s.coordinator_listeners = vec![
@@ -147,7 +153,7 @@ impl NodeSettings {
         s.voters = zoo
             .servers
             .iter()
-            .map(|(id, (h, p, _))| (*id, HostPort { host: h.clone(), port: *p }))
+            .map(|(id, (h, p, _))| (ZOO_ID_BASE + *id, HostPort { host: h.clone(), port: *p }))
             .collect();
         s.metadata_dir = PathBuf::from(&zoo.data_dir);
         // ZooKeeper's session timeout is at least 2 ticks; an election
