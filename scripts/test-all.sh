@@ -11,6 +11,20 @@ if grep -q '^stateright' <<<"$normal_deps"; then
     exit 1
 fi
 
+# Real Kafka clients the cluster tests drive: kcat (Debian) and the Python
+# clients (a venv in .venv). Installed only when missing.
+if ! command -v kcat >/dev/null 2>&1; then
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kcat >/dev/null
+fi
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import confluent_kafka, kafka, aiokafka' 2>/dev/null; then
+    python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check confluent-kafka kafka-python aiokafka
+fi
+
 cargo build --workspace --all-targets
 # Model checks: bounded configurations (deeper runs: see specs/replication.md).
+# Cluster tests start real runnel processes (target/debug/runnel, built above).
 cargo test --workspace -- --nocapture

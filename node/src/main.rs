@@ -59,6 +59,11 @@ enum Command {
         #[arg(long = "if-not-exists")]
         if_not_exists: bool,
     },
+    /// Each live broker and the API versions it serves (kafka-broker-api-versions.sh).
+    BrokerApiVersions {
+        #[arg(long = "bootstrap-server")]
+        bootstrap_server: String,
+    },
     /// Lines from stdin to a topic (kafka-console-producer.sh).
     ConsoleProducer {
         #[arg(long = "bootstrap-server", alias = "broker-list")]
@@ -157,6 +162,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 if_not_exists,
             };
             cli::topics::run(args).await?;
+        }
+        Command::BrokerApiVersions { bootstrap_server } => {
+            cli::topics::broker_api_versions(&bootstrap_server).await?;
         }
         Command::ConsoleProducer { bootstrap_server, topic, properties, producer_properties, request_required_acks } => {
             let mut producer_properties = kv(&producer_properties)?;

@@ -284,3 +284,97 @@ pub fn parse_consumed(text: &str) -> Vec<(u32, String, String)> {
         })
         .collect()
 }
+
+/// `runnel dev` (three combined nodes in one process) on free ports.
+pub struct DevCluster {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Child,
+}
+
+impl DevCluster {
+    pub fn start() -> DevCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Three Kafka ports and, 100 above, three controller ports.
+        let port = loop {
+            let p = free_ports(1)[0];
+            if p < 60_000 && (0..3).all(|i| TcpListener::bind(("127.0.0.1", p + i)).is_ok() && TcpListener::bind(("127.0.0.1", p + 100 + i)).is_ok()) {
+                break p;
+            }
+        };
+        let log = std::fs::File::create(dir.path().join("dev.log")).expect("log");
+        let child = Command::new(runnel_bin())
+            .args(["dev", "--dir", &dir.path().join("data").display().to_string(), "--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn runnel dev");
+        let c = DevCluster { dir, port, child };
+        let bootstrap = c.bootstrap();
+        wait_for("the dev cluster's 3 brokers", Duration::from_secs(30), || {
+            let out = tool(&["broker-api-versions", "--bootstrap-server", &bootstrap], None, Duration::from_secs(10));
+            (stdout(&out).matches("(id: ").count() == 3).then_some(())
+        });
+        c
+    }
+
+    pub fn bootstrap(&self) -> String {
+        (0..3).map(|i| format!("localhost:{}", self.port + i)).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn create_topic(&self, topic: &str, partitions: u32) {
+        let p = partitions.to_string();
+        wait_for("topic creation", Duration::from_secs(30), || {
+            let out = tool(&["topics", "--bootstrap-server", &self.bootstrap(), "--create", "--topic", topic, "--partitions", &p, "--replication-factor", "3"], None, Duration::from_secs(30));
+            stdout(&out).contains("Created topic").then_some(())
+        });
+    }
+}
+
+impl Drop for DevCluster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.path().join("dev.log")).unwrap_or_default();
+            eprintln!("---- runnel dev log (last 40 lines) ----");
+            for l in log.lines().rev().take(40).collect::<Vec<_>>().iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+/// The Python with Kafka clients that `scripts/test-all.sh` installs.
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("RUNNEL_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root").to_path_buf();
+    let p = root.join(".venv/bin/python");
+    assert!(p.exists(), "{} is missing: scripts/test-all.sh creates it with the Kafka clients", p.display());
+    p
+}
+
+/// Runs a command to completion with a deadline; stdin optional.
+pub fn run(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if let Some(bytes) = stdin {
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(bytes).expect("write stdin");
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!("{cmd:?} did not finish in {timeout:?}; stderr: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -129,3 +129,24 @@ pub fn describe(m: &kafka_protocol::messages::MetadataResponse, only: Option<&st
     }
     Ok(out)
 }
+
+/// `runnel broker-api-versions`: Kafka's `kafka-broker-api-versions.sh`,
+/// one block per live broker with the versions it serves.
+pub async fn broker_api_versions(bootstrap: &str) -> Result<()> {
+    use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
+    let mut client = Client::connect(bootstrap).await?;
+    let m = client.refresh(Some(&[])).await?.clone();
+    let mut brokers: Vec<_> = m.brokers.iter().collect();
+    brokers.sort_by_key(|b| b.node_id.0);
+    for b in brokers {
+        let address = format!("{}:{}", b.host, b.port);
+        let versions = client.call_at(&address, &ApiVersionsRequest::default(), 3).await?;
+        println!("{address} (id: {} rack: null) -> (", b.node_id.0);
+        for k in versions.api_keys {
+            let name = ApiKey::try_from(k.api_key).map(|a| format!("{a:?}")).unwrap_or_else(|_| "Unknown".into());
+            println!("\t{name}({}): {} to {} [usable: {}],", k.api_key, k.min_version, k.max_version, k.max_version);
+        }
+        println!(")");
+    }
+    Ok(())
+}
