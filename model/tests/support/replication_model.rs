@@ -49,6 +49,10 @@ pub struct ReplicationModel {
     /// Record the events behind the `Sometimes` properties. Off for deep
     /// safety runs: the flags multiply otherwise identical states.
     pub track_examples: bool,
+    /// Firings of the leader's fetch max wait timer. It only re-answers a
+    /// held fetch with what the follower already knows (no records, the HW
+    /// it was told), so a small budget covers the re-fetch it causes.
+    pub fetch_waits_max: u8,
 }
 
 impl Default for ReplicationModel {
@@ -65,6 +69,7 @@ impl Default for ReplicationModel {
             policy: ElectionPolicy::default(),
             bugs: ReplicationBugs::default(),
             track_examples: true,
+            fetch_waits_max: 1,
         }
     }
 }
@@ -75,6 +80,7 @@ pub struct State {
     pub up: Vec<bool>,
     pub timers: Vec<BTreeSet<ReplicaTimer>>,
     pub flush_requested: Vec<bool>,
+    pub fetch_waits: u8,
     /// The controller's metadata (the real controller's image).
     pub image: MetadataImage,
     /// The partition's registration in `image`, kept at hand.
@@ -414,6 +420,9 @@ impl ReplicationModel {
                 self.apply_effects(s, to, &mut out);
             }
             Action::Timer { node, timer } => {
+                if timer == ReplicaTimer::FetchMaxWait {
+                    s.fetch_waits += 1;
+                }
                 s.timers[node as usize].remove(&timer);
                 s.replicas[node as usize].on_timer(timer, &mut out);
                 self.apply_effects(s, node, &mut out);
@@ -503,6 +512,7 @@ impl Model for ReplicationModel {
             up: vec![true; n],
             timers: vec![BTreeSet::new(); n],
             flush_requested: vec![false; n],
+            fetch_waits: 0,
             image: MetadataImage::default(),
             registration: PartitionRegistration::new(vec![0], |_| true),
             broker_epochs: vec![0; n],
@@ -568,6 +578,9 @@ impl Model for ReplicationModel {
                 continue;
             }
             for &timer in &s.timers[i] {
+                if timer == ReplicaTimer::FetchMaxWait && s.fetch_waits >= self.fetch_waits_max {
+                    continue;
+                }
                 actions.push(Action::Timer { node: id, timer });
             }
             let log = s.replicas[i].log();
