@@ -1,0 +1,168 @@
+//! Bad input from the network gets an error answer or a closed connection,
+//! never a crash: oversized, negative and garbage frames, unknown API keys,
+//! too-new ApiVersions (KIP-511 answer), corrupt record batches (nothing
+//! appended), garbage after the internal magic. Pipelined requests are
+//! answered in order. The node keeps serving throughout.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest, ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use runnel::client::{encode_batch, Connection};
+use runnel_tests::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+fn raw(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// True if the server closes the connection (reads reach end of stream)
+/// within the read timeout; whatever it sent before is skipped.
+fn closed(mut s: TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    for _ in 0..1000 {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => return e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut,
+        }
+    }
+    false
+}
+
+fn still_serves(port: u16) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut c = Connection::connect(&format!("127.0.0.1:{port}")).await.expect("connect");
+        let r = c.call(&ApiVersionsRequest::default(), 3).await.expect("ApiVersions after bad input");
+        assert_eq!(r.error_code, 0);
+    });
+}
+
+#[test]
+fn bad_frames_close_the_connection_and_the_node_keeps_serving() {
+    let c = DevCluster::start();
+    let port = c.port;
+
+    // Oversized (above socket.request.max.bytes, 100 MB by default).
+    let mut s = raw(port);
+    s.write_all(&(200_000_000i32).to_be_bytes()).unwrap();
+    assert!(closed(s), "oversized request");
+    // Negative size.
+    let mut s = raw(port);
+    s.write_all(&(-5i32).to_be_bytes()).unwrap();
+    assert!(closed(s), "negative size");
+    // Unknown API key 999.
+    let mut s = raw(port);
+    let mut f = BytesMut::new();
+    f.put_i32(10);
+    f.put_i16(999);
+    f.put_i16(0);
+    f.put_i32(1);
+    f.put_i16(-1);
+    s.write_all(&f).unwrap();
+    assert!(closed(s), "unknown api key");
+    // A Metadata v9 header followed by garbage.
+    let mut s = raw(port);
+    let mut f = BytesMut::new();
+    f.put_i32(40);
+    f.put_i16(3);
+    f.put_i16(9);
+    f.put_i32(7);
+    f.put_slice(&[0xff; 32]);
+    s.write_all(&f).unwrap();
+    assert!(closed(s), "garbage body");
+    // Garbage after the internal magic.
+    let mut s = raw(port);
+    s.write_all(b"RNL\x01").unwrap();
+    s.write_all(&[0xff; 64]).unwrap();
+    assert!(closed(s), "garbage internal handshake");
+    still_serves(port);
+}
+
+#[test]
+fn too_new_api_versions_gets_the_v0_error_answer() {
+    let c = DevCluster::start();
+    let mut s = raw(c.port);
+    let mut f = BytesMut::new();
+    f.put_i32(0);
+    f.put_i16(18); // ApiVersions
+    f.put_i16(99);
+    f.put_i32(42);
+    f.put_i16(-1); // client id: null
+    f.put_u8(0); // tagged fields (header v2)
+    let size = (f.len() - 4) as i32;
+    f[..4].copy_from_slice(&size.to_be_bytes());
+    s.write_all(&f).unwrap();
+    let mut size = [0u8; 4];
+    s.read_exact(&mut size).unwrap();
+    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+    s.read_exact(&mut body).unwrap();
+    assert_eq!(i32::from_be_bytes(body[0..4].try_into().unwrap()), 42, "correlation id");
+    assert_eq!(i16::from_be_bytes(body[4..6].try_into().unwrap()), 35, "UNSUPPORTED_VERSION");
+    let keys = i32::from_be_bytes(body[6..10].try_into().unwrap());
+    assert!(keys >= 5, "the answer lists the supported APIs");
+}
+
+#[test]
+fn corrupt_batches_are_refused_and_nothing_is_appended() {
+    let c = DevCluster::start();
+    c.create_topic("corrupt", 1);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut client = runnel::client::Client::connect(&c.bootstrap()).await.unwrap();
+        client.refresh(Some(&["corrupt".to_string()])).await.unwrap();
+        let leader = client.leader("corrupt", 0).expect("leader");
+        let good = encode_batch(&[(None, Some(Bytes::from_static(b"hello")))], 1).unwrap();
+        let mut bad = BytesMut::from(&good[..]);
+        let last = bad.len() - 1;
+        bad[last] ^= 0x55; // the CRC covers the records: this breaks it
+        let produce = |records: Bytes| {
+            ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("corrupt")))
+                .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))])])
+        };
+        let r = client.call_at(&leader, &produce(bad.freeze()), 8).await.unwrap();
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 2, "CORRUPT_MESSAGE");
+        let r = client.call_at(&leader, &produce(good), 8).await.unwrap();
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (0, 0), "the corrupt batch took no offset");
+    });
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let c = DevCluster::start();
+    let mut s = raw(c.port);
+    let mut all = BytesMut::new();
+    for (i, key) in [(1, 18i16), (2, 3), (3, 18), (4, 3)] {
+        let mut f = BytesMut::new();
+        f.put_i32(0);
+        let header = kafka_protocol::messages::RequestHeader::default()
+            .with_request_api_key(key)
+            .with_request_api_version(if key == 18 { 0 } else { 1 })
+            .with_correlation_id(i);
+        use kafka_protocol::protocol::Encodable;
+        header.encode(&mut f, 1).unwrap();
+        if key == 18 {
+            ApiVersionsRequest::default().encode(&mut f, 0).unwrap();
+        } else {
+            MetadataRequest::default().with_topics(Some(vec![])).encode(&mut f, 1).unwrap();
+        }
+        let size = (f.len() - 4) as i32;
+        f[..4].copy_from_slice(&size.to_be_bytes());
+        all.put_slice(&f);
+    }
+    s.write_all(&all).unwrap();
+    for expected in 1..=4 {
+        let mut size = [0u8; 4];
+        s.read_exact(&mut size).unwrap();
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        s.read_exact(&mut body).unwrap();
+        assert_eq!(i32::from_be_bytes(body[0..4].try_into().unwrap()), expected);
+    }
+}
