@@ -194,6 +194,13 @@ impl Client {
 
 /// Encodes records as one uncompressed v2 batch.
 pub fn encode_batch(records: &[(Option<Bytes>, Option<Bytes>)], timestamp_ms: i64) -> Result<Bytes> {
+    encode_producer_batch(records, timestamp_ms, (-1, -1, -1))
+}
+
+/// Encodes records as one batch of an idempotent producer
+/// (`(producer id, epoch, first sequence)`).
+pub fn encode_producer_batch(records: &[(Option<Bytes>, Option<Bytes>)], timestamp_ms: i64, producer: (i64, i16, i32)) -> Result<Bytes> {
+    let (producer_id, producer_epoch, first_sequence) = producer;
     let records: Vec<Record> = records
         .iter()
         .enumerate()
@@ -202,11 +209,11 @@ pub fn encode_batch(records: &[(Option<Bytes>, Option<Bytes>)], timestamp_ms: i6
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            sequence: if first_sequence < 0 { -1 } else { first_sequence + i as i32 },
             timestamp: timestamp_ms,
             key: key.clone(),
             value: value.clone(),

@@ -7,7 +7,9 @@
 //! that was waiting for durability at once. Messages and timers are handed
 //! to the caller (the network and clock belong to the runtime).
 
+use crate::storage::batch;
 use crate::storage::disk_log::{BatchBytes, DiskLog};
+use runnel_model::idempotence::{ProducerBatch, ProducerTable, SequenceCheck};
 use runnel_model::core::{Effect, NodeId, Offset};
 use runnel_model::log::{LogError, PartitionLog};
 use runnel_model::replication::{
@@ -31,14 +33,80 @@ pub struct PartitionRunner {
     flush_wanted: Option<Offset>,
     /// fsyncs run so far (one per group commit).
     pub fsyncs: u64,
+    /// Idempotent producers' recent batches: a fold over the log.
+    producers: ProducerTable,
+    /// The log end offset the producer table covers.
+    producers_to: Offset,
 }
+
+/// Bytes read at a time when folding the log into the producer table.
+const PRODUCER_SCAN_BYTES: usize = 1 << 20;
 
 impl PartitionRunner {
     pub fn new(replica: Replica<DiskLog>) -> Self {
-        Self {
+        let mut runner = Self {
             replica,
             flush_wanted: None,
             fsyncs: 0,
+            producers: ProducerTable::default(),
+            producers_to: 0,
+        };
+        runner.rebuild_producers();
+        runner
+    }
+
+    /// Checks a produce's batch against the idempotent producers' history.
+    pub fn check_sequence(&self, records: &BatchBytes) -> SequenceCheck {
+        let Some((producer_id, producer_epoch, first_sequence)) = batch::producer_fields(&records.0) else {
+            return SequenceCheck::Append; // malformed: the append validates and refuses it
+        };
+        let record_count = batch::declared_record_count(&records.0).unwrap_or(0);
+        let b = ProducerBatch {
+            producer_id,
+            producer_epoch,
+            first_sequence,
+            record_count,
+            base_offset: self.replica.log().end_offset(),
+        };
+        self.producers.check(&b)
+    }
+
+    fn rebuild_producers(&mut self) {
+        self.producers = ProducerTable::default();
+        self.producers_to = self.replica.log().start_offset();
+        self.sync_producers();
+    }
+
+    /// Folds batches appended since the last call (a truncation below what
+    /// was folded means a rebuild: the table must match the log).
+    fn sync_producers(&mut self) {
+        let end = self.replica.log().end_offset();
+        if end < self.producers_to {
+            return self.rebuild_producers();
+        }
+        // Bounded: each round moves forward by at least one batch.
+        while self.producers_to < end {
+            let Ok(bytes) = self.replica.log().read(self.producers_to, end, PRODUCER_SCAN_BYTES) else {
+                return;
+            };
+            let Ok(batches) = bytes.batches() else {
+                return;
+            };
+            if batches.is_empty() {
+                return;
+            }
+            for (header, raw) in batches {
+                if let Some((producer_id, producer_epoch, first_sequence)) = batch::producer_fields(&raw) {
+                    self.producers.record(&ProducerBatch {
+                        producer_id,
+                        producer_epoch,
+                        first_sequence,
+                        record_count: header.record_count,
+                        base_offset: header.base_offset,
+                    });
+                }
+                self.producers_to = header.end_offset();
+            }
         }
     }
 
@@ -49,12 +117,14 @@ impl PartitionRunner {
     pub fn on_message(&mut self, from: NodeId, message: Message) -> Output {
         let mut effects = ReplicaEffects::new();
         self.replica.on_message(from, message, &mut effects);
+        self.sync_producers();
         self.execute(effects)
     }
 
     pub fn on_produce(&mut self, request: ProduceRequest<BatchBytes>) -> Output {
         let mut effects = ReplicaEffects::new();
         self.replica.on_produce(request, &mut effects);
+        self.sync_producers();
         self.execute(effects)
     }
 
@@ -164,6 +234,53 @@ mod tests {
         assert!(out.replies.iter().all(|r| r.result.is_ok()));
         assert_eq!(runner.replica().log().flushed_offset(), 200);
         assert_eq!(runner.replica().high_watermark(), 200);
+    }
+
+    /// Delivers every replication message between two runners until quiet.
+    fn exchange(a: &mut PartitionRunner, b: &mut PartitionRunner, mut out: Output, from_a: bool) {
+        let mut queue: Vec<(bool, Message)> = out.sends.drain(..).map(|(_, m)| (from_a, m)).collect();
+        for _ in 0..100 {
+            let Some((from_a, m)) = queue.pop() else { return };
+            let (to, from) = if from_a { (&mut *b, 0) } else { (&mut *a, 1) };
+            let mut o = to.on_message(from, m);
+            queue.extend(o.sends.drain(..).filter(|(dest, _)| *dest < 100).map(|(_, m)| (!from_a, m)));
+        }
+    }
+
+    #[test]
+    fn a_retried_idempotent_batch_is_recognised_by_a_new_leader() {
+        use runnel_model::idempotence::SequenceCheck;
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let open = |dir: &std::path::Path, id| {
+            let (log, _) = DiskLog::open(dir, LogConfig::default()).unwrap();
+            PartitionRunner::new(Replica::recover(ReplicaConfig::new(id, 100), log))
+        };
+        let (mut a, mut b) = (open(da.path(), 0), open(db.path(), 1));
+        let mut reg = PartitionRegistration::new(vec![0, 1], |_| true);
+        let out = a.on_message(100, ReplicationMessage::PartitionState(reg.clone()));
+        exchange(&mut a, &mut b, out, true);
+        let out = b.on_message(100, ReplicationMessage::PartitionState(reg.clone()));
+        exchange(&mut a, &mut b, out, false);
+        let value = Some(bytes::Bytes::from_static(b"v"));
+        let batch = |seq| BatchBytes(crate::client::encode_producer_batch(&[(None, value.clone()), (None, value.clone())], 1, (42, 0, seq)).unwrap());
+        assert_eq!(a.check_sequence(&batch(0)), SequenceCheck::Append);
+        let out = a.on_produce(ProduceRequest { id: 1, records: batch(0), acks: Acks::Leader });
+        assert_eq!(out.replies[0].result, Ok(0));
+        exchange(&mut a, &mut b, out, true);
+        // The follower fetches the batch (its fetch was held until now).
+        let out = a.on_timer(runnel_model::replication::ReplicaTimer::FetchMaxWait);
+        exchange(&mut a, &mut b, out, true);
+        assert_eq!(b.replica().log().end_offset(), 2, "the follower has the batch");
+        assert_eq!(a.check_sequence(&batch(0)), SequenceCheck::Duplicate { base_offset: 0, end_offset: 2 });
+        // Leadership moves to the follower: it knows the batch too.
+        reg.leader = Some(1);
+        reg.leader_epoch += 1;
+        reg.partition_epoch += 1;
+        b.on_message(100, ReplicationMessage::PartitionState(reg));
+        assert!(b.replica().is_leader());
+        assert_eq!(b.check_sequence(&batch(0)), SequenceCheck::Duplicate { base_offset: 0, end_offset: 2 });
+        assert_eq!(b.check_sequence(&batch(2)), SequenceCheck::Append);
+        assert_eq!(b.check_sequence(&batch(5)), SequenceCheck::OutOfOrder { expected: 2 });
     }
 
     #[test]

@@ -315,6 +315,8 @@ fn part_error_code(e: &PartError) -> i16 {
         PartError::RequestTimedOut => code::REQUEST_TIMED_OUT,
         PartError::CorruptMessage(_) => code::CORRUPT_MESSAGE,
         PartError::Storage(_) => code::KAFKA_STORAGE_ERROR,
+        PartError::OutOfOrderSequence => 45,
+        PartError::InvalidProducerEpoch => 47,
     }
 }
 

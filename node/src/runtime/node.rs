@@ -21,6 +21,7 @@ use runnel_model::controller::{
     Controller, ControllerError, ControllerRequest, MetadataImage, MetadataRecord,
 };
 use runnel_model::core::{BrokerEpoch, Effect, NodeId, Offset, RequestId};
+use runnel_model::idempotence::SequenceCheck;
 use runnel_model::log::PartitionLog;
 use runnel_model::partition::{AlterPartitionError, PartitionRegistration};
 use runnel_model::quorum::{
@@ -65,6 +66,10 @@ pub enum PartError {
     RequestTimedOut,
     CorruptMessage(String),
     Storage(String),
+    /// Kafka's OUT_OF_ORDER_SEQUENCE_NUMBER (idempotent producer gap).
+    OutOfOrderSequence,
+    /// Kafka's INVALID_PRODUCER_EPOCH.
+    InvalidProducerEpoch,
 }
 
 pub struct FetchPart {
@@ -189,6 +194,9 @@ struct BrokerState {
     next_request_id: RequestId,
     next_producer_id: u64,
     last_flush: Instant,
+    /// Retried idempotent batches already in the log, waiting (acks=all)
+    /// for the high watermark to cover them: (call, index, partition, end, base).
+    duplicates: Vec<(u64, usize, (String, u32), Offset, Offset)>,
 }
 
 pub struct Node {
@@ -243,6 +251,7 @@ impl Node {
                 next_request_id: 1,
                 next_producer_id: 0,
                 last_flush: Instant::now(),
+                duplicates: Vec::new(),
             })
         } else {
             None
@@ -449,6 +458,7 @@ impl Node {
 
     fn end_turn(&mut self) {
         self.group_commit();
+        self.complete_duplicates();
         self.flush_outbox();
         self.report_unreachable();
         // Effects of the reports (fetch backoff timers) need no flush now.
@@ -1128,6 +1138,32 @@ impl Node {
                 call.results[i] = Some(Err(if known { PartError::NotLeaderOrFollower } else { PartError::UnknownTopicOrPartition }));
                 continue;
             }
+            let slot = b.slots.get(&key).expect("checked");
+            if slot.runner.replica().is_leader() {
+                let batch = BatchBytes(records.clone());
+                match slot.runner.check_sequence(&batch) {
+                    SequenceCheck::Append => {}
+                    SequenceCheck::Duplicate { base_offset, end_offset } => {
+                        // Answered like the original: once committed.
+                        if acks == Acks::None {
+                            call.results[i] = Some(Ok(-1));
+                        } else if acks == Acks::Leader || slot.runner.replica().high_watermark() >= end_offset {
+                            call.results[i] = Some(Ok(base_offset as i64));
+                        } else {
+                            b.duplicates.push((call_id, i, key, end_offset, base_offset));
+                        }
+                        continue;
+                    }
+                    SequenceCheck::OutOfOrder { .. } => {
+                        call.results[i] = Some(Err(PartError::OutOfOrderSequence));
+                        continue;
+                    }
+                    SequenceCheck::FencedEpoch => {
+                        call.results[i] = Some(Err(PartError::InvalidProducerEpoch));
+                        continue;
+                    }
+                }
+            }
             let id = b.next_request_id;
             b.next_request_id += 1;
             if acks != Acks::None {
@@ -1147,6 +1183,36 @@ impl Node {
             self.on_runner_output(&key, out);
         }
         self.maybe_finish_produce(call_id);
+    }
+
+    /// Answers retried batches whose original the high watermark now covers.
+    fn complete_duplicates(&mut self) {
+        let Some(b) = self.broker.as_mut() else {
+            return;
+        };
+        if b.duplicates.is_empty() {
+            return;
+        }
+        let mut finished = Vec::new();
+        let slots = &b.slots;
+        b.duplicates.retain(|(call_id, i, key, end, base)| {
+            let outcome = match slots.get(key).map(|s| s.runner.replica()) {
+                Some(r) if r.is_leader() && r.high_watermark() >= *end => Ok(*base as i64),
+                Some(r) if r.is_leader() => return true,
+                _ => Err(PartError::NotLeaderOrFollower),
+            };
+            finished.push((*call_id, *i, outcome));
+            false
+        });
+        for (call_id, i, outcome) in finished {
+            if let Some(call) = self.broker.as_mut().and_then(|b| b.produce_calls.get_mut(&call_id)) {
+                if call.results[i].is_none() {
+                    call.remaining -= 1;
+                    call.results[i] = Some(outcome);
+                }
+            }
+            self.maybe_finish_produce(call_id);
+        }
     }
 
     fn on_produce_reply(&mut self, reply: ProduceReply) {
@@ -1186,6 +1252,7 @@ impl Node {
         for id in expired {
             let mut call = b.produce_calls.remove(&id).expect("listed");
             b.produce_waiters.retain(|_, (c, _)| *c != id);
+            b.duplicates.retain(|(c, ..)| *c != id);
             let results = call.results.drain(..).map(|r| r.unwrap_or(Err(PartError::RequestTimedOut))).collect();
             if let Some(tx) = call.reply.take() {
                 let _ = tx.send(results);

@@ -85,6 +85,20 @@ fn i64_at(b: &[u8], at: usize) -> i64 {
 }
 
 /// The size the batch at the start of `bytes` declares, checked only for range.
+/// The producer id, epoch and first sequence of a v2 batch (idempotence).
+pub fn producer_fields(b: &[u8]) -> Option<(i64, i16, i32)> {
+    if b.len() < HEADER_BYTES {
+        return None;
+    }
+    let epoch = i16::from_be_bytes(b[51..53].try_into().expect("2 bytes"));
+    Some((i64_at(b, 43), epoch, i32_at(b, 53)))
+}
+
+/// Offsets a v2 batch spans (last offset delta + 1); sequences span the same.
+pub fn declared_record_count(b: &[u8]) -> Option<u32> {
+    (b.len() >= HEADER_BYTES).then(|| i32_at(b, 23).max(0) as u32 + 1)
+}
+
 pub fn declared_size(bytes: &[u8]) -> Result<usize, BatchError> {
     if bytes.len() < LENGTH_PREFIX_BYTES {
         return Err(BatchError::Truncated {
