@@ -709,15 +709,12 @@ impl<L: PartitionLog> Replica<L> {
         };
         out.set_timer(ReplicaTimer::LagCheck, self.config.replica_lag_time_max_ms);
         let isr = &self.registration.as_ref().expect("leader").isr;
-        let leader_end = self.log.end_offset();
-        // A follower whose fetch is held here at our log end has everything:
-        // an idle partition must not shrink its ISR (Kafka answers such
-        // fetches after replica.fetch.wait.max.ms and counts them again).
-        let waiting_at_end = |p: &FollowerProgress| p.parked.as_ref().is_some_and(|f| f.fetch_offset >= leader_end);
+        // Idle followers are not lagging: their held fetches are answered
+        // after the fetch max wait and they fetch (and catch up) again.
         let lagging: BTreeSet<NodeId> = ls
             .followers
             .iter()
-            .filter(|(r, p)| isr.contains(r) && !p.caught_up && !waiting_at_end(p))
+            .filter(|(r, p)| isr.contains(r) && !p.caught_up)
             .map(|(&r, _)| r)
             .collect();
         for p in ls.followers.values_mut() {
@@ -1101,24 +1098,31 @@ mod tests {
     }
 
     #[test]
-    fn an_idle_follower_waiting_at_the_log_end_stays_in_the_isr() {
+    fn an_idle_follower_stays_in_the_isr_by_fetching_after_the_max_wait() {
         let mut r = leader(&[0, 1, 2], 1, FlushMode::Async);
         let out = fetch(&mut r, 1, 0);
         assert!(
             out.iter().all(|e| matches!(e, Effect::SetTimer { timer: ReplicaTimer::FetchMaxWait, .. })),
             "nothing to send: the fetch is held until the fetch max wait"
         );
+        fetch(&mut r, 2, 0);
+        let proposals = |out: &mut ReplicaEffects<R>| -> Vec<BTreeSet<NodeId>> {
+            out.drain()
+                .filter_map(|e| match e {
+                    Effect::Send { message: ReplicationMessage::AlterPartition(a), .. } => Some(a.new_isr),
+                    _ => None,
+                })
+                .collect()
+        };
         let mut out = ReplicaEffects::<R>::new();
         r.on_timer(ReplicaTimer::LagCheck, &mut out);
+        assert!(proposals(&mut out).is_empty(), "both fetched since the start");
+        // The held fetches are answered; follower 1 fetches again, 2 is gone.
+        r.on_timer(ReplicaTimer::FetchMaxWait, &mut out);
+        out.drain().for_each(drop);
+        fetch(&mut r, 1, 0);
         r.on_timer(ReplicaTimer::LagCheck, &mut out);
-        let proposals: Vec<_> = out
-            .drain()
-            .filter_map(|e| match e {
-                Effect::Send { message: ReplicationMessage::AlterPartition(a), .. } => Some(a.new_isr),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(proposals, vec![BTreeSet::from([0, 1])], "only the silent follower 2 leaves");
+        assert_eq!(proposals(&mut out), vec![BTreeSet::from([0, 1])], "only the silent follower 2 leaves");
     }
 
     #[test]

@@ -28,11 +28,8 @@ fn depth_from_env(default: usize) -> usize {
 }
 
 fn safety(name: &str, model: ReplicationModel, depth: usize) {
-    // Bug searches leave out the fetch max wait re-answers (they add paths,
-    // not the mistakes searched for); safety runs include them.
     let model = ReplicationModel {
         track_examples: false,
-        fetch_waits_max: 0,
         ..model
     };
     let run = check(
@@ -109,8 +106,11 @@ fn caught(name: &str, model: ReplicationModel, property: &'static str) {
 }
 
 fn caught_with(name: &str, model: ReplicationModel, property: &'static str) {
+    // Bug searches leave out the fetch max wait re-answers (they add paths,
+    // not the mistakes searched for); safety runs include them.
     let model = ReplicationModel {
         track_examples: false,
+        fetch_waits_max: 0,
         ..model
     };
     let run = check(
