@@ -177,6 +177,39 @@ impl SeedCluster {
         SeedCluster { dir, coordinators, brokers, client_ports, kafka_ports }
     }
 
+    /// Three combined nodes (`process.roles=broker,controller`, KRaft-style
+    /// `controller.quorum.voters`), each its own process. The coordinator
+    /// fields refer to the same processes as the brokers.
+    pub fn combined(overrides: &[&str]) -> SeedCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ports = free_ports(6);
+        let kafka_ports = ports[0..3].to_vec();
+        let controller_ports = ports[3..6].to_vec();
+        let voters: Vec<String> = (0..3).map(|i| format!("{i}@127.0.0.1:{}", controller_ports[i])).collect();
+        let mut brokers = Vec::new();
+        for b in 0..3usize {
+            let cfg = format!(
+                "process.roles=broker,controller\nnode.id={b}\n\
+                 listeners=PLAINTEXT://localhost:{},CONTROLLER://127.0.0.1:{}\n\
+                 controller.quorum.voters={}\nlog.dirs={}\nbroker.session.timeout.ms=3000\n\
+                 broker.heartbeat.interval.ms=300\n",
+                kafka_ports[b],
+                controller_ports[b],
+                voters.join(","),
+                dir.path().join(format!("node{b}")).display(),
+            );
+            let path = dir.path().join(format!("server{b}.properties"));
+            std::fs::write(&path, cfg).expect("server.properties");
+            let mut args = vec!["server".to_string(), path.display().to_string()];
+            for o in overrides {
+                args.push("--override".into());
+                args.push(o.to_string());
+            }
+            brokers.push(Proc { name: format!("node {b}"), args, log: dir.path().join(format!("node{b}.log")), child: None });
+        }
+        SeedCluster { dir, coordinators: Vec::new(), brokers, client_ports: controller_ports, kafka_ports }
+    }
+
     pub fn start_all(&mut self) {
         for c in &mut self.coordinators {
             c.start();

@@ -133,3 +133,37 @@ fn the_seed_walkthrough_with_real_processes() {
     );
     assert!(stdout(&out).contains("Created topic after-failover."), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The seed's other topology: three combined nodes (coordinator and broker
+/// in one process each). `kill -9` of a node that is both a partition leader
+/// and, possibly, the active controller: leadership and ISR move, traffic
+/// continues, and the node rejoins after a restart.
+#[test]
+fn three_combined_nodes_survive_kill_9() {
+    let mut c = SeedCluster::combined(&["replica.lag.time.max.ms=3000"]);
+    c.start_all();
+    wait_for("topic creation (all 3 nodes registered)", Duration::from_secs(30), || {
+        let out = tool(
+            &["topics", "--bootstrap-server", &c.bootstrap(&[0]), "--create", "--replication-factor", "3", "--partitions", "3", "--topic", TOPIC],
+            None,
+            Duration::from_secs(30),
+        );
+        stdout(&out).contains("Created topic topic.").then_some(())
+    });
+    wait_for("full ISRs", Duration::from_secs(20), || c.describe(0, TOPIC).filter(|d| d.values().all(|p| p.isr.len() == 3)));
+    produce(&c, &[0], 0, 200);
+    let victim = c.coordinator_leader().expect("an active controller");
+    c.brokers[victim].kill9();
+    let others: Vec<usize> = (0..3).filter(|b| *b != victim).collect();
+    wait_for("ISRs without the killed node", Duration::from_secs(30), || {
+        c.describe(others[0], TOPIC)
+            .filter(|d| d.values().all(|p| !p.isr.contains(&(victim as u32)) && p.leader.is_some_and(|l| l != victim as u32)))
+    });
+    produce(&c, &others, 200, 400);
+    consume_and_check(&c, &others, 400);
+    c.start_broker(victim);
+    wait_for("the node back in every ISR", Duration::from_secs(40), || {
+        c.describe(others[0], TOPIC).filter(|d| d.values().all(|p| p.isr.len() == 3))
+    });
+    consume_and_check(&c, &[victim], 400);
+}
