@@ -147,6 +147,12 @@ struct MetaState {
     applied: Offset,
 }
 
+struct Link {
+    peer: NodeId,
+    outbound: bool,
+    tx: mpsc::Sender<Vec<u8>>,
+}
+
 enum Waiter {
     Remote { peer: NodeId, id: u64 },
     Broker(u64),
@@ -204,8 +210,10 @@ pub struct Node {
     me: Handshake,
     events_tx: mpsc::Sender<Event>,
     net_tx: mpsc::Sender<NetEvent>,
-    outbound: HashMap<NodeId, (ConnId, mpsc::Sender<Vec<u8>>)>,
-    inbound: HashMap<NodeId, (ConnId, mpsc::Sender<Vec<u8>>)>,
+    /// Every live internal connection. Several may lead to one peer (a
+    /// combined node is dialled on its controller and its Kafka listener, and
+    /// dials back): all are kept open, and one is chosen per peer.
+    links: BTreeMap<ConnId, Link>,
     connectors: HashMap<String, tokio::task::JoinHandle<()>>,
     outbox: BTreeMap<NodeId, Vec<PeerMessage>>,
     replication_outbox: BTreeMap<NodeId, Vec<PartitionMessage>>,
@@ -261,8 +269,7 @@ impl Node {
             me,
             events_tx: events_tx.clone(),
             net_tx,
-            outbound: HashMap::new(),
-            inbound: HashMap::new(),
+            links: BTreeMap::new(),
             connectors: HashMap::new(),
             outbox: BTreeMap::new(),
             replication_outbox: BTreeMap::new(),
@@ -382,8 +389,8 @@ impl Node {
     // ----- links ---------------------------------------------------------------
 
     fn on_link_up(&mut self, conn: ConnId, peer: NodeId, outbound: bool, tx: mpsc::Sender<Vec<u8>>) {
-        let map = if outbound { &mut self.outbound } else { &mut self.inbound };
-        map.insert(peer, (conn, tx));
+        tracing::trace!(node = self.s.node_id, peer, conn, outbound, "link up");
+        self.links.insert(conn, Link { peer, outbound, tx });
         if self.s.coordinator {
             let voters = self.voters.iter().map(|(id, a)| (*id, a.clone())).collect();
             self.send(peer, PeerMessage::Hello { voters });
@@ -391,12 +398,11 @@ impl Node {
     }
 
     fn on_link_down(&mut self, conn: ConnId, peer: NodeId) {
-        for map in [&mut self.outbound, &mut self.inbound] {
-            if map.get(&peer).is_some_and(|(c, _)| *c == conn) {
-                map.remove(&peer);
-            }
+        tracing::trace!(node = self.s.node_id, peer, conn, "link down");
+        // What was in flight on it is lost, even if another link remains.
+        if self.links.remove(&conn).is_some() {
+            self.unreachable.push(peer);
         }
-        self.unreachable.push(peer);
     }
 
     /// Queues a message; it leaves at the end of the turn.
@@ -404,8 +410,13 @@ impl Node {
         self.outbox.entry(to).or_default().push(message);
     }
 
-    fn route(&self, to: NodeId) -> Option<&mpsc::Sender<Vec<u8>>> {
-        self.outbound.get(&to).or_else(|| self.inbound.get(&to)).map(|(_, tx)| tx)
+    /// The link messages to `to` take: the oldest outbound one, else the
+    /// oldest inbound one. A stable choice keeps messages to a peer on one
+    /// TCP connection, in order, for as long as it lives.
+    fn route(&self, to: NodeId) -> Option<(ConnId, mpsc::Sender<Vec<u8>>)> {
+        let mut candidates = self.links.iter().filter(|(_, l)| l.peer == to);
+        let first_outbound = candidates.clone().find(|(_, l)| l.outbound);
+        first_outbound.or_else(|| candidates.next()).map(|(c, l)| (*c, l.tx.clone()))
     }
 
     fn flush_outbox(&mut self) {
@@ -419,17 +430,18 @@ impl Node {
                 }
                 continue;
             }
-            let Some(tx) = self.route(to).cloned() else {
+            let Some((conn, tx)) = self.route(to) else {
+                tracing::trace!(node = self.s.node_id, to, "no link: {} messages dropped", messages.len());
                 self.unreachable.push(to);
                 continue;
             };
             for m in messages {
                 match wire::encode(&m) {
                     Ok(frame) => {
-                        if tx.try_send(frame).is_err() {
-                            // Full or closed: drop the link, the peer retries.
-                            self.outbound.remove(&to);
-                            self.inbound.remove(&to);
+                        if let Err(e) = tx.try_send(frame) {
+                            tracing::trace!(node = self.s.node_id, to, "link queue: {e}");
+                            // Full or closed: close the link, the peer retries.
+                            self.links.remove(&conn);
                             self.unreachable.push(to);
                             break;
                         }
@@ -446,6 +458,7 @@ impl Node {
         peers.sort_unstable();
         peers.dedup();
         for peer in peers {
+            tracing::trace!(node = self.s.node_id, peer, "link to peer reported broken");
             let keys: Vec<_> = self.broker.iter().flat_map(|b| b.slots.keys().cloned()).collect();
             for key in keys {
                 let out = self.slot_mut(&key).map(|s| s.runner.on_peer_disconnected(peer));
@@ -483,6 +496,7 @@ impl Node {
     }
 
     fn on_timer(&mut self, key: TimerKey) {
+        tracing::trace!(node = self.s.node_id, "timer {key:?}");
         match key {
             TimerKey::Quorum(t) => self.quorum_step(|q, out| q.on_timer(t, out)),
             TimerKey::Replica(topic, partition, t) => {
@@ -687,6 +701,7 @@ impl Node {
     }
 
     fn on_replication(&mut self, from: NodeId, pm: PartitionMessage) {
+        tracing::trace!(node = self.s.node_id, from, "{}-{}: {:?}", pm.topic, pm.partition, summary(&pm.message));
         let key = (pm.topic, pm.partition);
         match self.slot_mut(&key) {
             Some(slot) => {
@@ -1313,5 +1328,19 @@ fn produce_error(e: ProduceError) -> PartError {
         ProduceError::RequestTimedOut => PartError::RequestTimedOut,
         ProduceError::Log(runnel_model::log::LogError::Corrupt(why)) => PartError::CorruptMessage(why),
         ProduceError::Log(e) => PartError::Storage(format!("{e:?}")),
+    }
+}
+
+/// A one-line description of a replication message (for trace logs).
+fn summary(m: &ReplicationMessage<BatchBytes>) -> String {
+    match m {
+        ReplicationMessage::Fetch(f) => format!("Fetch offset {} epoch {}", f.fetch_offset, f.leader_epoch),
+        ReplicationMessage::FetchResponse(r) => match &r.result {
+            runnel_model::replication::FetchResult::Records { records, high_watermark } => {
+                format!("Records {} bytes hw {high_watermark}", records.0.len())
+            }
+            other => format!("{other:?}"),
+        },
+        other => format!("{:?}", std::mem::discriminant(other)),
     }
 }
