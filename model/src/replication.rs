@@ -454,15 +454,21 @@ impl<L: PartitionLog> Replica<L> {
 
     /// A consumer's fetch: whole batches from `from`, never past the high watermark.
     pub fn read_committed(&self, from: Offset, max_bytes: usize) -> Result<L::Records, FetchError> {
+        let (from, until) = self.committed_range(from)?;
+        self.log.read(from, until, max_bytes).map_err(FetchError::Log)
+    }
+
+    /// What a consumer may read from `from`: `[from, high watermark)`, on
+    /// the leader only. For callers that serve the bytes themselves (the
+    /// node sends file ranges with `sendfile`).
+    pub fn committed_range(&self, from: Offset) -> Result<(Offset, Offset), FetchError> {
         if !self.is_leader() {
             return Err(FetchError::NotLeaderOrFollower);
         }
         if from < self.log.start_offset() || from > self.high_watermark {
             return Err(FetchError::OffsetOutOfRange);
         }
-        self.log
-            .read(from, self.high_watermark, max_bytes)
-            .map_err(FetchError::Log)
+        Ok((from, self.high_watermark))
     }
 
     // ----- controller --------------------------------------------------------

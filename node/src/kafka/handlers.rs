@@ -2,6 +2,7 @@
 //! (or reads of its committed metadata view) and the outcome into Kafka's
 //! response shape and error codes. No protocol decisions here.
 
+use super::fetch_encode::{self, PartitionOut, RecordsOut, Segment};
 use super::server::Request;
 use super::versions::SUPPORTED;
 use crate::runtime::messages::{ControllerAck, ControllerFailure};
@@ -10,7 +11,6 @@ use bytes::Bytes;
 use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
 use kafka_protocol::messages::create_topics_response::{CreatableTopicResult, CreateTopicsResponse};
 use kafka_protocol::messages::delete_topics_response::{DeletableTopicResult, DeleteTopicsResponse};
-use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
@@ -62,7 +62,6 @@ pub async fn handle(request: Request, node: &NodeHandle) -> Option<ResponseKind>
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics(r, v, node).await),
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics(r, v, node).await),
         RequestKind::Produce(r) => ResponseKind::Produce(produce(r, v, node).await?),
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch(r, v, node).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets(r, v, node).await),
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id(r, node).await),
         _ => return None,
@@ -380,11 +379,13 @@ async fn produce(r: ProduceRequest, v: i16, node: &NodeHandle) -> Option<Produce
     Some(ProduceResponse::default().with_responses(responses))
 }
 
-async fn fetch(r: FetchRequest, v: i16, node: &NodeHandle) -> FetchResponse {
+/// Fetch, answered as segments: record batches go from the segment files
+/// to the socket with `sendfile` (see `fetch_encode`).
+pub async fn fetch(r: FetchRequest, v: i16, correlation_id: i32, node: &NodeHandle) -> Vec<Segment> {
     let started = Instant::now();
     let max_wait = Duration::from_millis(r.max_wait_ms.clamp(0, 60_000) as u64);
     let min_bytes = r.min_bytes.max(0) as usize;
-    let response_max_bytes = if v >= 3 { r.max_bytes.max(1) as usize } else { usize::MAX };
+    let response_max_bytes = r.max_bytes.max(1) as usize;
     let mut data_changed = node.data_changed.clone();
     loop {
         data_changed.borrow_and_update();
@@ -405,52 +406,56 @@ async fn fetch(r: FetchRequest, v: i16, node: &NodeHandle) -> FetchResponse {
             Ok(()) => rx.await.unwrap_or_default(),
             Err(_) => Vec::new(),
         };
+        let total: usize = outcomes.iter().map(|o| o.result.as_ref().ok().and_then(|s| s.as_ref()).map_or(0, |s| s.len as usize)).sum();
+        let any_error = outcomes.iter().any(|o| o.result.is_err());
+        let elapsed = started.elapsed();
+        if !(total >= min_bytes.max(1) || any_error || elapsed >= max_wait) {
+            // Long poll: wait for a high watermark to move, or the deadline.
+            let _ = tokio::time::timeout(max_wait - elapsed, data_changed.changed()).await;
+            continue;
+        }
         let mut outcomes = outcomes.into_iter();
-        let mut total = 0usize;
-        let mut any_error = false;
-        let mut responses = Vec::new();
-        for t in &r.topics {
-            let mut partitions = Vec::new();
-            for p in &t.partitions {
-                let mut pd = PartitionData::default().with_partition_index(p.partition);
-                match outcomes.next() {
-                    Some(o) => {
-                        pd.high_watermark = o.high_watermark;
-                        pd.last_stable_offset = o.high_watermark;
-                        pd.log_start_offset = o.log_start_offset;
-                        match o.result {
-                            Ok(bytes) => {
-                                // At least one batch always; beyond the
-                                // response limit, later partitions wait.
-                                let bytes = if total > 0 && total + bytes.len() > response_max_bytes { Bytes::new() } else { bytes };
-                                total += bytes.len();
-                                pd.records = Some(bytes);
-                            }
-                            Err(e) => {
-                                any_error = true;
-                                pd.error_code = part_error_code(&e);
-                                pd.records = Some(Bytes::new());
+        let mut sent = 0usize;
+        let topics = r
+            .topics
+            .iter()
+            .map(|t| {
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let mut out = PartitionOut {
+                            partition_index: p.partition,
+                            error_code: code::NOT_LEADER_OR_FOLLOWER,
+                            high_watermark: -1,
+                            last_stable_offset: -1,
+                            log_start_offset: -1,
+                            records: Some(RecordsOut::Bytes(Bytes::new())),
+                        };
+                        if let Some(o) = outcomes.next() {
+                            // last_stable_offset = HW: there are no transactions.
+                            (out.high_watermark, out.last_stable_offset, out.log_start_offset) = (o.high_watermark, o.high_watermark, o.log_start_offset);
+                            match o.result {
+                                Ok(Some(slice)) => {
+                                    // At least one batch always; beyond the
+                                    // response limit, later partitions wait.
+                                    if sent == 0 || sent + slice.len as usize <= response_max_bytes {
+                                        sent += slice.len as usize;
+                                        out.records = Some(RecordsOut::File(slice));
+                                    }
+                                    out.error_code = code::NONE;
+                                }
+                                Ok(None) => out.error_code = code::NONE,
+                                Err(e) => out.error_code = part_error_code(&e),
                             }
                         }
-                    }
-                    None => {
-                        any_error = true;
-                        pd.error_code = code::NOT_LEADER_OR_FOLLOWER;
-                    }
-                }
-                if v < 4 {
-                    pd.aborted_transactions = None;
-                }
-                partitions.push(pd);
-            }
-            responses.push(FetchableTopicResponse::default().with_topic(t.topic.clone()).with_partitions(partitions));
-        }
-        let elapsed = started.elapsed();
-        if total >= min_bytes.max(1) || any_error || elapsed >= max_wait {
-            return FetchResponse::default().with_responses(responses);
-        }
-        // Long poll: wait for a high watermark to move, or the deadline.
-        let _ = tokio::time::timeout(max_wait - elapsed, data_changed.changed()).await;
+                        out
+                    })
+                    .collect();
+                (t.topic.0.to_string(), partitions)
+            })
+            .collect();
+        return fetch_encode::encode(v, correlation_id, topics);
     }
 }
 

@@ -1,6 +1,7 @@
 //! The Kafka wire protocol front end (decoding and encoding by the
 //! `kafka-protocol` crate): connections, the version table, and handlers.
 
+pub mod fetch_encode;
 pub mod handlers;
 pub mod server;
 pub mod versions;

@@ -5,8 +5,11 @@
 //! a body that does not decode closes the connection (Kafka does the same);
 //! ApiVersions with a too-new version gets the v0 error answer (KIP-511).
 
+use super::fetch_encode::Segment;
 use super::handlers;
-use super::versions::{self, SUPPORTED};
+use crate::storage::disk_log::FileSlice;
+use std::os::fd::AsRawFd;
+use super::versions;
 use crate::runtime::node::NodeHandle;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
@@ -41,16 +44,22 @@ pub async fn serve(mut stream: TcpStream, first: [u8; 4], node: NodeHandle) {
             return;
         }
         let frame = Bytes::from(frame);
-        let response = match answer(frame, &node).await {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => BytesMut::new(), // acks=0: no response at all
+        let segments = match answer(frame, &node).await {
+            Ok(segments) => segments, // empty for acks=0: no response at all
             Err(why) => {
                 tracing::warn!("{peer}: {why}; closing the connection");
                 return;
             }
         };
-        if !response.is_empty() && stream.write_all(&response).await.is_err() {
-            return;
+        for segment in segments {
+            let written = match segment {
+                Segment::Bytes(b) => stream.write_all(&b).await,
+                Segment::File(f) => send_file(&stream, &f).await,
+            };
+            if let Err(e) = written {
+                tracing::debug!("{peer}: {e}; closing the connection");
+                return;
+            }
         }
         if stream.read_exact(&mut size_bytes).await.is_err() {
             return;
@@ -58,7 +67,7 @@ pub async fn serve(mut stream: TcpStream, first: [u8; 4], node: NodeHandle) {
     }
 }
 
-async fn answer(mut frame: Bytes, node: &NodeHandle) -> Result<Option<BytesMut>, String> {
+async fn answer(mut frame: Bytes, node: &NodeHandle) -> Result<Vec<Segment>, String> {
     let api_key_raw = frame.clone().get_i16();
     let version = frame.clone().slice(2..).get_i16();
     let correlation_id = frame.clone().slice(4..).get_i32();
@@ -67,7 +76,7 @@ async fn answer(mut frame: Bytes, node: &NodeHandle) -> Result<Option<BytesMut>,
     };
     let supported = versions::range(api_key);
     if api_key == ApiKey::ApiVersions && supported.is_some_and(|r| version > r.1) {
-        return Ok(Some(versions::unsupported_api_versions(correlation_id)));
+        return Ok(vec![Segment::Bytes(versions::unsupported_api_versions(correlation_id).freeze())]);
     }
     match supported {
         Some((min, max)) if (min..=max).contains(&version) => {}
@@ -78,11 +87,14 @@ async fn answer(mut frame: Bytes, node: &NodeHandle) -> Result<Option<BytesMut>,
         .map_err(|e| format!("bad {api_key:?} header: {e}"))?;
     let body = RequestKind::decode(api_key, &mut frame, version)
         .map_err(|e| format!("bad {api_key:?} v{version} body: {e}"))?;
+    if let RequestKind::Fetch(fetch) = body {
+        return Ok(handlers::fetch(fetch, version, correlation_id, node).await);
+    }
     let request = Request { header, api_key, body };
     let Some(response) = handlers::handle(request, node).await else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
-    encode_response(api_key, version, correlation_id, &response).map(Some)
+    encode_response(api_key, version, correlation_id, &response).map(|b| vec![Segment::Bytes(b.freeze())])
 }
 
 pub fn encode_response(api_key: ApiKey, version: i16, correlation_id: i32, response: &ResponseKind) -> Result<BytesMut, String> {
@@ -100,10 +112,36 @@ pub fn encode_response(api_key: ApiKey, version: i16, correlation_id: i32, respo
     Ok(buf)
 }
 
-/// Keeps `SUPPORTED` honest: every advertised API must decode here.
-pub fn advertised() -> &'static [(ApiKey, i16, i16)] {
-    SUPPORTED
+/// Sends a file range to the socket with `sendfile(2)`: the bytes go from
+/// the page cache to the socket without passing through user space.
+async fn send_file(stream: &TcpStream, slice: &FileSlice) -> std::io::Result<()> {
+    let (socket, file) = (stream.as_raw_fd(), slice.file.as_raw_fd());
+    let mut position = slice.position as libc::off_t;
+    let mut left = slice.len as usize;
+    // Bounded: every round sends at least one byte or fails.
+    while left > 0 {
+        stream.writable().await?;
+        let sent = stream.try_io(tokio::io::Interest::WRITABLE, || {
+            // SAFETY: both descriptors are open for the duration of the call
+            // (the slice owns a duplicate of the segment file's descriptor,
+            // and `stream` is borrowed); `position` is a valid pointer.
+            let n = unsafe { libc::sendfile(socket, file, &mut position, left) };
+            if n < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        match sent {
+            Ok(0) => {
+                // The file is shorter than the range we promised in the
+                // response header: the connection cannot be saved.
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "segment file shorter than its index says"));
+            }
+            Ok(n) => left -= n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
-
-#[allow(dead_code)]
-fn _assert_encodable<T: Encodable>() {}

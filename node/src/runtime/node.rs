@@ -13,7 +13,7 @@ use super::quorum_store::QuorumStore;
 use super::settings::NodeSettings;
 use super::transport::{ConnId, NetEvent};
 use crate::partition_runner::{Output, PartitionRunner};
-use crate::storage::disk_log::{BatchBytes, DiskLog};
+use crate::storage::disk_log::{BatchBytes, DiskLog, FileSlice};
 use crate::storage::log_dirs::LogDirs;
 use crate::wire::{self, Handshake};
 use bytes::Bytes;
@@ -82,7 +82,8 @@ pub struct FetchPart {
 pub struct FetchOutcome {
     pub high_watermark: i64,
     pub log_start_offset: i64,
-    pub result: Result<Bytes, PartError>,
+    /// Where the batches are in the segment file (`None`: nothing new).
+    pub result: Result<Option<FileSlice>, PartError>,
 }
 
 /// What the Kafka front end asks the node.
@@ -1288,11 +1289,17 @@ impl Node {
         let result = if p.offset < 0 {
             Err(PartError::OffsetOutOfRange)
         } else {
-            replica.read_committed(p.offset as u64, p.max_bytes).map(|r| r.0).map_err(|e| match e {
-                FetchError::NotLeaderOrFollower => PartError::NotLeaderOrFollower,
-                FetchError::OffsetOutOfRange => PartError::OffsetOutOfRange,
-                FetchError::Log(e) => PartError::Storage(format!("{e:?}")),
-            })
+            // The model says what may be read; the log says where it is.
+            replica
+                .committed_range(p.offset as u64)
+                .map_err(|e| match e {
+                    FetchError::NotLeaderOrFollower => PartError::NotLeaderOrFollower,
+                    FetchError::OffsetOutOfRange => PartError::OffsetOutOfRange,
+                    FetchError::Log(e) => PartError::Storage(format!("{e:?}")),
+                })
+                .and_then(|(from, until)| {
+                    replica.log().locate(from, until, p.max_bytes).map_err(|e| PartError::Storage(format!("{e:?}")))
+                })
         };
         FetchOutcome { high_watermark, log_start_offset, result }
     }
