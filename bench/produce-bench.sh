@@ -4,6 +4,7 @@
 # generator's ceiling), a 1-node Runnel (RF 1) and a 3-node Runnel (RF 3,
 # min.insync.replicas 2), interleaved, RUNS rounds after one warm-up.
 # Flush policy: Kafka's default (page cache, no fsync before ack).
+# Then RUNS consume runs of 1 M messages from each cluster.
 # Usage: bench/produce-bench.sh [SIZE=100] [RUNS=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,5 +32,14 @@ round() {
     run runnel-1-node -b 127.0.0.1:19092
     run runnel-3-nodes-rf3 -b 127.0.0.1:29092
 }
+consume() { # name port
+    "$PERF" -C -t bench -p 0 -o beginning -c 1000000 -b "127.0.0.1:$2" 2>&1 \
+        | grep "consumed in" | tail -1 | grep -o "[0-9]* msgs/s ([0-9.]* MB/s)" | sed "s/^/$1 consume: /"
+}
 round >/dev/null # warm-up
 for i in $(seq "$RUNS"); do round; done
+# Consumers read what the rounds wrote (sendfile from the segment files).
+for i in $(seq "$RUNS"); do
+    consume runnel-1-node 19092
+    consume runnel-3-nodes-rf3 29092
+done
