@@ -118,6 +118,8 @@ pub enum Event {
     Kafka(KafkaCall),
     Status(oneshot::Sender<QuorumStatus>),
     Tick,
+    /// The background write-back of these partitions' files finished.
+    WrittenBack(Vec<(String, u32)>),
 }
 
 /// What the Kafka front end reads without asking the loop.
@@ -384,6 +386,7 @@ impl Node {
                 let _ = reply.send(self.status());
             }
             Event::Tick => self.on_tick(),
+            Event::WrittenBack(keys) => self.finish_background_flush(keys),
         }
     }
 
@@ -1085,6 +1088,10 @@ impl Node {
         }
     }
 
+    /// Async mode's periodic flush (it only moves the recovery point, so
+    /// restarts scan little). The fsyncs that push a few hundred MB to disk
+    /// run on a blocking thread, not in this loop; the loop then flushes
+    /// what little is left.
     fn background_flush(&mut self, now: Instant) {
         let due = self.broker.as_ref().is_some_and(|b| now.duration_since(b.last_flush) >= Duration::from_millis(BACKGROUND_FLUSH_MS));
         if !due {
@@ -1092,10 +1099,33 @@ impl Node {
         }
         let b = self.broker.as_mut().expect("due implies broker");
         b.last_flush = now;
-        let keys: Vec<_> = b.slots.keys().cloned().collect();
+        let mut keys = Vec::new();
+        let mut files = Vec::new();
+        for (key, slot) in &b.slots {
+            let f = slot.runner.replica().log().unflushed_files();
+            if !f.is_empty() {
+                keys.push(key.clone());
+                files.extend(f);
+            }
+        }
+        if keys.is_empty() {
+            return;
+        }
+        let events = self.events_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            for f in files {
+                let _ = f.sync_data();
+            }
+            let _ = events.blocking_send(Event::WrittenBack(keys));
+        });
+    }
+
+    fn finish_background_flush(&mut self, keys: Vec<(String, u32)>) {
         for key in keys {
-            if let Some(Ok(out)) = self.slot_mut(&key).map(|s| s.runner.flush_now()) {
-                self.on_runner_output(&key, out);
+            match self.slot_mut(&key).map(|s| s.runner.flush_now()) {
+                Some(Ok(out)) => self.on_runner_output(&key, out),
+                Some(Err(e)) => tracing::error!("{}-{}: flush failed: {e:?}", key.0, key.1),
+                None => {}
             }
         }
     }

@@ -877,6 +877,18 @@ impl DiskLog {
         }))
     }
 
+    /// Duplicate handles of the files holding unflushed bytes, for a caller
+    /// that wants to push them to disk off its own thread first (then
+    /// `flush` finds little left to do).
+    pub fn unflushed_files(&self) -> Vec<File> {
+        self.segments
+            .iter()
+            .filter(|s| s.durable_bytes < s.size_bytes)
+            .flat_map(|s| [s.log.try_clone().ok(), s.index.try_clone().ok()])
+            .flatten()
+            .collect()
+    }
+
     /// Kafka's ListOffsets by timestamp: the first offset whose batch's
     /// max timestamp is at or after `timestamp_ms`, `None` if none is.
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<Offset>, LogError> {
