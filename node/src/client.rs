@@ -74,7 +74,7 @@ pub struct Client {
     pub metadata: MetadataResponse,
 }
 
-pub const METADATA_VERSION: i16 = 9;
+pub const METADATA_VERSION: i16 = 12;
 
 impl Client {
     /// `servers` is Kafka's `host:port,host:port`.
