@@ -196,6 +196,16 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let is_tool = !matches!(cli.command, Command::Server { .. } | Command::Coordinator { .. } | Command::Dev { .. });
+    if is_tool {
+        // A tool piped into `head` should stop quietly when the pipe closes,
+        // as Kafka's scripts do. (Servers keep SIGPIPE ignored: a client that
+        // hangs up must only fail that write.)
+        // SAFETY: called before any thread starts; SIG_DFL is a valid handler.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,

@@ -131,6 +131,16 @@ fn corrupt_batches_are_refused_and_nothing_is_appended() {
         let r = client.call_at(&leader, &produce(good), 8).await.unwrap();
         let p = &r.responses[0].partition_responses[0];
         assert_eq!((p.error_code, p.base_offset), (0, 0), "the corrupt batch took no offset");
+        // A negative partition index names no partition (it must not read partition 0).
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+        let fetch = kafka_protocol::messages::FetchRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("corrupt")))
+                .with_partitions(vec![FetchPartition::default().with_partition(-1).with_partition_max_bytes(1 << 20)])]);
+        let r = client.call_at(&leader, &fetch, 11).await.unwrap();
+        assert_eq!(r.responses[0].partitions[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
     });
 }
 

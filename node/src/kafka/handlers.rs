@@ -395,7 +395,8 @@ pub async fn fetch(r: FetchRequest, v: i16, correlation_id: i32, node: &NodeHand
             .flat_map(|t| {
                 t.partitions.iter().map(move |p| FetchPart {
                     topic: t.topic.0.to_string(),
-                    partition: p.partition.max(0) as u32,
+                    // A negative index names no partition (u32::MAX never exists).
+                    partition: u32::try_from(p.partition).unwrap_or(u32::MAX),
                     offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes.max(1) as usize,
                 })
@@ -463,7 +464,7 @@ async fn list_offsets(r: ListOffsetsRequest, v: i16, node: &NodeHandle) -> ListO
     let parts: Vec<(String, u32, i64)> = r
         .topics
         .iter()
-        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), p.partition_index.max(0) as u32, p.timestamp)))
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), u32::try_from(p.partition_index).unwrap_or(u32::MAX), p.timestamp)))
         .collect();
     let (tx, rx) = oneshot::channel();
     let results = match node.events.send(crate::runtime::node::Event::Kafka(KafkaCall::ListOffsets { parts, reply: tx })).await {
