@@ -13,6 +13,7 @@
 
 pub mod controller;
 pub mod core;
+pub mod group;
 pub mod idempotence;
 pub mod log;
 pub mod partition;

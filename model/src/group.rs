@@ -1,0 +1,569 @@
+//! The group coordinator of one consumer group, Kafka's classic protocol, as
+//! a sans-IO state machine (start of the consumer-groups issue; not yet
+//! driven by the node or model-checked).
+//!
+//! States: Empty → PreparingRebalance → CompletingRebalance → Stable (and
+//! Dead). A member joins (first with no id: MEMBER_ID_REQUIRED hands it one),
+//! the coordinator waits until every known member has rejoined or the
+//! rebalance timeout passed (the first rebalance of an empty group waits
+//! `group.initial.rebalance.delay.ms`), then opens a new generation: only
+//! the leader gets the member list, the others' SyncGroup waits for the
+//! leader's assignment. Heartbeats keep a member's session; a silent member
+//! is removed and the group rebalances. Offset commits carry the generation
+//! and member id and are refused when stale.
+
+use crate::core::{Effects, RequestId};
+use std::collections::BTreeMap;
+
+/// Known mistakes the checker must catch. All off in production.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct GroupBugs {
+    /// Accept an offset commit whatever its generation.
+    pub accept_stale_generation_commit: bool,
+    /// Complete the join phase as soon as one member has rejoined.
+    pub complete_rebalance_early: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct GroupConfig {
+    /// Kafka's `group.initial.rebalance.delay.ms`.
+    pub initial_rebalance_delay_ms: u64,
+    pub bugs: GroupBugs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GroupState {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+    Dead,
+}
+
+/// Kafka's error names.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum GroupError {
+    /// Rejoin with this member id (KIP-394).
+    MemberIdRequired(String),
+    UnknownMemberId,
+    IllegalGeneration,
+    RebalanceInProgress,
+    InconsistentGroupProtocol,
+    CoordinatorNotAvailable,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct JoinRequest {
+    pub request: RequestId,
+    /// Empty on the first join.
+    pub member_id: String,
+    pub client_id: String,
+    pub session_timeout_ms: u64,
+    pub rebalance_timeout_ms: u64,
+    pub protocol_type: String,
+    /// (assignor name, subscription metadata), in the member's preference order.
+    pub protocols: Vec<(String, Vec<u8>)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct JoinResult {
+    pub generation: i32,
+    pub protocol: String,
+    pub leader: String,
+    pub member_id: String,
+    /// The leader alone gets every member's subscription.
+    pub members: Vec<(String, Vec<u8>)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum GroupReply {
+    Join { request: RequestId, result: Result<JoinResult, GroupError> },
+    Sync { request: RequestId, result: Result<Vec<u8>, GroupError> },
+    Heartbeat { request: RequestId, result: Result<(), GroupError> },
+    Leave { request: RequestId, result: Result<(), GroupError> },
+    Commit { request: RequestId, result: Result<(), GroupError> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GroupTimer {
+    /// The first rebalance of an empty group waits for more members.
+    InitialDelay,
+    /// Members that have not rejoined by now are removed.
+    RebalanceTimeout,
+    /// The member's session expired (no heartbeat).
+    Session(String),
+}
+
+/// What the coordinator writes to the offsets topic.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum GroupRecord {
+    Offsets { generation: i32, offsets: Vec<((String, u32), i64)> },
+}
+
+pub type GroupEffects = Effects<(), GroupTimer, GroupReply, GroupRecord>;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Member {
+    client_id: String,
+    session_timeout_ms: u64,
+    rebalance_timeout_ms: u64,
+    protocols: Vec<(String, Vec<u8>)>,
+    assignment: Vec<u8>,
+    awaiting_join: Option<RequestId>,
+    awaiting_sync: Option<RequestId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Group {
+    config: GroupConfig,
+    state: GroupState,
+    generation: i32,
+    protocol_type: Option<String>,
+    protocol: Option<String>,
+    leader: Option<String>,
+    members: BTreeMap<String, Member>,
+    /// Ids handed out with MEMBER_ID_REQUIRED, not joined yet.
+    pending_ids: Vec<String>,
+    next_member: u64,
+    offsets: BTreeMap<(String, u32), i64>,
+    /// The first rebalance of an empty group is held until this timer.
+    initial_delay_pending: bool,
+}
+
+impl Group {
+    pub fn new(config: GroupConfig) -> Group {
+        Group {
+            config,
+            state: GroupState::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol: None,
+            leader: None,
+            members: BTreeMap::new(),
+            pending_ids: Vec::new(),
+            next_member: 0,
+            offsets: BTreeMap::new(),
+            initial_delay_pending: false,
+        }
+    }
+
+    pub fn state(&self) -> GroupState {
+        self.state
+    }
+    pub fn generation(&self) -> i32 {
+        self.generation
+    }
+    pub fn leader(&self) -> Option<&str> {
+        self.leader.as_deref()
+    }
+    pub fn members(&self) -> impl Iterator<Item = &str> {
+        self.members.keys().map(String::as_str)
+    }
+    pub fn committed(&self, topic: &str, partition: u32) -> Option<i64> {
+        self.offsets.get(&(topic.to_string(), partition)).copied()
+    }
+
+    // ----- inputs -------------------------------------------------------------
+
+    pub fn on_join(&mut self, j: JoinRequest, out: &mut GroupEffects) {
+        let reply = |out: &mut GroupEffects, result| out.reply(GroupReply::Join { request: j.request, result });
+        if self.state == GroupState::Dead {
+            return reply(out, Err(GroupError::CoordinatorNotAvailable));
+        }
+        if self.protocol_type.as_ref().is_some_and(|t| *t != j.protocol_type) && !self.members.is_empty() {
+            return reply(out, Err(GroupError::InconsistentGroupProtocol));
+        }
+        if j.member_id.is_empty() {
+            // KIP-394: hand out an id; the member rejoins with it.
+            let id = format!("{}-{}", j.client_id, self.next_member);
+            self.next_member += 1;
+            self.pending_ids.push(id.clone());
+            return reply(out, Err(GroupError::MemberIdRequired(id)));
+        }
+        let known = self.members.contains_key(&j.member_id);
+        if !known && !self.pending_ids.contains(&j.member_id) {
+            return reply(out, Err(GroupError::UnknownMemberId));
+        }
+        self.pending_ids.retain(|p| *p != j.member_id);
+        self.protocol_type = Some(j.protocol_type.clone());
+        let member = self.members.entry(j.member_id.clone()).or_insert_with(|| Member {
+            client_id: j.client_id.clone(),
+            session_timeout_ms: j.session_timeout_ms,
+            rebalance_timeout_ms: j.rebalance_timeout_ms,
+            protocols: Vec::new(),
+            assignment: Vec::new(),
+            awaiting_join: None,
+            awaiting_sync: None,
+        });
+        member.protocols = j.protocols;
+        member.session_timeout_ms = j.session_timeout_ms;
+        member.rebalance_timeout_ms = j.rebalance_timeout_ms;
+        member.awaiting_join = Some(j.request);
+        out.set_timer(GroupTimer::Session(j.member_id.clone()), j.session_timeout_ms);
+        match self.state {
+            GroupState::PreparingRebalance => self.maybe_complete_join(out),
+            _ => self.prepare_rebalance(out),
+        }
+    }
+
+    pub fn on_sync(&mut self, request: RequestId, member_id: &str, generation: i32, assignments: Vec<(String, Vec<u8>)>, out: &mut GroupEffects) {
+        let reply = |out: &mut GroupEffects, result| out.reply(GroupReply::Sync { request, result });
+        let Some(member) = self.members.get_mut(member_id) else {
+            return reply(out, Err(GroupError::UnknownMemberId));
+        };
+        if generation != self.generation {
+            return reply(out, Err(GroupError::IllegalGeneration));
+        }
+        match self.state {
+            GroupState::PreparingRebalance | GroupState::Empty | GroupState::Dead => {
+                reply(out, Err(GroupError::RebalanceInProgress))
+            }
+            GroupState::Stable => reply(out, Ok(member.assignment.clone())),
+            GroupState::CompletingRebalance => {
+                member.awaiting_sync = Some(request);
+                if self.leader.as_deref() == Some(member_id) {
+                    for (id, assignment) in assignments {
+                        if let Some(m) = self.members.get_mut(&id) {
+                            m.assignment = assignment;
+                        }
+                    }
+                    self.state = GroupState::Stable;
+                    self.answer_syncs(out);
+                }
+            }
+        }
+    }
+
+    pub fn on_heartbeat(&mut self, request: RequestId, member_id: &str, generation: i32, out: &mut GroupEffects) {
+        let result = match self.members.get(member_id) {
+            None => Err(GroupError::UnknownMemberId),
+            Some(_) if generation != self.generation => Err(GroupError::IllegalGeneration),
+            Some(m) => {
+                out.set_timer(GroupTimer::Session(member_id.to_string()), m.session_timeout_ms);
+                match self.state {
+                    GroupState::PreparingRebalance => Err(GroupError::RebalanceInProgress),
+                    _ => Ok(()),
+                }
+            }
+        };
+        out.reply(GroupReply::Heartbeat { request, result });
+    }
+
+    pub fn on_leave(&mut self, request: RequestId, member_id: &str, out: &mut GroupEffects) {
+        if !self.members.contains_key(member_id) {
+            return out.reply(GroupReply::Leave { request, result: Err(GroupError::UnknownMemberId) });
+        }
+        self.remove_member(member_id, out);
+        out.reply(GroupReply::Leave { request, result: Ok(()) });
+    }
+
+    /// `generation` -1 with an empty member id is a standalone consumer.
+    pub fn on_commit(&mut self, request: RequestId, member_id: &str, generation: i32, offsets: Vec<((String, u32), i64)>, out: &mut GroupEffects) {
+        let result = self.check_commit(member_id, generation);
+        if result.is_ok() {
+            for (tp, offset) in &offsets {
+                self.offsets.insert(tp.clone(), *offset);
+            }
+            out.persist(GroupRecord::Offsets { generation, offsets });
+        }
+        out.reply(GroupReply::Commit { request, result });
+    }
+
+    pub fn on_timer(&mut self, timer: GroupTimer, out: &mut GroupEffects) {
+        match timer {
+            GroupTimer::InitialDelay if self.state == GroupState::PreparingRebalance => self.complete_join(out),
+            GroupTimer::RebalanceTimeout if self.state == GroupState::PreparingRebalance => {
+                // Members that did not rejoin in time leave the group.
+                let late: Vec<String> = self.members.iter().filter(|(_, m)| m.awaiting_join.is_none()).map(|(id, _)| id.clone()).collect();
+                for id in late {
+                    self.members.remove(&id);
+                    out.cancel_timer(GroupTimer::Session(id));
+                }
+                self.complete_join(out);
+            }
+            GroupTimer::Session(id) if self.members.contains_key(&id) => self.remove_member(&id, out),
+            _ => {}
+        }
+    }
+
+    // ----- rules --------------------------------------------------------------
+
+    fn check_commit(&self, member_id: &str, generation: i32) -> Result<(), GroupError> {
+        if self.config.bugs.accept_stale_generation_commit {
+            return Ok(());
+        }
+        if generation < 0 && member_id.is_empty() {
+            // Standalone (assign()) consumers may commit while nobody is in the group.
+            return match self.members.is_empty() {
+                true => Ok(()),
+                false => Err(GroupError::UnknownMemberId),
+            };
+        }
+        if !self.members.contains_key(member_id) {
+            return Err(GroupError::UnknownMemberId);
+        }
+        if generation != self.generation {
+            return Err(GroupError::IllegalGeneration);
+        }
+        match self.state {
+            GroupState::CompletingRebalance => Err(GroupError::RebalanceInProgress),
+            _ => Ok(()),
+        }
+    }
+
+    fn prepare_rebalance(&mut self, out: &mut GroupEffects) {
+        let was_empty = self.state == GroupState::Empty;
+        self.state = GroupState::PreparingRebalance;
+        // Members waiting in SyncGroup learn they must rejoin.
+        for m in self.members.values_mut() {
+            if let Some(request) = m.awaiting_sync.take() {
+                out.reply(GroupReply::Sync { request, result: Err(GroupError::RebalanceInProgress) });
+            }
+        }
+        if was_empty && self.config.initial_rebalance_delay_ms > 0 {
+            self.initial_delay_pending = true;
+            out.set_timer(GroupTimer::InitialDelay, self.config.initial_rebalance_delay_ms);
+        } else {
+            let timeout = self.members.values().map(|m| m.rebalance_timeout_ms).max().unwrap_or(0);
+            out.set_timer(GroupTimer::RebalanceTimeout, timeout);
+            self.maybe_complete_join(out);
+        }
+    }
+
+    /// The join phase ends once every known member has rejoined.
+    fn maybe_complete_join(&mut self, out: &mut GroupEffects) {
+        let all = self.members.values().all(|m| m.awaiting_join.is_some());
+        let any = self.members.values().any(|m| m.awaiting_join.is_some());
+        let early = self.config.bugs.complete_rebalance_early && any;
+        // While the initial delay runs, its timer completes the join.
+        if (all || early) && !self.members.is_empty() && !self.initial_delay_pending {
+            self.complete_join(out);
+        }
+    }
+
+    fn complete_join(&mut self, out: &mut GroupEffects) {
+        self.initial_delay_pending = false;
+        out.cancel_timer(GroupTimer::RebalanceTimeout);
+        out.cancel_timer(GroupTimer::InitialDelay);
+        // Who did not rejoin is not part of the new generation.
+        let late: Vec<String> = self.members.iter().filter(|(_, m)| m.awaiting_join.is_none()).map(|(id, _)| id.clone()).collect();
+        for id in &late {
+            self.members.remove(id);
+            out.cancel_timer(GroupTimer::Session(id.clone()));
+        }
+        self.generation += 1;
+        if self.members.is_empty() {
+            self.state = GroupState::Empty;
+            self.leader = None;
+            self.protocol = None;
+            return;
+        }
+        self.protocol = self.choose_protocol();
+        let Some(protocol) = self.protocol.clone() else {
+            for m in self.members.values_mut() {
+                if let Some(request) = m.awaiting_join.take() {
+                    out.reply(GroupReply::Join { request, result: Err(GroupError::InconsistentGroupProtocol) });
+                }
+            }
+            self.state = GroupState::Empty;
+            return;
+        };
+        if !self.leader.as_ref().is_some_and(|l| self.members.contains_key(l)) {
+            self.leader = self.members.keys().next().cloned();
+        }
+        let leader = self.leader.clone().expect("members exist");
+        self.state = GroupState::CompletingRebalance;
+        let subscriptions: Vec<(String, Vec<u8>)> = self
+            .members
+            .iter()
+            .map(|(id, m)| (id.clone(), m.protocols.iter().find(|(p, _)| *p == protocol).map(|(_, meta)| meta.clone()).unwrap_or_default()))
+            .collect();
+        for (id, m) in self.members.iter_mut() {
+            m.assignment.clear();
+            let Some(request) = m.awaiting_join.take() else { continue };
+            let members = if *id == leader { subscriptions.clone() } else { Vec::new() };
+            let result = JoinResult { generation: self.generation, protocol: protocol.clone(), leader: leader.clone(), member_id: id.clone(), members };
+            out.reply(GroupReply::Join { request, result: Ok(result) });
+        }
+        debug_assert!(self.members.values().all(|m| m.awaiting_join.is_none()));
+    }
+
+    /// The first protocol of the leader's (or first member's) list that every
+    /// member supports.
+    fn choose_protocol(&self) -> Option<String> {
+        let first = self.leader.as_ref().and_then(|l| self.members.get(l)).or_else(|| self.members.values().next())?;
+        first
+            .protocols
+            .iter()
+            .map(|(p, _)| p)
+            .find(|p| self.members.values().all(|m| m.protocols.iter().any(|(q, _)| q == *p)))
+            .cloned()
+    }
+
+    fn answer_syncs(&mut self, out: &mut GroupEffects) {
+        for m in self.members.values_mut() {
+            if let Some(request) = m.awaiting_sync.take() {
+                out.reply(GroupReply::Sync { request, result: Ok(m.assignment.clone()) });
+            }
+        }
+    }
+
+    fn remove_member(&mut self, id: &str, out: &mut GroupEffects) {
+        let Some(m) = self.members.remove(id) else { return };
+        out.cancel_timer(GroupTimer::Session(id.to_string()));
+        if let Some(request) = m.awaiting_join {
+            out.reply(GroupReply::Join { request, result: Err(GroupError::UnknownMemberId) });
+        }
+        if let Some(request) = m.awaiting_sync {
+            out.reply(GroupReply::Sync { request, result: Err(GroupError::UnknownMemberId) });
+        }
+        if self.leader.as_deref() == Some(id) {
+            self.leader = None;
+        }
+        match self.state {
+            GroupState::Stable | GroupState::CompletingRebalance => self.prepare_rebalance(out),
+            GroupState::PreparingRebalance => self.maybe_complete_join(out),
+            GroupState::Empty | GroupState::Dead => {}
+        }
+        if self.members.is_empty() && self.state == GroupState::PreparingRebalance {
+            self.complete_join(out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::Effect;
+
+    fn group(delay_ms: u64) -> Group {
+        Group::new(GroupConfig { initial_rebalance_delay_ms: delay_ms, bugs: GroupBugs::default() })
+    }
+
+    fn join(g: &mut Group, request: RequestId, member: &str) -> Vec<GroupReply> {
+        let mut out = GroupEffects::new();
+        g.on_join(
+            JoinRequest {
+                request,
+                member_id: member.into(),
+                client_id: "c".into(),
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 300_000,
+                protocol_type: "consumer".into(),
+                protocols: vec![("range".into(), member.as_bytes().to_vec())],
+            },
+            &mut out,
+        );
+        replies(&mut out)
+    }
+
+    fn replies(out: &mut GroupEffects) -> Vec<GroupReply> {
+        out.drain().filter_map(|e| if let Effect::Reply(r) = e { Some(r) } else { None }).collect()
+    }
+
+    /// Joins a new member through MEMBER_ID_REQUIRED; returns its id.
+    fn new_member(g: &mut Group, request: RequestId) -> String {
+        match &join(g, request, "")[..] {
+            [GroupReply::Join { result: Err(GroupError::MemberIdRequired(id)), .. }] => id.clone(),
+            other => panic!("expected MEMBER_ID_REQUIRED, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn two_members_form_a_generation_and_only_the_leader_gets_the_members() {
+        let mut g = group(0);
+        let a = new_member(&mut g, 1);
+        let b = new_member(&mut g, 2);
+        let first = join(&mut g, 3, &a);
+        // a's join completed a generation alone (no initial delay): b joins a rebalance.
+        assert!(matches!(&first[..], [GroupReply::Join { result: Ok(r), .. }] if r.generation == 1 && r.leader == a));
+        let mut out = GroupEffects::new();
+        g.on_sync(4, &a, 1, vec![(a.clone(), b"p0".to_vec())], &mut out);
+        assert_eq!(replies(&mut out), vec![GroupReply::Sync { request: 4, result: Ok(b"p0".to_vec()) }]);
+        assert_eq!(g.state(), GroupState::Stable);
+        join(&mut g, 5, &b);
+        assert_eq!(g.state(), GroupState::PreparingRebalance);
+        let mut out = GroupEffects::new();
+        g.on_heartbeat(6, &a, 1, &mut out);
+        assert_eq!(replies(&mut out), vec![GroupReply::Heartbeat { request: 6, result: Err(GroupError::RebalanceInProgress) }]);
+        let done = join(&mut g, 7, &a);
+        assert_eq!(done.len(), 2, "both joins answered: {done:?}");
+        for r in &done {
+            let GroupReply::Join { result: Ok(r), .. } = r else { panic!("{r:?}") };
+            assert_eq!(r.generation, 2);
+            assert_eq!(r.members.len(), if r.member_id == a { 2 } else { 0 }, "only the leader gets the member list");
+        }
+        // b's SyncGroup waits for the leader's assignment.
+        let mut out = GroupEffects::new();
+        g.on_sync(8, &b, 2, vec![], &mut out);
+        assert!(replies(&mut out).is_empty());
+        g.on_sync(9, &a, 2, vec![(a.clone(), b"p0".to_vec()), (b.clone(), b"p1".to_vec())], &mut out);
+        let r = replies(&mut out);
+        assert!(r.contains(&GroupReply::Sync { request: 8, result: Ok(b"p1".to_vec()) }));
+        assert!(r.contains(&GroupReply::Sync { request: 9, result: Ok(b"p0".to_vec()) }));
+    }
+
+    #[test]
+    fn stale_commits_are_refused_and_standalone_commits_need_an_empty_group() {
+        let mut g = group(0);
+        let mut out = GroupEffects::new();
+        g.on_commit(1, "", -1, vec![(("t".into(), 0), 5)], &mut out);
+        assert_eq!(replies(&mut out), vec![GroupReply::Commit { request: 1, result: Ok(()) }]);
+        let a = new_member(&mut g, 2);
+        join(&mut g, 3, &a);
+        g.on_commit(4, &a, 1, vec![(("t".into(), 0), 6)], &mut out);
+        assert_eq!(replies(&mut out), vec![GroupReply::Commit { request: 4, result: Err(GroupError::RebalanceInProgress) }]);
+        g.on_sync(5, &a, 1, vec![], &mut out);
+        out.drain().for_each(drop);
+        g.on_commit(6, &a, 0, vec![(("t".into(), 0), 7)], &mut out);
+        assert_eq!(replies(&mut out), vec![GroupReply::Commit { request: 6, result: Err(GroupError::IllegalGeneration) }]);
+        g.on_commit(7, "", -1, vec![(("t".into(), 0), 8)], &mut out);
+        assert_eq!(replies(&mut out), vec![GroupReply::Commit { request: 7, result: Err(GroupError::UnknownMemberId) }]);
+        g.on_commit(8, &a, 1, vec![(("t".into(), 0), 9)], &mut out);
+        assert_eq!(replies(&mut out), vec![GroupReply::Commit { request: 8, result: Ok(()) }]);
+        assert_eq!(g.committed("t", 0), Some(9));
+    }
+
+    #[test]
+    fn a_silent_member_is_removed_and_the_group_rebalances() {
+        let mut g = group(0);
+        let a = new_member(&mut g, 1);
+        join(&mut g, 2, &a);
+        let mut out = GroupEffects::new();
+        g.on_sync(3, &a, 1, vec![], &mut out);
+        let b = new_member(&mut g, 4);
+        join(&mut g, 5, &b);
+        join(&mut g, 6, &a);
+        g.on_sync(7, &a, 2, vec![], &mut out);
+        assert_eq!(g.state(), GroupState::Stable);
+        g.on_timer(GroupTimer::Session(b.clone()), &mut out);
+        assert_eq!(g.state(), GroupState::PreparingRebalance);
+        assert_eq!(g.members().collect::<Vec<_>>(), vec![a.as_str()]);
+        let r = join(&mut g, 8, &a);
+        assert!(matches!(&r[..], [GroupReply::Join { result: Ok(r), .. }] if r.generation == 3));
+    }
+
+    #[test]
+    fn the_first_rebalance_of_an_empty_group_waits_for_the_initial_delay() {
+        let mut g = group(3_000);
+        let a = new_member(&mut g, 1);
+        let b = new_member(&mut g, 2);
+        assert!(join(&mut g, 3, &a).is_empty(), "held for the initial delay");
+        assert!(join(&mut g, 4, &b).is_empty());
+        let mut out = GroupEffects::new();
+        g.on_timer(GroupTimer::InitialDelay, &mut out);
+        let r = replies(&mut out);
+        assert_eq!(r.len(), 2, "one generation with both members: {r:?}");
+        assert_eq!(g.generation(), 1);
+    }
+
+    #[test]
+    fn seeded_bugs_change_the_outcome() {
+        let mut g = Group::new(GroupConfig { initial_rebalance_delay_ms: 0, bugs: GroupBugs { accept_stale_generation_commit: true, ..Default::default() } });
+        let a = new_member(&mut g, 1);
+        join(&mut g, 2, &a);
+        let mut out = GroupEffects::new();
+        g.on_commit(3, &a, 0, vec![], &mut out);
+        assert_eq!(replies(&mut out), vec![GroupReply::Commit { request: 3, result: Ok(()) }], "the stale commit is (wrongly) accepted");
+    }
+}
