@@ -7,8 +7,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 bootstrap, topic, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 
 admin = AdminClient({"bootstrap.servers": bootstrap})
-futures = admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=3)])
+futures = admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=3, config={"segment.bytes": "1073741824"})])
 futures[topic].result(timeout=30)
+from confluent_kafka.admin import ConfigResource
+configs = admin.describe_configs([ConfigResource("topic", topic)])
+for res, f in configs.items():
+    values = {k: v.value for k, v in f.result(timeout=10).items()}
+    assert values == {"segment.bytes": "1073741824"}, values
 md = admin.list_topics(timeout=10)
 assert topic in md.topics, md.topics
 assert len(md.topics[topic].partitions) == 3

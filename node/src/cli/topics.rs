@@ -40,7 +40,8 @@ pub async fn run(a: TopicsArgs) -> Result<()> {
     if a.describe {
         let topics = a.topic.as_ref().map(|t| vec![t.clone()]);
         let m = client.refresh(topics.as_deref()).await?.clone();
-        print!("{}", describe(&m, a.topic.as_deref())?);
+        let configs = topic_configs(&mut client, &m).await;
+        print!("{}", describe(&m, a.topic.as_deref(), &configs)?);
         return Ok(());
     }
     let Some(topic) = a.topic.clone() else {
@@ -100,7 +101,39 @@ fn join(ids: impl Iterator<Item = i32>) -> String {
 }
 
 /// Kafka's describe layout (tab-separated, one header line per topic).
-pub fn describe(m: &kafka_protocol::messages::MetadataResponse, only: Option<&str>) -> Result<String> {
+/// Each topic's configuration overrides, `k=v,k=v` (DescribeConfigs).
+async fn topic_configs(client: &mut Client, m: &kafka_protocol::messages::MetadataResponse) -> std::collections::BTreeMap<String, String> {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::DescribeConfigsRequest;
+    let resources = m
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref())
+        .map(|n| DescribeConfigsResource::default().with_resource_type(2).with_resource_name(n.0.clone()).with_configuration_keys(None))
+        .collect();
+    let request = DescribeConfigsRequest::default().with_resources(resources);
+    let response = match client.call_any(&request, 1).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!("DescribeConfigs: {e}");
+            return Default::default();
+        }
+    };
+    response
+        .results
+        .iter()
+        .map(|r| {
+            let kv: Vec<String> = r
+                .configs
+                .iter()
+                .map(|c| format!("{}={}", c.name, c.value.as_ref().map(|v| v.to_string()).unwrap_or_default()))
+                .collect();
+            (r.resource_name.to_string(), kv.join(","))
+        })
+        .collect()
+}
+
+pub fn describe(m: &kafka_protocol::messages::MetadataResponse, only: Option<&str>, configs: &std::collections::BTreeMap<String, String>) -> Result<String> {
     let mut out = String::new();
     let mut topics: Vec<_> = m.topics.iter().collect();
     topics.sort_by_key(|t| t.name.as_ref().map(|n| n.0.to_string()));
@@ -113,7 +146,8 @@ pub fn describe(m: &kafka_protocol::messages::MetadataResponse, only: Option<&st
             continue;
         }
         let rf = t.partitions.first().map_or(0, |p| p.replica_nodes.len());
-        writeln!(out, "Topic: {name}\tTopicId: {}\tPartitionCount: {}\tReplicationFactor: {rf}\tConfigs: ", t.topic_id, t.partitions.len())?;
+        let c = configs.get(&name).map(String::as_str).unwrap_or("");
+        writeln!(out, "Topic: {name}\tTopicId: {}\tPartitionCount: {}\tReplicationFactor: {rf}\tConfigs: {c}", t.topic_id, t.partitions.len())?;
         let mut parts: Vec<_> = t.partitions.iter().collect();
         parts.sort_by_key(|p| p.partition_index);
         for p in parts {

@@ -64,6 +64,7 @@ pub async fn handle(request: Request, node: &NodeHandle) -> Option<ResponseKind>
         RequestKind::Produce(r) => ResponseKind::Produce(produce(r, v, node).await?),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets(r, v, node).await),
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id(r, node).await),
+        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe_configs(r, node)),
         _ => return None,
     })
 }
@@ -512,4 +513,59 @@ async fn init_producer_id(r: InitProducerIdRequest, node: &NodeHandle) -> InitPr
         Ok(Ok(id)) => response.with_producer_id(id.into()).with_producer_epoch(0),
         _ => response.with_error_code(code::NOT_CONTROLLER).with_producer_id((-1).into()),
     }
+}
+
+/// DescribeConfigs: a topic's configuration overrides (set at creation,
+/// DYNAMIC_TOPIC_CONFIG) and this broker's main settings (STATIC_BROKER_CONFIG).
+fn describe_configs(r: kafka_protocol::messages::DescribeConfigsRequest, node: &NodeHandle) -> kafka_protocol::messages::DescribeConfigsResponse {
+    use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+    const TOPIC: i8 = 2;
+    const BROKER: i8 = 4;
+    let view = node.view.borrow().clone();
+    let s = &node.settings;
+    let entry = |name: &str, value: &str, source: i8| {
+        DescribeConfigsResourceResult::default()
+            .with_name(str_bytes(name))
+            .with_value(Some(str_bytes(value)))
+            .with_config_source(source)
+    };
+    let results = r
+        .resources
+        .iter()
+        .map(|res| {
+            let wanted = |k: &str| res.configuration_keys.as_ref().is_none_or(|ks| ks.is_empty() || ks.iter().any(|x| x.as_str() == k));
+            let mut out = DescribeConfigsResult::default()
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name.clone());
+            match res.resource_type {
+                TOPIC => match view.image.topics.get(res.resource_name.as_str()) {
+                    None => {
+                        out.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
+                        out.error_message = Some(str_bytes("This server does not host this topic-partition."));
+                    }
+                    Some(t) => out.configs = t.configs.iter().filter(|(k, _)| wanted(k)).map(|(k, v)| entry(k, v, 1)).collect(),
+                },
+                BROKER if res.resource_name.is_empty() || res.resource_name.as_str() == s.node_id.to_string() => {
+                    let settings = [
+                        ("num.partitions", s.controller.num_partitions.to_string()),
+                        ("default.replication.factor", s.controller.default_replication_factor.to_string()),
+                        ("min.insync.replicas", s.min_insync_replicas.to_string()),
+                        ("unclean.leader.election.enable", s.controller.policy.unclean_leader_election_enable.to_string()),
+                        ("replica.lag.time.max.ms", s.replica_lag_time_max_ms.to_string()),
+                        ("log.segment.bytes", s.log.segment_bytes.to_string()),
+                        ("auto.create.topics.enable", s.auto_create_topics.to_string()),
+                        ("offsets.topic.replication.factor", s.offsets_topic_replication_factor.to_string()),
+                        ("socket.request.max.bytes", s.socket_request_max_bytes.to_string()),
+                    ];
+                    out.configs = settings.iter().filter(|(k, _)| wanted(k)).map(|(k, v)| entry(k, v, 4)).collect();
+                }
+                _ => {
+                    out.error_code = code::INVALID_REQUEST;
+                    out.error_message = Some(str_bytes("only topic and this broker's configs can be described"));
+                }
+            }
+            out
+        })
+        .collect();
+    kafka_protocol::messages::DescribeConfigsResponse::default().with_results(results)
 }
