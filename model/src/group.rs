@@ -77,11 +77,26 @@ pub struct JoinResult {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum GroupReply {
-    Join { request: RequestId, result: Result<JoinResult, GroupError> },
-    Sync { request: RequestId, result: Result<Vec<u8>, GroupError> },
-    Heartbeat { request: RequestId, result: Result<(), GroupError> },
-    Leave { request: RequestId, result: Result<(), GroupError> },
-    Commit { request: RequestId, result: Result<(), GroupError> },
+    Join {
+        request: RequestId,
+        result: Result<JoinResult, GroupError>,
+    },
+    Sync {
+        request: RequestId,
+        result: Result<Vec<u8>, GroupError>,
+    },
+    Heartbeat {
+        request: RequestId,
+        result: Result<(), GroupError>,
+    },
+    Leave {
+        request: RequestId,
+        result: Result<(), GroupError>,
+    },
+    Commit {
+        request: RequestId,
+        result: Result<(), GroupError>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -97,7 +112,10 @@ pub enum GroupTimer {
 /// What the coordinator writes to the offsets topic.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum GroupRecord {
-    Offsets { generation: i32, offsets: Vec<((String, u32), i64)> },
+    Offsets {
+        generation: i32,
+        offsets: Vec<((String, u32), i64)>,
+    },
 }
 
 pub type GroupEffects = Effects<(), GroupTimer, GroupReply, GroupRecord>;
@@ -166,11 +184,21 @@ impl Group {
     // ----- inputs -------------------------------------------------------------
 
     pub fn on_join(&mut self, j: JoinRequest, out: &mut GroupEffects) {
-        let reply = |out: &mut GroupEffects, result| out.reply(GroupReply::Join { request: j.request, result });
+        let reply = |out: &mut GroupEffects, result| {
+            out.reply(GroupReply::Join {
+                request: j.request,
+                result,
+            })
+        };
         if self.state == GroupState::Dead {
             return reply(out, Err(GroupError::CoordinatorNotAvailable));
         }
-        if self.protocol_type.as_ref().is_some_and(|t| *t != j.protocol_type) && !self.members.is_empty() {
+        if self
+            .protocol_type
+            .as_ref()
+            .is_some_and(|t| *t != j.protocol_type)
+            && !self.members.is_empty()
+        {
             return reply(out, Err(GroupError::InconsistentGroupProtocol));
         }
         if j.member_id.is_empty() {
@@ -186,28 +214,42 @@ impl Group {
         }
         self.pending_ids.retain(|p| *p != j.member_id);
         self.protocol_type = Some(j.protocol_type.clone());
-        let member = self.members.entry(j.member_id.clone()).or_insert_with(|| Member {
-            client_id: j.client_id.clone(),
-            session_timeout_ms: j.session_timeout_ms,
-            rebalance_timeout_ms: j.rebalance_timeout_ms,
-            protocols: Vec::new(),
-            assignment: Vec::new(),
-            awaiting_join: None,
-            awaiting_sync: None,
-        });
+        let member = self
+            .members
+            .entry(j.member_id.clone())
+            .or_insert_with(|| Member {
+                client_id: j.client_id.clone(),
+                session_timeout_ms: j.session_timeout_ms,
+                rebalance_timeout_ms: j.rebalance_timeout_ms,
+                protocols: Vec::new(),
+                assignment: Vec::new(),
+                awaiting_join: None,
+                awaiting_sync: None,
+            });
         member.protocols = j.protocols;
         member.session_timeout_ms = j.session_timeout_ms;
         member.rebalance_timeout_ms = j.rebalance_timeout_ms;
         member.awaiting_join = Some(j.request);
-        out.set_timer(GroupTimer::Session(j.member_id.clone()), j.session_timeout_ms);
+        out.set_timer(
+            GroupTimer::Session(j.member_id.clone()),
+            j.session_timeout_ms,
+        );
         match self.state {
             GroupState::PreparingRebalance => self.maybe_complete_join(out),
             _ => self.prepare_rebalance(out),
         }
     }
 
-    pub fn on_sync(&mut self, request: RequestId, member_id: &str, generation: i32, assignments: Vec<(String, Vec<u8>)>, out: &mut GroupEffects) {
-        let reply = |out: &mut GroupEffects, result| out.reply(GroupReply::Sync { request, result });
+    pub fn on_sync(
+        &mut self,
+        request: RequestId,
+        member_id: &str,
+        generation: i32,
+        assignments: Vec<(String, Vec<u8>)>,
+        out: &mut GroupEffects,
+    ) {
+        let reply =
+            |out: &mut GroupEffects, result| out.reply(GroupReply::Sync { request, result });
         let Some(member) = self.members.get_mut(member_id) else {
             return reply(out, Err(GroupError::UnknownMemberId));
         };
@@ -234,12 +276,21 @@ impl Group {
         }
     }
 
-    pub fn on_heartbeat(&mut self, request: RequestId, member_id: &str, generation: i32, out: &mut GroupEffects) {
+    pub fn on_heartbeat(
+        &mut self,
+        request: RequestId,
+        member_id: &str,
+        generation: i32,
+        out: &mut GroupEffects,
+    ) {
         let result = match self.members.get(member_id) {
             None => Err(GroupError::UnknownMemberId),
             Some(_) if generation != self.generation => Err(GroupError::IllegalGeneration),
             Some(m) => {
-                out.set_timer(GroupTimer::Session(member_id.to_string()), m.session_timeout_ms);
+                out.set_timer(
+                    GroupTimer::Session(member_id.to_string()),
+                    m.session_timeout_ms,
+                );
                 match self.state {
                     GroupState::PreparingRebalance => Err(GroupError::RebalanceInProgress),
                     _ => Ok(()),
@@ -251,37 +302,62 @@ impl Group {
 
     pub fn on_leave(&mut self, request: RequestId, member_id: &str, out: &mut GroupEffects) {
         if !self.members.contains_key(member_id) {
-            return out.reply(GroupReply::Leave { request, result: Err(GroupError::UnknownMemberId) });
+            return out.reply(GroupReply::Leave {
+                request,
+                result: Err(GroupError::UnknownMemberId),
+            });
         }
         self.remove_member(member_id, out);
-        out.reply(GroupReply::Leave { request, result: Ok(()) });
+        out.reply(GroupReply::Leave {
+            request,
+            result: Ok(()),
+        });
     }
 
     /// `generation` -1 with an empty member id is a standalone consumer.
-    pub fn on_commit(&mut self, request: RequestId, member_id: &str, generation: i32, offsets: Vec<((String, u32), i64)>, out: &mut GroupEffects) {
+    pub fn on_commit(
+        &mut self,
+        request: RequestId,
+        member_id: &str,
+        generation: i32,
+        offsets: Vec<((String, u32), i64)>,
+        out: &mut GroupEffects,
+    ) {
         let result = self.check_commit(member_id, generation);
         if result.is_ok() {
             for (tp, offset) in &offsets {
                 self.offsets.insert(tp.clone(), *offset);
             }
-            out.persist(GroupRecord::Offsets { generation, offsets });
+            out.persist(GroupRecord::Offsets {
+                generation,
+                offsets,
+            });
         }
         out.reply(GroupReply::Commit { request, result });
     }
 
     pub fn on_timer(&mut self, timer: GroupTimer, out: &mut GroupEffects) {
         match timer {
-            GroupTimer::InitialDelay if self.state == GroupState::PreparingRebalance => self.complete_join(out),
+            GroupTimer::InitialDelay if self.state == GroupState::PreparingRebalance => {
+                self.complete_join(out)
+            }
             GroupTimer::RebalanceTimeout if self.state == GroupState::PreparingRebalance => {
                 // Members that did not rejoin in time leave the group.
-                let late: Vec<String> = self.members.iter().filter(|(_, m)| m.awaiting_join.is_none()).map(|(id, _)| id.clone()).collect();
+                let late: Vec<String> = self
+                    .members
+                    .iter()
+                    .filter(|(_, m)| m.awaiting_join.is_none())
+                    .map(|(id, _)| id.clone())
+                    .collect();
                 for id in late {
                     self.members.remove(&id);
                     out.cancel_timer(GroupTimer::Session(id));
                 }
                 self.complete_join(out);
             }
-            GroupTimer::Session(id) if self.members.contains_key(&id) => self.remove_member(&id, out),
+            GroupTimer::Session(id) if self.members.contains_key(&id) => {
+                self.remove_member(&id, out)
+            }
             _ => {}
         }
     }
@@ -317,14 +393,25 @@ impl Group {
         // Members waiting in SyncGroup learn they must rejoin.
         for m in self.members.values_mut() {
             if let Some(request) = m.awaiting_sync.take() {
-                out.reply(GroupReply::Sync { request, result: Err(GroupError::RebalanceInProgress) });
+                out.reply(GroupReply::Sync {
+                    request,
+                    result: Err(GroupError::RebalanceInProgress),
+                });
             }
         }
         if was_empty && self.config.initial_rebalance_delay_ms > 0 {
             self.initial_delay_pending = true;
-            out.set_timer(GroupTimer::InitialDelay, self.config.initial_rebalance_delay_ms);
+            out.set_timer(
+                GroupTimer::InitialDelay,
+                self.config.initial_rebalance_delay_ms,
+            );
         } else {
-            let timeout = self.members.values().map(|m| m.rebalance_timeout_ms).max().unwrap_or(0);
+            let timeout = self
+                .members
+                .values()
+                .map(|m| m.rebalance_timeout_ms)
+                .max()
+                .unwrap_or(0);
             out.set_timer(GroupTimer::RebalanceTimeout, timeout);
             self.maybe_complete_join(out);
         }
@@ -346,7 +433,12 @@ impl Group {
         out.cancel_timer(GroupTimer::RebalanceTimeout);
         out.cancel_timer(GroupTimer::InitialDelay);
         // Who did not rejoin is not part of the new generation.
-        let late: Vec<String> = self.members.iter().filter(|(_, m)| m.awaiting_join.is_none()).map(|(id, _)| id.clone()).collect();
+        let late: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.awaiting_join.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in &late {
             self.members.remove(id);
             out.cancel_timer(GroupTimer::Session(id.clone()));
@@ -362,13 +454,20 @@ impl Group {
         let Some(protocol) = self.protocol.clone() else {
             for m in self.members.values_mut() {
                 if let Some(request) = m.awaiting_join.take() {
-                    out.reply(GroupReply::Join { request, result: Err(GroupError::InconsistentGroupProtocol) });
+                    out.reply(GroupReply::Join {
+                        request,
+                        result: Err(GroupError::InconsistentGroupProtocol),
+                    });
                 }
             }
             self.state = GroupState::Empty;
             return;
         };
-        if !self.leader.as_ref().is_some_and(|l| self.members.contains_key(l)) {
+        if !self
+            .leader
+            .as_ref()
+            .is_some_and(|l| self.members.contains_key(l))
+        {
             self.leader = self.members.keys().next().cloned();
         }
         let leader = self.leader.clone().expect("members exist");
@@ -376,14 +475,38 @@ impl Group {
         let subscriptions: Vec<(String, Vec<u8>)> = self
             .members
             .iter()
-            .map(|(id, m)| (id.clone(), m.protocols.iter().find(|(p, _)| *p == protocol).map(|(_, meta)| meta.clone()).unwrap_or_default()))
+            .map(|(id, m)| {
+                (
+                    id.clone(),
+                    m.protocols
+                        .iter()
+                        .find(|(p, _)| *p == protocol)
+                        .map(|(_, meta)| meta.clone())
+                        .unwrap_or_default(),
+                )
+            })
             .collect();
         for (id, m) in self.members.iter_mut() {
             m.assignment.clear();
-            let Some(request) = m.awaiting_join.take() else { continue };
-            let members = if *id == leader { subscriptions.clone() } else { Vec::new() };
-            let result = JoinResult { generation: self.generation, protocol: protocol.clone(), leader: leader.clone(), member_id: id.clone(), members };
-            out.reply(GroupReply::Join { request, result: Ok(result) });
+            let Some(request) = m.awaiting_join.take() else {
+                continue;
+            };
+            let members = if *id == leader {
+                subscriptions.clone()
+            } else {
+                Vec::new()
+            };
+            let result = JoinResult {
+                generation: self.generation,
+                protocol: protocol.clone(),
+                leader: leader.clone(),
+                member_id: id.clone(),
+                members,
+            };
+            out.reply(GroupReply::Join {
+                request,
+                result: Ok(result),
+            });
         }
         debug_assert!(self.members.values().all(|m| m.awaiting_join.is_none()));
     }
@@ -391,31 +514,50 @@ impl Group {
     /// The first protocol of the leader's (or first member's) list that every
     /// member supports.
     fn choose_protocol(&self) -> Option<String> {
-        let first = self.leader.as_ref().and_then(|l| self.members.get(l)).or_else(|| self.members.values().next())?;
+        let first = self
+            .leader
+            .as_ref()
+            .and_then(|l| self.members.get(l))
+            .or_else(|| self.members.values().next())?;
         first
             .protocols
             .iter()
             .map(|(p, _)| p)
-            .find(|p| self.members.values().all(|m| m.protocols.iter().any(|(q, _)| q == *p)))
+            .find(|p| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(q, _)| q == *p))
+            })
             .cloned()
     }
 
     fn answer_syncs(&mut self, out: &mut GroupEffects) {
         for m in self.members.values_mut() {
             if let Some(request) = m.awaiting_sync.take() {
-                out.reply(GroupReply::Sync { request, result: Ok(m.assignment.clone()) });
+                out.reply(GroupReply::Sync {
+                    request,
+                    result: Ok(m.assignment.clone()),
+                });
             }
         }
     }
 
     fn remove_member(&mut self, id: &str, out: &mut GroupEffects) {
-        let Some(m) = self.members.remove(id) else { return };
+        let Some(m) = self.members.remove(id) else {
+            return;
+        };
         out.cancel_timer(GroupTimer::Session(id.to_string()));
         if let Some(request) = m.awaiting_join {
-            out.reply(GroupReply::Join { request, result: Err(GroupError::UnknownMemberId) });
+            out.reply(GroupReply::Join {
+                request,
+                result: Err(GroupError::UnknownMemberId),
+            });
         }
         if let Some(request) = m.awaiting_sync {
-            out.reply(GroupReply::Sync { request, result: Err(GroupError::UnknownMemberId) });
+            out.reply(GroupReply::Sync {
+                request,
+                result: Err(GroupError::UnknownMemberId),
+            });
         }
         if self.leader.as_deref() == Some(id) {
             self.leader = None;
@@ -437,7 +579,10 @@ mod tests {
     use crate::core::Effect;
 
     fn group(delay_ms: u64) -> Group {
-        Group::new(GroupConfig { initial_rebalance_delay_ms: delay_ms, bugs: GroupBugs::default() })
+        Group::new(GroupConfig {
+            initial_rebalance_delay_ms: delay_ms,
+            bugs: GroupBugs::default(),
+        })
     }
 
     fn join(g: &mut Group, request: RequestId, member: &str) -> Vec<GroupReply> {
@@ -458,13 +603,24 @@ mod tests {
     }
 
     fn replies(out: &mut GroupEffects) -> Vec<GroupReply> {
-        out.drain().filter_map(|e| if let Effect::Reply(r) = e { Some(r) } else { None }).collect()
+        out.drain()
+            .filter_map(|e| {
+                if let Effect::Reply(r) = e {
+                    Some(r)
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
     /// Joins a new member through MEMBER_ID_REQUIRED; returns its id.
     fn new_member(g: &mut Group, request: RequestId) -> String {
         match &join(g, request, "")[..] {
-            [GroupReply::Join { result: Err(GroupError::MemberIdRequired(id)), .. }] => id.clone(),
+            [GroupReply::Join {
+                result: Err(GroupError::MemberIdRequired(id)),
+                ..
+            }] => id.clone(),
             other => panic!("expected MEMBER_ID_REQUIRED, got {other:?}"),
         }
     }
@@ -476,31 +632,63 @@ mod tests {
         let b = new_member(&mut g, 2);
         let first = join(&mut g, 3, &a);
         // a's join completed a generation alone (no initial delay): b joins a rebalance.
-        assert!(matches!(&first[..], [GroupReply::Join { result: Ok(r), .. }] if r.generation == 1 && r.leader == a));
+        assert!(
+            matches!(&first[..], [GroupReply::Join { result: Ok(r), .. }] if r.generation == 1 && r.leader == a)
+        );
         let mut out = GroupEffects::new();
         g.on_sync(4, &a, 1, vec![(a.clone(), b"p0".to_vec())], &mut out);
-        assert_eq!(replies(&mut out), vec![GroupReply::Sync { request: 4, result: Ok(b"p0".to_vec()) }]);
+        assert_eq!(
+            replies(&mut out),
+            vec![GroupReply::Sync {
+                request: 4,
+                result: Ok(b"p0".to_vec())
+            }]
+        );
         assert_eq!(g.state(), GroupState::Stable);
         join(&mut g, 5, &b);
         assert_eq!(g.state(), GroupState::PreparingRebalance);
         let mut out = GroupEffects::new();
         g.on_heartbeat(6, &a, 1, &mut out);
-        assert_eq!(replies(&mut out), vec![GroupReply::Heartbeat { request: 6, result: Err(GroupError::RebalanceInProgress) }]);
+        assert_eq!(
+            replies(&mut out),
+            vec![GroupReply::Heartbeat {
+                request: 6,
+                result: Err(GroupError::RebalanceInProgress)
+            }]
+        );
         let done = join(&mut g, 7, &a);
         assert_eq!(done.len(), 2, "both joins answered: {done:?}");
         for r in &done {
-            let GroupReply::Join { result: Ok(r), .. } = r else { panic!("{r:?}") };
+            let GroupReply::Join { result: Ok(r), .. } = r else {
+                panic!("{r:?}")
+            };
             assert_eq!(r.generation, 2);
-            assert_eq!(r.members.len(), if r.member_id == a { 2 } else { 0 }, "only the leader gets the member list");
+            assert_eq!(
+                r.members.len(),
+                if r.member_id == a { 2 } else { 0 },
+                "only the leader gets the member list"
+            );
         }
         // b's SyncGroup waits for the leader's assignment.
         let mut out = GroupEffects::new();
         g.on_sync(8, &b, 2, vec![], &mut out);
         assert!(replies(&mut out).is_empty());
-        g.on_sync(9, &a, 2, vec![(a.clone(), b"p0".to_vec()), (b.clone(), b"p1".to_vec())], &mut out);
+        g.on_sync(
+            9,
+            &a,
+            2,
+            vec![(a.clone(), b"p0".to_vec()), (b.clone(), b"p1".to_vec())],
+            &mut out,
+        );
         let r = replies(&mut out);
-        assert!(r.contains(&GroupReply::Sync { request: 8, result: Ok(b"p1".to_vec()) }));
-        assert!(r.contains(&GroupReply::Sync { request: 9, result: Ok(b"p0".to_vec()) }));
+        assert!(r.contains(&GroupReply::Sync {
+            request: 8,
+            result: Ok(b"p1".to_vec())
+        }));
+        assert!(r.contains(&GroupReply::Sync {
+            request: 9,
+            result: Ok(b"p0".to_vec())
+        }));
     }
 
     #[test]
@@ -508,19 +696,49 @@ mod tests {
         let mut g = group(0);
         let mut out = GroupEffects::new();
         g.on_commit(1, "", -1, vec![(("t".into(), 0), 5)], &mut out);
-        assert_eq!(replies(&mut out), vec![GroupReply::Commit { request: 1, result: Ok(()) }]);
+        assert_eq!(
+            replies(&mut out),
+            vec![GroupReply::Commit {
+                request: 1,
+                result: Ok(())
+            }]
+        );
         let a = new_member(&mut g, 2);
         join(&mut g, 3, &a);
         g.on_commit(4, &a, 1, vec![(("t".into(), 0), 6)], &mut out);
-        assert_eq!(replies(&mut out), vec![GroupReply::Commit { request: 4, result: Err(GroupError::RebalanceInProgress) }]);
+        assert_eq!(
+            replies(&mut out),
+            vec![GroupReply::Commit {
+                request: 4,
+                result: Err(GroupError::RebalanceInProgress)
+            }]
+        );
         g.on_sync(5, &a, 1, vec![], &mut out);
         out.drain().for_each(drop);
         g.on_commit(6, &a, 0, vec![(("t".into(), 0), 7)], &mut out);
-        assert_eq!(replies(&mut out), vec![GroupReply::Commit { request: 6, result: Err(GroupError::IllegalGeneration) }]);
+        assert_eq!(
+            replies(&mut out),
+            vec![GroupReply::Commit {
+                request: 6,
+                result: Err(GroupError::IllegalGeneration)
+            }]
+        );
         g.on_commit(7, "", -1, vec![(("t".into(), 0), 8)], &mut out);
-        assert_eq!(replies(&mut out), vec![GroupReply::Commit { request: 7, result: Err(GroupError::UnknownMemberId) }]);
+        assert_eq!(
+            replies(&mut out),
+            vec![GroupReply::Commit {
+                request: 7,
+                result: Err(GroupError::UnknownMemberId)
+            }]
+        );
         g.on_commit(8, &a, 1, vec![(("t".into(), 0), 9)], &mut out);
-        assert_eq!(replies(&mut out), vec![GroupReply::Commit { request: 8, result: Ok(()) }]);
+        assert_eq!(
+            replies(&mut out),
+            vec![GroupReply::Commit {
+                request: 8,
+                result: Ok(())
+            }]
+        );
         assert_eq!(g.committed("t", 0), Some(9));
     }
 
@@ -559,11 +777,24 @@ mod tests {
 
     #[test]
     fn seeded_bugs_change_the_outcome() {
-        let mut g = Group::new(GroupConfig { initial_rebalance_delay_ms: 0, bugs: GroupBugs { accept_stale_generation_commit: true, ..Default::default() } });
+        let mut g = Group::new(GroupConfig {
+            initial_rebalance_delay_ms: 0,
+            bugs: GroupBugs {
+                accept_stale_generation_commit: true,
+                ..Default::default()
+            },
+        });
         let a = new_member(&mut g, 1);
         join(&mut g, 2, &a);
         let mut out = GroupEffects::new();
         g.on_commit(3, &a, 0, vec![], &mut out);
-        assert_eq!(replies(&mut out), vec![GroupReply::Commit { request: 3, result: Ok(()) }], "the stale commit is (wrongly) accepted");
+        assert_eq!(
+            replies(&mut out),
+            vec![GroupReply::Commit {
+                request: 3,
+                result: Ok(())
+            }],
+            "the stale commit is (wrongly) accepted"
+        );
     }
 }

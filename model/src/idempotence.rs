@@ -45,9 +45,14 @@ impl ProducerBatch {
 pub enum SequenceCheck {
     Append,
     /// A retry of a batch already in the log at `base_offset`.
-    Duplicate { base_offset: Offset, end_offset: Offset },
+    Duplicate {
+        base_offset: Offset,
+        end_offset: Offset,
+    },
     /// Kafka's OUT_OF_ORDER_SEQUENCE_NUMBER: the producer skipped sequences.
-    OutOfOrder { expected: i32 },
+    OutOfOrder {
+        expected: i32,
+    },
     /// Kafka's INVALID_PRODUCER_EPOCH: a newer epoch of this id exists.
     FencedEpoch,
 }
@@ -93,8 +98,15 @@ impl ProducerTable {
             };
         }
         let last = b.last_sequence();
-        if let Some(&(_, _, base, end)) = e.recent.iter().find(|(f, l, _, _)| *f == b.first_sequence && *l == last) {
-            return SequenceCheck::Duplicate { base_offset: base, end_offset: end };
+        if let Some(&(_, _, base, end)) = e
+            .recent
+            .iter()
+            .find(|(f, l, _, _)| *f == b.first_sequence && *l == last)
+        {
+            return SequenceCheck::Duplicate {
+                base_offset: base,
+                end_offset: end,
+            };
         }
         let expected = e.recent.back().map_or(0, |&(_, l, _, _)| next_sequence(l));
         if b.first_sequence == expected {
@@ -115,7 +127,8 @@ impl ProducerTable {
             e.recent.clear();
         }
         let end = b.base_offset + Offset::from(b.record_count);
-        e.recent.push_back((b.first_sequence, b.last_sequence(), b.base_offset, end));
+        e.recent
+            .push_back((b.first_sequence, b.last_sequence(), b.base_offset, end));
         while e.recent.len() > BATCHES_PER_PRODUCER {
             e.recent.pop_front();
         }
@@ -132,7 +145,13 @@ mod tests {
     use super::*;
 
     fn batch(first_sequence: i32, record_count: u32, base_offset: Offset) -> ProducerBatch {
-        ProducerBatch { producer_id: 7, producer_epoch: 0, first_sequence, record_count, base_offset }
+        ProducerBatch {
+            producer_id: 7,
+            producer_epoch: 0,
+            first_sequence,
+            record_count,
+            base_offset,
+        }
     }
 
     #[test]
@@ -141,7 +160,13 @@ mod tests {
         let b = batch(0, 10, 100);
         assert_eq!(t.check(&b), SequenceCheck::Append);
         t.record(&b);
-        assert_eq!(t.check(&batch(0, 10, 999)), SequenceCheck::Duplicate { base_offset: 100, end_offset: 110 });
+        assert_eq!(
+            t.check(&batch(0, 10, 999)),
+            SequenceCheck::Duplicate {
+                base_offset: 100,
+                end_offset: 110
+            }
+        );
         assert_eq!(t.check(&batch(10, 5, 110)), SequenceCheck::Append);
     }
 
@@ -149,13 +174,25 @@ mod tests {
     fn gaps_are_out_of_order_and_old_epochs_fenced() {
         let mut t = ProducerTable::default();
         t.record(&batch(0, 10, 0));
-        assert_eq!(t.check(&batch(11, 1, 10)), SequenceCheck::OutOfOrder { expected: 10 });
-        let newer = ProducerBatch { producer_epoch: 1, ..batch(0, 1, 10) };
+        assert_eq!(
+            t.check(&batch(11, 1, 10)),
+            SequenceCheck::OutOfOrder { expected: 10 }
+        );
+        let newer = ProducerBatch {
+            producer_epoch: 1,
+            ..batch(0, 1, 10)
+        };
         assert_eq!(t.check(&newer), SequenceCheck::Append);
         t.record(&newer);
         assert_eq!(t.check(&batch(10, 1, 11)), SequenceCheck::FencedEpoch);
-        let bad_start = ProducerBatch { producer_epoch: 2, ..batch(5, 1, 11) };
-        assert_eq!(t.check(&bad_start), SequenceCheck::OutOfOrder { expected: 0 });
+        let bad_start = ProducerBatch {
+            producer_epoch: 2,
+            ..batch(5, 1, 11)
+        };
+        assert_eq!(
+            t.check(&bad_start),
+            SequenceCheck::OutOfOrder { expected: 0 }
+        );
     }
 
     #[test]
@@ -164,9 +201,19 @@ mod tests {
         for i in 0..6 {
             t.record(&batch(i, 1, i as Offset));
         }
-        assert_eq!(t.check(&batch(0, 1, 6)), SequenceCheck::OutOfOrder { expected: 6 }, "forgotten");
-        assert!(matches!(t.check(&batch(1, 1, 6)), SequenceCheck::Duplicate { .. }));
-        let plain = ProducerBatch { producer_id: -1, ..batch(0, 1, 0) };
+        assert_eq!(
+            t.check(&batch(0, 1, 6)),
+            SequenceCheck::OutOfOrder { expected: 6 },
+            "forgotten"
+        );
+        assert!(matches!(
+            t.check(&batch(1, 1, 6)),
+            SequenceCheck::Duplicate { .. }
+        ));
+        let plain = ProducerBatch {
+            producer_id: -1,
+            ..batch(0, 1, 0)
+        };
         assert_eq!(t.check(&plain), SequenceCheck::Append);
     }
 

@@ -330,7 +330,8 @@ impl<R: Clone + std::fmt::Debug> Quorum<R> {
 
     /// From leaderless to campaigning: the highest voter id goes first.
     fn campaign_delay_ms(&self) -> u64 {
-        self.election_timeout_ms() - self.config.election_timeout_ms + self.config.election_stagger_ms
+        self.election_timeout_ms() - self.config.election_timeout_ms
+            + self.config.election_stagger_ms
     }
 
     /// Rank-staggered election timeout: the highest voter id waits least.

@@ -455,7 +455,9 @@ impl<L: PartitionLog> Replica<L> {
     /// A consumer's fetch: whole batches from `from`, never past the high watermark.
     pub fn read_committed(&self, from: Offset, max_bytes: usize) -> Result<L::Records, FetchError> {
         let (from, until) = self.committed_range(from)?;
-        self.log.read(from, until, max_bytes).map_err(FetchError::Log)
+        self.log
+            .read(from, until, max_bytes)
+            .map_err(FetchError::Log)
     }
 
     /// What a consumer may read from `from`: `[from, high watermark)`, on
@@ -831,7 +833,9 @@ impl<L: PartitionLog> Replica<L> {
         let p = self.follower_mut(request.replica_id);
         if !has_records && p.high_watermark_sent == hw {
             p.parked = Some(request);
-            let Role::Leader(ls) = &self.role else { unreachable!() };
+            let Role::Leader(ls) = &self.role else {
+                unreachable!()
+            };
             if ls.followers.values().filter(|f| f.parked.is_some()).count() == 1 {
                 out.set_timer(ReplicaTimer::FetchMaxWait, self.config.fetch_max_wait_ms);
             }
@@ -845,7 +849,11 @@ impl<L: PartitionLog> Replica<L> {
         let Role::Leader(ls) = &mut self.role else {
             return;
         };
-        let held: Vec<FetchRequest> = ls.followers.values_mut().filter_map(|p| p.parked.take()).collect();
+        let held: Vec<FetchRequest> = ls
+            .followers
+            .values_mut()
+            .filter_map(|p| p.parked.take())
+            .collect();
         for request in held {
             self.answer_fetch(request, out);
         }
@@ -1108,27 +1116,43 @@ mod tests {
         let mut r = leader(&[0, 1, 2], 1, FlushMode::Async);
         let out = fetch(&mut r, 1, 0);
         assert!(
-            out.iter().all(|e| matches!(e, Effect::SetTimer { timer: ReplicaTimer::FetchMaxWait, .. })),
+            out.iter().all(|e| matches!(
+                e,
+                Effect::SetTimer {
+                    timer: ReplicaTimer::FetchMaxWait,
+                    ..
+                }
+            )),
             "nothing to send: the fetch is held until the fetch max wait"
         );
         fetch(&mut r, 2, 0);
         let proposals = |out: &mut ReplicaEffects<R>| -> Vec<BTreeSet<NodeId>> {
             out.drain()
                 .filter_map(|e| match e {
-                    Effect::Send { message: ReplicationMessage::AlterPartition(a), .. } => Some(a.new_isr),
+                    Effect::Send {
+                        message: ReplicationMessage::AlterPartition(a),
+                        ..
+                    } => Some(a.new_isr),
                     _ => None,
                 })
                 .collect()
         };
         let mut out = ReplicaEffects::<R>::new();
         r.on_timer(ReplicaTimer::LagCheck, &mut out);
-        assert!(proposals(&mut out).is_empty(), "both fetched since the start");
+        assert!(
+            proposals(&mut out).is_empty(),
+            "both fetched since the start"
+        );
         // The held fetches are answered; follower 1 fetches again, 2 is gone.
         r.on_timer(ReplicaTimer::FetchMaxWait, &mut out);
         out.drain().for_each(drop);
         fetch(&mut r, 1, 0);
         r.on_timer(ReplicaTimer::LagCheck, &mut out);
-        assert_eq!(proposals(&mut out), vec![BTreeSet::from([0, 1])], "only the silent follower 2 leaves");
+        assert_eq!(
+            proposals(&mut out),
+            vec![BTreeSet::from([0, 1])],
+            "only the silent follower 2 leaves"
+        );
     }
 
     #[test]
@@ -1138,7 +1162,16 @@ mod tests {
         let mut out = ReplicaEffects::<R>::new();
         r.on_timer(ReplicaTimer::FetchMaxWait, &mut out);
         let answered = out.drain().any(|e| {
-            matches!(e, Effect::Send { to: 1, message: ReplicationMessage::FetchResponse(FetchResponse { result: FetchResult::Records { .. }, .. }) })
+            matches!(
+                e,
+                Effect::Send {
+                    to: 1,
+                    message: ReplicationMessage::FetchResponse(FetchResponse {
+                        result: FetchResult::Records { .. },
+                        ..
+                    })
+                }
+            )
         });
         assert!(answered, "the idle follower hears from the leader");
     }
@@ -1147,10 +1180,22 @@ mod tests {
     fn a_broken_link_makes_the_follower_fetch_again_after_the_backoff() {
         let mut r = replica(1, 1, FlushMode::Async);
         let mut out = ReplicaEffects::<R>::new();
-        r.on_message(CONTROLLER, ReplicationMessage::PartitionState(registration(&[0, 1, 2])), &mut out);
+        r.on_message(
+            CONTROLLER,
+            ReplicationMessage::PartitionState(registration(&[0, 1, 2])),
+            &mut out,
+        );
         let fetches = |out: &mut ReplicaEffects<R>| {
             out.drain()
-                .filter(|e| matches!(e, Effect::Send { message: ReplicationMessage::Fetch(_), .. }))
+                .filter(|e| {
+                    matches!(
+                        e,
+                        Effect::Send {
+                            message: ReplicationMessage::Fetch(_),
+                            ..
+                        }
+                    )
+                })
                 .count()
         };
         assert_eq!(fetches(&mut out), 1, "the follower fetches from the leader");
@@ -1159,7 +1204,15 @@ mod tests {
         r.on_peer_disconnected(2, &mut out);
         assert!(out.is_empty(), "another peer's link does not matter");
         r.on_peer_disconnected(0, &mut out);
-        let backoff = out.drain().any(|e| matches!(e, Effect::SetTimer { timer: ReplicaTimer::FetchBackoff, .. }));
+        let backoff = out.drain().any(|e| {
+            matches!(
+                e,
+                Effect::SetTimer {
+                    timer: ReplicaTimer::FetchBackoff,
+                    ..
+                }
+            )
+        });
         assert!(backoff);
         r.on_timer(ReplicaTimer::FetchBackoff, &mut out);
         assert_eq!(fetches(&mut out), 1, "the lost fetch is sent again");

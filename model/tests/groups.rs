@@ -6,12 +6,13 @@ mod support;
 
 use runnel_model::core::{Effect, RequestId};
 use runnel_model::group::{
-    Group, GroupBugs, GroupConfig, GroupEffects, GroupError, GroupReply, GroupState, GroupTimer, JoinRequest,
+    Group, GroupBugs, GroupConfig, GroupEffects, GroupError, GroupReply, GroupState, GroupTimer,
+    JoinRequest,
 };
+use stateright::HasDiscoveries;
 use stateright::{Model, Property};
 use std::collections::{BTreeMap, BTreeSet};
 use support::{check, set};
-use stateright::HasDiscoveries;
 
 const PARTITIONS: u32 = 3;
 
@@ -20,9 +21,16 @@ enum Phase {
     Idle,
     Joining,
     /// Joined `generation`; the leader holds the member list.
-    Joined { generation: i32, members: Vec<String> },
-    Syncing { generation: i32 },
-    Member { generation: i32 },
+    Joined {
+        generation: i32,
+        members: Vec<String>,
+    },
+    Syncing {
+        generation: i32,
+    },
+    Member {
+        generation: i32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -73,7 +81,10 @@ struct GroupModel {
 fn assignment(members: &[String], me: &str) -> Vec<u8> {
     // Round-robin over the sorted member list: the leader's assignor.
     let i = members.iter().position(|m| m == me).unwrap_or(0);
-    (0..PARTITIONS).filter(|p| *p as usize % members.len() == i).map(|p| p as u8).collect()
+    (0..PARTITIONS)
+        .filter(|p| *p as usize % members.len() == i)
+        .map(|p| p as u8)
+        .collect()
 }
 
 impl GroupModel {
@@ -100,7 +111,9 @@ impl GroupModel {
             | GroupReply::Leave { request, .. }
             | GroupReply::Commit { request, .. } => *request,
         };
-        let Some(i) = s.pending.remove(&request) else { return };
+        let Some(i) = s.pending.remove(&request) else {
+            return;
+        };
         let c = &mut s.consumers[i];
         if !c.up {
             return;
@@ -115,19 +128,28 @@ impl GroupModel {
         match reply {
             GroupReply::Join { result: Ok(r), .. } => {
                 c.id = r.member_id;
-                c.phase = Phase::Joined { generation: r.generation, members: r.members.into_iter().map(|(m, _)| m).collect() };
+                c.phase = Phase::Joined {
+                    generation: r.generation,
+                    members: r.members.into_iter().map(|(m, _)| m).collect(),
+                };
             }
-            GroupReply::Join { result: Err(GroupError::MemberIdRequired(id)), .. } => {
+            GroupReply::Join {
+                result: Err(GroupError::MemberIdRequired(id)),
+                ..
+            } => {
                 c.id = id;
                 c.phase = Phase::Idle;
             }
             GroupReply::Join { result: Err(_), .. } => rejoin(c, true),
             GroupReply::Sync { result: Ok(a), .. } => {
-                let Phase::Syncing { generation } = c.phase else { return };
+                let Phase::Syncing { generation } = c.phase else {
+                    return;
+                };
                 c.owned = Some((generation, a.iter().map(|p| *p as u32).collect()));
                 c.phase = Phase::Member { generation };
             }
-            GroupReply::Sync { result: Err(e), .. } | GroupReply::Heartbeat { result: Err(e), .. } => {
+            GroupReply::Sync { result: Err(e), .. }
+            | GroupReply::Heartbeat { result: Err(e), .. } => {
                 rejoin(c, e == GroupError::UnknownMemberId)
             }
             GroupReply::Leave { .. } => rejoin(c, true),
@@ -147,8 +169,16 @@ impl Model for GroupModel {
     type Action = Action;
 
     fn init_states(&self) -> Vec<State> {
-        let config = GroupConfig { initial_rebalance_delay_ms: 0, bugs: self.bugs };
-        let consumer = Consumer { up: true, id: String::new(), phase: Phase::Idle, owned: None };
+        let config = GroupConfig {
+            initial_rebalance_delay_ms: 0,
+            bugs: self.bugs,
+        };
+        let consumer = Consumer {
+            up: true,
+            id: String::new(),
+            phase: Phase::Idle,
+            owned: None,
+        };
         vec![State {
             group: Group::new(config),
             consumers: vec![consumer.clone(), consumer],
@@ -217,30 +247,52 @@ impl Model for GroupModel {
                 s.group.on_join(join, &mut out);
             }
             Action::Sync(i) => {
-                let Phase::Joined { generation, members } = s.consumers[i].phase.clone() else { return None };
+                let Phase::Joined {
+                    generation,
+                    members,
+                } = s.consumers[i].phase.clone()
+                else {
+                    return None;
+                };
                 let request = Self::request(&mut s, i);
                 let id = s.consumers[i].id.clone();
-                let assignments = members.iter().map(|m| (m.clone(), assignment(&members, m))).collect();
+                let assignments = members
+                    .iter()
+                    .map(|m| (m.clone(), assignment(&members, m)))
+                    .collect();
                 s.consumers[i].phase = Phase::Syncing { generation };
-                s.group.on_sync(request, &id, generation, assignments, &mut out);
+                s.group
+                    .on_sync(request, &id, generation, assignments, &mut out);
             }
             Action::Heartbeat(i) => {
-                let Phase::Member { generation } = s.consumers[i].phase else { return None };
+                let Phase::Member { generation } = s.consumers[i].phase else {
+                    return None;
+                };
                 let request = Self::request(&mut s, i);
                 let id = s.consumers[i].id.clone();
                 s.group.on_heartbeat(request, &id, generation, &mut out);
             }
             Action::Commit(i) => {
                 let generation = match s.consumers[i].phase {
-                    Phase::Joined { generation, .. } | Phase::Syncing { generation } | Phase::Member { generation } => generation,
+                    Phase::Joined { generation, .. }
+                    | Phase::Syncing { generation }
+                    | Phase::Member { generation } => generation,
                     _ => return None,
                 };
                 s.commits += 1;
                 let request = Self::request(&mut s, i);
                 let id = s.consumers[i].id.clone();
                 let current = s.group.generation();
-                s.group.on_commit(request, &id, generation, vec![(("t".into(), 0), 1)], &mut out);
-                let accepted = out.iter().any(|e| matches!(e, Effect::Reply(GroupReply::Commit { result: Ok(()), .. })));
+                s.group.on_commit(
+                    request,
+                    &id,
+                    generation,
+                    vec![(("t".into(), 0), 1)],
+                    &mut out,
+                );
+                let accepted = out
+                    .iter()
+                    .any(|e| matches!(e, Effect::Reply(GroupReply::Commit { result: Ok(()), .. })));
                 if accepted && generation != current {
                     s.stale_commit_accepted = true;
                 }
@@ -253,7 +305,12 @@ impl Model for GroupModel {
             }
             Action::Crash(i) => {
                 s.crashes += 1;
-                s.consumers[i] = Consumer { up: false, id: String::new(), phase: Phase::Idle, owned: None };
+                s.consumers[i] = Consumer {
+                    up: false,
+                    id: String::new(),
+                    phase: Phase::Idle,
+                    owned: None,
+                };
                 s.crashed_then_rebalanced.0 = true;
                 s.pending.retain(|_, m| *m != i);
             }
@@ -272,7 +329,9 @@ impl Model for GroupModel {
         self.apply(&mut s, &mut out);
         let after: BTreeSet<String> = s.group.members().map(String::from).collect();
         for gone in before.difference(&after) {
-            if allowed_removal.as_deref() != Some(gone.as_str()) && allowed_removal.as_deref() != Some("*") {
+            if allowed_removal.as_deref() != Some(gone.as_str())
+                && allowed_removal.as_deref() != Some("*")
+            {
                 s.member_dropped_without_cause = true;
             }
         }
@@ -281,7 +340,10 @@ impl Model for GroupModel {
         } else {
             s.max_generation = s.group.generation();
         }
-        if s.crashed_then_rebalanced.0 && s.group.state() == GroupState::Stable && s.consumers.iter().any(|c| c.up && c.owned.is_some()) {
+        if s.crashed_then_rebalanced.0
+            && s.group.state() == GroupState::Stable
+            && s.consumers.iter().any(|c| c.up && c.owned.is_some())
+        {
             s.crashed_then_rebalanced.1 = true;
         }
         Some(s)
@@ -290,46 +352,108 @@ impl Model for GroupModel {
     fn properties(&self) -> Vec<Property<Self>> {
         vec![
             Property::always("ExclusiveOwnershipPerGeneration", |_, s: &State| {
-                let owned: Vec<&(i32, BTreeSet<u32>)> = s.consumers.iter().filter(|c| c.up).filter_map(|c| c.owned.as_ref()).collect();
-                owned.iter().enumerate().all(|(i, a)| owned[i + 1..].iter().all(|b| a.0 != b.0 || a.1.is_disjoint(&b.1)))
+                let owned: Vec<&(i32, BTreeSet<u32>)> = s
+                    .consumers
+                    .iter()
+                    .filter(|c| c.up)
+                    .filter_map(|c| c.owned.as_ref())
+                    .collect();
+                owned.iter().enumerate().all(|(i, a)| {
+                    owned[i + 1..]
+                        .iter()
+                        .all(|b| a.0 != b.0 || a.1.is_disjoint(&b.1))
+                })
             }),
-            Property::always("GenerationMonotonic", |_, s: &State| s.max_generation != i32::MAX),
-            Property::always("StaleCommitRejected", |_, s: &State| !s.stale_commit_accepted),
-            Property::always("NoMemberDroppedWithoutCause", |_, s: &State| !s.member_dropped_without_cause),
+            Property::always("GenerationMonotonic", |_, s: &State| {
+                s.max_generation != i32::MAX
+            }),
+            Property::always("StaleCommitRejected", |_, s: &State| {
+                !s.stale_commit_accepted
+            }),
+            Property::always("NoMemberDroppedWithoutCause", |_, s: &State| {
+                !s.member_dropped_without_cause
+            }),
             Property::sometimes("StableWithAllPartitionsAssigned", |_, s: &State| {
                 s.group.state() == GroupState::Stable
-                    && s.consumers.iter().filter(|c| c.up && c.owned.is_some()).count() == 2
-                    && s.consumers.iter().filter_map(|c| c.owned.as_ref()).flat_map(|(_, p)| p.iter().copied()).collect::<BTreeSet<u32>>().len() == PARTITIONS as usize
+                    && s.consumers
+                        .iter()
+                        .filter(|c| c.up && c.owned.is_some())
+                        .count()
+                        == 2
+                    && s.consumers
+                        .iter()
+                        .filter_map(|c| c.owned.as_ref())
+                        .flat_map(|(_, p)| p.iter().copied())
+                        .collect::<BTreeSet<u32>>()
+                        .len()
+                        == PARTITIONS as usize
             }),
-            Property::sometimes("RebalanceAfterDeath", |_, s: &State| s.crashed_then_rebalanced.1),
+            Property::sometimes("RebalanceAfterDeath", |_, s: &State| {
+                s.crashed_then_rebalanced.1
+            }),
         ]
     }
 }
 
-const ALWAYS: &[&str] = &["ExclusiveOwnershipPerGeneration", "GenerationMonotonic", "StaleCommitRejected", "NoMemberDroppedWithoutCause"];
+const ALWAYS: &[&str] = &[
+    "ExclusiveOwnershipPerGeneration",
+    "GenerationMonotonic",
+    "StaleCommitRejected",
+    "NoMemberDroppedWithoutCause",
+];
 const SOMETIMES: &[&str] = &["StableWithAllPartitionsAssigned", "RebalanceAfterDeath"];
 
 fn model(bugs: GroupBugs) -> GroupModel {
-    GroupModel { bugs, crashes_max: 1, timeouts_max: 3, commits_max: 2 }
+    GroupModel {
+        bugs,
+        crashes_max: 1,
+        timeouts_max: 3,
+        commits_max: 2,
+    }
 }
 
 #[test]
 fn group_safety_holds_and_examples_are_reached() {
-    let depth = std::env::var("RUNNEL_CHECK_DEPTH").ok().and_then(|d| d.parse().ok()).unwrap_or(16);
-    let run = check("groups/safety", model(GroupBugs::default()), depth, HasDiscoveries::AnyFailures);
+    let depth = std::env::var("RUNNEL_CHECK_DEPTH")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(16);
+    let run = check(
+        "groups/safety",
+        model(GroupBugs::default()),
+        depth,
+        HasDiscoveries::AnyFailures,
+    );
     run.assert_holds(ALWAYS);
     run.assert_reached(SOMETIMES);
 }
 
 #[test]
 fn seeded_stale_generation_commit_is_caught() {
-    let bugs = GroupBugs { accept_stale_generation_commit: true, ..Default::default() };
-    check("bug/stale-commit", model(bugs), 16, HasDiscoveries::AnyOf(set(&["StaleCommitRejected"]))).assert_caught("StaleCommitRejected");
+    let bugs = GroupBugs {
+        accept_stale_generation_commit: true,
+        ..Default::default()
+    };
+    check(
+        "bug/stale-commit",
+        model(bugs),
+        16,
+        HasDiscoveries::AnyOf(set(&["StaleCommitRejected"])),
+    )
+    .assert_caught("StaleCommitRejected");
 }
 
 #[test]
 fn seeded_early_rebalance_completion_is_caught() {
-    let bugs = GroupBugs { complete_rebalance_early: true, ..Default::default() };
-    check("bug/complete-rebalance-early", model(bugs), 16, HasDiscoveries::AnyOf(set(&["NoMemberDroppedWithoutCause"])))
-        .assert_caught("NoMemberDroppedWithoutCause");
+    let bugs = GroupBugs {
+        complete_rebalance_early: true,
+        ..Default::default()
+    };
+    check(
+        "bug/complete-rebalance-early",
+        model(bugs),
+        16,
+        HasDiscoveries::AnyOf(set(&["NoMemberDroppedWithoutCause"])),
+    )
+    .assert_caught("NoMemberDroppedWithoutCause");
 }

@@ -33,7 +33,11 @@ impl Connection {
             .map_err(|_| anyhow!("{address}: connection timed out"))?
             .with_context(|| format!("cannot connect to {address}"))?;
         stream.set_nodelay(true)?;
-        Ok(Connection { stream, correlation_id: 0, address: address.to_string() })
+        Ok(Connection {
+            stream,
+            correlation_id: 0,
+            address: address.to_string(),
+        })
     }
 
     /// Sends one request and reads its response.
@@ -60,7 +64,12 @@ impl Connection {
         let mut body = Bytes::from(body);
         let header = ResponseHeader::decode(&mut body, R::Response::header_version(version))?;
         if header.correlation_id != self.correlation_id {
-            bail!("{}: answer to request {} while waiting for {}", self.address, header.correlation_id, self.correlation_id);
+            bail!(
+                "{}: answer to request {} while waiting for {}",
+                self.address,
+                header.correlation_id,
+                self.correlation_id
+            );
         }
         Ok(R::Response::decode(&mut body, version)?)
     }
@@ -79,11 +88,20 @@ pub const METADATA_VERSION: i16 = 12;
 impl Client {
     /// `servers` is Kafka's `host:port,host:port`.
     pub async fn connect(servers: &str) -> Result<Client> {
-        let bootstrap: Vec<String> = servers.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        let bootstrap: Vec<String> = servers
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
         if bootstrap.is_empty() {
             bail!("--bootstrap-server is empty");
         }
-        let mut client = Client { bootstrap, brokers: HashMap::new(), connections: HashMap::new(), metadata: MetadataResponse::default() };
+        let mut client = Client {
+            bootstrap,
+            brokers: HashMap::new(),
+            connections: HashMap::new(),
+            metadata: MetadataResponse::default(),
+        };
         client.refresh(None).await?;
         Ok(client)
     }
@@ -93,7 +111,10 @@ impl Client {
         let request = MetadataRequest::default()
             .with_topics(topics.map(|ts| {
                 ts.iter()
-                    .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.clone())))))
+                    .map(|t| {
+                        MetadataRequestTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_string(t.clone()))))
+                    })
                     .collect()
             }))
             .with_allow_auto_topic_creation(false);
@@ -117,7 +138,12 @@ impl Client {
         Err(last.unwrap_or_else(|| anyhow!("no server reachable")))
     }
 
-    pub async fn call_at<R: Request>(&mut self, address: &str, request: &R, version: i16) -> Result<R::Response> {
+    pub async fn call_at<R: Request>(
+        &mut self,
+        address: &str,
+        request: &R,
+        version: i16,
+    ) -> Result<R::Response> {
         if !self.connections.contains_key(address) {
             let c = Connection::connect(address).await?;
             self.connections.insert(address.to_string(), c);
@@ -148,13 +174,20 @@ impl Client {
     /// Asks for a topic with auto-creation on (what Kafka's producers do).
     pub async fn auto_create(&mut self, topic: &str) {
         let request = MetadataRequest::default()
-            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.to_string()))))]))
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
+                TopicName(StrBytes::from_string(topic.to_string())),
+            ))]))
             .with_allow_auto_topic_creation(true);
         let _ = self.call_any(&request, METADATA_VERSION).await;
     }
 
     /// Sends a request that has no response (produce with acks=0).
-    pub async fn send_only<R: Request>(&mut self, address: &str, request: &R, version: i16) -> Result<()> {
+    pub async fn send_only<R: Request>(
+        &mut self,
+        address: &str,
+        request: &R,
+        version: i16,
+    ) -> Result<()> {
         if !self.connections.contains_key(address) {
             let c = Connection::connect(address).await?;
             self.connections.insert(address.to_string(), c);
@@ -181,25 +214,43 @@ impl Client {
 
     /// The leader's address for a partition, from the last metadata.
     pub fn leader(&self, topic: &str, partition: i32) -> Option<String> {
-        let t = self.metadata.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))?;
-        let p = t.partitions.iter().find(|p| p.partition_index == partition)?;
+        let t = self
+            .metadata
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))?;
+        let p = t
+            .partitions
+            .iter()
+            .find(|p| p.partition_index == partition)?;
         self.brokers.get(&p.leader_id.0).cloned()
     }
 
     pub fn partitions(&self, topic: &str) -> Option<Vec<i32>> {
-        let t = self.metadata.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))?;
+        let t = self
+            .metadata
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))?;
         (t.error_code == 0).then(|| t.partitions.iter().map(|p| p.partition_index).collect())
     }
 }
 
 /// Encodes records as one uncompressed v2 batch.
-pub fn encode_batch(records: &[(Option<Bytes>, Option<Bytes>)], timestamp_ms: i64) -> Result<Bytes> {
+pub fn encode_batch(
+    records: &[(Option<Bytes>, Option<Bytes>)],
+    timestamp_ms: i64,
+) -> Result<Bytes> {
     encode_producer_batch(records, timestamp_ms, (-1, -1, -1))
 }
 
 /// Encodes records as one batch of an idempotent producer
 /// (`(producer id, epoch, first sequence)`).
-pub fn encode_producer_batch(records: &[(Option<Bytes>, Option<Bytes>)], timestamp_ms: i64, producer: (i64, i16, i32)) -> Result<Bytes> {
+pub fn encode_producer_batch(
+    records: &[(Option<Bytes>, Option<Bytes>)],
+    timestamp_ms: i64,
+    producer: (i64, i16, i32),
+) -> Result<Bytes> {
     let (producer_id, producer_epoch, first_sequence) = producer;
     let records: Vec<Record> = records
         .iter()
@@ -213,7 +264,11 @@ pub fn encode_producer_batch(records: &[(Option<Bytes>, Option<Bytes>)], timesta
             producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: if first_sequence < 0 { -1 } else { first_sequence + i as i32 },
+            sequence: if first_sequence < 0 {
+                -1
+            } else {
+                first_sequence + i as i32
+            },
             timestamp: timestamp_ms,
             key: key.clone(),
             value: value.clone(),
@@ -221,7 +276,14 @@ pub fn encode_producer_batch(records: &[(Option<Bytes>, Option<Bytes>)], timesta
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })?;
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )?;
     Ok(buf.freeze())
 }
 

@@ -7,7 +7,11 @@ use runnel::runtime::settings::{load_server_properties, NodeSettings};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "runnel", version, about = "A replicated, partitioned commit log that speaks Kafka's protocol")]
+#[command(
+    name = "runnel",
+    version,
+    about = "A replicated, partitioned commit log that speaks Kafka's protocol"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -111,7 +115,11 @@ enum QuorumCommand {
     /// Each coordinator's mode, epoch and commit offset (zkServer.sh status).
     Status {
         /// Coordinator addresses: zoo.cfg clientPorts or controller listeners.
-        #[arg(long = "bootstrap-server", alias = "bootstrap-controller", alias = "zookeeper")]
+        #[arg(
+            long = "bootstrap-server",
+            alias = "bootstrap-controller",
+            alias = "zookeeper"
+        )]
         servers: String,
         #[arg(long = "cluster-id", default_value = "runnel")]
         cluster_id: String,
@@ -121,7 +129,10 @@ enum QuorumCommand {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn run_node(settings: NodeSettings) -> anyhow::Result<()> {
@@ -136,19 +147,45 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     let kv = cli::key_values;
     match cli.command {
         Command::Server { config, overrides } => {
-            let text = std::fs::read_to_string(&config).map_err(|e| anyhow::anyhow!("{config}: {e}"))?;
-            let settings = load_server_properties(&text, &overrides).map_err(|e| anyhow::anyhow!("{config}: {e}"))?;
+            let text =
+                std::fs::read_to_string(&config).map_err(|e| anyhow::anyhow!("{config}: {e}"))?;
+            let settings = load_server_properties(&text, &overrides)
+                .map_err(|e| anyhow::anyhow!("{config}: {e}"))?;
             run_node(settings).await?;
         }
         Command::Coordinator { config } => {
-            let text = std::fs::read_to_string(&config).map_err(|e| anyhow::anyhow!("{config}: {e}"))?;
-            let settings = NodeSettings::from_zoo_cfg(&text).map_err(|e| anyhow::anyhow!("{config}: {e}"))?;
+            let text =
+                std::fs::read_to_string(&config).map_err(|e| anyhow::anyhow!("{config}: {e}"))?;
+            let settings =
+                NodeSettings::from_zoo_cfg(&text).map_err(|e| anyhow::anyhow!("{config}: {e}"))?;
             run_node(settings).await?;
         }
-        Command::Dev { dir, nodes, port, overrides } => {
-            cli::dev::run(cli::dev::DevArgs { dir, nodes, port, overrides }).await?;
+        Command::Dev {
+            dir,
+            nodes,
+            port,
+            overrides,
+        } => {
+            cli::dev::run(cli::dev::DevArgs {
+                dir,
+                nodes,
+                port,
+                overrides,
+            })
+            .await?;
         }
-        Command::Topics { bootstrap_server, create, list, describe, delete, topic, partitions, replication_factor, configs, if_not_exists } => {
+        Command::Topics {
+            bootstrap_server,
+            create,
+            list,
+            describe,
+            delete,
+            topic,
+            partitions,
+            replication_factor,
+            configs,
+            if_not_exists,
+        } => {
             let args = cli::topics::TopicsArgs {
                 bootstrap: bootstrap_server,
                 create,
@@ -166,15 +203,35 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::BrokerApiVersions { bootstrap_server } => {
             cli::topics::broker_api_versions(&bootstrap_server).await?;
         }
-        Command::ConsoleProducer { bootstrap_server, topic, properties, producer_properties, request_required_acks } => {
+        Command::ConsoleProducer {
+            bootstrap_server,
+            topic,
+            properties,
+            producer_properties,
+            request_required_acks,
+        } => {
             let mut producer_properties = kv(&producer_properties)?;
             if let Some(a) = request_required_acks {
                 producer_properties.push(("acks".into(), a));
             }
-            let args = cli::console::ProducerArgs { bootstrap: bootstrap_server, topic, properties: kv(&properties)?, producer_properties };
+            let args = cli::console::ProducerArgs {
+                bootstrap: bootstrap_server,
+                topic,
+                properties: kv(&properties)?,
+                producer_properties,
+            };
             cli::console::produce(args).await?;
         }
-        Command::ConsoleConsumer { bootstrap_server, topic, from_beginning, partition, offset, max_messages, timeout_ms, properties } => {
+        Command::ConsoleConsumer {
+            bootstrap_server,
+            topic,
+            from_beginning,
+            partition,
+            offset,
+            max_messages,
+            timeout_ms,
+            properties,
+        } => {
             let args = cli::console::ConsumerArgs {
                 bootstrap: bootstrap_server,
                 topic,
@@ -187,7 +244,13 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             };
             cli::console::consume(args).await?;
         }
-        Command::Quorum { command: QuorumCommand::Status { servers, cluster_id } } => {
+        Command::Quorum {
+            command:
+                QuorumCommand::Status {
+                    servers,
+                    cluster_id,
+                },
+        } => {
             return cli::quorum::status(&servers, &cluster_id).await;
         }
     }
@@ -196,7 +259,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let is_tool = !matches!(cli.command, Command::Server { .. } | Command::Coordinator { .. } | Command::Dev { .. });
+    let is_tool = !matches!(
+        cli.command,
+        Command::Server { .. } | Command::Coordinator { .. } | Command::Dev { .. }
+    );
     if is_tool {
         // A tool piped into `head` should stop quietly when the pipe closes,
         // as Kafka's scripts do. (Servers keep SIGPIPE ignored: a client that
@@ -207,7 +273,10 @@ fn main() -> ExitCode {
         }
     }
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

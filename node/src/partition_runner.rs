@@ -9,8 +9,8 @@
 
 use crate::storage::batch;
 use crate::storage::disk_log::{BatchBytes, DiskLog};
-use runnel_model::idempotence::{ProducerBatch, ProducerTable, SequenceCheck};
 use runnel_model::core::{Effect, NodeId, Offset};
+use runnel_model::idempotence::{ProducerBatch, ProducerTable, SequenceCheck};
 use runnel_model::log::{LogError, PartitionLog};
 use runnel_model::replication::{
     ProduceReply, ProduceRequest, Replica, ReplicaEffects, ReplicaTimer, ReplicationMessage,
@@ -57,7 +57,9 @@ impl PartitionRunner {
 
     /// Checks a produce's batch against the idempotent producers' history.
     pub fn check_sequence(&self, records: &BatchBytes) -> SequenceCheck {
-        let Some((producer_id, producer_epoch, first_sequence)) = batch::producer_fields(&records.0) else {
+        let Some((producer_id, producer_epoch, first_sequence)) =
+            batch::producer_fields(&records.0)
+        else {
             return SequenceCheck::Append; // malformed: the append validates and refuses it
         };
         let record_count = batch::declared_record_count(&records.0).unwrap_or(0);
@@ -86,7 +88,11 @@ impl PartitionRunner {
         }
         // Bounded: each round moves forward by at least one batch.
         while self.producers_to < end {
-            let Ok(bytes) = self.replica.log().read(self.producers_to, end, PRODUCER_SCAN_BYTES) else {
+            let Ok(bytes) = self
+                .replica
+                .log()
+                .read(self.producers_to, end, PRODUCER_SCAN_BYTES)
+            else {
                 return;
             };
             let Ok(batches) = bytes.batches() else {
@@ -96,7 +102,9 @@ impl PartitionRunner {
                 return;
             }
             for (header, raw) in batches {
-                if let Some((producer_id, producer_epoch, first_sequence)) = batch::producer_fields(&raw) {
+                if let Some((producer_id, producer_epoch, first_sequence)) =
+                    batch::producer_fields(&raw)
+                {
                     self.producers.record(&ProducerBatch {
                         producer_id,
                         producer_epoch,
@@ -238,12 +246,20 @@ mod tests {
 
     /// Delivers every replication message between two runners until quiet.
     fn exchange(a: &mut PartitionRunner, b: &mut PartitionRunner, mut out: Output, from_a: bool) {
-        let mut queue: Vec<(bool, Message)> = out.sends.drain(..).map(|(_, m)| (from_a, m)).collect();
+        let mut queue: Vec<(bool, Message)> =
+            out.sends.drain(..).map(|(_, m)| (from_a, m)).collect();
         for _ in 0..100 {
-            let Some((from_a, m)) = queue.pop() else { return };
+            let Some((from_a, m)) = queue.pop() else {
+                return;
+            };
             let (to, from) = if from_a { (&mut *b, 0) } else { (&mut *a, 1) };
             let mut o = to.on_message(from, m);
-            queue.extend(o.sends.drain(..).filter(|(dest, _)| *dest < 100).map(|(_, m)| (!from_a, m)));
+            queue.extend(
+                o.sends
+                    .drain(..)
+                    .filter(|(dest, _)| *dest < 100)
+                    .map(|(_, m)| (!from_a, m)),
+            );
         }
     }
 
@@ -262,25 +278,57 @@ mod tests {
         let out = b.on_message(100, ReplicationMessage::PartitionState(reg.clone()));
         exchange(&mut a, &mut b, out, false);
         let value = Some(bytes::Bytes::from_static(b"v"));
-        let batch = |seq| BatchBytes(crate::client::encode_producer_batch(&[(None, value.clone()), (None, value.clone())], 1, (42, 0, seq)).unwrap());
+        let batch = |seq| {
+            BatchBytes(
+                crate::client::encode_producer_batch(
+                    &[(None, value.clone()), (None, value.clone())],
+                    1,
+                    (42, 0, seq),
+                )
+                .unwrap(),
+            )
+        };
         assert_eq!(a.check_sequence(&batch(0)), SequenceCheck::Append);
-        let out = a.on_produce(ProduceRequest { id: 1, records: batch(0), acks: Acks::Leader });
+        let out = a.on_produce(ProduceRequest {
+            id: 1,
+            records: batch(0),
+            acks: Acks::Leader,
+        });
         assert_eq!(out.replies[0].result, Ok(0));
         exchange(&mut a, &mut b, out, true);
         // The follower fetches the batch (its fetch was held until now).
         let out = a.on_timer(runnel_model::replication::ReplicaTimer::FetchMaxWait);
         exchange(&mut a, &mut b, out, true);
-        assert_eq!(b.replica().log().end_offset(), 2, "the follower has the batch");
-        assert_eq!(a.check_sequence(&batch(0)), SequenceCheck::Duplicate { base_offset: 0, end_offset: 2 });
+        assert_eq!(
+            b.replica().log().end_offset(),
+            2,
+            "the follower has the batch"
+        );
+        assert_eq!(
+            a.check_sequence(&batch(0)),
+            SequenceCheck::Duplicate {
+                base_offset: 0,
+                end_offset: 2
+            }
+        );
         // Leadership moves to the follower: it knows the batch too.
         reg.leader = Some(1);
         reg.leader_epoch += 1;
         reg.partition_epoch += 1;
         b.on_message(100, ReplicationMessage::PartitionState(reg));
         assert!(b.replica().is_leader());
-        assert_eq!(b.check_sequence(&batch(0)), SequenceCheck::Duplicate { base_offset: 0, end_offset: 2 });
+        assert_eq!(
+            b.check_sequence(&batch(0)),
+            SequenceCheck::Duplicate {
+                base_offset: 0,
+                end_offset: 2
+            }
+        );
         assert_eq!(b.check_sequence(&batch(2)), SequenceCheck::Append);
-        assert_eq!(b.check_sequence(&batch(5)), SequenceCheck::OutOfOrder { expected: 2 });
+        assert_eq!(
+            b.check_sequence(&batch(5)),
+            SequenceCheck::OutOfOrder { expected: 2 }
+        );
     }
 
     #[test]

@@ -16,17 +16,31 @@ pub fn runnel_bin() -> PathBuf {
     if let Ok(p) = std::env::var("RUNNEL_BIN") {
         return PathBuf::from(p);
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf();
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
     let bin = target.join("debug").join("runnel");
-    assert!(bin.exists(), "{} is missing: run `cargo build -p runnel` first (scripts/test-all.sh does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p runnel` first (scripts/test-all.sh does)",
+        bin.display()
+    );
     bin
 }
 
 /// `n` ports free on 127.0.0.1 right now.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
-    listeners.iter().map(|l| l.local_addr().expect("addr").port()).collect()
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect()
 }
 
 /// Polls `f` every 200 ms until it returns `Some`, or panics after `timeout`.
@@ -36,7 +50,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -44,8 +61,15 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
 /// Runs a `runnel` tool to completion (bounded by `timeout`).
 pub fn tool(args: &[&str], stdin: Option<&str>, timeout: Duration) -> Output {
     let mut cmd = Command::new(runnel_bin());
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).env("RUST_LOG", "warn");
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("RUST_LOG", "warn");
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     let mut child = cmd.spawn().expect("spawn runnel tool");
     if let Some(text) = stdin {
         use std::io::Write;
@@ -84,7 +108,11 @@ pub struct Proc {
 impl Proc {
     fn start(&mut self) {
         assert!(self.child.is_none(), "{} is running", self.name);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let child = Command::new(runnel_bin())
             .args(&self.args)
             .stdout(Stdio::null())
@@ -132,7 +160,13 @@ impl SeedCluster {
             std::fs::create_dir_all(&data).expect("data dir");
             std::fs::write(data.join("myid"), format!("{i}\n")).expect("myid");
             let servers: String = (1..=3usize)
-                .map(|j| format!("server.{j}=127.0.0.1:{}:{}\n", peer_ports[j - 1], election_ports[j - 1]))
+                .map(|j| {
+                    format!(
+                        "server.{j}=127.0.0.1:{}:{}\n",
+                        peer_ports[j - 1],
+                        election_ports[j - 1]
+                    )
+                })
                 .collect();
             let cfg = format!(
                 "tickTime=1000  #base time unit\ninitLimit=10\nsyncLimit=5\ndataDir={}\ndataLogDir={}\nclientPort={}\n{servers}",
@@ -149,7 +183,10 @@ impl SeedCluster {
                 child: None,
             });
         }
-        let zk: Vec<String> = client_ports.iter().map(|p| format!("localhost:{p}")).collect();
+        let zk: Vec<String> = client_ports
+            .iter()
+            .map(|p| format!("localhost:{p}"))
+            .collect();
         let mut brokers = Vec::new();
         for b in 0..3usize {
             let cfg = format!(
@@ -174,7 +211,13 @@ impl SeedCluster {
                 child: None,
             });
         }
-        SeedCluster { dir, coordinators, brokers, client_ports, kafka_ports }
+        SeedCluster {
+            dir,
+            coordinators,
+            brokers,
+            client_ports,
+            kafka_ports,
+        }
     }
 
     /// Three combined nodes (`process.roles=broker,controller`, KRaft-style
@@ -185,7 +228,9 @@ impl SeedCluster {
         let ports = free_ports(6);
         let kafka_ports = ports[0..3].to_vec();
         let controller_ports = ports[3..6].to_vec();
-        let voters: Vec<String> = (0..3).map(|i| format!("{i}@127.0.0.1:{}", controller_ports[i])).collect();
+        let voters: Vec<String> = (0..3)
+            .map(|i| format!("{i}@127.0.0.1:{}", controller_ports[i]))
+            .collect();
         let mut brokers = Vec::new();
         for b in 0..3usize {
             let cfg = format!(
@@ -205,9 +250,20 @@ impl SeedCluster {
                 args.push("--override".into());
                 args.push(o.to_string());
             }
-            brokers.push(Proc { name: format!("node {b}"), args, log: dir.path().join(format!("node{b}.log")), child: None });
+            brokers.push(Proc {
+                name: format!("node {b}"),
+                args,
+                log: dir.path().join(format!("node{b}.log")),
+                child: None,
+            });
         }
-        SeedCluster { dir, coordinators: Vec::new(), brokers, client_ports: controller_ports, kafka_ports }
+        SeedCluster {
+            dir,
+            coordinators: Vec::new(),
+            brokers,
+            client_ports: controller_ports,
+            kafka_ports,
+        }
     }
 
     pub fn start_all(&mut self) {
@@ -228,16 +284,35 @@ impl SeedCluster {
     }
 
     pub fn bootstrap(&self, brokers: &[usize]) -> String {
-        brokers.iter().map(|b| format!("localhost:{}", self.kafka_ports[*b])).collect::<Vec<_>>().join(",")
+        brokers
+            .iter()
+            .map(|b| format!("localhost:{}", self.kafka_ports[*b]))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     pub fn coordinator_list(&self) -> String {
-        self.client_ports.iter().map(|p| format!("localhost:{p}")).collect::<Vec<_>>().join(",")
+        self.client_ports
+            .iter()
+            .map(|p| format!("localhost:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// `runnel topics --describe`, parsed: partition → (leader, replicas, isr).
     pub fn describe(&self, via: usize, topic: &str) -> Option<BTreeMap<u32, Partition>> {
-        let out = tool(&["topics", "--bootstrap-server", &self.bootstrap(&[via]), "--describe", "--topic", topic], None, Duration::from_secs(20));
+        let out = tool(
+            &[
+                "topics",
+                "--bootstrap-server",
+                &self.bootstrap(&[via]),
+                "--describe",
+                "--topic",
+                topic,
+            ],
+            None,
+            Duration::from_secs(20),
+        );
         if !out.status.success() {
             return None;
         }
@@ -246,12 +321,23 @@ impl SeedCluster {
 
     /// The coordinator currently leading (index 0..3), from `quorum status`.
     pub fn coordinator_leader(&self) -> Option<usize> {
-        let out = tool(&["quorum", "status", "--bootstrap-server", &self.coordinator_list()], None, Duration::from_secs(20));
+        let out = tool(
+            &[
+                "quorum",
+                "status",
+                "--bootstrap-server",
+                &self.coordinator_list(),
+            ],
+            None,
+            Duration::from_secs(20),
+        );
         let text = stdout(&out);
-        text.lines().find(|l| l.contains("Mode: leader")).and_then(|l| {
-            let port: u16 = l.split('\t').next()?.rsplit(':').next()?.parse().ok()?;
-            self.client_ports.iter().position(|p| *p == port)
-        })
+        text.lines()
+            .find(|l| l.contains("Mode: leader"))
+            .and_then(|l| {
+                let port: u16 = l.split('\t').next()?.rsplit(':').next()?.parse().ok()?;
+                self.client_ports.iter().position(|p| *p == port)
+            })
     }
 
     pub fn log_of(&self, p: &Proc) -> String {
@@ -296,12 +382,21 @@ pub fn parse_describe(text: &str) -> BTreeMap<u32, Partition> {
             .split('\t')
             .filter_map(|f| f.split_once(": "))
             .collect();
-        let (Some(p), Some(l), Some(r), Some(i)) = (fields.get("Partition"), fields.get("Leader"), fields.get("Replicas"), fields.get("Isr")) else {
+        let (Some(p), Some(l), Some(r), Some(i)) = (
+            fields.get("Partition"),
+            fields.get("Leader"),
+            fields.get("Replicas"),
+            fields.get("Isr"),
+        ) else {
             continue;
         };
         out.insert(
             p.parse().expect("partition number"),
-            Partition { leader: l.parse().ok(), replicas: ids(r), isr: ids(i) },
+            Partition {
+                leader: l.parse().ok(),
+                replicas: ids(r),
+                isr: ids(i),
+            },
         );
     }
     out
@@ -331,34 +426,71 @@ impl DevCluster {
         // Three Kafka ports and, 100 above, three controller ports.
         let port = loop {
             let p = free_ports(1)[0];
-            if p < 60_000 && (0..3).all(|i| TcpListener::bind(("127.0.0.1", p + i)).is_ok() && TcpListener::bind(("127.0.0.1", p + 100 + i)).is_ok()) {
+            if p < 60_000
+                && (0..3).all(|i| {
+                    TcpListener::bind(("127.0.0.1", p + i)).is_ok()
+                        && TcpListener::bind(("127.0.0.1", p + 100 + i)).is_ok()
+                })
+            {
                 break p;
             }
         };
         let log = std::fs::File::create(dir.path().join("dev.log")).expect("log");
         let child = Command::new(runnel_bin())
-            .args(["dev", "--dir", &dir.path().join("data").display().to_string(), "--port", &port.to_string()])
+            .args([
+                "dev",
+                "--dir",
+                &dir.path().join("data").display().to_string(),
+                "--port",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn runnel dev");
         let c = DevCluster { dir, port, child };
         let bootstrap = c.bootstrap();
-        wait_for("the dev cluster's 3 brokers", Duration::from_secs(30), || {
-            let out = tool(&["broker-api-versions", "--bootstrap-server", &bootstrap], None, Duration::from_secs(10));
-            (stdout(&out).matches("(id: ").count() == 3).then_some(())
-        });
+        wait_for(
+            "the dev cluster's 3 brokers",
+            Duration::from_secs(30),
+            || {
+                let out = tool(
+                    &["broker-api-versions", "--bootstrap-server", &bootstrap],
+                    None,
+                    Duration::from_secs(10),
+                );
+                (stdout(&out).matches("(id: ").count() == 3).then_some(())
+            },
+        );
         c
     }
 
     pub fn bootstrap(&self) -> String {
-        (0..3).map(|i| format!("localhost:{}", self.port + i)).collect::<Vec<_>>().join(",")
+        (0..3)
+            .map(|i| format!("localhost:{}", self.port + i))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     pub fn create_topic(&self, topic: &str, partitions: u32) {
         let p = partitions.to_string();
         wait_for("topic creation", Duration::from_secs(30), || {
-            let out = tool(&["topics", "--bootstrap-server", &self.bootstrap(), "--create", "--topic", topic, "--partitions", &p, "--replication-factor", "3"], None, Duration::from_secs(30));
+            let out = tool(
+                &[
+                    "topics",
+                    "--bootstrap-server",
+                    &self.bootstrap(),
+                    "--create",
+                    "--topic",
+                    topic,
+                    "--partitions",
+                    &p,
+                    "--replication-factor",
+                    "3",
+                ],
+                None,
+                Duration::from_secs(30),
+            );
             stdout(&out).contains("Created topic").then_some(())
         });
     }
@@ -383,20 +515,38 @@ pub fn python() -> PathBuf {
     if let Ok(p) = std::env::var("RUNNEL_PYTHON") {
         return PathBuf::from(p);
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root").to_path_buf();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("root")
+        .to_path_buf();
     let p = root.join(".venv/bin/python");
-    assert!(p.exists(), "{} is missing: scripts/test-all.sh creates it with the Kafka clients", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: scripts/test-all.sh creates it with the Kafka clients",
+        p.display()
+    );
     p
 }
 
 /// Runs a command to completion with a deadline; stdin optional.
 pub fn run(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     if let Some(bytes) = stdin {
         use std::io::Write;
-        child.stdin.take().expect("stdin").write_all(bytes).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(bytes)
+            .expect("write stdin");
     }
     let deadline = Instant::now() + timeout;
     loop {
@@ -406,7 +556,10 @@ pub fn run(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> Output
         if Instant::now() > deadline {
             let _ = child.kill();
             let out = child.wait_with_output().expect("output");
-            panic!("{cmd:?} did not finish in {timeout:?}; stderr: {}", String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "{cmd:?} did not finish in {timeout:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }

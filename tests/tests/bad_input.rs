@@ -28,17 +28,28 @@ fn closed(mut s: TcpStream) -> bool {
         match s.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) => return e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut,
+            Err(e) => {
+                return e.kind() != std::io::ErrorKind::WouldBlock
+                    && e.kind() != std::io::ErrorKind::TimedOut
+            }
         }
     }
     false
 }
 
 fn still_serves(port: u16) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        let mut c = Connection::connect(&format!("127.0.0.1:{port}")).await.expect("connect");
-        let r = c.call(&ApiVersionsRequest::default(), 3).await.expect("ApiVersions after bad input");
+        let mut c = Connection::connect(&format!("127.0.0.1:{port}"))
+            .await
+            .expect("connect");
+        let r = c
+            .call(&ApiVersionsRequest::default(), 3)
+            .await
+            .expect("ApiVersions after bad input");
         assert_eq!(r.error_code, 0);
     });
 }
@@ -102,8 +113,16 @@ fn too_new_api_versions_gets_the_v0_error_answer() {
     s.read_exact(&mut size).unwrap();
     let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
     s.read_exact(&mut body).unwrap();
-    assert_eq!(i32::from_be_bytes(body[0..4].try_into().unwrap()), 42, "correlation id");
-    assert_eq!(i16::from_be_bytes(body[4..6].try_into().unwrap()), 35, "UNSUPPORTED_VERSION");
+    assert_eq!(
+        i32::from_be_bytes(body[0..4].try_into().unwrap()),
+        42,
+        "correlation id"
+    );
+    assert_eq!(
+        i16::from_be_bytes(body[4..6].try_into().unwrap()),
+        35,
+        "UNSUPPORTED_VERSION"
+    );
     let keys = i32::from_be_bytes(body[6..10].try_into().unwrap());
     assert!(keys >= 5, "the answer lists the supported APIs");
 }
@@ -112,25 +131,48 @@ fn too_new_api_versions_gets_the_v0_error_answer() {
 fn corrupt_batches_are_refused_and_nothing_is_appended() {
     let c = DevCluster::start();
     c.create_topic("corrupt", 1);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        let mut client = runnel::client::Client::connect(&c.bootstrap()).await.unwrap();
-        client.refresh(Some(&["corrupt".to_string()])).await.unwrap();
+        let mut client = runnel::client::Client::connect(&c.bootstrap())
+            .await
+            .unwrap();
+        client
+            .refresh(Some(&["corrupt".to_string()]))
+            .await
+            .unwrap();
         let leader = client.leader("corrupt", 0).expect("leader");
         let good = encode_batch(&[(None, Some(Bytes::from_static(b"hello")))], 1).unwrap();
         let mut bad = BytesMut::from(&good[..]);
         let last = bad.len() - 1;
         bad[last] ^= 0x55; // the CRC covers the records: this breaks it
         let produce = |records: Bytes| {
-            ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_static_str("corrupt")))
-                .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))])])
+            ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(10_000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_static_str("corrupt")))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records))])])
         };
-        let r = client.call_at(&leader, &produce(bad.freeze()), 8).await.unwrap();
-        assert_eq!(r.responses[0].partition_responses[0].error_code, 2, "CORRUPT_MESSAGE");
+        let r = client
+            .call_at(&leader, &produce(bad.freeze()), 8)
+            .await
+            .unwrap();
+        assert_eq!(
+            r.responses[0].partition_responses[0].error_code, 2,
+            "CORRUPT_MESSAGE"
+        );
         let r = client.call_at(&leader, &produce(good), 8).await.unwrap();
         let p = &r.responses[0].partition_responses[0];
-        assert_eq!((p.error_code, p.base_offset), (0, 0), "the corrupt batch took no offset");
+        assert_eq!(
+            (p.error_code, p.base_offset),
+            (0, 0),
+            "the corrupt batch took no offset"
+        );
         // A negative partition index names no partition (it must not read partition 0).
         use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
         let fetch = kafka_protocol::messages::FetchRequest::default()
@@ -138,9 +180,14 @@ fn corrupt_batches_are_refused_and_nothing_is_appended() {
             .with_max_wait_ms(0)
             .with_topics(vec![FetchTopic::default()
                 .with_topic(TopicName(StrBytes::from_static_str("corrupt")))
-                .with_partitions(vec![FetchPartition::default().with_partition(-1).with_partition_max_bytes(1 << 20)])]);
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(-1)
+                    .with_partition_max_bytes(1 << 20)])]);
         let r = client.call_at(&leader, &fetch, 11).await.unwrap();
-        assert_eq!(r.responses[0].partitions[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+        assert_eq!(
+            r.responses[0].partitions[0].error_code, 3,
+            "UNKNOWN_TOPIC_OR_PARTITION"
+        );
     });
 }
 
@@ -161,7 +208,10 @@ fn pipelined_requests_are_answered_in_order() {
         if key == 18 {
             ApiVersionsRequest::default().encode(&mut f, 0).unwrap();
         } else {
-            MetadataRequest::default().with_topics(Some(vec![])).encode(&mut f, 1).unwrap();
+            MetadataRequest::default()
+                .with_topics(Some(vec![]))
+                .encode(&mut f, 1)
+                .unwrap();
         }
         let size = (f.len() - 4) as i32;
         f[..4].copy_from_slice(&size.to_be_bytes());

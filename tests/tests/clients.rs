@@ -12,7 +12,11 @@ use std::time::Duration;
 fn kcat_lists_produces_and_consumes() {
     let c = DevCluster::start();
     let b = c.bootstrap();
-    let out = run(Command::new("kcat").args(["-b", &b, "-L"]), None, Duration::from_secs(20));
+    let out = run(
+        Command::new("kcat").args(["-b", &b, "-L"]),
+        None,
+        Duration::from_secs(20),
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(" 3 brokers:"), "kcat -L: {text}");
     c.create_topic("kcat", 3);
@@ -21,14 +25,31 @@ fn kcat_lists_produces_and_consumes() {
         let lines: String = (0..500).map(|i| format!("{codec}-{i}\n")).collect();
         expected.extend((0..500).map(|i| format!("{codec}-{i}")));
         let out = run(
-            Command::new("kcat").args(["-b", &b, "-t", "kcat", "-P", "-X", "acks=all", "-z", codec]),
+            Command::new("kcat")
+                .args(["-b", &b, "-t", "kcat", "-P", "-X", "acks=all", "-z", codec]),
             Some(lines.as_bytes()),
             Duration::from_secs(60),
         );
-        assert!(out.status.success(), "kcat -P -z {codec}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kcat -P -z {codec}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let out = run(
-        Command::new("kcat").args(["-b", &b, "-t", "kcat", "-C", "-e", "-q", "-o", "beginning", "-f", "%p %o %s\n"]),
+        Command::new("kcat").args([
+            "-b",
+            &b,
+            "-t",
+            "kcat",
+            "-C",
+            "-e",
+            "-q",
+            "-o",
+            "beginning",
+            "-f",
+            "%p %o %s\n",
+        ]),
         None,
         Duration::from_secs(60),
     );
@@ -38,10 +59,16 @@ fn kcat_lists_produces_and_consumes() {
     for line in text.lines() {
         let mut f = line.splitn(3, ' ');
         let (p, o, v) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap());
-        assert!(positions.insert((p.to_string(), o.parse::<u64>().unwrap())), "offset {p}/{o} twice");
+        assert!(
+            positions.insert((p.to_string(), o.parse::<u64>().unwrap())),
+            "offset {p}/{o} twice"
+        );
         assert!(values.insert(v.to_string()), "{v} read twice");
     }
-    assert_eq!(values, expected, "kcat -C reads back every acknowledged message");
+    assert_eq!(
+        values, expected,
+        "kcat -C reads back every acknowledged message"
+    );
 }
 
 #[test]
@@ -49,7 +76,9 @@ fn confluent_kafka_admin_produce_consume() {
     let c = DevCluster::start();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/confluent_smoke.py");
     let out = run(
-        Command::new(python()).arg(&script).args([&c.bootstrap(), "confluent", "5000"]),
+        Command::new(python())
+            .arg(&script)
+            .args([&c.bootstrap(), "confluent", "5000"]),
         None,
         Duration::from_secs(120),
     );

@@ -17,14 +17,26 @@ fn produce(c: &SeedCluster, via: &[usize], from: usize, to: usize) {
     let lines: String = (from..to).map(|i| format!("k{i}:v{i}\n")).collect();
     let out = tool(
         &[
-            "console-producer", "--broker-list", &c.bootstrap(via), "--topic", TOPIC,
-            "--property", "parse.key=true", "--property", "key.separator=:",
-            "--producer-property", "acks=all",
+            "console-producer",
+            "--broker-list",
+            &c.bootstrap(via),
+            "--topic",
+            TOPIC,
+            "--property",
+            "parse.key=true",
+            "--property",
+            "key.separator=:",
+            "--producer-property",
+            "acks=all",
         ],
         Some(&lines),
         Duration::from_secs(90),
     );
-    assert!(out.status.success(), "producer failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "producer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Reads everything and checks: each acknowledged message exactly once, and
@@ -32,16 +44,36 @@ fn produce(c: &SeedCluster, via: &[usize], from: usize, to: usize) {
 fn consume_and_check(c: &SeedCluster, via: &[usize], expected: usize) {
     let out = tool(
         &[
-            "console-consumer", "--bootstrap-server", &c.bootstrap(via), "--topic", TOPIC, "--from-beginning",
-            "--max-messages", &expected.to_string(), "--timeout-ms", "20000",
-            "--property", "print.key=true", "--property", "print.partition=true",
+            "console-consumer",
+            "--bootstrap-server",
+            &c.bootstrap(via),
+            "--topic",
+            TOPIC,
+            "--from-beginning",
+            "--max-messages",
+            &expected.to_string(),
+            "--timeout-ms",
+            "20000",
+            "--property",
+            "print.key=true",
+            "--property",
+            "print.partition=true",
         ],
         None,
         Duration::from_secs(60),
     );
-    assert!(out.status.success(), "consumer failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "consumer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let records = parse_consumed(&stdout(&out));
-    assert_eq!(records.len(), expected, "messages read back (stderr: {})", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        records.len(),
+        expected,
+        "messages read back (stderr: {})",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut seen = BTreeSet::new();
     let mut per_partition: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for (p, key, value) in records {
@@ -50,9 +82,16 @@ fn consume_and_check(c: &SeedCluster, via: &[usize], expected: usize) {
         assert!(seen.insert(i), "message {i} read twice");
         per_partition.entry(p).or_default().push(i);
     }
-    assert_eq!(seen, (0..expected).collect(), "every acknowledged message read");
+    assert_eq!(
+        seen,
+        (0..expected).collect(),
+        "every acknowledged message read"
+    );
     for (p, seq) in per_partition {
-        assert!(seq.windows(2).all(|w| w[0] < w[1]), "partition {p} out of order: {seq:?}");
+        assert!(
+            seq.windows(2).all(|w| w[0] < w[1]),
+            "partition {p} out of order: {seq:?}"
+        );
     }
 }
 
@@ -62,28 +101,57 @@ fn the_seed_walkthrough_with_real_processes() {
     c.start_all();
 
     // The coordinators elect a leader; the seed's typos are reported.
-    wait_for("a coordinator leader", Duration::from_secs(30), || c.coordinator_leader());
-    let broker_log = wait_for("broker 0's config warnings", Duration::from_secs(10), || {
-        let log = c.log_of(&c.brokers[0]);
-        log.contains("replica.lag.max.messages").then_some(log)
+    wait_for("a coordinator leader", Duration::from_secs(30), || {
+        c.coordinator_leader()
     });
-    assert!(broker_log.contains("unknown key eplica.lag.time.max.ms; did you mean replica.lag.time.max.ms?"));
+    let broker_log = wait_for(
+        "broker 0's config warnings",
+        Duration::from_secs(10),
+        || {
+            let log = c.log_of(&c.brokers[0]);
+            log.contains("replica.lag.max.messages").then_some(log)
+        },
+    );
+    assert!(broker_log
+        .contains("unknown key eplica.lag.time.max.ms; did you mean replica.lag.time.max.ms?"));
 
     // kafka-topics.sh --create --replication-factor 3 --partitions 3 --topic topic
-    wait_for("topic creation (all 3 brokers registered)", Duration::from_secs(30), || {
-        let out = tool(
-            &["topics", "--bootstrap-server", &c.bootstrap(&[0]), "--create", "--replication-factor", "3", "--partitions", "3", "--topic", TOPIC],
-            None,
-            Duration::from_secs(30),
-        );
-        stdout(&out).contains("Created topic topic.").then_some(())
+    wait_for(
+        "topic creation (all 3 brokers registered)",
+        Duration::from_secs(30),
+        || {
+            let out = tool(
+                &[
+                    "topics",
+                    "--bootstrap-server",
+                    &c.bootstrap(&[0]),
+                    "--create",
+                    "--replication-factor",
+                    "3",
+                    "--partitions",
+                    "3",
+                    "--topic",
+                    TOPIC,
+                ],
+                None,
+                Duration::from_secs(30),
+            );
+            stdout(&out).contains("Created topic topic.").then_some(())
+        },
+    );
+    let d = wait_for("full ISRs", Duration::from_secs(20), || {
+        c.describe(0, TOPIC)
+            .filter(|d| d.values().all(|p| p.isr.len() == 3))
     });
-    let d = wait_for("full ISRs", Duration::from_secs(20), || c.describe(0, TOPIC).filter(|d| d.values().all(|p| p.isr.len() == 3)));
     // The seed's placement rule: partition i on broker i mod n, replica j on (i + j) mod n.
     for (p, part) in &d {
         let expected: Vec<u32> = (0..3).map(|j| (p + j) % 3).collect();
         assert_eq!(part.replicas, expected, "placement of partition {p}");
-        assert_eq!(part.leader, Some(expected[0]), "preferred leader of partition {p}");
+        assert_eq!(
+            part.leader,
+            Some(expected[0]),
+            "preferred leader of partition {p}"
+        );
     }
 
     // Produce through broker 0, consume through broker 1.
@@ -93,7 +161,10 @@ fn the_seed_walkthrough_with_real_processes() {
     // kill -9 broker 0: it leaves every ISR and leads nothing.
     c.brokers[0].kill9();
     let d = wait_for("ISRs without broker 0", Duration::from_secs(30), || {
-        c.describe(1, TOPIC).filter(|d| d.values().all(|p| !p.isr.contains(&0) && p.leader.is_some_and(|l| l != 0)))
+        c.describe(1, TOPIC).filter(|d| {
+            d.values()
+                .all(|p| !p.isr.contains(&0) && p.leader.is_some_and(|l| l != 0))
+        })
     });
     for (p, part) in &d {
         assert_eq!(part.isr, vec![1, 2], "ISR of partition {p} after the kill");
@@ -104,9 +175,14 @@ fn the_seed_walkthrough_with_real_processes() {
 
     // Restart broker 0 with the same broker.id: it catches up and rejoins.
     c.start_broker(0);
-    wait_for("broker 0 back in every ISR", Duration::from_secs(40), || {
-        c.describe(1, TOPIC).filter(|d| d.values().all(|p| p.isr.len() == 3))
-    });
+    wait_for(
+        "broker 0 back in every ISR",
+        Duration::from_secs(40),
+        || {
+            c.describe(1, TOPIC)
+                .filter(|d| d.values().all(|p| p.isr.len() == 3))
+        },
+    );
     consume_and_check(&c, &[0], 600);
 
     // Kill a coordinator that is not the leader: nothing visible changes.
@@ -122,16 +198,33 @@ fn the_seed_walkthrough_with_real_processes() {
     // and the new controller serves metadata changes.
     std::thread::sleep(Duration::from_secs(2)); // let the restarted follower catch up
     c.coordinators[leader].kill9();
-    let new_leader = wait_for("a new coordinator leader", Duration::from_secs(30), || c.coordinator_leader().filter(|l| *l != leader));
+    let new_leader = wait_for("a new coordinator leader", Duration::from_secs(30), || {
+        c.coordinator_leader().filter(|l| *l != leader)
+    });
     assert_ne!(new_leader, leader);
     produce(&c, &[0, 1, 2], 700, 800);
     consume_and_check(&c, &[2], 800);
     let out = tool(
-        &["topics", "--bootstrap-server", &c.bootstrap(&[1]), "--create", "--partitions", "2", "--replication-factor", "2", "--topic", "after-failover"],
+        &[
+            "topics",
+            "--bootstrap-server",
+            &c.bootstrap(&[1]),
+            "--create",
+            "--partitions",
+            "2",
+            "--replication-factor",
+            "2",
+            "--topic",
+            "after-failover",
+        ],
         None,
         Duration::from_secs(40),
     );
-    assert!(stdout(&out).contains("Created topic after-failover."), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout(&out).contains("Created topic after-failover."),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The seed's other topology: three combined nodes (coordinator and broker
@@ -142,28 +235,59 @@ fn the_seed_walkthrough_with_real_processes() {
 fn three_combined_nodes_survive_kill_9() {
     let mut c = SeedCluster::combined(&["replica.lag.time.max.ms=3000"]);
     c.start_all();
-    wait_for("topic creation (all 3 nodes registered)", Duration::from_secs(30), || {
-        let out = tool(
-            &["topics", "--bootstrap-server", &c.bootstrap(&[0]), "--create", "--replication-factor", "3", "--partitions", "3", "--topic", TOPIC],
-            None,
-            Duration::from_secs(30),
-        );
-        stdout(&out).contains("Created topic topic.").then_some(())
+    wait_for(
+        "topic creation (all 3 nodes registered)",
+        Duration::from_secs(30),
+        || {
+            let out = tool(
+                &[
+                    "topics",
+                    "--bootstrap-server",
+                    &c.bootstrap(&[0]),
+                    "--create",
+                    "--replication-factor",
+                    "3",
+                    "--partitions",
+                    "3",
+                    "--topic",
+                    TOPIC,
+                ],
+                None,
+                Duration::from_secs(30),
+            );
+            stdout(&out).contains("Created topic topic.").then_some(())
+        },
+    );
+    wait_for("full ISRs", Duration::from_secs(20), || {
+        c.describe(0, TOPIC)
+            .filter(|d| d.values().all(|p| p.isr.len() == 3))
     });
-    wait_for("full ISRs", Duration::from_secs(20), || c.describe(0, TOPIC).filter(|d| d.values().all(|p| p.isr.len() == 3)));
     produce(&c, &[0], 0, 200);
     let victim = c.coordinator_leader().expect("an active controller");
     c.brokers[victim].kill9();
     let others: Vec<usize> = (0..3).filter(|b| *b != victim).collect();
-    wait_for("ISRs without the killed node", Duration::from_secs(30), || {
-        c.describe(others[0], TOPIC)
-            .filter(|d| d.values().all(|p| !p.isr.contains(&(victim as u32)) && p.leader.is_some_and(|l| l != victim as u32)))
-    });
+    wait_for(
+        "ISRs without the killed node",
+        Duration::from_secs(30),
+        || {
+            c.describe(others[0], TOPIC).filter(|d| {
+                d.values().all(|p| {
+                    !p.isr.contains(&(victim as u32))
+                        && p.leader.is_some_and(|l| l != victim as u32)
+                })
+            })
+        },
+    );
     produce(&c, &others, 200, 400);
     consume_and_check(&c, &others, 400);
     c.start_broker(victim);
-    wait_for("the node back in every ISR", Duration::from_secs(40), || {
-        c.describe(others[0], TOPIC).filter(|d| d.values().all(|p| p.isr.len() == 3))
-    });
+    wait_for(
+        "the node back in every ISR",
+        Duration::from_secs(40),
+        || {
+            c.describe(others[0], TOPIC)
+                .filter(|d| d.values().all(|p| p.isr.len() == 3))
+        },
+    );
     consume_and_check(&c, &[victim], 400);
 }

@@ -173,7 +173,10 @@ impl ReplicationModel {
                 }
                 // Without a budget the fetch max wait never fires: not
                 // tracking it keeps otherwise equal states equal.
-                Effect::SetTimer { timer: ReplicaTimer::FetchMaxWait, .. } if self.fetch_waits_max == 0 => {}
+                Effect::SetTimer {
+                    timer: ReplicaTimer::FetchMaxWait,
+                    ..
+                } if self.fetch_waits_max == 0 => {}
                 Effect::SetTimer { timer, .. } => {
                     s.timers[node as usize].insert(timer);
                 }

@@ -8,7 +8,9 @@ use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -76,10 +78,20 @@ async fn wait_for_partitions(client: &mut Client, topic: &str) -> Result<Vec<i32
 }
 
 pub async fn produce(a: ProducerArgs) -> Result<()> {
-    let prop = |k: &str| a.properties.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone());
+    let prop = |k: &str| {
+        a.properties
+            .iter()
+            .find(|(x, _)| x == k)
+            .map(|(_, v)| v.clone())
+    };
     let parse_key = prop("parse.key").is_some_and(|v| v == "true");
     let separator = prop("key.separator").unwrap_or_else(|| "\t".into());
-    let acks: i16 = match a.producer_properties.iter().find(|(k, _)| k == "acks").map(|(_, v)| v.as_str()) {
+    let acks: i16 = match a
+        .producer_properties
+        .iter()
+        .find(|(k, _)| k == "acks")
+        .map(|(_, v)| v.as_str())
+    {
         None | Some("all") | Some("-1") => -1,
         Some("1") => 1,
         Some("0") => 0,
@@ -111,7 +123,9 @@ pub async fn produce(a: ProducerArgs) -> Result<()> {
         sticky = (sticky + 1) % partitions.len();
         for line in lines {
             let (key, value) = match (parse_key, line.split_once(separator.as_str())) {
-                (true, Some((k, v))) => (Some(Bytes::from(k.to_string())), Bytes::from(v.to_string())),
+                (true, Some((k, v))) => {
+                    (Some(Bytes::from(k.to_string())), Bytes::from(v.to_string()))
+                }
                 (true, None) => bail!("No key separator found on line: {line}"),
                 (false, _) => (None, Bytes::from(line)),
             };
@@ -128,15 +142,25 @@ pub async fn produce(a: ProducerArgs) -> Result<()> {
     Ok(())
 }
 
-async fn send_batch(client: &mut Client, topic: &str, partition: i32, records: &[(Option<Bytes>, Option<Bytes>)], acks: i16) -> Result<()> {
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+async fn send_batch(
+    client: &mut Client,
+    topic: &str,
+    partition: i32,
+    records: &[(Option<Bytes>, Option<Bytes>)],
+    acks: i16,
+) -> Result<()> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
     let batch = encode_batch(records, now_ms)?;
     let request = ProduceRequest::default()
         .with_acks(acks)
         .with_timeout_ms(30_000)
         .with_topic_data(vec![TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(batch))])]);
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch))])]);
     let mut last = String::new();
     for _ in 0..SEND_ATTEMPTS_MAX {
         if let Some(leader) = client.leader(topic, partition) {
@@ -178,7 +202,12 @@ pub struct ConsumerArgs {
 }
 
 pub async fn consume(a: ConsumerArgs) -> Result<()> {
-    let prop = |k: &str| a.properties.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone());
+    let prop = |k: &str| {
+        a.properties
+            .iter()
+            .find(|(x, _)| x == k)
+            .map(|(_, v)| v.clone())
+    };
     let print_key = prop("print.key").is_some_and(|v| v == "true");
     let print_offset = prop("print.offset").is_some_and(|v| v == "true");
     let print_partition = prop("print.partition").is_some_and(|v| v == "true");
@@ -193,11 +222,17 @@ pub async fn consume(a: ConsumerArgs) -> Result<()> {
     let start = match (a.offset.as_deref(), a.from_beginning) {
         (Some("earliest"), _) | (None, true) => -2,
         (Some("latest"), _) | (None, false) => -1,
-        (Some(o), _) => o.parse::<i64>().map_err(|_| anyhow::anyhow!("--offset {o}: a number, earliest or latest"))?,
+        (Some(o), _) => o
+            .parse::<i64>()
+            .map_err(|_| anyhow::anyhow!("--offset {o}: a number, earliest or latest"))?,
     };
     let mut positions = BTreeMap::new();
     for &p in &partitions {
-        let pos = if start >= 0 { start } else { list_offset(&mut client, &a.topic, p, start).await? };
+        let pos = if start >= 0 {
+            start
+        } else {
+            list_offset(&mut client, &a.topic, p, start).await?
+        };
         positions.insert(p, pos);
     }
     let mut printed = 0u64;
@@ -207,7 +242,9 @@ pub async fn consume(a: ConsumerArgs) -> Result<()> {
         if a.max_messages.is_some_and(|m| printed >= m) {
             break;
         }
-        if a.timeout_ms.is_some_and(|t| last_message.elapsed() > Duration::from_millis(t)) {
+        if a.timeout_ms
+            .is_some_and(|t| last_message.elapsed() > Duration::from_millis(t))
+        {
             break;
         }
         let mut by_leader: BTreeMap<String, Vec<i32>> = BTreeMap::new();
@@ -231,7 +268,16 @@ pub async fn consume(a: ConsumerArgs) -> Result<()> {
                 .with_max_bytes(50 << 20)
                 .with_topics(vec![FetchTopic::default()
                     .with_topic(TopicName(StrBytes::from_string(a.topic.clone())))
-                    .with_partitions(ps.iter().map(|p| FetchPartition::default().with_partition(*p).with_fetch_offset(positions[p]).with_partition_max_bytes(1 << 20)).collect())]);
+                    .with_partitions(
+                        ps.iter()
+                            .map(|p| {
+                                FetchPartition::default()
+                                    .with_partition(*p)
+                                    .with_fetch_offset(positions[p])
+                                    .with_partition_max_bytes(1 << 20)
+                            })
+                            .collect(),
+                    )]);
             let response = match client.call_at(&leader, &request, 11).await {
                 Ok(r) => r,
                 Err(_) => {
@@ -269,11 +315,18 @@ pub async fn consume(a: ConsumerArgs) -> Result<()> {
                             line.push_str(&format!("Offset:{}{separator}", r.offset));
                         }
                         if print_key {
-                            let k = r.key.as_ref().map_or("null".into(), |k| String::from_utf8_lossy(k).into_owned());
+                            let k = r
+                                .key
+                                .as_ref()
+                                .map_or("null".into(), |k| String::from_utf8_lossy(k).into_owned());
                             line.push_str(&k);
                             line.push_str(&separator);
                         }
-                        line.push_str(&r.value.as_ref().map_or("null".into(), |v| String::from_utf8_lossy(v).into_owned()));
+                        line.push_str(
+                            &r.value
+                                .as_ref()
+                                .map_or("null".into(), |v| String::from_utf8_lossy(v).into_owned()),
+                        );
                         use std::io::Write;
                         let mut out = stdout.lock();
                         writeln!(out, "{line}")?;
@@ -293,10 +346,19 @@ pub async fn consume(a: ConsumerArgs) -> Result<()> {
     Ok(())
 }
 
-async fn list_offset(client: &mut Client, topic: &str, partition: i32, timestamp: i64) -> Result<i64> {
-    let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
-        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-        .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(partition).with_timestamp(timestamp)])]);
+async fn list_offset(
+    client: &mut Client,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+) -> Result<i64> {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(partition)
+                .with_timestamp(timestamp)])]);
     for _ in 0..SEND_ATTEMPTS_MAX {
         if let Some(leader) = client.leader(topic, partition) {
             if let Ok(r) = client.call_at(&leader, &request, 5).await {
@@ -323,7 +385,10 @@ mod tests {
         assert_eq!(murmur2(b"foobar"), -790332482);
         assert_eq!(murmur2(b"a-little-bit-long-string"), -985981536);
         assert_eq!(murmur2(b"a-little-bit-longer-string"), -1486304829);
-        assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"), -58897971);
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
+            -58897971
+        );
         assert_eq!(murmur2(&[b'a', b'b', b'c']), 479470107);
     }
 }

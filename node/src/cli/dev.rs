@@ -15,7 +15,9 @@ pub struct DevArgs {
 /// The `server.properties` text of dev node `id`.
 pub fn node_properties(a: &DevArgs, dir: &Path, id: u32) -> String {
     let controller_port = |i: u32| a.port + 100 + i as u16;
-    let voters: Vec<String> = (0..a.nodes).map(|i| format!("{i}@127.0.0.1:{}", controller_port(i))).collect();
+    let voters: Vec<String> = (0..a.nodes)
+        .map(|i| format!("{i}@127.0.0.1:{}", controller_port(i)))
+        .collect();
     let rf = a.nodes.min(3);
     format!(
         "process.roles=broker,controller\nnode.id={id}\n\
@@ -39,14 +41,24 @@ pub async fn run(a: DevArgs) -> Result<()> {
     for id in 0..a.nodes {
         let text = node_properties(&a, &dir, id);
         std::fs::write(dir.join(format!("server-{id}.properties")), &text)?;
-        let settings = load_server_properties(&text, &a.overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let settings =
+            load_server_properties(&text, &a.overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
         let (_handle, task) = crate::runtime::start(settings).await?;
         tasks.push(task);
     }
-    let bootstrap: Vec<String> = (0..a.nodes).map(|i| format!("localhost:{}", a.port + i as u16)).collect();
-    println!("Runnel dev cluster: {} nodes, data in {}", a.nodes, dir.display());
+    let bootstrap: Vec<String> = (0..a.nodes)
+        .map(|i| format!("localhost:{}", a.port + i as u16))
+        .collect();
+    println!(
+        "Runnel dev cluster: {} nodes, data in {}",
+        a.nodes,
+        dir.display()
+    );
     println!("bootstrap servers: {}", bootstrap.join(","));
-    println!("try: kcat -b {} -L     (Ctrl-C stops the cluster)", bootstrap[0]);
+    println!(
+        "try: kcat -b {} -L     (Ctrl-C stops the cluster)",
+        bootstrap[0]
+    );
     tokio::signal::ctrl_c().await?;
     println!("stopping");
     for t in tasks {

@@ -15,7 +15,14 @@ pub async fn status(servers: &str, cluster_id: &str) -> Result<bool> {
     };
     let mut statuses: Vec<QuorumStatus> = Vec::new();
     for address in servers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        match transport::ask(address, me.clone(), &PeerMessage::StatusRequest, Duration::from_secs(3)).await {
+        match transport::ask(
+            address,
+            me.clone(),
+            &PeerMessage::StatusRequest,
+            Duration::from_secs(3),
+        )
+        .await
+        {
             Ok(PeerMessage::StatusResponse(s)) => {
                 println!(
                     "{address}\tnode {}\tMode: {}\tepoch: {}\tcommit offset: {}\tlog end offset: {}",
@@ -37,7 +44,13 @@ pub async fn status(servers: &str, cluster_id: &str) -> Result<bool> {
     let lags: Vec<String> = leader
         .followers
         .iter()
-        .map(|(id, end)| format!("{}: lag {}", display_id(*id), leader.log_end_offset.saturating_sub(*end)))
+        .map(|(id, end)| {
+            format!(
+                "{}: lag {}",
+                display_id(*id),
+                leader.log_end_offset.saturating_sub(*end)
+            )
+        })
         .collect();
     println!("FollowerLag:\t[{}]", lags.join(", "));
     Ok(true)

@@ -23,14 +23,21 @@ pub struct TopicsArgs {
 }
 
 pub async fn run(a: TopicsArgs) -> Result<()> {
-    let actions = [a.create, a.list, a.describe, a.delete].iter().filter(|x| **x).count();
+    let actions = [a.create, a.list, a.describe, a.delete]
+        .iter()
+        .filter(|x| **x)
+        .count();
     if actions != 1 {
         bail!("exactly one of --create, --list, --describe, --delete is required");
     }
     let mut client = Client::connect(&a.bootstrap).await?;
     if a.list {
         let m = client.refresh(None).await?;
-        let mut names: Vec<String> = m.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect();
+        let mut names: Vec<String> = m
+            .topics
+            .iter()
+            .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+            .collect();
         names.sort();
         for n in names {
             println!("{n}");
@@ -51,33 +58,51 @@ pub async fn run(a: TopicsArgs) -> Result<()> {
         let configs = a
             .configs
             .iter()
-            .map(|(k, v)| CreatableTopicConfig::default().with_name(StrBytes::from_string(k.clone())).with_value(Some(StrBytes::from_string(v.clone()))))
+            .map(|(k, v)| {
+                CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_string(k.clone()))
+                    .with_value(Some(StrBytes::from_string(v.clone())))
+            })
             .collect();
         let t = CreatableTopic::default()
             .with_name(TopicName(StrBytes::from_string(topic.clone())))
             .with_num_partitions(a.partitions.unwrap_or(-1))
             .with_replication_factor(a.replication_factor.unwrap_or(-1))
             .with_configs(configs);
-        let request = CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(30_000);
+        let request = CreateTopicsRequest::default()
+            .with_topics(vec![t])
+            .with_timeout_ms(30_000);
         let response = client.call_any(&request, 5).await?;
         let r = &response.topics[0];
         if r.error_code == 36 && a.if_not_exists {
             return Ok(());
         }
         if r.error_code != 0 {
-            let msg = r.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default();
-            bail!("Error while executing topic command : {} (error {}) {msg}", error_name(r.error_code), r.error_code);
+            let msg = r
+                .error_message
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default();
+            bail!(
+                "Error while executing topic command : {} (error {}) {msg}",
+                error_name(r.error_code),
+                r.error_code
+            );
         }
         println!("Created topic {topic}.");
         return Ok(());
     }
     let request = DeleteTopicsRequest::default()
-        .with_topics(vec![DeleteTopicState::default().with_name(Some(TopicName(StrBytes::from_string(topic.clone()))))])
+        .with_topics(vec![DeleteTopicState::default()
+            .with_name(Some(TopicName(StrBytes::from_string(topic.clone()))))])
         .with_timeout_ms(30_000);
     let response = client.call_any(&request, 6).await?;
     let r = &response.responses[0];
     if r.error_code != 0 {
-        bail!("Error while executing topic command : Topic '{topic}' does not exist as expected ({})", error_name(r.error_code));
+        bail!(
+            "Error while executing topic command : Topic '{topic}' does not exist as expected ({})",
+            error_name(r.error_code)
+        );
     }
     println!("Deleted topic {topic}.");
     Ok(())
@@ -102,14 +127,22 @@ fn join(ids: impl Iterator<Item = i32>) -> String {
 
 /// Kafka's describe layout (tab-separated, one header line per topic).
 /// Each topic's configuration overrides, `k=v,k=v` (DescribeConfigs).
-async fn topic_configs(client: &mut Client, m: &kafka_protocol::messages::MetadataResponse) -> std::collections::BTreeMap<String, String> {
+async fn topic_configs(
+    client: &mut Client,
+    m: &kafka_protocol::messages::MetadataResponse,
+) -> std::collections::BTreeMap<String, String> {
     use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
     use kafka_protocol::messages::DescribeConfigsRequest;
     let resources = m
         .topics
         .iter()
         .filter_map(|t| t.name.as_ref())
-        .map(|n| DescribeConfigsResource::default().with_resource_type(2).with_resource_name(n.0.clone()).with_configuration_keys(None))
+        .map(|n| {
+            DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(n.0.clone())
+                .with_configuration_keys(None)
+        })
         .collect();
     let request = DescribeConfigsRequest::default().with_resources(resources);
     let response = match client.call_any(&request, 1).await {
@@ -126,14 +159,24 @@ async fn topic_configs(client: &mut Client, m: &kafka_protocol::messages::Metada
             let kv: Vec<String> = r
                 .configs
                 .iter()
-                .map(|c| format!("{}={}", c.name, c.value.as_ref().map(|v| v.to_string()).unwrap_or_default()))
+                .map(|c| {
+                    format!(
+                        "{}={}",
+                        c.name,
+                        c.value.as_ref().map(|v| v.to_string()).unwrap_or_default()
+                    )
+                })
                 .collect();
             (r.resource_name.to_string(), kv.join(","))
         })
         .collect()
 }
 
-pub fn describe(m: &kafka_protocol::messages::MetadataResponse, only: Option<&str>, configs: &std::collections::BTreeMap<String, String>) -> Result<String> {
+pub fn describe(
+    m: &kafka_protocol::messages::MetadataResponse,
+    only: Option<&str>,
+    configs: &std::collections::BTreeMap<String, String>,
+) -> Result<String> {
     let mut out = String::new();
     let mut topics: Vec<_> = m.topics.iter().collect();
     topics.sort_by_key(|t| t.name.as_ref().map(|n| n.0.to_string()));
@@ -147,11 +190,20 @@ pub fn describe(m: &kafka_protocol::messages::MetadataResponse, only: Option<&st
         }
         let rf = t.partitions.first().map_or(0, |p| p.replica_nodes.len());
         let c = configs.get(&name).map(String::as_str).unwrap_or("");
-        writeln!(out, "Topic: {name}\tTopicId: {}\tPartitionCount: {}\tReplicationFactor: {rf}\tConfigs: {c}", t.topic_id, t.partitions.len())?;
+        writeln!(
+            out,
+            "Topic: {name}\tTopicId: {}\tPartitionCount: {}\tReplicationFactor: {rf}\tConfigs: {c}",
+            t.topic_id,
+            t.partitions.len()
+        )?;
         let mut parts: Vec<_> = t.partitions.iter().collect();
         parts.sort_by_key(|p| p.partition_index);
         for p in parts {
-            let leader = if p.leader_id.0 < 0 { "none".to_string() } else { p.leader_id.0.to_string() };
+            let leader = if p.leader_id.0 < 0 {
+                "none".to_string()
+            } else {
+                p.leader_id.0.to_string()
+            };
             writeln!(
                 out,
                 "\tTopic: {name}\tPartition: {}\tLeader: {leader}\tReplicas: {}\tIsr: {}",
@@ -174,11 +226,18 @@ pub async fn broker_api_versions(bootstrap: &str) -> Result<()> {
     brokers.sort_by_key(|b| b.node_id.0);
     for b in brokers {
         let address = format!("{}:{}", b.host, b.port);
-        let versions = client.call_at(&address, &ApiVersionsRequest::default(), 3).await?;
+        let versions = client
+            .call_at(&address, &ApiVersionsRequest::default(), 3)
+            .await?;
         println!("{address} (id: {} rack: null) -> (", b.node_id.0);
         for k in versions.api_keys {
-            let name = ApiKey::try_from(k.api_key).map(|a| format!("{a:?}")).unwrap_or_else(|_| "Unknown".into());
-            println!("\t{name}({}): {} to {} [usable: {}],", k.api_key, k.min_version, k.max_version, k.max_version);
+            let name = ApiKey::try_from(k.api_key)
+                .map(|a| format!("{a:?}"))
+                .unwrap_or_else(|_| "Unknown".into());
+            println!(
+                "\t{name}({}): {} to {} [usable: {}],",
+                k.api_key, k.min_version, k.max_version, k.max_version
+            );
         }
         println!(")");
     }

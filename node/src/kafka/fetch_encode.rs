@@ -62,8 +62,15 @@ fn put_uvarint(buf: &mut BytesMut, mut v: u32) {
 
 /// A whole Fetch response frame (size prefix, header, body) for `version`
 /// (4..=12), sessionless, with no aborted transactions.
-pub fn encode(version: i16, correlation_id: i32, topics: Vec<(String, Vec<PartitionOut>)>) -> Vec<Segment> {
-    assert!((4..=12).contains(&version), "Fetch v{version} is not served");
+pub fn encode(
+    version: i16,
+    correlation_id: i32,
+    topics: Vec<(String, Vec<PartitionOut>)>,
+) -> Vec<Segment> {
+    assert!(
+        (4..=12).contains(&version),
+        "Fetch v{version} is not served"
+    );
     let flexible = version >= 12;
     let mut segments = Vec::new();
     let mut buf = BytesMut::with_capacity(256);
@@ -150,7 +157,9 @@ pub fn encode(version: i16, correlation_id: i32, topics: Vec<(String, Vec<Partit
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::fetch_response::{
+        FetchResponse, FetchableTopicResponse, PartitionData,
+    };
     use kafka_protocol::messages::{ApiKey, ResponseKind, TopicName};
     use kafka_protocol::protocol::StrBytes;
 
@@ -180,7 +189,13 @@ mod tests {
             let mine = flatten(encode(
                 version,
                 99,
-                vec![("topic".into(), vec![parts(Some(records.clone()), 0), parts(None, 6)]), ("t2".into(), vec![])],
+                vec![
+                    (
+                        "topic".into(),
+                        vec![parts(Some(records.clone()), 0), parts(None, 6)],
+                    ),
+                    ("t2".into(), vec![]),
+                ],
             ));
             let pd = |records: Option<Bytes>, error: i16| {
                 let mut p = PartitionData::default()
@@ -196,12 +211,19 @@ mod tests {
                 FetchableTopicResponse::default()
                     .with_topic(TopicName(StrBytes::from_static_str("topic")))
                     .with_partitions(vec![pd(Some(records.clone()), 0), pd(None, 6)]),
-                FetchableTopicResponse::default().with_topic(TopicName(StrBytes::from_static_str("t2"))),
+                FetchableTopicResponse::default()
+                    .with_topic(TopicName(StrBytes::from_static_str("t2"))),
             ]);
             if version < 7 {
                 response.session_id = 0;
             }
-            let theirs = crate::kafka::server::encode_response(ApiKey::Fetch, version, 99, &ResponseKind::Fetch(response)).unwrap();
+            let theirs = crate::kafka::server::encode_response(
+                ApiKey::Fetch,
+                version,
+                99,
+                &ResponseKind::Fetch(response),
+            )
+            .unwrap();
             assert_eq!(mine, theirs.to_vec(), "Fetch v{version}");
         }
     }

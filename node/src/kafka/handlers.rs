@@ -9,8 +9,12 @@ use crate::runtime::messages::{ControllerAck, ControllerFailure};
 use crate::runtime::node::{ClusterView, FetchPart, KafkaCall, NodeHandle, PartError};
 use bytes::Bytes;
 use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
-use kafka_protocol::messages::create_topics_response::{CreatableTopicResult, CreateTopicsResponse};
-use kafka_protocol::messages::delete_topics_response::{DeletableTopicResult, DeleteTopicsResponse};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicResult, CreateTopicsResponse,
+};
+use kafka_protocol::messages::delete_topics_response::{
+    DeletableTopicResult, DeleteTopicsResponse,
+};
 use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
@@ -63,7 +67,9 @@ pub async fn handle(request: Request, node: &NodeHandle) -> Option<ResponseKind>
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics(r, v, node).await),
         RequestKind::Produce(r) => ResponseKind::Produce(produce(r, v, node).await?),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets(r, v, node).await),
-        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id(r, node).await),
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(init_producer_id(r, node).await)
+        }
         RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe_configs(r, node)),
         _ => return None,
     })
@@ -72,7 +78,12 @@ pub async fn handle(request: Request, node: &NodeHandle) -> Option<ResponseKind>
 fn api_versions() -> ApiVersionsResponse {
     let api_keys = SUPPORTED
         .iter()
-        .map(|(k, min, max)| ApiVersion::default().with_api_key(*k as i16).with_min_version(*min).with_max_version(*max))
+        .map(|(k, min, max)| {
+            ApiVersion::default()
+                .with_api_key(*k as i16)
+                .with_min_version(*min)
+                .with_max_version(*max)
+        })
         .collect();
     ApiVersionsResponse::default().with_api_keys(api_keys)
 }
@@ -97,7 +108,10 @@ pub fn topic_id(name: &str) -> uuid::Uuid {
 /// Host and port of an advertised endpoint `host:port`.
 pub fn split_endpoint(endpoint: &str) -> (String, i32) {
     match endpoint.rsplit_once(':') {
-        Some((h, p)) => (h.trim_start_matches('[').trim_end_matches(']').to_string(), p.parse().unwrap_or(9092)),
+        Some((h, p)) => (
+            h.trim_start_matches('[').trim_end_matches(']').to_string(),
+            p.parse().unwrap_or(9092),
+        ),
         None => (endpoint.to_string(), 9092),
     }
 }
@@ -130,15 +144,25 @@ fn topic_metadata(view: &ClusterView, name: &str) -> MetadataResponseTopic {
         .iter()
         .enumerate()
         .map(|(i, reg)| {
-            let ids = |v: &mut dyn Iterator<Item = u32>| v.map(|b| BrokerId(b as i32)).collect::<Vec<_>>();
+            let ids = |v: &mut dyn Iterator<Item = u32>| {
+                v.map(|b| BrokerId(b as i32)).collect::<Vec<_>>()
+            };
             MetadataResponsePartition::default()
-                .with_error_code(if reg.leader.is_some() { code::NONE } else { code::LEADER_NOT_AVAILABLE })
+                .with_error_code(if reg.leader.is_some() {
+                    code::NONE
+                } else {
+                    code::LEADER_NOT_AVAILABLE
+                })
                 .with_partition_index(i as i32)
                 .with_leader_id(BrokerId(reg.leader.map_or(-1, |l| l as i32)))
                 .with_leader_epoch(reg.leader_epoch as i32)
                 .with_replica_nodes(ids(&mut reg.replicas.iter().copied()))
                 .with_isr_nodes(ids(&mut reg.isr.iter().copied()))
-                .with_offline_replicas(ids(&mut reg.replicas.iter().copied().filter(|b| !view.image.is_active(*b))))
+                .with_offline_replicas(ids(&mut reg
+                    .replicas
+                    .iter()
+                    .copied()
+                    .filter(|b| !view.image.is_active(*b))))
         })
         .collect();
     t
@@ -150,7 +174,10 @@ async fn metadata(r: MetadataRequest, v: i16, node: &NodeHandle) -> MetadataResp
         None => view.image.topics.keys().cloned().collect(),
         // v0 has no null: an empty list means all topics.
         Some(list) if list.is_empty() && v == 0 => view.image.topics.keys().cloned().collect(),
-        Some(list) => list.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect(),
+        Some(list) => list
+            .iter()
+            .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+            .collect(),
     };
     let auto_create = node.settings.auto_create_topics && (v < 4 || r.allow_auto_topic_creation);
     let mut topics = Vec::new();
@@ -166,7 +193,13 @@ async fn metadata(r: MetadataRequest, v: i16, node: &NodeHandle) -> MetadataResp
                     replication_factor: None,
                     configs: BTreeMap::new(),
                 };
-                let _ = node.events.send(crate::runtime::node::Event::Kafka(KafkaCall::Controller { request, reply: tx })).await;
+                let _ = node
+                    .events
+                    .send(crate::runtime::node::Event::Kafka(KafkaCall::Controller {
+                        request,
+                        reply: tx,
+                    }))
+                    .await;
                 t.error_code = code::LEADER_NOT_AVAILABLE;
             } else {
                 t.error_code = code::INVALID_TOPIC_EXCEPTION;
@@ -192,32 +225,52 @@ async fn metadata(r: MetadataRequest, v: i16, node: &NodeHandle) -> MetadataResp
     response
 }
 
-async fn call_controller(node: &NodeHandle, request: ControllerRequest) -> Result<ControllerAck, ControllerFailure> {
+async fn call_controller(
+    node: &NodeHandle,
+    request: ControllerRequest,
+) -> Result<ControllerAck, ControllerFailure> {
     let (tx, rx) = oneshot::channel();
     let call = KafkaCall::Controller { request, reply: tx };
-    if node.events.send(crate::runtime::node::Event::Kafka(call)).await.is_err() {
+    if node
+        .events
+        .send(crate::runtime::node::Event::Kafka(call))
+        .await
+        .is_err()
+    {
         return Err(ControllerFailure::NotController { leader: None });
     }
-    rx.await.unwrap_or(Err(ControllerFailure::NotController { leader: None }))
+    rx.await
+        .unwrap_or(Err(ControllerFailure::NotController { leader: None }))
 }
 
 /// Waits (bounded) until this broker's metadata includes a controller
 /// decision, so that a client's next Metadata request sees it.
 async fn await_metadata(node: &NodeHandle, offset: u64) {
     let mut view = node.view.clone();
-    let _ = tokio::time::timeout(Duration::from_secs(5), view.wait_for(|v| v.metadata_offset >= offset)).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        view.wait_for(|v| v.metadata_offset >= offset),
+    )
+    .await;
 }
 
 fn controller_error(e: &ControllerFailure) -> (i16, String) {
     match e {
-        ControllerFailure::NotController { .. } => (code::NOT_CONTROLLER, "no active controller (yet)".into()),
+        ControllerFailure::NotController { .. } => {
+            (code::NOT_CONTROLLER, "no active controller (yet)".into())
+        }
         ControllerFailure::Rejected(e) => match e {
-            ControllerError::TopicAlreadyExists => (code::TOPIC_ALREADY_EXISTS, "Topic already exists.".into()),
-            ControllerError::UnknownTopicOrPartition => {
-                (code::UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.".into())
+            ControllerError::TopicAlreadyExists => {
+                (code::TOPIC_ALREADY_EXISTS, "Topic already exists.".into())
             }
+            ControllerError::UnknownTopicOrPartition => (
+                code::UNKNOWN_TOPIC_OR_PARTITION,
+                "This server does not host this topic-partition.".into(),
+            ),
             ControllerError::InvalidPartitions(m) => (code::INVALID_PARTITIONS, m.clone()),
-            ControllerError::InvalidReplicationFactor(m) => (code::INVALID_REPLICATION_FACTOR, m.clone()),
+            ControllerError::InvalidReplicationFactor(m) => {
+                (code::INVALID_REPLICATION_FACTOR, m.clone())
+            }
             ControllerError::InvalidTopic(m) => (code::INVALID_TOPIC_EXCEPTION, m.clone()),
             other => (code::UNKNOWN_SERVER_ERROR, format!("{other:?}")),
         },
@@ -260,7 +313,10 @@ async fn create_topics(r: CreateTopicsRequest, v: i16, node: &NodeHandle) -> Cre
                     let view = node.view.borrow().clone();
                     if let Some(topic) = view.image.topics.get(&name) {
                         result.num_partitions = topic.partitions.len() as i32;
-                        result.replication_factor = topic.partitions.first().map_or(-1, |p| p.replicas.len() as i16);
+                        result.replication_factor = topic
+                            .partitions
+                            .first()
+                            .map_or(-1, |p| p.replicas.len() as i16);
                         result.configs = Some(Vec::new());
                     }
                 }
@@ -280,7 +336,10 @@ async fn create_topics(r: CreateTopicsRequest, v: i16, node: &NodeHandle) -> Cre
 
 async fn delete_topics(r: DeleteTopicsRequest, v: i16, node: &NodeHandle) -> DeleteTopicsResponse {
     let names: Vec<String> = if v >= 6 {
-        r.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect()
+        r.topics
+            .iter()
+            .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+            .collect()
     } else {
         r.topic_names.iter().map(|n| n.0.to_string()).collect()
     };
@@ -347,8 +406,17 @@ async fn produce(r: ProduceRequest, v: i16, node: &NodeHandle) -> Option<Produce
         shape.push((t.name, ps));
     }
     let (tx, rx) = oneshot::channel();
-    let call = KafkaCall::Produce { acks, timeout_ms: r.timeout_ms.max(0) as u64, parts, reply: tx };
-    let results = match node.events.send(crate::runtime::node::Event::Kafka(call)).await {
+    let call = KafkaCall::Produce {
+        acks,
+        timeout_ms: r.timeout_ms.max(0) as u64,
+        parts,
+        reply: tx,
+    };
+    let results = match node
+        .events
+        .send(crate::runtime::node::Event::Kafka(call))
+        .await
+    {
         Ok(()) => rx.await.unwrap_or_default(),
         Err(_) => Vec::new(),
     };
@@ -362,7 +430,9 @@ async fn produce(r: ProduceRequest, v: i16, node: &NodeHandle) -> Option<Produce
             let partition_responses = ps
                 .into_iter()
                 .map(|(index, early)| {
-                    let mut pr = PartitionProduceResponse::default().with_index(index).with_base_offset(-1);
+                    let mut pr = PartitionProduceResponse::default()
+                        .with_index(index)
+                        .with_base_offset(-1);
                     match early {
                         Some(c) => pr.error_code = c,
                         None => match results.next() {
@@ -374,7 +444,9 @@ async fn produce(r: ProduceRequest, v: i16, node: &NodeHandle) -> Option<Produce
                     pr
                 })
                 .collect();
-            TopicProduceResponse::default().with_name(name).with_partition_responses(partition_responses)
+            TopicProduceResponse::default()
+                .with_name(name)
+                .with_partition_responses(partition_responses)
         })
         .collect();
     Some(ProduceResponse::default().with_responses(responses))
@@ -382,7 +454,12 @@ async fn produce(r: ProduceRequest, v: i16, node: &NodeHandle) -> Option<Produce
 
 /// Fetch, answered as segments: record batches go from the segment files
 /// to the socket with `sendfile` (see `fetch_encode`).
-pub async fn fetch(r: FetchRequest, v: i16, correlation_id: i32, node: &NodeHandle) -> Vec<Segment> {
+pub async fn fetch(
+    r: FetchRequest,
+    v: i16,
+    correlation_id: i32,
+    node: &NodeHandle,
+) -> Vec<Segment> {
     let started = Instant::now();
     let max_wait = Duration::from_millis(r.max_wait_ms.clamp(0, 60_000) as u64);
     let min_bytes = r.min_bytes.max(0) as usize;
@@ -404,11 +481,27 @@ pub async fn fetch(r: FetchRequest, v: i16, correlation_id: i32, node: &NodeHand
             })
             .collect();
         let (tx, rx) = oneshot::channel();
-        let outcomes = match node.events.send(crate::runtime::node::Event::Kafka(KafkaCall::Fetch { parts, reply: tx })).await {
+        let outcomes = match node
+            .events
+            .send(crate::runtime::node::Event::Kafka(KafkaCall::Fetch {
+                parts,
+                reply: tx,
+            }))
+            .await
+        {
             Ok(()) => rx.await.unwrap_or_default(),
             Err(_) => Vec::new(),
         };
-        let total: usize = outcomes.iter().map(|o| o.result.as_ref().ok().and_then(|s| s.as_ref()).map_or(0, |s| s.len as usize)).sum();
+        let total: usize = outcomes
+            .iter()
+            .map(|o| {
+                o.result
+                    .as_ref()
+                    .ok()
+                    .and_then(|s| s.as_ref())
+                    .map_or(0, |s| s.len as usize)
+            })
+            .sum();
         let any_error = outcomes.iter().any(|o| o.result.is_err());
         let elapsed = started.elapsed();
         if !(total >= min_bytes.max(1) || any_error || elapsed >= max_wait) {
@@ -436,12 +529,17 @@ pub async fn fetch(r: FetchRequest, v: i16, correlation_id: i32, node: &NodeHand
                         };
                         if let Some(o) = outcomes.next() {
                             // last_stable_offset = HW: there are no transactions.
-                            (out.high_watermark, out.last_stable_offset, out.log_start_offset) = (o.high_watermark, o.high_watermark, o.log_start_offset);
+                            (
+                                out.high_watermark,
+                                out.last_stable_offset,
+                                out.log_start_offset,
+                            ) = (o.high_watermark, o.high_watermark, o.log_start_offset);
                             match o.result {
                                 Ok(Some(slice)) => {
                                     // At least one batch always; beyond the
                                     // response limit, later partitions wait.
-                                    if sent == 0 || sent + slice.len as usize <= response_max_bytes {
+                                    if sent == 0 || sent + slice.len as usize <= response_max_bytes
+                                    {
                                         sent += slice.len as usize;
                                         out.records = Some(RecordsOut::File(slice));
                                     }
@@ -465,10 +563,25 @@ async fn list_offsets(r: ListOffsetsRequest, v: i16, node: &NodeHandle) -> ListO
     let parts: Vec<(String, u32, i64)> = r
         .topics
         .iter()
-        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), u32::try_from(p.partition_index).unwrap_or(u32::MAX), p.timestamp)))
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                (
+                    t.name.0.to_string(),
+                    u32::try_from(p.partition_index).unwrap_or(u32::MAX),
+                    p.timestamp,
+                )
+            })
+        })
         .collect();
     let (tx, rx) = oneshot::channel();
-    let results = match node.events.send(crate::runtime::node::Event::Kafka(KafkaCall::ListOffsets { parts, reply: tx })).await {
+    let results = match node
+        .events
+        .send(crate::runtime::node::Event::Kafka(KafkaCall::ListOffsets {
+            parts,
+            reply: tx,
+        }))
+        .await
+    {
         Ok(()) => rx.await.unwrap_or_default(),
         Err(_) => Vec::new(),
     };
@@ -481,7 +594,10 @@ async fn list_offsets(r: ListOffsetsRequest, v: i16, node: &NodeHandle) -> ListO
                 .partitions
                 .iter()
                 .map(|p| {
-                    let mut pr = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index).with_timestamp(-1).with_offset(-1);
+                    let mut pr = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_timestamp(-1)
+                        .with_offset(-1);
                     match results.next() {
                         Some(Ok((offset, epoch))) => {
                             pr.offset = offset;
@@ -495,7 +611,9 @@ async fn list_offsets(r: ListOffsetsRequest, v: i16, node: &NodeHandle) -> ListO
                     pr
                 })
                 .collect();
-            ListOffsetsTopicResponse::default().with_name(t.name.clone()).with_partitions(partitions)
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
@@ -505,20 +623,34 @@ async fn init_producer_id(r: InitProducerIdRequest, node: &NodeHandle) -> InitPr
     let response = InitProducerIdResponse::default();
     if r.transactional_id.is_some() {
         // Transactions are not supported.
-        return response.with_error_code(code::INVALID_REQUEST).with_producer_id((-1).into());
+        return response
+            .with_error_code(code::INVALID_REQUEST)
+            .with_producer_id((-1).into());
     }
     let (tx, rx) = oneshot::channel();
-    let _ = node.events.send(crate::runtime::node::Event::Kafka(KafkaCall::InitProducerId { reply: tx })).await;
+    let _ = node
+        .events
+        .send(crate::runtime::node::Event::Kafka(
+            KafkaCall::InitProducerId { reply: tx },
+        ))
+        .await;
     match rx.await {
         Ok(Ok(id)) => response.with_producer_id(id.into()).with_producer_epoch(0),
-        _ => response.with_error_code(code::NOT_CONTROLLER).with_producer_id((-1).into()),
+        _ => response
+            .with_error_code(code::NOT_CONTROLLER)
+            .with_producer_id((-1).into()),
     }
 }
 
 /// DescribeConfigs: a topic's configuration overrides (set at creation,
 /// DYNAMIC_TOPIC_CONFIG) and this broker's main settings (STATIC_BROKER_CONFIG).
-fn describe_configs(r: kafka_protocol::messages::DescribeConfigsRequest, node: &NodeHandle) -> kafka_protocol::messages::DescribeConfigsResponse {
-    use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+fn describe_configs(
+    r: kafka_protocol::messages::DescribeConfigsRequest,
+    node: &NodeHandle,
+) -> kafka_protocol::messages::DescribeConfigsResponse {
+    use kafka_protocol::messages::describe_configs_response::{
+        DescribeConfigsResourceResult, DescribeConfigsResult,
+    };
     const TOPIC: i8 = 2;
     const BROKER: i8 = 4;
     let view = node.view.borrow().clone();
@@ -533,7 +665,11 @@ fn describe_configs(r: kafka_protocol::messages::DescribeConfigsRequest, node: &
         .resources
         .iter()
         .map(|res| {
-            let wanted = |k: &str| res.configuration_keys.as_ref().is_none_or(|ks| ks.is_empty() || ks.iter().any(|x| x.as_str() == k));
+            let wanted = |k: &str| {
+                res.configuration_keys
+                    .as_ref()
+                    .is_none_or(|ks| ks.is_empty() || ks.iter().any(|x| x.as_str() == k))
+            };
             let mut out = DescribeConfigsResult::default()
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
@@ -541,27 +677,65 @@ fn describe_configs(r: kafka_protocol::messages::DescribeConfigsRequest, node: &
                 TOPIC => match view.image.topics.get(res.resource_name.as_str()) {
                     None => {
                         out.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
-                        out.error_message = Some(str_bytes("This server does not host this topic-partition."));
+                        out.error_message =
+                            Some(str_bytes("This server does not host this topic-partition."));
                     }
-                    Some(t) => out.configs = t.configs.iter().filter(|(k, _)| wanted(k)).map(|(k, v)| entry(k, v, 1)).collect(),
+                    Some(t) => {
+                        out.configs = t
+                            .configs
+                            .iter()
+                            .filter(|(k, _)| wanted(k))
+                            .map(|(k, v)| entry(k, v, 1))
+                            .collect()
+                    }
                 },
-                BROKER if res.resource_name.is_empty() || res.resource_name.as_str() == s.node_id.to_string() => {
+                BROKER
+                    if res.resource_name.is_empty()
+                        || res.resource_name.as_str() == s.node_id.to_string() =>
+                {
                     let settings = [
                         ("num.partitions", s.controller.num_partitions.to_string()),
-                        ("default.replication.factor", s.controller.default_replication_factor.to_string()),
+                        (
+                            "default.replication.factor",
+                            s.controller.default_replication_factor.to_string(),
+                        ),
                         ("min.insync.replicas", s.min_insync_replicas.to_string()),
-                        ("unclean.leader.election.enable", s.controller.policy.unclean_leader_election_enable.to_string()),
-                        ("replica.lag.time.max.ms", s.replica_lag_time_max_ms.to_string()),
+                        (
+                            "unclean.leader.election.enable",
+                            s.controller
+                                .policy
+                                .unclean_leader_election_enable
+                                .to_string(),
+                        ),
+                        (
+                            "replica.lag.time.max.ms",
+                            s.replica_lag_time_max_ms.to_string(),
+                        ),
                         ("log.segment.bytes", s.log.segment_bytes.to_string()),
-                        ("auto.create.topics.enable", s.auto_create_topics.to_string()),
-                        ("offsets.topic.replication.factor", s.offsets_topic_replication_factor.to_string()),
-                        ("socket.request.max.bytes", s.socket_request_max_bytes.to_string()),
+                        (
+                            "auto.create.topics.enable",
+                            s.auto_create_topics.to_string(),
+                        ),
+                        (
+                            "offsets.topic.replication.factor",
+                            s.offsets_topic_replication_factor.to_string(),
+                        ),
+                        (
+                            "socket.request.max.bytes",
+                            s.socket_request_max_bytes.to_string(),
+                        ),
                     ];
-                    out.configs = settings.iter().filter(|(k, _)| wanted(k)).map(|(k, v)| entry(k, v, 4)).collect();
+                    out.configs = settings
+                        .iter()
+                        .filter(|(k, _)| wanted(k))
+                        .map(|(k, v)| entry(k, v, 4))
+                        .collect();
                 }
                 _ => {
                     out.error_code = code::INVALID_REQUEST;
-                    out.error_message = Some(str_bytes("only topic and this broker's configs can be described"));
+                    out.error_message = Some(str_bytes(
+                        "only topic and this broker's configs can be described",
+                    ));
                 }
             }
             out

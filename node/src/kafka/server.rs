@@ -7,13 +7,13 @@
 
 use super::fetch_encode::Segment;
 use super::handlers;
-use crate::storage::disk_log::FileSlice;
-use std::os::fd::AsRawFd;
 use super::versions;
 use crate::runtime::node::NodeHandle;
+use crate::storage::disk_log::FileSlice;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
+use std::os::fd::AsRawFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -28,7 +28,10 @@ pub struct Request {
 /// bytes already read (the size of the first request).
 pub async fn serve(mut stream: TcpStream, first: [u8; 4], node: NodeHandle) {
     let _ = stream.set_nodelay(true);
-    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let mut size_bytes = first;
     loop {
         let size = i32::from_be_bytes(size_bytes);
@@ -76,7 +79,9 @@ async fn answer(mut frame: Bytes, node: &NodeHandle) -> Result<Vec<Segment>, Str
     };
     let supported = versions::range(api_key);
     if api_key == ApiKey::ApiVersions && supported.is_some_and(|r| version > r.1) {
-        return Ok(vec![Segment::Bytes(versions::unsupported_api_versions(correlation_id).freeze())]);
+        return Ok(vec![Segment::Bytes(
+            versions::unsupported_api_versions(correlation_id).freeze(),
+        )]);
     }
     match supported {
         Some((min, max)) if (min..=max).contains(&version) => {}
@@ -90,14 +95,24 @@ async fn answer(mut frame: Bytes, node: &NodeHandle) -> Result<Vec<Segment>, Str
     if let RequestKind::Fetch(fetch) = body {
         return Ok(handlers::fetch(fetch, version, correlation_id, node).await);
     }
-    let request = Request { header, api_key, body };
+    let request = Request {
+        header,
+        api_key,
+        body,
+    };
     let Some(response) = handlers::handle(request, node).await else {
         return Ok(Vec::new());
     };
-    encode_response(api_key, version, correlation_id, &response).map(|b| vec![Segment::Bytes(b.freeze())])
+    encode_response(api_key, version, correlation_id, &response)
+        .map(|b| vec![Segment::Bytes(b.freeze())])
 }
 
-pub fn encode_response(api_key: ApiKey, version: i16, correlation_id: i32, response: &ResponseKind) -> Result<BytesMut, String> {
+pub fn encode_response(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response: &ResponseKind,
+) -> Result<BytesMut, String> {
     let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0); // size, patched below
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
@@ -136,7 +151,10 @@ async fn send_file(stream: &TcpStream, slice: &FileSlice) -> std::io::Result<()>
             Ok(0) => {
                 // The file is shorter than the range we promised in the
                 // response header: the connection cannot be saved.
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "segment file shorter than its index says"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "segment file shorter than its index says",
+                ));
             }
             Ok(n) => left -= n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,

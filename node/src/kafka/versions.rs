@@ -21,7 +21,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
 ];
 
 pub fn range(api_key: ApiKey) -> Option<(i16, i16)> {
-    SUPPORTED.iter().find(|(k, _, _)| *k == api_key).map(|(_, min, max)| (*min, *max))
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == api_key)
+        .map(|(_, min, max)| (*min, *max))
 }
 
 /// KIP-511: a client that sent a newer ApiVersions than we know gets a v0

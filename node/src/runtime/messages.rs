@@ -27,13 +27,21 @@ pub struct PartitionMessage {
 pub enum PeerMessage {
     /// A coordinator tells a new peer who the voters are (brokers configured
     /// with `zookeeper.connect` know only addresses).
-    Hello { voters: Vec<(NodeId, String)> },
+    Hello {
+        voters: Vec<(NodeId, String)>,
+    },
     Quorum(QuorumMessage<MetadataRecord>),
     /// Everything one turn of the event loop has for this peer, for every
     /// partition: one frame, like Kafka's per-broker replica fetchers.
     Replication(Vec<PartitionMessage>),
-    ControllerRequest { id: u64, request: ControllerRequest },
-    ControllerResponse { id: u64, result: Result<ControllerAck, ControllerFailure> },
+    ControllerRequest {
+        id: u64,
+        request: ControllerRequest,
+    },
+    ControllerResponse {
+        id: u64,
+        result: Result<ControllerAck, ControllerFailure>,
+    },
     StatusRequest,
     StatusResponse(QuorumStatus),
 }
@@ -49,7 +57,9 @@ pub struct ControllerAck {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ControllerFailure {
     /// Ask the leader instead (if known).
-    NotController { leader: Option<NodeId> },
+    NotController {
+        leader: Option<NodeId>,
+    },
     Rejected(ControllerError),
 }
 
@@ -104,14 +114,25 @@ mod tests {
             partition: 2,
             message: ReplicationMessage::FetchResponse(FetchResponse {
                 leader_epoch: 3,
-                result: FetchResult::Records { records: batch.clone(), high_watermark: 7 },
+                result: FetchResult::Records {
+                    records: batch.clone(),
+                    high_watermark: 7,
+                },
             }),
         }]);
         let bytes = postcard::to_stdvec(&message).unwrap();
         let PeerMessage::Replication(back) = postcard::from_bytes(&bytes).unwrap() else {
             panic!("wrong variant")
         };
-        let ReplicationMessage::FetchResponse(r) = &back[0].message else { panic!() };
-        assert_eq!(r.result, FetchResult::Records { records: batch, high_watermark: 7 });
+        let ReplicationMessage::FetchResponse(r) = &back[0].message else {
+            panic!()
+        };
+        assert_eq!(
+            r.result,
+            FetchResult::Records {
+                records: batch,
+                high_watermark: 7
+            }
+        );
     }
 }

@@ -19,7 +19,9 @@ use tokio::sync::mpsc;
 
 /// Binds every listener (so errors surface before anything runs), then
 /// spawns the node. Returns the handle and the node task.
-pub async fn start(settings: NodeSettings) -> anyhow::Result<(NodeHandle, tokio::task::JoinHandle<()>)> {
+pub async fn start(
+    settings: NodeSettings,
+) -> anyhow::Result<(NodeHandle, tokio::task::JoinHandle<()>)> {
     for w in &settings.warnings {
         tracing::warn!("config: {w}");
     }
@@ -33,7 +35,12 @@ pub async fn start(settings: NodeSettings) -> anyhow::Result<(NodeHandle, tokio:
     };
     let net_tx = node_net_sender(&node);
     for l in kafka {
-        tokio::spawn(accept_loop(l, me.clone(), net_tx.clone(), Some(handle.clone())));
+        tokio::spawn(accept_loop(
+            l,
+            me.clone(),
+            net_tx.clone(),
+            Some(handle.clone()),
+        ));
     }
     for l in internal {
         tokio::spawn(accept_loop(l, me.clone(), net_tx.clone(), None));
@@ -53,8 +60,13 @@ async fn bind_all(listeners: &[HostPort]) -> anyhow::Result<Vec<TcpListener>> {
     let mut out = Vec::new();
     for hp in listeners {
         let candidates: Vec<String> = match hp.host.as_str() {
-            "" | "0.0.0.0" | "::" => vec![format!("[::]:{}", hp.port), format!("0.0.0.0:{}", hp.port)],
-            "localhost" => vec![format!("127.0.0.1:{}", hp.port), format!("[::1]:{}", hp.port)],
+            "" | "0.0.0.0" | "::" => {
+                vec![format!("[::]:{}", hp.port), format!("0.0.0.0:{}", hp.port)]
+            }
+            "localhost" => vec![
+                format!("127.0.0.1:{}", hp.port),
+                format!("[::1]:{}", hp.port),
+            ],
             h if h.contains(':') => vec![format!("[{h}]:{}", hp.port)],
             h => vec![format!("{h}:{}", hp.port)],
         };
@@ -67,7 +79,10 @@ async fn bind_all(listeners: &[HostPort]) -> anyhow::Result<Vec<TcpListener>> {
                     out.push(l);
                     bound += 1;
                     // The dual-stack socket also takes IPv4.
-                    if i == 0 && hp.host.is_empty() || i == 0 && hp.host == "::" || i == 0 && hp.host == "0.0.0.0" {
+                    if i == 0 && hp.host.is_empty()
+                        || i == 0 && hp.host == "::"
+                        || i == 0 && hp.host == "0.0.0.0"
+                    {
                         break;
                     }
                 }
@@ -81,7 +96,12 @@ async fn bind_all(listeners: &[HostPort]) -> anyhow::Result<Vec<TcpListener>> {
     Ok(out)
 }
 
-async fn accept_loop(listener: TcpListener, me: Handshake, net: mpsc::Sender<NetEvent>, kafka: Option<NodeHandle>) {
+async fn accept_loop(
+    listener: TcpListener,
+    me: Handshake,
+    net: mpsc::Sender<NetEvent>,
+    kafka: Option<NodeHandle>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -95,7 +115,12 @@ async fn accept_loop(listener: TcpListener, me: Handshake, net: mpsc::Sender<Net
 
 /// An internal peer starts with the magic; anything else on a Kafka
 /// listener is a Kafka client.
-async fn dispatch(mut stream: TcpStream, me: Handshake, net: mpsc::Sender<NetEvent>, kafka: Option<NodeHandle>) {
+async fn dispatch(
+    mut stream: TcpStream,
+    me: Handshake,
+    net: mpsc::Sender<NetEvent>,
+    kafka: Option<NodeHandle>,
+) {
     let mut first = [0u8; 4];
     if stream.read_exact(&mut first).await.is_err() {
         return;

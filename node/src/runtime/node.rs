@@ -24,9 +24,7 @@ use runnel_model::core::{BrokerEpoch, Effect, NodeId, Offset, RequestId};
 use runnel_model::idempotence::SequenceCheck;
 use runnel_model::log::PartitionLog;
 use runnel_model::partition::{AlterPartitionError, PartitionRegistration};
-use runnel_model::quorum::{
-    Payload, Quorum, QuorumConfig, QuorumEffects, QuorumRole, QuorumTimer,
-};
+use runnel_model::quorum::{Payload, Quorum, QuorumConfig, QuorumEffects, QuorumRole, QuorumTimer};
 use runnel_model::replication::{
     Acks, FetchError, ProduceError, ProduceReply, ProduceRequest, Replica, ReplicaConfig,
     ReplicaTimer, ReplicationMessage,
@@ -114,7 +112,10 @@ pub enum KafkaCall {
 
 pub enum Event {
     Net(NetEvent),
-    Timer { key: TimerKey, generation: u64 },
+    Timer {
+        key: TimerKey,
+        generation: u64,
+    },
     Kafka(KafkaCall),
     Status(oneshot::Sender<QuorumStatus>),
     Tick,
@@ -157,7 +158,10 @@ struct Link {
 }
 
 enum Waiter {
-    Remote { peer: NodeId, id: u64 },
+    Remote {
+        peer: NodeId,
+        id: u64,
+    },
     Broker(u64),
     /// The controller's own decisions (session expiry): nobody waits.
     Nobody,
@@ -167,7 +171,11 @@ enum Waiter {
 enum Purpose {
     Register,
     Heartbeat,
-    Alter { topic: String, partition: u32, request: runnel_model::partition::AlterPartitionRequest },
+    Alter {
+        topic: String,
+        partition: u32,
+        request: runnel_model::partition::AlterPartitionRequest,
+    },
     Client(oneshot::Sender<Result<ControllerAck, ControllerFailure>>),
 }
 
@@ -240,18 +248,35 @@ pub struct Node {
 
 impl Node {
     /// Opens the node's disks; the caller then runs [`Node::run`].
-    pub fn open(s: NodeSettings) -> anyhow::Result<(Node, NodeHandle, mpsc::Receiver<Event>, mpsc::Receiver<NetEvent>)> {
+    pub fn open(
+        s: NodeSettings,
+    ) -> anyhow::Result<(
+        Node,
+        NodeHandle,
+        mpsc::Receiver<Event>,
+        mpsc::Receiver<NetEvent>,
+    )> {
         let s = Arc::new(s);
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE_MAX);
         let (net_tx, net_rx) = mpsc::channel(EVENT_QUEUE_MAX);
-        let (view_tx, view_rx) = watch::channel(Arc::new(ClusterView { node_id: s.node_id, ..Default::default() }));
+        let (view_tx, view_rx) = watch::channel(Arc::new(ClusterView {
+            node_id: s.node_id,
+            ..Default::default()
+        }));
         let (data_tx, data_rx) = watch::channel(0u64);
-        let me = Handshake { protocol_version: wire::PROTOCOL_VERSION, cluster_id: s.cluster_id.clone(), node_id: s.node_id };
+        let me = Handshake {
+            protocol_version: wire::PROTOCOL_VERSION,
+            cluster_id: s.cluster_id.clone(),
+            node_id: s.node_id,
+        };
         let broker = if s.broker {
             let log_dirs = LogDirs::open(&s.log_dirs, s.node_id, &s.cluster_id)
                 .map_err(|e| anyhow::anyhow!("log.dirs: {e:?}"))?;
             Some(BrokerState {
-                endpoint: s.advertised_endpoint().expect("a broker has a listener").to_string(),
+                endpoint: s
+                    .advertised_endpoint()
+                    .expect("a broker has a listener")
+                    .to_string(),
                 epoch: None,
                 registering: false,
                 last_heartbeat: Instant::now(),
@@ -293,10 +318,19 @@ impl Node {
             data_tx,
         };
         if !s.voters.is_empty() {
-            let voters = s.voters.iter().map(|(id, hp)| (*id, hp.connect_string())).collect();
+            let voters = s
+                .voters
+                .iter()
+                .map(|(id, hp)| (*id, hp.connect_string()))
+                .collect();
             node.start_metadata(voters)?;
         }
-        let handle = NodeHandle { events: events_tx, view: view_rx, data_changed: data_rx, settings: s };
+        let handle = NodeHandle {
+            events: events_tx,
+            view: view_rx,
+            data_changed: data_rx,
+            settings: s,
+        };
         Ok((node, handle, events_rx, net_rx))
     }
 
@@ -317,7 +351,12 @@ impl Node {
             QuorumStore::in_memory()
         };
         let quorum = Quorum::recover(config, store.durable.clone());
-        self.meta = Some(MetaState { quorum, store, image: MetadataImage::default(), applied: 0 });
+        self.meta = Some(MetaState {
+            quorum,
+            store,
+            image: MetadataImage::default(),
+            applied: 0,
+        });
         for (id, address) in &voters {
             if *id != self.s.node_id {
                 self.connect(address.clone());
@@ -336,13 +375,27 @@ impl Node {
         if self.connectors.contains_key(&address) {
             return;
         }
-        let task = tokio::spawn(super::transport::connector(address.clone(), self.me.clone(), self.net_tx.clone()));
+        let task = tokio::spawn(super::transport::connector(
+            address.clone(),
+            self.me.clone(),
+            self.net_tx.clone(),
+        ));
         self.connectors.insert(address, task);
     }
 
     /// Runs until the event channels close.
-    pub async fn run(mut self, mut events: mpsc::Receiver<Event>, mut net: mpsc::Receiver<NetEvent>) {
-        for address in self.s.coordinator_addresses.iter().map(|a| a.connect_string()).collect::<Vec<_>>() {
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<Event>,
+        mut net: mpsc::Receiver<NetEvent>,
+    ) {
+        for address in self
+            .s
+            .coordinator_addresses
+            .iter()
+            .map(|a| a.connect_string())
+            .collect::<Vec<_>>()
+        {
             self.connect(address);
         }
         let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
@@ -372,9 +425,16 @@ impl Node {
 
     fn on_event(&mut self, event: Event) {
         match event {
-            Event::Net(NetEvent::Up { conn, peer, outbound, tx }) => self.on_link_up(conn, peer, outbound, tx),
+            Event::Net(NetEvent::Up {
+                conn,
+                peer,
+                outbound,
+                tx,
+            }) => self.on_link_up(conn, peer, outbound, tx),
             Event::Net(NetEvent::Down { conn, peer }) => self.on_link_down(conn, peer),
-            Event::Net(NetEvent::Message { from, message, .. }) => self.on_peer_message(from, message),
+            Event::Net(NetEvent::Message { from, message, .. }) => {
+                self.on_peer_message(from, message)
+            }
             Event::Timer { key, generation } => {
                 if self.timers.get(&key) == Some(&generation) {
                     self.timers.remove(&key);
@@ -392,7 +452,13 @@ impl Node {
 
     // ----- links ---------------------------------------------------------------
 
-    fn on_link_up(&mut self, conn: ConnId, peer: NodeId, outbound: bool, tx: mpsc::Sender<Vec<u8>>) {
+    fn on_link_up(
+        &mut self,
+        conn: ConnId,
+        peer: NodeId,
+        outbound: bool,
+        tx: mpsc::Sender<Vec<u8>>,
+    ) {
         tracing::trace!(node = self.s.node_id, peer, conn, outbound, "link up");
         self.links.insert(conn, Link { peer, outbound, tx });
         if self.s.coordinator {
@@ -420,12 +486,17 @@ impl Node {
     fn route(&self, to: NodeId) -> Option<(ConnId, mpsc::Sender<Vec<u8>>)> {
         let mut candidates = self.links.iter().filter(|(_, l)| l.peer == to);
         let first_outbound = candidates.clone().find(|(_, l)| l.outbound);
-        first_outbound.or_else(|| candidates.next()).map(|(c, l)| (*c, l.tx.clone()))
+        first_outbound
+            .or_else(|| candidates.next())
+            .map(|(c, l)| (*c, l.tx.clone()))
     }
 
     fn flush_outbox(&mut self) {
         for (to, batch) in std::mem::take(&mut self.replication_outbox) {
-            self.outbox.entry(to).or_default().push(PeerMessage::Replication(batch));
+            self.outbox
+                .entry(to)
+                .or_default()
+                .push(PeerMessage::Replication(batch));
         }
         for (to, messages) in std::mem::take(&mut self.outbox) {
             if to == self.s.node_id {
@@ -435,7 +506,12 @@ impl Node {
                 continue;
             }
             let Some((conn, tx)) = self.route(to) else {
-                tracing::trace!(node = self.s.node_id, to, "no link: {} messages dropped", messages.len());
+                tracing::trace!(
+                    node = self.s.node_id,
+                    to,
+                    "no link: {} messages dropped",
+                    messages.len()
+                );
                 self.unreachable.push(to);
                 continue;
             };
@@ -463,9 +539,15 @@ impl Node {
         peers.dedup();
         for peer in peers {
             tracing::trace!(node = self.s.node_id, peer, "link to peer reported broken");
-            let keys: Vec<_> = self.broker.iter().flat_map(|b| b.slots.keys().cloned()).collect();
+            let keys: Vec<_> = self
+                .broker
+                .iter()
+                .flat_map(|b| b.slots.keys().cloned())
+                .collect();
             for key in keys {
-                let out = self.slot_mut(&key).map(|s| s.runner.on_peer_disconnected(peer));
+                let out = self
+                    .slot_mut(&key)
+                    .map(|s| s.runner.on_peer_disconnected(peer));
                 if let Some(out) = out {
                     self.on_runner_output(&key, out);
                 }
@@ -523,7 +605,10 @@ impl Node {
 
     // ----- metadata quorum ---------------------------------------------------------
 
-    fn quorum_step(&mut self, f: impl FnOnce(&mut Quorum<MetadataRecord>, &mut QuorumEffects<MetadataRecord>)) {
+    fn quorum_step(
+        &mut self,
+        f: impl FnOnce(&mut Quorum<MetadataRecord>, &mut QuorumEffects<MetadataRecord>),
+    ) {
         let Some(meta) = self.meta.as_mut() else {
             return;
         };
@@ -552,7 +637,9 @@ impl Node {
                     }
                 }
                 Effect::Send { to, message } => self.send(to, PeerMessage::Quorum(message)),
-                Effect::SetTimer { timer, after_ms } => self.set_timer(TimerKey::Quorum(timer), after_ms),
+                Effect::SetTimer { timer, after_ms } => {
+                    self.set_timer(TimerKey::Quorum(timer), after_ms)
+                }
                 Effect::CancelTimer { timer } => self.cancel_timer(&TimerKey::Quorum(timer)),
                 Effect::FlushLog { .. } | Effect::Reply(()) => {}
             }
@@ -567,7 +654,11 @@ impl Node {
                 image.apply(r);
             }
         }
-        tracing::info!("node {} is the active controller (epoch {})", self.s.node_id, meta.quorum.epoch());
+        tracing::info!(
+            "node {} is the active controller (epoch {})",
+            self.s.node_id,
+            meta.quorum.epoch()
+        );
         // Every broker gets a full session from now: the new controller has
         // not heard anyone yet.
         let now = Instant::now();
@@ -588,7 +679,10 @@ impl Node {
         let Some(meta) = self.meta.as_mut() else {
             return;
         };
-        let commit = meta.quorum.commit_offset().min(meta.quorum.log().len() as Offset);
+        let commit = meta
+            .quorum
+            .commit_offset()
+            .min(meta.quorum.log().len() as Offset);
         if commit <= meta.applied {
             return;
         }
@@ -606,7 +700,13 @@ impl Node {
             done
         };
         for (end_offset, records, waiter) in done {
-            self.answer(waiter, Ok(ControllerAck { end_offset, records }));
+            self.answer(
+                waiter,
+                Ok(ControllerAck {
+                    end_offset,
+                    records,
+                }),
+            );
         }
         self.publish_view();
         self.reconcile_partitions();
@@ -695,7 +795,9 @@ impl Node {
             PeerMessage::ControllerRequest { id, request } => {
                 self.controller_request(request, Waiter::Remote { peer: from, id })
             }
-            PeerMessage::ControllerResponse { id, result } => self.on_controller_response(id, result),
+            PeerMessage::ControllerResponse { id, result } => {
+                self.on_controller_response(id, result)
+            }
             PeerMessage::StatusRequest => {
                 let status = self.status();
                 self.send(from, PeerMessage::StatusResponse(status));
@@ -705,7 +807,14 @@ impl Node {
     }
 
     fn on_replication(&mut self, from: NodeId, pm: PartitionMessage) {
-        tracing::trace!(node = self.s.node_id, from, "{}-{}: {:?}", pm.topic, pm.partition, summary(&pm.message));
+        tracing::trace!(
+            node = self.s.node_id,
+            from,
+            "{}-{}: {:?}",
+            pm.topic,
+            pm.partition,
+            summary(&pm.message)
+        );
         let key = (pm.topic, pm.partition);
         match self.slot_mut(&key) {
             Some(slot) => {
@@ -716,15 +825,20 @@ impl Node {
                 // No replica here (yet): answer a fetch the way a replica
                 // without partition state does, so the follower backs off.
                 if let ReplicationMessage::Fetch(f) = pm.message {
-                    let message = ReplicationMessage::FetchResponse(runnel_model::replication::FetchResponse {
-                        leader_epoch: f.leader_epoch,
-                        result: runnel_model::replication::FetchResult::NotLeader,
-                    });
-                    self.replication_outbox.entry(from).or_default().push(PartitionMessage {
-                        topic: key.0,
-                        partition: key.1,
-                        message,
-                    });
+                    let message = ReplicationMessage::FetchResponse(
+                        runnel_model::replication::FetchResponse {
+                            leader_epoch: f.leader_epoch,
+                            result: runnel_model::replication::FetchResult::NotLeader,
+                        },
+                    );
+                    self.replication_outbox
+                        .entry(from)
+                        .or_default()
+                        .push(PartitionMessage {
+                            topic: key.0,
+                            partition: key.1,
+                            message,
+                        });
                 }
             }
         }
@@ -734,15 +848,22 @@ impl Node {
 
     fn controller_request(&mut self, request: ControllerRequest, waiter: Waiter) {
         let Some(meta) = self.meta.as_mut() else {
-            return self.answer(waiter, Err(ControllerFailure::NotController { leader: None }));
+            return self.answer(
+                waiter,
+                Err(ControllerFailure::NotController { leader: None }),
+            );
         };
         if !meta.quorum.is_leader() {
             let leader = meta.quorum.leader();
             return self.answer(waiter, Err(ControllerFailure::NotController { leader }));
         }
-        let image = self.leader_image.as_mut().expect("the active controller has an image");
+        let image = self
+            .leader_image
+            .as_mut()
+            .expect("the active controller has an image");
         match &request {
-            ControllerRequest::Heartbeat { broker, .. } | ControllerRequest::RegisterBroker { broker, .. } => {
+            ControllerRequest::Heartbeat { broker, .. }
+            | ControllerRequest::RegisterBroker { broker, .. } => {
                 self.heartbeats.insert(*broker, Instant::now());
             }
             _ => {}
@@ -763,7 +884,13 @@ impl Node {
         self.execute_quorum(out);
         if records.is_empty() {
             // Nothing to commit: answer now (a heartbeat of an unfenced broker).
-            return self.answer(waiter, Ok(ControllerAck { end_offset: end, records }));
+            return self.answer(
+                waiter,
+                Ok(ControllerAck {
+                    end_offset: end,
+                    records,
+                }),
+            );
         }
         self.pending_commits.push((end, records, waiter));
         self.apply_committed();
@@ -771,7 +898,9 @@ impl Node {
 
     fn answer(&mut self, waiter: Waiter, result: Result<ControllerAck, ControllerFailure>) {
         match waiter {
-            Waiter::Remote { peer, id } => self.send(peer, PeerMessage::ControllerResponse { id, result }),
+            Waiter::Remote { peer, id } => {
+                self.send(peer, PeerMessage::ControllerResponse { id, result })
+            }
             Waiter::Broker(id) => self.on_controller_response(id, result),
             Waiter::Nobody => {}
         }
@@ -787,12 +916,23 @@ impl Node {
         let expired: Vec<_> = image
             .brokers
             .iter()
-            .filter(|(id, b)| !b.fenced && self.heartbeats.get(id).is_none_or(|t| now.duration_since(*t) > timeout))
+            .filter(|(id, b)| {
+                !b.fenced
+                    && self
+                        .heartbeats
+                        .get(id)
+                        .is_none_or(|t| now.duration_since(*t) > timeout)
+            })
             .map(|(id, b)| (*id, b.epoch))
             .collect();
         for (broker, epoch) in expired {
-            tracing::warn!("broker {broker} (epoch {epoch}): no heartbeat for {timeout:?}, fencing it");
-            self.controller_request(ControllerRequest::SessionExpired { broker, epoch }, Waiter::Nobody);
+            tracing::warn!(
+                "broker {broker} (epoch {epoch}): no heartbeat for {timeout:?}, fencing it"
+            );
+            self.controller_request(
+                ControllerRequest::SessionExpired { broker, epoch },
+                Waiter::Nobody,
+            );
         }
     }
 
@@ -807,12 +947,15 @@ impl Node {
             Purpose::Alter { .. } => u64::MAX / 4,
             _ => self.s.session_timeout_ms,
         };
-        self.outstanding.insert(id, Outstanding {
-            request: request.clone(),
-            purpose,
-            sent_at: now,
-            deadline: now + Duration::from_millis(timeout),
-        });
+        self.outstanding.insert(
+            id,
+            Outstanding {
+                request: request.clone(),
+                purpose,
+                sent_at: now,
+                deadline: now + Duration::from_millis(timeout),
+            },
+        );
         self.send_outstanding(id, request);
     }
 
@@ -841,7 +984,11 @@ impl Node {
         }
     }
 
-    fn on_controller_response(&mut self, id: u64, result: Result<ControllerAck, ControllerFailure>) {
+    fn on_controller_response(
+        &mut self,
+        id: u64,
+        result: Result<ControllerAck, ControllerFailure>,
+    ) {
         if let Err(ControllerFailure::NotController { leader }) = &result {
             // Try the leader it names (or wait for one) instead of failing.
             if let Some(o) = self.outstanding.get_mut(&id) {
@@ -858,7 +1005,11 @@ impl Node {
         }
     }
 
-    fn finish_outstanding(&mut self, o: Outstanding, result: Result<ControllerAck, ControllerFailure>) {
+    fn finish_outstanding(
+        &mut self,
+        o: Outstanding,
+        result: Result<ControllerAck, ControllerFailure>,
+    ) {
         match o.purpose {
             Purpose::Client(tx) => {
                 let _ = tx.send(result);
@@ -869,7 +1020,11 @@ impl Node {
                     b.registering = false;
                     if let Ok(ack) = &result {
                         b.epoch = ack.records.iter().find_map(|r| match r {
-                            MetadataRecord::RegisterBroker { broker, epoch, .. } if *broker == me => Some(*epoch),
+                            MetadataRecord::RegisterBroker { broker, epoch, .. }
+                                if *broker == me =>
+                            {
+                                Some(*epoch)
+                            }
                             _ => None,
                         });
                         if let Some(e) = b.epoch {
@@ -881,21 +1036,31 @@ impl Node {
                 self.reconcile_partitions();
             }
             Purpose::Heartbeat => {
-                if let Err(ControllerFailure::Rejected(ControllerError::StaleBrokerEpoch)) = result {
+                if let Err(ControllerFailure::Rejected(ControllerError::StaleBrokerEpoch)) = result
+                {
                     if let Some(b) = self.broker.as_mut() {
-                        tracing::warn!("the controller no longer knows this broker's epoch; registering again");
+                        tracing::warn!(
+                            "the controller no longer knows this broker's epoch; registering again"
+                        );
                         b.epoch = None;
                     }
                 }
             }
-            Purpose::Alter { topic, partition, request } => {
+            Purpose::Alter {
+                topic,
+                partition,
+                request,
+            } => {
                 let result = match result {
                     Ok(ack) => ack
                         .records
                         .iter()
                         .find_map(|r| match r {
-                            MetadataRecord::Partition { topic: t, partition: p, registration }
-                                if *t == topic && *p == partition => Some(registration.clone()),
+                            MetadataRecord::Partition {
+                                topic: t,
+                                partition: p,
+                                registration,
+                            } if *t == topic && *p == partition => Some(registration.clone()),
                             _ => None,
                         })
                         .ok_or(AlterPartitionError::InvalidUpdateVersion),
@@ -907,7 +1072,10 @@ impl Node {
                 };
                 let key = (topic, partition);
                 let message = ReplicationMessage::AlterPartitionResponse { request, result };
-                if let Some(out) = self.slot_mut(&key).map(|s| s.runner.on_message(CONTROLLER_ADDRESS, message)) {
+                if let Some(out) = self
+                    .slot_mut(&key)
+                    .map(|s| s.runner.on_message(CONTROLLER_ADDRESS, message))
+                {
                     self.on_runner_output(&key, out);
                 }
             }
@@ -929,7 +1097,13 @@ impl Node {
             None if !b.registering => {
                 b.registering = true;
                 let endpoint = b.endpoint.clone();
-                self.submit(ControllerRequest::RegisterBroker { broker: me, endpoint }, Purpose::Register);
+                self.submit(
+                    ControllerRequest::RegisterBroker {
+                        broker: me,
+                        endpoint,
+                    },
+                    Purpose::Register,
+                );
             }
             Some(epoch) if now.duration_since(b.last_heartbeat) >= interval => {
                 // Heartbeat only once our own registration is in the committed
@@ -940,7 +1114,10 @@ impl Node {
                     .is_some_and(|m| m.image.brokers.get(&me).is_some_and(|r| r.epoch == epoch));
                 if caught_up {
                     b.last_heartbeat = now;
-                    self.submit(ControllerRequest::Heartbeat { broker: me, epoch }, Purpose::Heartbeat);
+                    self.submit(
+                        ControllerRequest::Heartbeat { broker: me, epoch },
+                        Purpose::Heartbeat,
+                    );
                 }
             }
             _ => {}
@@ -962,7 +1139,8 @@ impl Node {
         let Some(b) = self.broker.as_ref() else {
             return;
         };
-        let registered = b.epoch.is_some() && meta.image.brokers.get(&me).map(|r| r.epoch) == b.epoch;
+        let registered =
+            b.epoch.is_some() && meta.image.brokers.get(&me).map(|r| r.epoch) == b.epoch;
         if !registered {
             return;
         }
@@ -981,7 +1159,11 @@ impl Node {
         let removed: Vec<_> = b
             .slots
             .keys()
-            .filter(|(t, p)| meta.image.partition(t, *p).is_none_or(|r| !r.replicas.contains(&me)))
+            .filter(|(t, p)| {
+                meta.image
+                    .partition(t, *p)
+                    .is_none_or(|r| !r.replicas.contains(&me))
+            })
             .cloned()
             .collect();
         for key in removed {
@@ -996,7 +1178,9 @@ impl Node {
             }
             let slot = self.slot_mut(&key).expect("opened");
             slot.delivered = Some(reg.clone());
-            let out = slot.runner.on_message(CONTROLLER_ADDRESS, ReplicationMessage::PartitionState(reg));
+            let out = slot
+                .runner
+                .on_message(CONTROLLER_ADDRESS, ReplicationMessage::PartitionState(reg));
             self.on_runner_output(&key, out);
         }
     }
@@ -1005,7 +1189,8 @@ impl Node {
         let s = self.s.clone();
         let b = self.broker.as_mut().expect("broker");
         let dir = b.log_dirs.partition_dir(&key.0, key.1);
-        let (log, report) = DiskLog::open(&dir, s.log.clone()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let (log, report) =
+            DiskLog::open(&dir, s.log.clone()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         tracing::info!("{}-{}: opened log {report:?}", key.0, key.1);
         let mut config = ReplicaConfig::new(s.node_id, CONTROLLER_ADDRESS);
         config.min_insync_replicas = s.min_insync_replicas;
@@ -1013,7 +1198,13 @@ impl Node {
         config.replica_lag_time_max_ms = s.replica_lag_time_max_ms;
         config.fetch_backoff_ms = s.replica_fetch_backoff_ms;
         let runner = PartitionRunner::new(Replica::recover(config, log));
-        b.slots.insert(key.clone(), Slot { runner, delivered: None });
+        b.slots.insert(
+            key.clone(),
+            Slot {
+                runner,
+                delivered: None,
+            },
+        );
         Ok(())
     }
 
@@ -1023,11 +1214,17 @@ impl Node {
         };
         if b.slots.remove(key).is_some() {
             let dir = b.log_dirs.partition_dir(&key.0, key.1);
-            tracing::info!("{}-{}: topic deleted, removing {}", key.0, key.1, dir.display());
+            tracing::info!(
+                "{}-{}: topic deleted, removing {}",
+                key.0,
+                key.1,
+                dir.display()
+            );
             let _ = std::fs::remove_dir_all(&dir);
         }
         for t in [ReplicaTimer::LagCheck, ReplicaTimer::FetchBackoff] {
-            self.timers.remove(&TimerKey::Replica(key.0.clone(), key.1, t));
+            self.timers
+                .remove(&TimerKey::Replica(key.0.clone(), key.1, t));
         }
     }
 
@@ -1036,11 +1233,14 @@ impl Node {
             if to == CONTROLLER_ADDRESS {
                 self.propose_isr_change(key, message);
             } else {
-                self.replication_outbox.entry(to).or_default().push(PartitionMessage {
-                    topic: key.0.clone(),
-                    partition: key.1,
-                    message,
-                });
+                self.replication_outbox
+                    .entry(to)
+                    .or_default()
+                    .push(PartitionMessage {
+                        topic: key.0.clone(),
+                        partition: key.1,
+                        message,
+                    });
             }
         }
         for (t, after_ms) in out.timers_set {
@@ -1068,14 +1268,23 @@ impl Node {
             broker_epoch,
             request: request.clone(),
         };
-        let purpose = Purpose::Alter { topic: key.0.clone(), partition: key.1, request };
+        let purpose = Purpose::Alter {
+            topic: key.0.clone(),
+            partition: key.1,
+            request,
+        };
         self.submit(controller_request, purpose);
     }
 
     /// One fsync per partition that asked for one this turn.
     fn group_commit(&mut self) {
         let keys: Vec<_> = match self.broker.as_ref() {
-            Some(b) => b.slots.iter().filter(|(_, s)| s.runner.flush_wanted()).map(|(k, _)| k.clone()).collect(),
+            Some(b) => b
+                .slots
+                .iter()
+                .filter(|(_, s)| s.runner.flush_wanted())
+                .map(|(k, _)| k.clone())
+                .collect(),
             None => return,
         };
         for key in keys {
@@ -1093,7 +1302,9 @@ impl Node {
     /// run on a blocking thread, not in this loop; the loop then flushes
     /// what little is left.
     fn background_flush(&mut self, now: Instant) {
-        let due = self.broker.as_ref().is_some_and(|b| now.duration_since(b.last_flush) >= Duration::from_millis(BACKGROUND_FLUSH_MS));
+        let due = self.broker.as_ref().is_some_and(|b| {
+            now.duration_since(b.last_flush) >= Duration::from_millis(BACKGROUND_FLUSH_MS)
+        });
         if !due {
             return;
         }
@@ -1134,16 +1345,26 @@ impl Node {
 
     fn on_kafka(&mut self, call: KafkaCall) {
         match call {
-            KafkaCall::Produce { acks, timeout_ms, parts, reply } => self.produce(acks, timeout_ms, parts, reply),
+            KafkaCall::Produce {
+                acks,
+                timeout_ms,
+                parts,
+                reply,
+            } => self.produce(acks, timeout_ms, parts, reply),
             KafkaCall::Fetch { parts, reply } => {
                 let results = parts.into_iter().map(|p| self.fetch_one(p)).collect();
                 let _ = reply.send(results);
             }
             KafkaCall::ListOffsets { parts, reply } => {
-                let results = parts.into_iter().map(|(t, p, ts)| self.list_offset(&(t, p), ts)).collect();
+                let results = parts
+                    .into_iter()
+                    .map(|(t, p, ts)| self.list_offset(&(t, p), ts))
+                    .collect();
                 let _ = reply.send(results);
             }
-            KafkaCall::Controller { request, reply } => self.submit(request, Purpose::Client(reply)),
+            KafkaCall::Controller { request, reply } => {
+                self.submit(request, Purpose::Client(reply))
+            }
             KafkaCall::InitProducerId { reply } => {
                 let result = match self.broker.as_mut() {
                     Some(b) if b.epoch.is_some() => {
@@ -1157,7 +1378,13 @@ impl Node {
         }
     }
 
-    fn produce(&mut self, acks: i16, timeout_ms: u64, parts: Vec<(String, u32, Bytes)>, reply: oneshot::Sender<Vec<Result<i64, PartError>>>) {
+    fn produce(
+        &mut self,
+        acks: i16,
+        timeout_ms: u64,
+        parts: Vec<(String, u32, Bytes)>,
+        reply: oneshot::Sender<Vec<Result<i64, PartError>>>,
+    ) {
         let call_id = self.next_produce_call;
         self.next_produce_call += 1;
         let acks = match acks {
@@ -1180,8 +1407,15 @@ impl Node {
                 continue;
             };
             if !b.slots.contains_key(&key) {
-                let known = self.meta.as_ref().is_some_and(|m| m.image.partition(&key.0, key.1).is_some());
-                call.results[i] = Some(Err(if known { PartError::NotLeaderOrFollower } else { PartError::UnknownTopicOrPartition }));
+                let known = self
+                    .meta
+                    .as_ref()
+                    .is_some_and(|m| m.image.partition(&key.0, key.1).is_some());
+                call.results[i] = Some(Err(if known {
+                    PartError::NotLeaderOrFollower
+                } else {
+                    PartError::UnknownTopicOrPartition
+                }));
                 continue;
             }
             let slot = b.slots.get(&key).expect("checked");
@@ -1189,14 +1423,20 @@ impl Node {
                 let batch = BatchBytes(records.clone());
                 match slot.runner.check_sequence(&batch) {
                     SequenceCheck::Append => {}
-                    SequenceCheck::Duplicate { base_offset, end_offset } => {
+                    SequenceCheck::Duplicate {
+                        base_offset,
+                        end_offset,
+                    } => {
                         // Answered like the original: once committed.
                         if acks == Acks::None {
                             call.results[i] = Some(Ok(-1));
-                        } else if acks == Acks::Leader || slot.runner.replica().high_watermark() >= end_offset {
+                        } else if acks == Acks::Leader
+                            || slot.runner.replica().high_watermark() >= end_offset
+                        {
                             call.results[i] = Some(Ok(base_offset as i64));
                         } else {
-                            b.duplicates.push((call_id, i, key, end_offset, base_offset));
+                            b.duplicates
+                                .push((call_id, i, key, end_offset, base_offset));
                         }
                         continue;
                     }
@@ -1217,15 +1457,28 @@ impl Node {
             } else {
                 call.results[i] = Some(Ok(-1));
             }
-            submitted.push((key, ProduceRequest { id, records: BatchBytes(records), acks }));
+            submitted.push((
+                key,
+                ProduceRequest {
+                    id,
+                    records: BatchBytes(records),
+                    acks,
+                },
+            ));
         }
         call.remaining = call.results.iter().filter(|r| r.is_none()).count();
-        self.broker.as_mut().map(|b| b.produce_calls.insert(call_id, call));
+        self.broker
+            .as_mut()
+            .map(|b| b.produce_calls.insert(call_id, call));
         if self.broker.is_none() {
             return;
         }
         for (key, request) in submitted {
-            let out = self.slot_mut(&key).expect("checked").runner.on_produce(request);
+            let out = self
+                .slot_mut(&key)
+                .expect("checked")
+                .runner
+                .on_produce(request);
             self.on_runner_output(&key, out);
         }
         self.maybe_finish_produce(call_id);
@@ -1251,7 +1504,11 @@ impl Node {
             false
         });
         for (call_id, i, outcome) in finished {
-            if let Some(call) = self.broker.as_mut().and_then(|b| b.produce_calls.get_mut(&call_id)) {
+            if let Some(call) = self
+                .broker
+                .as_mut()
+                .and_then(|b| b.produce_calls.get_mut(&call_id))
+            {
                 if call.results[i].is_none() {
                     call.remaining -= 1;
                     call.results[i] = Some(outcome);
@@ -1281,9 +1538,16 @@ impl Node {
         let Some(b) = self.broker.as_mut() else {
             return;
         };
-        if b.produce_calls.get(&call_id).is_some_and(|c| c.remaining == 0) {
+        if b.produce_calls
+            .get(&call_id)
+            .is_some_and(|c| c.remaining == 0)
+        {
             let mut call = b.produce_calls.remove(&call_id).expect("present");
-            let results = call.results.drain(..).map(|r| r.expect("all answered")).collect();
+            let results = call
+                .results
+                .drain(..)
+                .map(|r| r.expect("all answered"))
+                .collect();
             if let Some(tx) = call.reply.take() {
                 let _ = tx.send(results);
             }
@@ -1294,12 +1558,21 @@ impl Node {
         let Some(b) = self.broker.as_mut() else {
             return;
         };
-        let expired: Vec<u64> = b.produce_calls.iter().filter(|(_, c)| now >= c.deadline).map(|(id, _)| *id).collect();
+        let expired: Vec<u64> = b
+            .produce_calls
+            .iter()
+            .filter(|(_, c)| now >= c.deadline)
+            .map(|(id, _)| *id)
+            .collect();
         for id in expired {
             let mut call = b.produce_calls.remove(&id).expect("listed");
             b.produce_waiters.retain(|_, (c, _)| *c != id);
             b.duplicates.retain(|(c, ..)| *c != id);
-            let results = call.results.drain(..).map(|r| r.unwrap_or(Err(PartError::RequestTimedOut))).collect();
+            let results = call
+                .results
+                .drain(..)
+                .map(|r| r.unwrap_or(Err(PartError::RequestTimedOut)))
+                .collect();
             if let Some(tx) = call.reply.take() {
                 let _ = tx.send(results);
             }
@@ -1308,10 +1581,21 @@ impl Node {
 
     fn fetch_one(&mut self, p: FetchPart) -> FetchOutcome {
         let key = (p.topic, p.partition);
-        let known = self.meta.as_ref().is_some_and(|m| m.image.partition(&key.0, key.1).is_some());
+        let known = self
+            .meta
+            .as_ref()
+            .is_some_and(|m| m.image.partition(&key.0, key.1).is_some());
         let Some(slot) = self.slot_mut(&key) else {
-            let e = if known { PartError::NotLeaderOrFollower } else { PartError::UnknownTopicOrPartition };
-            return FetchOutcome { high_watermark: -1, log_start_offset: -1, result: Err(e) };
+            let e = if known {
+                PartError::NotLeaderOrFollower
+            } else {
+                PartError::UnknownTopicOrPartition
+            };
+            return FetchOutcome {
+                high_watermark: -1,
+                log_start_offset: -1,
+                result: Err(e),
+            };
         };
         let replica = slot.runner.replica();
         let high_watermark = replica.high_watermark() as i64;
@@ -1328,16 +1612,34 @@ impl Node {
                     FetchError::Log(e) => PartError::Storage(format!("{e:?}")),
                 })
                 .and_then(|(from, until)| {
-                    replica.log().locate(from, until, p.max_bytes).map_err(|e| PartError::Storage(format!("{e:?}")))
+                    replica
+                        .log()
+                        .locate(from, until, p.max_bytes)
+                        .map_err(|e| PartError::Storage(format!("{e:?}")))
                 })
         };
-        FetchOutcome { high_watermark, log_start_offset, result }
+        FetchOutcome {
+            high_watermark,
+            log_start_offset,
+            result,
+        }
     }
 
-    fn list_offset(&mut self, key: &(String, u32), timestamp: i64) -> Result<(i64, i32), PartError> {
-        let known = self.meta.as_ref().is_some_and(|m| m.image.partition(&key.0, key.1).is_some());
+    fn list_offset(
+        &mut self,
+        key: &(String, u32),
+        timestamp: i64,
+    ) -> Result<(i64, i32), PartError> {
+        let known = self
+            .meta
+            .as_ref()
+            .is_some_and(|m| m.image.partition(&key.0, key.1).is_some());
         let Some(slot) = self.slot_mut(key) else {
-            return Err(if known { PartError::NotLeaderOrFollower } else { PartError::UnknownTopicOrPartition });
+            return Err(if known {
+                PartError::NotLeaderOrFollower
+            } else {
+                PartError::UnknownTopicOrPartition
+            });
         };
         let replica = slot.runner.replica();
         let Some(epoch) = replica.leader_epoch().filter(|_| replica.is_leader()) else {
@@ -1363,7 +1665,9 @@ fn produce_error(e: ProduceError) -> PartError {
         ProduceError::NotEnoughReplicas => PartError::NotEnoughReplicas,
         ProduceError::NotEnoughReplicasAfterAppend => PartError::NotEnoughReplicasAfterAppend,
         ProduceError::RequestTimedOut => PartError::RequestTimedOut,
-        ProduceError::Log(runnel_model::log::LogError::Corrupt(why)) => PartError::CorruptMessage(why),
+        ProduceError::Log(runnel_model::log::LogError::Corrupt(why)) => {
+            PartError::CorruptMessage(why)
+        }
         ProduceError::Log(e) => PartError::Storage(format!("{e:?}")),
     }
 }
@@ -1371,9 +1675,14 @@ fn produce_error(e: ProduceError) -> PartError {
 /// A one-line description of a replication message (for trace logs).
 fn summary(m: &ReplicationMessage<BatchBytes>) -> String {
     match m {
-        ReplicationMessage::Fetch(f) => format!("Fetch offset {} epoch {}", f.fetch_offset, f.leader_epoch),
+        ReplicationMessage::Fetch(f) => {
+            format!("Fetch offset {} epoch {}", f.fetch_offset, f.leader_epoch)
+        }
         ReplicationMessage::FetchResponse(r) => match &r.result {
-            runnel_model::replication::FetchResult::Records { records, high_watermark } => {
+            runnel_model::replication::FetchResult::Records {
+                records,
+                high_watermark,
+            } => {
                 format!("Records {} bytes hw {high_watermark}", records.0.len())
             }
             other => format!("{other:?}"),

@@ -29,7 +29,12 @@ pub struct QuorumStore {
 
 impl QuorumStore {
     pub fn in_memory() -> QuorumStore {
-        QuorumStore { dir: None, log: None, positions: vec![0], durable: empty_durable() }
+        QuorumStore {
+            dir: None,
+            log: None,
+            positions: vec![0],
+            durable: empty_durable(),
+        }
     }
 
     /// Opens (or creates) the store; a torn or corrupt tail of the log is cut
@@ -39,10 +44,18 @@ impl QuorumStore {
         let mut durable = empty_durable();
         if let Ok(text) = std::fs::read_to_string(dir.join(STATE_FILE)) {
             let mut lines = text.lines();
-            durable.epoch = lines.next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+            durable.epoch = lines
+                .next()
+                .and_then(|l| l.trim().parse().ok())
+                .unwrap_or(0);
             durable.voted_for = lines.next().and_then(|l| l.trim().parse().ok());
         }
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join(LOG_FILE))?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(LOG_FILE))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
         let mut positions = vec![0u64];
@@ -67,7 +80,15 @@ impl QuorumStore {
             }
         }
         file.seek(SeekFrom::End(0))?;
-        Ok((QuorumStore { dir: Some(dir.to_path_buf()), log: Some(file), positions, durable }, report))
+        Ok((
+            QuorumStore {
+                dir: Some(dir.to_path_buf()),
+                log: Some(file),
+                positions,
+                durable,
+            },
+            report,
+        ))
     }
 
     /// Makes a change durable (fsync), then applies it in memory.
@@ -76,11 +97,17 @@ impl QuorumStore {
             match change {
                 QuorumPersist::Election { epoch, voted_for } => {
                     let vote = voted_for.map(|v| v.to_string()).unwrap_or_default();
-                    write_atomically(&dir.join(STATE_FILE), format!("{epoch}\n{vote}\n").as_bytes())?;
+                    write_atomically(
+                        &dir.join(STATE_FILE),
+                        format!("{epoch}\n{vote}\n").as_bytes(),
+                    )?;
                 }
                 QuorumPersist::Append { offset, entries } => {
                     let offset = *offset as usize;
-                    assert!(offset < self.positions.len(), "append past the end of the log");
+                    assert!(
+                        offset < self.positions.len(),
+                        "append past the end of the log"
+                    );
                     let start = self.positions[offset];
                     file.set_len(start)?;
                     file.seek(SeekFrom::Start(start))?;
@@ -105,7 +132,11 @@ impl QuorumStore {
 }
 
 fn empty_durable() -> QuorumDurable<MetadataRecord> {
-    QuorumDurable { epoch: 0, voted_for: None, log: Vec::new() }
+    QuorumDurable {
+        epoch: 0,
+        voted_for: None,
+        log: Vec::new(),
+    }
 }
 
 fn encode_entry(entry: &MetaEntry) -> Vec<u8> {
@@ -136,16 +167,31 @@ mod tests {
     use runnel_model::quorum::Payload;
 
     fn entry(epoch: u32, broker: u32) -> MetaEntry {
-        Entry { epoch, payload: Payload::Record(MetadataRecord::UnfenceBroker { broker, epoch: 1 }) }
+        Entry {
+            epoch,
+            payload: Payload::Record(MetadataRecord::UnfenceBroker { broker, epoch: 1 }),
+        }
     }
 
     #[test]
     fn state_survives_reopen_truncation_and_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let (mut s, _) = QuorumStore::open(dir.path()).unwrap();
-        s.apply(&QuorumPersist::Election { epoch: 3, voted_for: Some(2) }).unwrap();
-        s.apply(&QuorumPersist::Append { offset: 0, entries: vec![entry(3, 1), entry(3, 2), entry(3, 3)] }).unwrap();
-        s.apply(&QuorumPersist::Append { offset: 1, entries: vec![entry(4, 9)] }).unwrap();
+        s.apply(&QuorumPersist::Election {
+            epoch: 3,
+            voted_for: Some(2),
+        })
+        .unwrap();
+        s.apply(&QuorumPersist::Append {
+            offset: 0,
+            entries: vec![entry(3, 1), entry(3, 2), entry(3, 3)],
+        })
+        .unwrap();
+        s.apply(&QuorumPersist::Append {
+            offset: 1,
+            entries: vec![entry(4, 9)],
+        })
+        .unwrap();
         drop(s);
         let (s, report) = QuorumStore::open(dir.path()).unwrap();
         assert!(report.is_none());

@@ -33,13 +33,20 @@ impl HostPort {
         let port = port
             .parse()
             .map_err(|_| ConfigError(format!("{text:?}: port must be a number 0-65535")))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         Ok(HostPort { host, port })
     }
 
     /// The address to connect to (an empty host means this machine).
     pub fn connect_string(&self) -> String {
-        let host = if self.host.is_empty() { "localhost" } else { &self.host };
+        let host = if self.host.is_empty() {
+            "localhost"
+        } else {
+            &self.host
+        };
         if host.contains(':') {
             format!("[{host}]:{}", self.port)
         } else {
@@ -136,7 +143,11 @@ impl NodeSettings {
             ))
         })?;
         let node_id: NodeId = myid.trim().parse().map_err(|_| {
-            ConfigError(format!("{}: {:?} is not a number", myid_path.display(), myid.trim()))
+            ConfigError(format!(
+                "{}: {:?} is not a number",
+                myid_path.display(),
+                myid.trim()
+            ))
         })?;
         let Some((host, peer_port, _)) = zoo.servers.get(&node_id) else {
             return Err(ConfigError(format!(
@@ -147,13 +158,27 @@ impl NodeSettings {
         s.coordinator = true;
         s.warnings = warnings;
         s.coordinator_listeners = vec![
-            HostPort { host: host.clone(), port: *peer_port },
-            HostPort { host: String::new(), port: zoo.client_port },
+            HostPort {
+                host: host.clone(),
+                port: *peer_port,
+            },
+            HostPort {
+                host: String::new(),
+                port: zoo.client_port,
+            },
         ];
         s.voters = zoo
             .servers
             .iter()
-            .map(|(id, (h, p, _))| (ZOO_ID_BASE + *id, HostPort { host: h.clone(), port: *p }))
+            .map(|(id, (h, p, _))| {
+                (
+                    ZOO_ID_BASE + *id,
+                    HostPort {
+                        host: h.clone(),
+                        port: *p,
+                    },
+                )
+            })
             .collect();
         s.metadata_dir = PathBuf::from(&zoo.data_dir);
         // ZooKeeper's session timeout is at least 2 ticks; an election
@@ -169,7 +194,9 @@ impl NodeSettings {
             .get("node.id")
             .or(props.get("broker.id"))
             .ok_or_else(|| ConfigError("node.id (or broker.id) is required".into()))?;
-        let node_id: NodeId = id.parse().map_err(|_| ConfigError(format!("node.id={id:?}")))?;
+        let node_id: NodeId = id
+            .parse()
+            .map_err(|_| ConfigError(format!("node.id={id:?}")))?;
         let mut s = NodeSettings::defaults(node_id);
         s.warnings = props.warnings.clone();
         if let Some(c) = props.get("cluster.id") {
@@ -224,9 +251,14 @@ impl NodeSettings {
             )));
         }
         if s.broker && s.kafka_listeners.is_empty() {
-            return Err(ConfigError("a broker needs a PLAINTEXT listener in listeners".into()));
+            return Err(ConfigError(
+                "a broker needs a PLAINTEXT listener in listeners".into(),
+            ));
         }
-        let dirs = props.get("log.dirs").or(props.get("log.dir")).unwrap_or("/tmp/kafka-logs");
+        let dirs = props
+            .get("log.dirs")
+            .or(props.get("log.dir"))
+            .unwrap_or("/tmp/kafka-logs");
         s.log_dirs = dirs
             .split(',')
             .map(str::trim)
@@ -284,20 +316,32 @@ fn apply_numbers(s: &mut NodeSettings, p: &Properties) {
     };
     s.retention = RetentionPolicy {
         retention_ms: (retention_ms >= 0).then_some(retention_ms as u64),
-        retention_bytes: Some(p.int("log.retention.bytes", -1)).filter(|b| *b >= 0).map(|b| b as u64),
+        retention_bytes: Some(p.int("log.retention.bytes", -1))
+            .filter(|b| *b >= 0)
+            .map(|b| b as u64),
     };
     s.retention_check_interval_ms = u("log.retention.check.interval.ms", 300_000);
-    let every = p.get("log.flush.interval.messages").map(|_| u("log.flush.interval.messages", 1));
+    let every = p
+        .get("log.flush.interval.messages")
+        .map(|_| u("log.flush.interval.messages", 1));
     s.flush = FlushPolicy {
         interval_messages: every,
-        interval_ms: p.get("log.flush.interval.ms").map(|_| u("log.flush.interval.ms", 0)),
+        interval_ms: p
+            .get("log.flush.interval.ms")
+            .map(|_| u("log.flush.interval.ms", 0)),
         durable: every == Some(1),
     };
     // Flushing after every message is Runnel's durable mode: acknowledged
     // writes are on disk on every ISR member that counted (group commit).
-    s.flush_mode = if s.flush.durable { FlushMode::Durable } else { FlushMode::Async };
+    s.flush_mode = if s.flush.durable {
+        FlushMode::Durable
+    } else {
+        FlushMode::Async
+    };
     s.session_timeout_ms = u("broker.session.timeout.ms", 9_000);
-    s.heartbeat_interval_ms = u("broker.heartbeat.interval.ms", 2_000).min(s.session_timeout_ms / 3).max(50);
+    s.heartbeat_interval_ms = u("broker.heartbeat.interval.ms", 2_000)
+        .min(s.session_timeout_ms / 3)
+        .max(50);
     s.election_timeout_ms = u("controller.quorum.election.timeout.ms", 1_000);
     s.socket_request_max_bytes = u("socket.request.max.bytes", 104_857_600) as usize;
     s.auto_create_topics = p.bool("auto.create.topics.enable", true);
@@ -326,7 +370,9 @@ fn parse_voters(text: &str) -> Result<BTreeMap<NodeId, HostPort>, ConfigError> {
         .filter(|v| !v.is_empty())
         .map(|v| {
             let (id, hp) = v.split_once('@').ok_or_else(|| {
-                ConfigError(format!("controller.quorum.voters: {v:?} is not id@host:port"))
+                ConfigError(format!(
+                    "controller.quorum.voters: {v:?} is not id@host:port"
+                ))
             })?;
             let id = id.parse().map_err(|_| {
                 ConfigError(format!("controller.quorum.voters: {id:?} is not a node id"))
@@ -337,7 +383,10 @@ fn parse_voters(text: &str) -> Result<BTreeMap<NodeId, HostPort>, ConfigError> {
 }
 
 /// Parses `server.properties` text plus `--override key=value` pairs.
-pub fn load_server_properties(text: &str, overrides: &[String]) -> Result<NodeSettings, ConfigError> {
+pub fn load_server_properties(
+    text: &str,
+    overrides: &[String],
+) -> Result<NodeSettings, ConfigError> {
     let mut full = text.to_string();
     for o in overrides {
         if !o.contains('=') {
@@ -363,7 +412,10 @@ mod tests {
         assert_eq!(s.node_id, 1);
         assert!(s.broker && !s.coordinator);
         assert_eq!(s.coordinator_addresses.len(), 3);
-        assert_eq!(s.advertised_endpoint().unwrap().to_string(), "localhost:9093");
+        assert_eq!(
+            s.advertised_endpoint().unwrap().to_string(),
+            "localhost:9093"
+        );
         assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
         assert!(s.warnings[0].contains("did you mean replica.lag.time.max.ms"));
     }

@@ -26,9 +26,21 @@ static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
 #[derive(Debug)]
 pub enum NetEvent {
-    Up { conn: ConnId, peer: NodeId, outbound: bool, tx: mpsc::Sender<Vec<u8>> },
-    Down { conn: ConnId, peer: NodeId },
-    Message { conn: ConnId, from: NodeId, message: PeerMessage },
+    Up {
+        conn: ConnId,
+        peer: NodeId,
+        outbound: bool,
+        tx: mpsc::Sender<Vec<u8>>,
+    },
+    Down {
+        conn: ConnId,
+        peer: NodeId,
+    },
+    Message {
+        conn: ConnId,
+        from: NodeId,
+        message: PeerMessage,
+    },
 }
 
 /// Keeps a connection to `address` open for as long as the task runs.
@@ -73,7 +85,10 @@ async fn run_connection(
     let mut decoder = FrameDecoder::new(INTERNAL_FRAME_BYTES_MAX);
     let hello = wire::encode(&me).map_err(|e| e.to_string())?;
     if outbound {
-        stream.write_all(&INTERNAL_MAGIC).await.map_err(|e| e.to_string())?;
+        stream
+            .write_all(&INTERNAL_MAGIC)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     stream.write_all(&hello).await.map_err(|e| e.to_string())?;
     let peer: Handshake = tokio::time::timeout(
@@ -87,7 +102,12 @@ async fn run_connection(
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CONNECTION_QUEUE_FRAMES_MAX);
     let (mut reader, mut writer) = stream.into_split();
     events
-        .send(NetEvent::Up { conn, peer: peer.node_id, outbound, tx })
+        .send(NetEvent::Up {
+            conn,
+            peer: peer.node_id,
+            outbound,
+            tx,
+        })
         .await
         .map_err(|_| "node stopped")?;
     let write = async move {
@@ -103,7 +123,11 @@ async fn run_connection(
             loop {
                 match decoder.next::<PeerMessage>() {
                     Ok(Some(message)) => {
-                        let event = NetEvent::Message { conn, from: peer.node_id, message };
+                        let event = NetEvent::Message {
+                            conn,
+                            from: peer.node_id,
+                            message,
+                        };
                         if events.send(event).await.is_err() {
                             return;
                         }
@@ -125,11 +149,19 @@ async fn run_connection(
         _ = write => {}
         _ = read => {}
     }
-    let _ = events.send(NetEvent::Down { conn, peer: peer.node_id }).await;
+    let _ = events
+        .send(NetEvent::Down {
+            conn,
+            peer: peer.node_id,
+        })
+        .await;
     Ok(())
 }
 
-async fn read_frame(stream: &mut TcpStream, decoder: &mut FrameDecoder) -> Result<Handshake, String> {
+async fn read_frame(
+    stream: &mut TcpStream,
+    decoder: &mut FrameDecoder,
+) -> Result<Handshake, String> {
     let mut buf = [0u8; 4096];
     loop {
         if let Some(h) = decoder.next::<Handshake>().map_err(|e| e.to_string())? {
@@ -144,15 +176,31 @@ async fn read_frame(stream: &mut TcpStream, decoder: &mut FrameDecoder) -> Resul
 }
 
 /// A one-off request/response exchange (the CLI's `quorum status`).
-pub async fn ask(address: &str, me: Handshake, request: &PeerMessage, timeout: Duration) -> Result<PeerMessage, String> {
+pub async fn ask(
+    address: &str,
+    me: Handshake,
+    request: &PeerMessage,
+    timeout: Duration,
+) -> Result<PeerMessage, String> {
     let work = async {
-        let mut stream = TcpStream::connect(address).await.map_err(|e| e.to_string())?;
+        let mut stream = TcpStream::connect(address)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut decoder = FrameDecoder::new(INTERNAL_FRAME_BYTES_MAX);
-        stream.write_all(&INTERNAL_MAGIC).await.map_err(|e| e.to_string())?;
-        stream.write_all(&wire::encode(&me).map_err(|e| e.to_string())?).await.map_err(|e| e.to_string())?;
+        stream
+            .write_all(&INTERNAL_MAGIC)
+            .await
+            .map_err(|e| e.to_string())?;
+        stream
+            .write_all(&wire::encode(&me).map_err(|e| e.to_string())?)
+            .await
+            .map_err(|e| e.to_string())?;
         let peer = read_frame(&mut stream, &mut decoder).await?;
         me.check_peer(&peer).map_err(|e| e.to_string())?;
-        stream.write_all(&wire::encode(request).map_err(|e| e.to_string())?).await.map_err(|e| e.to_string())?;
+        stream
+            .write_all(&wire::encode(request).map_err(|e| e.to_string())?)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut buf = [0u8; 4096];
         loop {
             match decoder.next::<PeerMessage>().map_err(|e| e.to_string())? {
@@ -167,5 +215,7 @@ pub async fn ask(address: &str, me: Handshake, request: &PeerMessage, timeout: D
             decoder.push(&buf[..n]);
         }
     };
-    tokio::time::timeout(timeout, work).await.map_err(|_| "timed out".to_string())?
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| "timed out".to_string())?
 }
