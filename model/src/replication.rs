@@ -410,6 +410,34 @@ impl<L: PartitionLog> Replica<L> {
         }
     }
 
+    /// A retry of a batch already in the log at `[base_offset, end_offset)`
+    /// (an idempotent producer's duplicate): nothing is appended, and it is
+    /// acknowledged like the original would be — acks=all once the high
+    /// watermark covers it.
+    pub fn on_duplicate_produce(
+        &mut self,
+        id: RequestId,
+        base_offset: Offset,
+        end_offset: Offset,
+        acks: Acks,
+        out: &mut ReplicaEffects<L::Records>,
+    ) {
+        let Role::Leader(ls) = &mut self.role else {
+            return reply(out, id, Err(ProduceError::NotLeaderOrFollower));
+        };
+        debug_assert!(end_offset <= self.log.end_offset());
+        if acks == Acks::None {
+            return;
+        }
+        ls.pending_produces.push_back(PendingProduce {
+            id,
+            base_offset,
+            end_offset,
+            acks,
+        });
+        self.complete_produces(out);
+    }
+
     /// A client's produce.
     pub fn on_produce(
         &mut self,
@@ -1216,6 +1244,32 @@ mod tests {
         assert!(backoff);
         r.on_timer(ReplicaTimer::FetchBackoff, &mut out);
         assert_eq!(fetches(&mut out), 1, "the lost fetch is sent again");
+    }
+
+    #[test]
+    fn a_duplicate_is_acknowledged_with_the_original_once_committed() {
+        let mut r = leader(&[0, 1, 2], 1, FlushMode::Async);
+        assert!(produce(&mut r, 1, Acks::All).is_empty());
+        let mut out = ReplicaEffects::<R>::new();
+        r.on_duplicate_produce(2, 0, 1, Acks::All, &mut out);
+        assert!(replies(&mut out).is_empty(), "not committed yet");
+        assert_eq!(r.log().end_offset(), 1, "nothing appended");
+        fetch(&mut r, 1, 1);
+        let mut out = fetch(&mut r, 2, 1);
+        let got = replies(&mut out);
+        assert_eq!(
+            got,
+            vec![
+                ProduceReply {
+                    id: 1,
+                    result: Ok(0)
+                },
+                ProduceReply {
+                    id: 2,
+                    result: Ok(0)
+                }
+            ]
+        );
     }
 
     #[test]

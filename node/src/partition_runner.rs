@@ -136,6 +136,19 @@ impl PartitionRunner {
         self.execute(effects)
     }
 
+    pub fn on_duplicate_produce(
+        &mut self,
+        id: u64,
+        base_offset: Offset,
+        end_offset: Offset,
+        acks: runnel_model::replication::Acks,
+    ) -> Output {
+        let mut effects = ReplicaEffects::new();
+        self.replica
+            .on_duplicate_produce(id, base_offset, end_offset, acks, &mut effects);
+        self.execute(effects)
+    }
+
     pub fn on_timer(&mut self, timer: ReplicaTimer) -> Output {
         let mut effects = ReplicaEffects::new();
         self.replica.on_timer(timer, &mut effects);

@@ -191,6 +191,18 @@ struct Slot {
     delivered: Option<PartitionRegistration>,
 }
 
+/// What a produce becomes for one partition's replica.
+enum Submission {
+    Append(ProduceRequest<BatchBytes>),
+    /// A retried idempotent batch already in the log.
+    Duplicate {
+        id: RequestId,
+        base_offset: Offset,
+        end_offset: Offset,
+        acks: Acks,
+    },
+}
+
 struct ProduceCall {
     results: Vec<Option<Result<i64, PartError>>>,
     remaining: usize,
@@ -211,9 +223,6 @@ struct BrokerState {
     next_request_id: RequestId,
     next_producer_id: u64,
     last_flush: Instant,
-    /// Retried idempotent batches already in the log, waiting (acks=all)
-    /// for the high watermark to cover them: (call, index, partition, end, base).
-    duplicates: Vec<(u64, usize, (String, u32), Offset, Offset)>,
 }
 
 pub struct Node {
@@ -287,7 +296,6 @@ impl Node {
                 next_request_id: 1,
                 next_producer_id: 0,
                 last_flush: Instant::now(),
-                duplicates: Vec::new(),
             })
         } else {
             None
@@ -557,7 +565,6 @@ impl Node {
 
     fn end_turn(&mut self) {
         self.group_commit();
-        self.complete_duplicates();
         self.flush_outbox();
         self.report_unreachable();
         // Effects of the reports (fetch backoff timers) need no flush now.
@@ -1427,17 +1434,23 @@ impl Node {
                         base_offset,
                         end_offset,
                     } => {
-                        // Answered like the original: once committed.
+                        // The replica answers it like the original.
+                        let id = b.next_request_id;
+                        b.next_request_id += 1;
                         if acks == Acks::None {
                             call.results[i] = Some(Ok(-1));
-                        } else if acks == Acks::Leader
-                            || slot.runner.replica().high_watermark() >= end_offset
-                        {
-                            call.results[i] = Some(Ok(base_offset as i64));
                         } else {
-                            b.duplicates
-                                .push((call_id, i, key, end_offset, base_offset));
+                            b.produce_waiters.insert(id, (call_id, i));
                         }
+                        submitted.push((
+                            key,
+                            Submission::Duplicate {
+                                id,
+                                base_offset,
+                                end_offset,
+                                acks,
+                            },
+                        ));
                         continue;
                     }
                     SequenceCheck::OutOfOrder { .. } => {
@@ -1459,11 +1472,11 @@ impl Node {
             }
             submitted.push((
                 key,
-                ProduceRequest {
+                Submission::Append(ProduceRequest {
                     id,
                     records: BatchBytes(records),
                     acks,
-                },
+                }),
             ));
         }
         call.remaining = call.results.iter().filter(|r| r.is_none()).count();
@@ -1473,49 +1486,20 @@ impl Node {
         if self.broker.is_none() {
             return;
         }
-        for (key, request) in submitted {
-            let out = self
-                .slot_mut(&key)
-                .expect("checked")
-                .runner
-                .on_produce(request);
+        for (key, submission) in submitted {
+            let runner = &mut self.slot_mut(&key).expect("checked").runner;
+            let out = match submission {
+                Submission::Append(request) => runner.on_produce(request),
+                Submission::Duplicate {
+                    id,
+                    base_offset,
+                    end_offset,
+                    acks,
+                } => runner.on_duplicate_produce(id, base_offset, end_offset, acks),
+            };
             self.on_runner_output(&key, out);
         }
         self.maybe_finish_produce(call_id);
-    }
-
-    /// Answers retried batches whose original the high watermark now covers.
-    fn complete_duplicates(&mut self) {
-        let Some(b) = self.broker.as_mut() else {
-            return;
-        };
-        if b.duplicates.is_empty() {
-            return;
-        }
-        let mut finished = Vec::new();
-        let slots = &b.slots;
-        b.duplicates.retain(|(call_id, i, key, end, base)| {
-            let outcome = match slots.get(key).map(|s| s.runner.replica()) {
-                Some(r) if r.is_leader() && r.high_watermark() >= *end => Ok(*base as i64),
-                Some(r) if r.is_leader() => return true,
-                _ => Err(PartError::NotLeaderOrFollower),
-            };
-            finished.push((*call_id, *i, outcome));
-            false
-        });
-        for (call_id, i, outcome) in finished {
-            if let Some(call) = self
-                .broker
-                .as_mut()
-                .and_then(|b| b.produce_calls.get_mut(&call_id))
-            {
-                if call.results[i].is_none() {
-                    call.remaining -= 1;
-                    call.results[i] = Some(outcome);
-                }
-            }
-            self.maybe_finish_produce(call_id);
-        }
     }
 
     fn on_produce_reply(&mut self, reply: ProduceReply) {
@@ -1567,7 +1551,6 @@ impl Node {
         for id in expired {
             let mut call = b.produce_calls.remove(&id).expect("listed");
             b.produce_waiters.retain(|_, (c, _)| *c != id);
-            b.duplicates.retain(|(c, ..)| *c != id);
             let results = call
                 .results
                 .drain(..)
