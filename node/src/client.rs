@@ -40,8 +40,8 @@ impl Connection {
         })
     }
 
-    /// Sends one request and reads its response.
-    pub async fn call<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response> {
+    /// Writes one request frame (with the next correlation id).
+    async fn send<R: Request>(&mut self, request: &R, version: i16) -> Result<()> {
         self.correlation_id += 1;
         let header = RequestHeader::default()
             .with_request_api_key(R::KEY)
@@ -55,6 +55,12 @@ impl Connection {
         let size = (buf.len() - 4) as i32;
         buf[..4].copy_from_slice(&size.to_be_bytes());
         self.stream.write_all(&buf).await?;
+        Ok(())
+    }
+
+    /// Sends one request and reads its response.
+    pub async fn call<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response> {
+        self.send(request, version).await?;
         let size = self.stream.read_i32().await? as usize;
         if size > RESPONSE_BYTES_MAX {
             bail!("{}: response of {size} bytes", self.address);
@@ -193,21 +199,9 @@ impl Client {
             self.connections.insert(address.to_string(), c);
         }
         let c = self.connections.get_mut(address).expect("just inserted");
-        c.correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(c.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("runnel-cli")));
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        header.encode(&mut buf, R::header_version(version))?;
-        request.encode(&mut buf, version)?;
-        let size = (buf.len() - 4) as i32;
-        buf[..4].copy_from_slice(&size.to_be_bytes());
-        if let Err(e) = c.stream.write_all(&buf).await {
+        if let Err(e) = c.send(request, version).await {
             self.connections.remove(address);
-            return Err(e.into());
+            return Err(e);
         }
         Ok(())
     }

@@ -61,36 +61,8 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
 /// Runs a `runnel` tool to completion (bounded by `timeout`).
 pub fn tool(args: &[&str], stdin: Option<&str>, timeout: Duration) -> Output {
     let mut cmd = Command::new(runnel_bin());
-    cmd.args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env("RUST_LOG", "warn");
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
-    let mut child = cmd.spawn().expect("spawn runnel tool");
-    if let Some(text) = stdin {
-        use std::io::Write;
-        let mut pipe = child.stdin.take().expect("stdin");
-        pipe.write_all(text.as_bytes()).expect("write stdin");
-    }
-    let deadline = Instant::now() + timeout;
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "runnel {args:?} did not finish in {timeout:?}; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cmd.args(args).env("RUST_LOG", "warn");
+    run(&mut cmd, stdin.map(str::as_bytes), timeout)
 }
 
 pub fn stdout(o: &Output) -> String {
