@@ -24,6 +24,7 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import confluent_kafka, k
     .venv/bin/pip install -q --disable-pip-version-check confluent-kafka kafka-python aiokafka
 fi
 
+cargo fmt --all -- --check
 cargo build --workspace --all-targets
 # Model checks: bounded configurations (deeper runs: see specs/replication.md).
 # Cluster tests start real runnel processes (target/debug/runnel, built above).
