@@ -1,6 +1,6 @@
 //! The group coordinator of one consumer group, Kafka's classic protocol, as
-//! a sans-IO state machine (start of the consumer-groups issue; not yet
-//! driven by the node or model-checked).
+//! a sans-IO state machine, driven by the node (`runtime/groups.rs`) and
+//! model-checked in `tests/groups.rs`.
 //!
 //! States: Empty → PreparingRebalance → CompletingRebalance → Stable (and
 //! Dead). A member joins (first with no id: MEMBER_ID_REQUIRED hands it one),
@@ -13,7 +13,22 @@
 //! and member id and are refused when stale.
 
 use crate::core::{Effects, RequestId};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// The offsets partition (and so the coordinator) of a group: Kafka's
+/// `abs(groupId.hashCode) % offsets.topic.num.partitions`, with Java's
+/// String.hashCode over UTF-16 code units, so a group lands on the partition
+/// Kafka would pick.
+pub fn offsets_partition(group_id: &str, partitions: u32) -> u32 {
+    assert!(partitions > 0);
+    let hash = group_id
+        .encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32));
+    // Kafka's Utils.abs maps i32::MIN to 0 rather than overflowing.
+    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
+    abs as u32 % partitions
+}
 
 /// Known mistakes the checker must catch. All off in production.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -28,6 +43,11 @@ pub struct GroupBugs {
 pub struct GroupConfig {
     /// Kafka's `group.initial.rebalance.delay.ms`.
     pub initial_rebalance_delay_ms: u64,
+    /// Distinguishes this coordinator's member ids from those of earlier
+    /// coordinators of the group (the node passes its leader epoch of the
+    /// offsets partition and a load count): an id handed out before a
+    /// failover never names a member after it.
+    pub incarnation: u64,
     pub bugs: GroupBugs,
 }
 
@@ -50,6 +70,8 @@ pub enum GroupError {
     RebalanceInProgress,
     InconsistentGroupProtocol,
     CoordinatorNotAvailable,
+    /// DeleteGroups on a group with members.
+    NonEmptyGroup,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -58,6 +80,8 @@ pub struct JoinRequest {
     /// Empty on the first join.
     pub member_id: String,
     pub client_id: String,
+    /// The member's address as the coordinator saw it (DescribeGroups).
+    pub client_host: String,
     pub session_timeout_ms: u64,
     pub rebalance_timeout_ms: u64,
     pub protocol_type: String,
@@ -97,6 +121,10 @@ pub enum GroupReply {
         request: RequestId,
         result: Result<(), GroupError>,
     },
+    Delete {
+        request: RequestId,
+        result: Result<(), GroupError>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -109,13 +137,33 @@ pub enum GroupTimer {
     Session(String),
 }
 
-/// What the coordinator writes to the offsets topic.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// What the coordinator writes to the offsets topic. The caller makes it
+/// durable (replicated and committed) before any reply that follows it; a
+/// new coordinator rebuilds the group by [`Group::replay`]ing them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum GroupRecord {
     Offsets {
         generation: i32,
         offsets: Vec<((String, u32), i64)>,
+        /// The coordinator's clock at the commit (offsets retention).
+        commit_timestamp_ms: u64,
     },
+    /// A generation was opened: after a failover generations go on from it,
+    /// so a member of an old generation is never mistaken for a current one.
+    Generation { generation: i32 },
+    /// DeleteGroups: the group and its offsets are gone.
+    Deleted,
+}
+
+/// One member as DescribeGroups shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberDescription {
+    pub member_id: String,
+    pub client_id: String,
+    pub client_host: String,
+    /// Its subscription for the chosen protocol.
+    pub metadata: Vec<u8>,
+    pub assignment: Vec<u8>,
 }
 
 pub type GroupEffects = Effects<(), GroupTimer, GroupReply, GroupRecord>;
@@ -123,6 +171,7 @@ pub type GroupEffects = Effects<(), GroupTimer, GroupReply, GroupRecord>;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Member {
     client_id: String,
+    client_host: String,
     session_timeout_ms: u64,
     rebalance_timeout_ms: u64,
     protocols: Vec<(String, Vec<u8>)>,
@@ -144,6 +193,8 @@ pub struct Group {
     pending_ids: Vec<String>,
     next_member: u64,
     offsets: BTreeMap<(String, u32), i64>,
+    /// When offsets were last committed (durable, in the Offsets record).
+    last_commit_ms: u64,
     /// The first rebalance of an empty group is held until this timer.
     initial_delay_pending: bool,
 }
@@ -161,6 +212,7 @@ impl Group {
             pending_ids: Vec::new(),
             next_member: 0,
             offsets: BTreeMap::new(),
+            last_commit_ms: 0,
             initial_delay_pending: false,
         }
     }
@@ -179,6 +231,64 @@ impl Group {
     }
     pub fn committed(&self, topic: &str, partition: u32) -> Option<i64> {
         self.offsets.get(&(topic.to_string(), partition)).copied()
+    }
+    pub fn offsets(&self) -> &BTreeMap<(String, u32), i64> {
+        &self.offsets
+    }
+    pub fn protocol_type(&self) -> Option<&str> {
+        self.protocol_type.as_deref()
+    }
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+    pub fn describe_members(&self) -> Vec<MemberDescription> {
+        let protocol = self.protocol.as_deref().unwrap_or("");
+        self.members
+            .iter()
+            .map(|(id, m)| MemberDescription {
+                member_id: id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                metadata: m
+                    .protocols
+                    .iter()
+                    .find(|(p, _)| p == protocol)
+                    .map(|(_, meta)| meta.clone())
+                    .unwrap_or_default(),
+                assignment: m.assignment.clone(),
+            })
+            .collect()
+    }
+
+    /// Rebuilds the durable part of a group (committed offsets, the last
+    /// generation) from its records, in log order. Members are not durable:
+    /// after a failover they rejoin (their heartbeats get UNKNOWN_MEMBER_ID).
+    pub fn replay(&mut self, record: &GroupRecord) {
+        debug_assert!(self.members.is_empty(), "replay happens before serving");
+        match record {
+            GroupRecord::Offsets {
+                offsets,
+                commit_timestamp_ms,
+                ..
+            } => {
+                for (tp, offset) in offsets {
+                    self.offsets.insert(tp.clone(), *offset);
+                }
+                self.last_commit_ms = self.last_commit_ms.max(*commit_timestamp_ms);
+            }
+            GroupRecord::Generation { generation } => {
+                self.generation = self.generation.max(*generation)
+            }
+            GroupRecord::Deleted => {
+                self.offsets.clear();
+                self.generation = 0;
+            }
+        }
+    }
+
+    /// A group with neither members nor offsets can be forgotten.
+    pub fn is_forgettable(&self) -> bool {
+        self.members.is_empty() && self.offsets.is_empty() && self.pending_ids.is_empty()
     }
 
     // ----- inputs -------------------------------------------------------------
@@ -203,7 +313,10 @@ impl Group {
         }
         if j.member_id.is_empty() {
             // KIP-394: hand out an id; the member rejoins with it.
-            let id = format!("{}-{}", j.client_id, self.next_member);
+            let id = format!(
+                "{}-{}-{}",
+                j.client_id, self.config.incarnation, self.next_member
+            );
             self.next_member += 1;
             self.pending_ids.push(id.clone());
             return reply(out, Err(GroupError::MemberIdRequired(id)));
@@ -219,6 +332,7 @@ impl Group {
             .entry(j.member_id.clone())
             .or_insert_with(|| Member {
                 client_id: j.client_id.clone(),
+                client_host: j.client_host.clone(),
                 session_timeout_ms: j.session_timeout_ms,
                 rebalance_timeout_ms: j.rebalance_timeout_ms,
                 protocols: Vec::new(),
@@ -315,12 +429,14 @@ impl Group {
     }
 
     /// `generation` -1 with an empty member id is a standalone consumer.
+    /// `now_ms` is the caller's clock (for offsets retention).
     pub fn on_commit(
         &mut self,
         request: RequestId,
         member_id: &str,
         generation: i32,
         offsets: Vec<((String, u32), i64)>,
+        now_ms: u64,
         out: &mut GroupEffects,
     ) {
         let result = self.check_commit(member_id, generation);
@@ -328,12 +444,51 @@ impl Group {
             for (tp, offset) in &offsets {
                 self.offsets.insert(tp.clone(), *offset);
             }
+            self.last_commit_ms = self.last_commit_ms.max(now_ms);
             out.persist(GroupRecord::Offsets {
                 generation,
                 offsets,
+                commit_timestamp_ms: now_ms,
             });
         }
         out.reply(GroupReply::Commit { request, result });
+    }
+
+    /// Kafka's `offsets.retention.minutes` (KIP-211): the offsets of a group
+    /// without members expire once nothing was committed for `retention_ms`.
+    /// Returns whether they expired.
+    pub fn on_retention_check(
+        &mut self,
+        now_ms: u64,
+        retention_ms: u64,
+        out: &mut GroupEffects,
+    ) -> bool {
+        let idle = self.state == GroupState::Empty && self.members.is_empty();
+        let expired = now_ms >= self.last_commit_ms.saturating_add(retention_ms);
+        if !idle || !expired || self.offsets.is_empty() {
+            return false;
+        }
+        self.offsets.clear();
+        out.persist(GroupRecord::Deleted);
+        true
+    }
+
+    /// DeleteGroups: only a group without members may go.
+    pub fn on_delete(&mut self, request: RequestId, out: &mut GroupEffects) {
+        if !self.members.is_empty() {
+            return out.reply(GroupReply::Delete {
+                request,
+                result: Err(GroupError::NonEmptyGroup),
+            });
+        }
+        self.offsets.clear();
+        self.generation = 0;
+        self.state = GroupState::Dead;
+        out.persist(GroupRecord::Deleted);
+        out.reply(GroupReply::Delete {
+            request,
+            result: Ok(()),
+        });
     }
 
     pub fn on_timer(&mut self, timer: GroupTimer, out: &mut GroupEffects) {
@@ -472,6 +627,10 @@ impl Group {
         }
         let leader = self.leader.clone().expect("members exist");
         self.state = GroupState::CompletingRebalance;
+        // Durable before anyone hears of it (the caller holds the replies).
+        out.persist(GroupRecord::Generation {
+            generation: self.generation,
+        });
         let subscriptions: Vec<(String, Vec<u8>)> = self
             .members
             .iter()
@@ -581,6 +740,7 @@ mod tests {
     fn group(delay_ms: u64) -> Group {
         Group::new(GroupConfig {
             initial_rebalance_delay_ms: delay_ms,
+            incarnation: 0,
             bugs: GroupBugs::default(),
         })
     }
@@ -592,6 +752,7 @@ mod tests {
                 request,
                 member_id: member.into(),
                 client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
                 session_timeout_ms: 10_000,
                 rebalance_timeout_ms: 300_000,
                 protocol_type: "consumer".into(),
@@ -695,7 +856,7 @@ mod tests {
     fn stale_commits_are_refused_and_standalone_commits_need_an_empty_group() {
         let mut g = group(0);
         let mut out = GroupEffects::new();
-        g.on_commit(1, "", -1, vec![(("t".into(), 0), 5)], &mut out);
+        g.on_commit(1, "", -1, vec![(("t".into(), 0), 5)], 0, &mut out);
         assert_eq!(
             replies(&mut out),
             vec![GroupReply::Commit {
@@ -705,7 +866,7 @@ mod tests {
         );
         let a = new_member(&mut g, 2);
         join(&mut g, 3, &a);
-        g.on_commit(4, &a, 1, vec![(("t".into(), 0), 6)], &mut out);
+        g.on_commit(4, &a, 1, vec![(("t".into(), 0), 6)], 0, &mut out);
         assert_eq!(
             replies(&mut out),
             vec![GroupReply::Commit {
@@ -715,7 +876,7 @@ mod tests {
         );
         g.on_sync(5, &a, 1, vec![], &mut out);
         out.drain().for_each(drop);
-        g.on_commit(6, &a, 0, vec![(("t".into(), 0), 7)], &mut out);
+        g.on_commit(6, &a, 0, vec![(("t".into(), 0), 7)], 0, &mut out);
         assert_eq!(
             replies(&mut out),
             vec![GroupReply::Commit {
@@ -723,7 +884,7 @@ mod tests {
                 result: Err(GroupError::IllegalGeneration)
             }]
         );
-        g.on_commit(7, "", -1, vec![(("t".into(), 0), 8)], &mut out);
+        g.on_commit(7, "", -1, vec![(("t".into(), 0), 8)], 0, &mut out);
         assert_eq!(
             replies(&mut out),
             vec![GroupReply::Commit {
@@ -731,7 +892,7 @@ mod tests {
                 result: Err(GroupError::UnknownMemberId)
             }]
         );
-        g.on_commit(8, &a, 1, vec![(("t".into(), 0), 9)], &mut out);
+        g.on_commit(8, &a, 1, vec![(("t".into(), 0), 9)], 0, &mut out);
         assert_eq!(
             replies(&mut out),
             vec![GroupReply::Commit {
@@ -779,6 +940,7 @@ mod tests {
     fn seeded_bugs_change_the_outcome() {
         let mut g = Group::new(GroupConfig {
             initial_rebalance_delay_ms: 0,
+            incarnation: 0,
             bugs: GroupBugs {
                 accept_stale_generation_commit: true,
                 ..Default::default()
@@ -787,7 +949,7 @@ mod tests {
         let a = new_member(&mut g, 1);
         join(&mut g, 2, &a);
         let mut out = GroupEffects::new();
-        g.on_commit(3, &a, 0, vec![], &mut out);
+        g.on_commit(3, &a, 0, vec![], 0, &mut out);
         assert_eq!(
             replies(&mut out),
             vec![GroupReply::Commit {
@@ -795,6 +957,93 @@ mod tests {
                 result: Ok(())
             }],
             "the stale commit is (wrongly) accepted"
+        );
+    }
+
+    #[test]
+    fn offsets_of_an_empty_group_expire_after_the_retention() {
+        let mut g = group(0);
+        let mut out = GroupEffects::new();
+        g.on_commit(1, "", -1, vec![(("t".into(), 0), 5)], 1_000, &mut out);
+        assert!(!g.on_retention_check(60_999, 60_000, &mut out));
+        assert_eq!(g.committed("t", 0), Some(5));
+        out.drain().for_each(drop);
+        assert!(g.on_retention_check(61_000, 60_000, &mut out));
+        assert_eq!(g.committed("t", 0), None);
+        assert!(out
+            .iter()
+            .any(|e| *e == Effect::Persist(GroupRecord::Deleted)));
+        // A group with members keeps its offsets.
+        let a = new_member(&mut g, 2);
+        join(&mut g, 3, &a);
+        g.on_sync(4, &a, 1, vec![], &mut out);
+        g.on_commit(5, &a, 1, vec![(("t".into(), 0), 6)], 0, &mut out);
+        assert!(!g.on_retention_check(u64::MAX, 1, &mut out));
+    }
+
+    #[test]
+    fn groups_land_on_the_partition_kafka_picks() {
+        // Java: "test-group".hashCode() == 627841412; "polygenelubricants"
+        // is the classic string whose hashCode is Integer.MIN_VALUE.
+        assert_eq!(offsets_partition("test-group", 50), 12);
+        assert_eq!(offsets_partition("polygenelubricants", 50), 0);
+        assert_eq!(offsets_partition("", 50), 0);
+        assert!(offsets_partition("g", 3) < 3);
+    }
+
+    #[test]
+    fn replaying_the_records_restores_offsets_and_continues_generations() {
+        let mut g = group(0);
+        let a = new_member(&mut g, 1);
+        let mut out = GroupEffects::new();
+        g.on_join(
+            JoinRequest {
+                request: 2,
+                member_id: a.clone(),
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 300_000,
+                protocol_type: "consumer".into(),
+                protocols: vec![("range".into(), vec![])],
+            },
+            &mut out,
+        );
+        g.on_sync(3, &a, 1, vec![], &mut out);
+        g.on_commit(4, &a, 1, vec![(("t".into(), 0), 42)], 0, &mut out);
+        let records: Vec<GroupRecord> = out
+            .drain()
+            .filter_map(|e| match e {
+                Effect::Persist(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(records.len(), 2, "generation and offsets: {records:?}");
+        let mut restored = Group::new(GroupConfig {
+            incarnation: 1,
+            ..g.config.clone()
+        });
+        for r in &records {
+            restored.replay(r);
+        }
+        assert_eq!(restored.committed("t", 0), Some(42));
+        assert_eq!(restored.state(), GroupState::Empty);
+        let b = new_member(&mut restored, 5);
+        assert_ne!(a, b, "a new coordinator never hands out an old id");
+        let r = join(&mut restored, 6, &b);
+        assert!(
+            matches!(&r[..], [GroupReply::Join { result: Ok(r), .. }] if r.generation == 2),
+            "generations go on after a failover: {r:?}"
+        );
+        // Deleting forgets offsets (only when empty).
+        let mut out = GroupEffects::new();
+        restored.on_delete(7, &mut out);
+        assert_eq!(
+            replies(&mut out),
+            vec![GroupReply::Delete {
+                request: 7,
+                result: Err(GroupError::NonEmptyGroup)
+            }]
         );
     }
 }

@@ -170,6 +170,7 @@ impl Model for GroupModel {
 
     fn init_states(&self) -> Vec<State> {
         let config = GroupConfig {
+            incarnation: 0,
             initial_rebalance_delay_ms: 0,
             bugs: self.bugs,
         };
@@ -239,6 +240,7 @@ impl Model for GroupModel {
                     request,
                     member_id: c.id.clone(),
                     client_id: format!("c{i}"),
+                    client_host: "/127.0.0.1".into(),
                     session_timeout_ms: 10_000,
                     rebalance_timeout_ms: 60_000,
                     protocol_type: "consumer".into(),
@@ -288,6 +290,7 @@ impl Model for GroupModel {
                     &id,
                     generation,
                     vec![(("t".into(), 0), 1)],
+                    0,
                     &mut out,
                 );
                 let accepted = out

@@ -279,6 +279,13 @@ pub const SERVER_KEYS: &[(&str, Kind)] = &[
         },
     ),
     (
+        "offsets.retention.minutes",
+        Kind::Int {
+            min: 1,
+            max: i32::MAX as i64,
+        },
+    ),
+    (
         "group.initial.rebalance.delay.ms",
         Kind::Int {
             min: 0,

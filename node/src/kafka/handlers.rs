@@ -3,6 +3,7 @@
 //! response shape and error codes. No protocol decisions here.
 
 use super::fetch_encode::{self, PartitionOut, RecordsOut, Segment};
+use super::groups;
 use super::server::Request;
 use super::versions::SUPPORTED;
 use crate::runtime::messages::{ControllerAck, ControllerFailure};
@@ -71,6 +72,40 @@ pub async fn handle(request: Request, node: &NodeHandle) -> Option<ResponseKind>
             ResponseKind::InitProducerId(init_producer_id(r, node).await)
         }
         RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe_configs(r, node)),
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(groups::find_coordinator(r, v, node).await)
+        }
+        RequestKind::JoinGroup(r) => {
+            let client_id = request
+                .header
+                .client_id
+                .as_deref()
+                .unwrap_or("")
+                .to_string();
+            ResponseKind::JoinGroup(
+                groups::join_group(r, v, &client_id, &request.client_host, node).await,
+            )
+        }
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync_group(r, v, node).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(r, node).await),
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(groups::leave_group(r, v, node).await)
+        }
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(groups::offset_commit(r, node).await)
+        }
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(groups::offset_fetch(r, v, node).await)
+        }
+        RequestKind::ListGroups(r) => {
+            ResponseKind::ListGroups(groups::list_groups(r, v, node).await)
+        }
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(groups::describe_groups(r, node).await)
+        }
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(groups::delete_groups(r, node).await)
+        }
         _ => return None,
     })
 }
@@ -88,7 +123,7 @@ fn api_versions() -> ApiVersionsResponse {
     ApiVersionsResponse::default().with_api_keys(api_keys)
 }
 
-fn str_bytes(s: &str) -> StrBytes {
+pub(super) fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 

@@ -2,6 +2,7 @@
 //! `kafka-protocol` crate): connections, the version table, and handlers.
 
 pub mod fetch_encode;
+pub mod groups;
 pub mod handlers;
 pub mod server;
 pub mod versions;

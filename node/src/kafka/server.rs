@@ -22,15 +22,18 @@ pub struct Request {
     pub header: RequestHeader,
     pub api_key: ApiKey,
     pub body: RequestKind,
+    /// The client's address as Kafka shows it (`/127.0.0.1`).
+    pub client_host: String,
 }
 
 /// Serves one client connection until it closes. `first` holds the four
 /// bytes already read (the size of the first request).
 pub async fn serve(mut stream: TcpStream, first: [u8; 4], node: NodeHandle) {
     let _ = stream.set_nodelay(true);
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
+    let peer_addr = stream.peer_addr().ok();
+    let peer = peer_addr.map(|a| a.to_string()).unwrap_or_default();
+    let client_host = peer_addr
+        .map(|a| format!("/{}", a.ip()))
         .unwrap_or_default();
     let mut size_bytes = first;
     loop {
@@ -47,7 +50,7 @@ pub async fn serve(mut stream: TcpStream, first: [u8; 4], node: NodeHandle) {
             return;
         }
         let frame = Bytes::from(frame);
-        let segments = match answer(frame, &node).await {
+        let segments = match answer(frame, &client_host, &node).await {
             Ok(segments) => segments, // empty for acks=0: no response at all
             Err(why) => {
                 tracing::warn!("{peer}: {why}; closing the connection");
@@ -70,7 +73,11 @@ pub async fn serve(mut stream: TcpStream, first: [u8; 4], node: NodeHandle) {
     }
 }
 
-async fn answer(mut frame: Bytes, node: &NodeHandle) -> Result<Vec<Segment>, String> {
+async fn answer(
+    mut frame: Bytes,
+    client_host: &str,
+    node: &NodeHandle,
+) -> Result<Vec<Segment>, String> {
     let api_key_raw = frame.clone().get_i16();
     let version = frame.clone().slice(2..).get_i16();
     let correlation_id = frame.clone().slice(4..).get_i32();
@@ -99,6 +106,7 @@ async fn answer(mut frame: Bytes, node: &NodeHandle) -> Result<Vec<Segment>, Str
         header,
         api_key,
         body,
+        client_host: client_host.to_string(),
     };
     let Some(response) = handlers::handle(request, node).await else {
         return Ok(Vec::new());

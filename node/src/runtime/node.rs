@@ -6,6 +6,10 @@
 //! end of each turn. It makes no protocol decision itself: leadership, the
 //! ISR, the high watermark and every metadata change come from `runnel-model`.
 
+mod groups;
+
+pub use groups::{GroupAnswer, GroupOp, GroupSummary, OFFSETS_TOPIC};
+
 use super::messages::{
     ControllerAck, ControllerFailure, PartitionMessage, PeerMessage, QuorumStatus,
 };
@@ -51,6 +55,7 @@ pub const EVENT_QUEUE_MAX: usize = 65_536;
 pub enum TimerKey {
     Quorum(QuorumTimer),
     Replica(String, u32, ReplicaTimer),
+    Group(String, runnel_model::group::GroupTimer),
 }
 
 /// Why a partition operation failed, for the Kafka front end to translate.
@@ -107,6 +112,16 @@ pub enum KafkaCall {
     },
     InitProducerId {
         reply: oneshot::Sender<Result<i64, PartError>>,
+    },
+    /// A request for a group whose coordinator this node should be.
+    Group {
+        group_id: String,
+        op: GroupOp,
+        reply: oneshot::Sender<GroupAnswer>,
+    },
+    /// The groups this node coordinates.
+    ListGroups {
+        reply: oneshot::Sender<Vec<GroupSummary>>,
     },
 }
 
@@ -251,6 +266,7 @@ pub struct Node {
     next_outstanding: u64,
     next_produce_call: u64,
     broker: Option<BrokerState>,
+    groups: groups::GroupHost,
     view_tx: watch::Sender<Arc<ClusterView>>,
     data_tx: watch::Sender<u64>,
 }
@@ -322,6 +338,7 @@ impl Node {
             next_outstanding: 1,
             next_produce_call: 1,
             broker,
+            groups: Default::default(),
             view_tx,
             data_tx,
         };
@@ -564,6 +581,7 @@ impl Node {
     }
 
     fn end_turn(&mut self) {
+        self.sync_group_leadership();
         self.group_commit();
         self.flush_outbox();
         self.report_unreachable();
@@ -598,6 +616,7 @@ impl Node {
                     self.on_runner_output(&k, out);
                 }
             }
+            TimerKey::Group(group_id, t) => self.on_group_timer(group_id, t),
         }
     }
 
@@ -608,6 +627,7 @@ impl Node {
         self.broker_lifecycle(now);
         self.expire_produces(now);
         self.background_flush(now);
+        self.expire_group_offsets();
     }
 
     // ----- metadata quorum ---------------------------------------------------------
@@ -1382,6 +1402,14 @@ impl Node {
                 };
                 let _ = reply.send(result);
             }
+            KafkaCall::Group {
+                group_id,
+                op,
+                reply,
+            } => self.on_group_call(group_id, op, reply),
+            KafkaCall::ListGroups { reply } => {
+                let _ = reply.send(self.groups.summaries());
+            }
         }
     }
 
@@ -1503,6 +1531,9 @@ impl Node {
     }
 
     fn on_produce_reply(&mut self, reply: ProduceReply) {
+        if self.on_group_write_done(reply.id, reply.result.is_ok()) {
+            return;
+        }
         let Some(b) = self.broker.as_mut() else {
             return;
         };

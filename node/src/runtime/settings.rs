@@ -94,6 +94,10 @@ pub struct NodeSettings {
     pub socket_request_max_bytes: usize,
     pub auto_create_topics: bool,
     pub offsets_topic_replication_factor: u32,
+    /// Kafka's `offsets.topic.num.partitions` (50).
+    pub offsets_topic_num_partitions: u32,
+    /// Kafka's `offsets.retention.minutes` (7 days), in ms.
+    pub offsets_retention_ms: u64,
     pub group_initial_rebalance_delay_ms: u64,
     pub warnings: Vec<String>,
 }
@@ -127,6 +131,8 @@ impl NodeSettings {
             socket_request_max_bytes: 104_857_600,
             auto_create_topics: true,
             offsets_topic_replication_factor: 3,
+            offsets_topic_num_partitions: 50,
+            offsets_retention_ms: 7 * 24 * 3_600_000,
             group_initial_rebalance_delay_ms: 3_000,
             warnings: Vec::new(),
         }
@@ -346,6 +352,8 @@ fn apply_numbers(s: &mut NodeSettings, p: &Properties) {
     s.socket_request_max_bytes = u("socket.request.max.bytes", 104_857_600) as usize;
     s.auto_create_topics = p.bool("auto.create.topics.enable", true);
     s.offsets_topic_replication_factor = u("offsets.topic.replication.factor", 3) as u32;
+    s.offsets_topic_num_partitions = u("offsets.topic.num.partitions", 50) as u32;
+    s.offsets_retention_ms = u("offsets.retention.minutes", 10_080).saturating_mul(60_000);
     s.group_initial_rebalance_delay_ms = u("group.initial.rebalance.delay.ms", 3_000);
 }
 

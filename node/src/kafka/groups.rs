@@ -1,0 +1,605 @@
+//! The consumer-group APIs: FindCoordinator, JoinGroup, SyncGroup,
+//! Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, ListGroups,
+//! DescribeGroups, DeleteGroups. Each turns into a `GroupOp` for the node,
+//! whose group state machines (`runnel_model::group`) decide; this module
+//! only translates shapes, versions and error codes.
+
+use super::handlers::{split_endpoint, str_bytes};
+use crate::runtime::node::{
+    ClusterView, Event, GroupAnswer, GroupOp, GroupSummary, KafkaCall, NodeHandle, OFFSETS_TOPIC,
+};
+use bytes::Bytes;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::*;
+use runnel_model::controller::ControllerRequest;
+use runnel_model::group::{offsets_partition, GroupError, GroupReply, GroupState, JoinRequest};
+use std::collections::BTreeMap;
+use tokio::sync::oneshot;
+
+/// Kafka error codes of the group APIs.
+pub mod code {
+    pub const NONE: i16 = 0;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const NOT_COORDINATOR: i16 = 16;
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+    pub const INVALID_GROUP_ID: i16 = 24;
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    pub const REBALANCE_IN_PROGRESS: i16 = 27;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const NON_EMPTY_GROUP: i16 = 68;
+    pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
+}
+
+pub fn state_name(s: GroupState) -> &'static str {
+    match s {
+        GroupState::Empty => "Empty",
+        GroupState::PreparingRebalance => "PreparingRebalance",
+        GroupState::CompletingRebalance => "CompletingRebalance",
+        GroupState::Stable => "Stable",
+        GroupState::Dead => "Dead",
+    }
+}
+
+fn error_code(e: &GroupError) -> i16 {
+    match e {
+        GroupError::MemberIdRequired(_) => code::MEMBER_ID_REQUIRED,
+        GroupError::UnknownMemberId => code::UNKNOWN_MEMBER_ID,
+        GroupError::IllegalGeneration => code::ILLEGAL_GENERATION,
+        GroupError::RebalanceInProgress => code::REBALANCE_IN_PROGRESS,
+        GroupError::InconsistentGroupProtocol => code::INCONSISTENT_GROUP_PROTOCOL,
+        GroupError::CoordinatorNotAvailable => code::COORDINATOR_NOT_AVAILABLE,
+        GroupError::NonEmptyGroup => code::NON_EMPTY_GROUP,
+    }
+}
+
+/// The error code of an answer that is not the state machine's reply.
+fn answer_code(a: &GroupAnswer) -> i16 {
+    match a {
+        GroupAnswer::CoordinatorNotAvailable => code::COORDINATOR_NOT_AVAILABLE,
+        GroupAnswer::NotCoordinator => code::NOT_COORDINATOR,
+        GroupAnswer::GroupIdNotFound => code::GROUP_ID_NOT_FOUND,
+        _ => code::NONE,
+    }
+}
+
+/// An answer that should have been the state machine's reply.
+fn fallback_code(a: &GroupAnswer) -> i16 {
+    match answer_code(a) {
+        code::NONE => code::NOT_COORDINATOR,
+        c => c,
+    }
+}
+
+async fn call(node: &NodeHandle, group_id: &str, op: GroupOp) -> GroupAnswer {
+    let (tx, rx) = oneshot::channel();
+    let call = KafkaCall::Group {
+        group_id: group_id.to_string(),
+        op,
+        reply: tx,
+    };
+    if node.events.send(Event::Kafka(call)).await.is_err() {
+        return GroupAnswer::NotCoordinator;
+    }
+    rx.await.unwrap_or(GroupAnswer::NotCoordinator)
+}
+
+/// The unit result of heartbeat/leave/commit/delete as an error code.
+fn unit_code(a: &GroupAnswer) -> i16 {
+    match a {
+        GroupAnswer::Reply(
+            GroupReply::Heartbeat { result, .. }
+            | GroupReply::Leave { result, .. }
+            | GroupReply::Commit { result, .. }
+            | GroupReply::Delete { result, .. },
+        ) => result.as_ref().err().map_or(code::NONE, error_code),
+        GroupAnswer::Reply(_) => code::INVALID_REQUEST,
+        other => answer_code(other),
+    }
+}
+
+// ----- FindCoordinator ------------------------------------------------------------
+
+/// Creates `__consumer_offsets` (in the background) the first time a
+/// coordinator is looked for, as Kafka does.
+async fn create_offsets_topic(node: &NodeHandle, view: &ClusterView) {
+    let s = &node.settings;
+    let brokers = view.image.active_brokers().len().max(1) as u32;
+    // Kafka refuses until enough brokers are up; a smaller cluster (a dev
+    // node) gets what it has rather than no groups at all.
+    let rf = s.offsets_topic_replication_factor.min(brokers);
+    let request = ControllerRequest::CreateTopic {
+        name: OFFSETS_TOPIC.to_string(),
+        partitions: Some(s.offsets_topic_num_partitions),
+        replication_factor: Some(rf),
+        configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
+    };
+    let (tx, _rx) = oneshot::channel();
+    let _ = node
+        .events
+        .send(Event::Kafka(KafkaCall::Controller { request, reply: tx }))
+        .await;
+}
+
+/// (node id, host, port) of the coordinator of `key`, or an error code.
+async fn coordinator_of(node: &NodeHandle, key: &str) -> Result<(i32, String, i32), i16> {
+    let view = node.view.borrow().clone();
+    let Some(topic) = view.image.topics.get(OFFSETS_TOPIC) else {
+        create_offsets_topic(node, &view).await;
+        return Err(code::COORDINATOR_NOT_AVAILABLE);
+    };
+    if topic.partitions.is_empty() {
+        return Err(code::COORDINATOR_NOT_AVAILABLE);
+    }
+    let p = offsets_partition(key, topic.partitions.len() as u32);
+    let leader = topic.partitions[p as usize]
+        .leader
+        .filter(|l| view.image.is_active(*l))
+        .ok_or(code::COORDINATOR_NOT_AVAILABLE)?;
+    let broker = view
+        .image
+        .brokers
+        .get(&leader)
+        .ok_or(code::COORDINATOR_NOT_AVAILABLE)?;
+    let (host, port) = split_endpoint(&broker.endpoint);
+    Ok((leader as i32, host, port))
+}
+
+pub async fn find_coordinator(
+    r: FindCoordinatorRequest,
+    v: i16,
+    node: &NodeHandle,
+) -> FindCoordinatorResponse {
+    let keys: Vec<String> = match v {
+        0..=3 => vec![r.key.to_string()],
+        _ => r.coordinator_keys.iter().map(|k| k.to_string()).collect(),
+    };
+    let mut coordinators = Vec::new();
+    for key in keys {
+        let mut c = Coordinator::default()
+            .with_key(str_bytes(&key))
+            .with_node_id(BrokerId(-1))
+            .with_port(-1);
+        let found = match r.key_type {
+            0 => coordinator_of(node, &key).await,
+            // Transactions are not supported (yet).
+            _ => Err(code::COORDINATOR_NOT_AVAILABLE),
+        };
+        match found {
+            Ok((id, host, port)) => {
+                c.node_id = BrokerId(id);
+                c.host = str_bytes(&host);
+                c.port = port;
+            }
+            Err(e) => {
+                c.error_code = e;
+                c.error_message = Some(str_bytes(match e {
+                    code::COORDINATOR_NOT_AVAILABLE => "The coordinator is not available.",
+                    _ => "error",
+                }));
+            }
+        }
+        coordinators.push(c);
+    }
+    if v >= 4 {
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let c = coordinators.pop().unwrap_or_default();
+    let mut response = FindCoordinatorResponse::default()
+        .with_error_code(c.error_code)
+        .with_node_id(c.node_id)
+        .with_host(c.host)
+        .with_port(c.port);
+    if v >= 1 {
+        response.error_message = c.error_message;
+    }
+    response
+}
+
+// ----- membership ------------------------------------------------------------------
+
+pub async fn join_group(
+    r: JoinGroupRequest,
+    v: i16,
+    client_id: &str,
+    client_host: &str,
+    node: &NodeHandle,
+) -> JoinGroupResponse {
+    let group_id = r.group_id.0.to_string();
+    let mut response = JoinGroupResponse::default()
+        .with_generation_id(-1)
+        .with_protocol_name(Some(str_bytes("")));
+    if group_id.is_empty() {
+        response.error_code = code::INVALID_GROUP_ID;
+        return response;
+    }
+    let session_timeout_ms = r.session_timeout_ms.max(1) as u64;
+    let rebalance_timeout_ms = match v {
+        0 => session_timeout_ms,
+        _ => r.rebalance_timeout_ms.max(1) as u64,
+    };
+    let mut join = JoinRequest {
+        request: 0, // the node assigns it
+        member_id: r.member_id.to_string(),
+        client_id: client_id.to_string(),
+        client_host: client_host.to_string(),
+        session_timeout_ms,
+        rebalance_timeout_ms,
+        protocol_type: r.protocol_type.to_string(),
+        protocols: r
+            .protocols
+            .iter()
+            .map(|p| (p.name.to_string(), p.metadata.to_vec()))
+            .collect(),
+    };
+    // Before v4 a client cannot handle MEMBER_ID_REQUIRED: join again for it.
+    let mut answer = call(node, &group_id, GroupOp::Join(join.clone())).await;
+    if v < 4 {
+        if let GroupAnswer::Reply(GroupReply::Join {
+            result: Err(GroupError::MemberIdRequired(id)),
+            ..
+        }) = &answer
+        {
+            join.member_id = id.clone();
+            answer = call(node, &group_id, GroupOp::Join(join)).await;
+        }
+    }
+    match answer {
+        GroupAnswer::Reply(GroupReply::Join { result, .. }) => match result {
+            Ok(j) => {
+                response.generation_id = j.generation;
+                response.protocol_name = Some(str_bytes(&j.protocol));
+                if v >= 7 {
+                    response.protocol_type = Some(r.protocol_type.clone());
+                }
+                response.leader = str_bytes(&j.leader);
+                response.member_id = str_bytes(&j.member_id);
+                response.members = j
+                    .members
+                    .into_iter()
+                    .map(|(id, meta)| {
+                        JoinGroupResponseMember::default()
+                            .with_member_id(str_bytes(&id))
+                            .with_metadata(Bytes::from(meta))
+                    })
+                    .collect();
+            }
+            Err(e) => {
+                response.error_code = error_code(&e);
+                if let GroupError::MemberIdRequired(id) = e {
+                    response.member_id = str_bytes(&id);
+                }
+            }
+        },
+        other => response.error_code = fallback_code(&other),
+    }
+    response
+}
+
+pub async fn sync_group(r: SyncGroupRequest, v: i16, node: &NodeHandle) -> SyncGroupResponse {
+    let group_id = r.group_id.0.to_string();
+    let op = GroupOp::Sync {
+        member_id: r.member_id.to_string(),
+        generation: r.generation_id,
+        assignments: r
+            .assignments
+            .iter()
+            .map(|a| (a.member_id.to_string(), a.assignment.to_vec()))
+            .collect(),
+    };
+    let mut response = SyncGroupResponse::default();
+    match call(node, &group_id, op).await {
+        GroupAnswer::Reply(GroupReply::Sync { result, .. }) => match result {
+            Ok(assignment) => response.assignment = Bytes::from(assignment),
+            Err(e) => response.error_code = error_code(&e),
+        },
+        other => response.error_code = fallback_code(&other),
+    }
+    if v >= 5 && response.error_code == code::NONE {
+        response.protocol_type = r.protocol_type;
+        response.protocol_name = r.protocol_name;
+    }
+    response
+}
+
+pub async fn heartbeat(r: HeartbeatRequest, node: &NodeHandle) -> HeartbeatResponse {
+    let op = GroupOp::Heartbeat {
+        member_id: r.member_id.to_string(),
+        generation: r.generation_id,
+    };
+    let answer = call(node, &r.group_id.0, op).await;
+    HeartbeatResponse::default().with_error_code(unit_code(&answer))
+}
+
+pub async fn leave_group(r: LeaveGroupRequest, v: i16, node: &NodeHandle) -> LeaveGroupResponse {
+    let group_id = r.group_id.0.to_string();
+    if v < 3 {
+        let op = GroupOp::Leave {
+            member_id: r.member_id.to_string(),
+        };
+        let answer = call(node, &group_id, op).await;
+        return LeaveGroupResponse::default().with_error_code(unit_code(&answer));
+    }
+    let mut members = Vec::new();
+    let mut top = code::NONE;
+    for m in &r.members {
+        let op = GroupOp::Leave {
+            member_id: m.member_id.to_string(),
+        };
+        let answer = call(node, &group_id, op).await;
+        let c = unit_code(&answer);
+        if matches!(c, code::NOT_COORDINATOR | code::COORDINATOR_NOT_AVAILABLE) {
+            top = c;
+        }
+        members.push(
+            MemberResponse::default()
+                .with_member_id(m.member_id.clone())
+                .with_group_instance_id(m.group_instance_id.clone())
+                .with_error_code(c),
+        );
+    }
+    LeaveGroupResponse::default()
+        .with_error_code(top)
+        .with_members(members)
+}
+
+// ----- offsets ------------------------------------------------------------------------
+
+pub async fn offset_commit(r: OffsetCommitRequest, node: &NodeHandle) -> OffsetCommitResponse {
+    let group_id = r.group_id.0.to_string();
+    let view = node.view.borrow().clone();
+    let known = |t: &str, p: i32| {
+        view.image
+            .topics
+            .get(t)
+            .is_some_and(|topic| p >= 0 && (p as usize) < topic.partitions.len())
+    };
+    let mut offsets = Vec::new();
+    for t in &r.topics {
+        for p in &t.partitions {
+            if known(&t.name.0, p.partition_index) {
+                offsets.push((
+                    (t.name.0.to_string(), p.partition_index as u32),
+                    p.committed_offset,
+                ));
+            }
+        }
+    }
+    let c = if group_id.is_empty() {
+        code::INVALID_GROUP_ID
+    } else {
+        let op = GroupOp::Commit {
+            member_id: r.member_id.to_string(),
+            generation: r.generation_id_or_member_epoch,
+            offsets,
+        };
+        unit_code(&call(node, &group_id, op).await)
+    };
+    let topics = r
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(if known(&t.name.0, p.partition_index) {
+                            c
+                        } else {
+                            code::UNKNOWN_TOPIC_OR_PARTITION
+                        })
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// One group's committed offsets for `wanted` (None: every committed partition).
+async fn fetch_offsets(
+    node: &NodeHandle,
+    group_id: &str,
+    wanted: Option<Vec<(TopicName, Vec<i32>)>>,
+) -> (i16, Vec<(TopicName, Vec<(i32, i64)>)>) {
+    let committed = match call(node, group_id, GroupOp::FetchOffsets).await {
+        GroupAnswer::Offsets(o) => o,
+        other => return (fallback_code(&other), Vec::new()),
+    };
+    let topics = match wanted {
+        Some(list) => list
+            .into_iter()
+            .map(|(name, ps)| {
+                let offsets = ps
+                    .into_iter()
+                    .map(|p| {
+                        let o = committed
+                            .get(&(name.0.to_string(), p as u32))
+                            .copied()
+                            .unwrap_or(-1);
+                        (p, o)
+                    })
+                    .collect();
+                (name, offsets)
+            })
+            .collect(),
+        None => {
+            let mut by_topic: BTreeMap<String, Vec<(i32, i64)>> = BTreeMap::new();
+            for ((t, p), o) in committed {
+                by_topic.entry(t).or_default().push((p as i32, o));
+            }
+            by_topic
+                .into_iter()
+                .map(|(t, ps)| (TopicName(str_bytes(&t)), ps))
+                .collect()
+        }
+    };
+    (code::NONE, topics)
+}
+
+pub async fn offset_fetch(r: OffsetFetchRequest, v: i16, node: &NodeHandle) -> OffsetFetchResponse {
+    if v >= 8 {
+        let mut groups = Vec::new();
+        for g in r.groups {
+            let wanted = g.topics.map(|ts| {
+                ts.into_iter()
+                    .map(|t| (t.name, t.partition_indexes))
+                    .collect()
+            });
+            let (error, topics) = fetch_offsets(node, &g.group_id.0, wanted).await;
+            let topics = topics
+                .into_iter()
+                .map(|(name, ps)| {
+                    let partitions = ps
+                        .into_iter()
+                        .map(|(p, o)| {
+                            OffsetFetchResponsePartitions::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(o)
+                                .with_metadata(Some(str_bytes("")))
+                        })
+                        .collect();
+                    OffsetFetchResponseTopics::default()
+                        .with_name(name)
+                        .with_partitions(partitions)
+                })
+                .collect();
+            groups.push(
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_error_code(error)
+                    .with_topics(topics),
+            );
+        }
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let wanted = r.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name, t.partition_indexes))
+            .collect()
+    });
+    let (error, topics) = fetch_offsets(node, &r.group_id.0, wanted).await;
+    let topics = topics
+        .into_iter()
+        .map(|(name, ps)| {
+            let partitions = ps
+                .into_iter()
+                .map(|(p, o)| {
+                    let mut out = OffsetFetchResponsePartition::default()
+                        .with_partition_index(p)
+                        .with_committed_offset(o)
+                        .with_metadata(Some(str_bytes("")));
+                    // v1 has no top-level error: report it per partition.
+                    if v < 2 {
+                        out.error_code = error;
+                    }
+                    out
+                })
+                .collect();
+            OffsetFetchResponseTopic::default()
+                .with_name(name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    let mut response = OffsetFetchResponse::default().with_topics(topics);
+    if v >= 2 {
+        response.error_code = error;
+    }
+    response
+}
+
+// ----- admin ----------------------------------------------------------------------------
+
+pub async fn list_groups(r: ListGroupsRequest, v: i16, node: &NodeHandle) -> ListGroupsResponse {
+    let (tx, rx) = oneshot::channel();
+    let groups: Vec<GroupSummary> = match node
+        .events
+        .send(Event::Kafka(KafkaCall::ListGroups { reply: tx }))
+        .await
+    {
+        Ok(()) => rx.await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let filter: Vec<String> = r.states_filter.iter().map(|s| s.to_lowercase()).collect();
+    let groups = groups
+        .into_iter()
+        .filter(|g| filter.is_empty() || filter.contains(&state_name(g.state).to_lowercase()))
+        .map(|g| {
+            let mut l = ListedGroup::default()
+                .with_group_id(GroupId(str_bytes(&g.group_id)))
+                .with_protocol_type(str_bytes(&g.protocol_type));
+            if v >= 4 {
+                l.group_state = str_bytes(state_name(g.state));
+            }
+            l
+        })
+        .collect();
+    ListGroupsResponse::default().with_groups(groups)
+}
+
+pub async fn describe_groups(
+    r: DescribeGroupsRequest,
+    node: &NodeHandle,
+) -> DescribeGroupsResponse {
+    let mut out = Vec::new();
+    for g in r.groups {
+        let mut d = DescribedGroup::default()
+            .with_group_id(g.clone())
+            .with_group_state(str_bytes("Dead"));
+        match call(node, &g.0, GroupOp::Describe).await {
+            GroupAnswer::Described(s) => {
+                d.group_state = str_bytes(state_name(s.state));
+                d.protocol_type = str_bytes(&s.protocol_type);
+                d.protocol_data = str_bytes(&s.protocol);
+                d.members = s
+                    .members
+                    .into_iter()
+                    .map(|m| {
+                        DescribedGroupMember::default()
+                            .with_member_id(str_bytes(&m.member_id))
+                            .with_client_id(str_bytes(&m.client_id))
+                            .with_client_host(str_bytes(&m.client_host))
+                            .with_member_metadata(Bytes::from(m.metadata))
+                            .with_member_assignment(Bytes::from(m.assignment))
+                    })
+                    .collect();
+            }
+            // Kafka describes an unknown group as Dead without an error.
+            GroupAnswer::GroupIdNotFound => {}
+            other => d.error_code = fallback_code(&other),
+        }
+        out.push(d);
+    }
+    DescribeGroupsResponse::default().with_groups(out)
+}
+
+pub async fn delete_groups(r: DeleteGroupsRequest, node: &NodeHandle) -> DeleteGroupsResponse {
+    let mut results = Vec::new();
+    for g in r.groups_names {
+        let c = unit_code(&call(node, &g.0, GroupOp::Delete).await);
+        results.push(
+            DeletableGroupResult::default()
+                .with_group_id(g)
+                .with_error_code(c),
+        );
+    }
+    DeleteGroupsResponse::default().with_results(results)
+}

@@ -1,0 +1,479 @@
+//! The group coordinator's runtime: drives `runnel_model::group::Group`
+//! state machines for the groups whose `__consumer_offsets` partition this
+//! node leads. Their records (offset commits, generations, deletions) are
+//! appended to that partition with acks=all through the replica that is
+//! already model-checked, and the replies that follow a record are held
+//! until it is committed (the core contract's "persist before later
+//! effects"). A node that becomes leader of an offsets partition rebuilds
+//! its groups by replaying the partition; one that stops leading drops them
+//! and answers their waiting requests NOT_COORDINATOR.
+
+use super::{Node, TimerKey};
+use crate::storage::disk_log::BatchBytes;
+use bytes::Bytes;
+use runnel_model::core::{Effect, RequestId};
+use runnel_model::group::{
+    offsets_partition, Group, GroupConfig, GroupEffects, GroupRecord, GroupReply, GroupState,
+    GroupTimer, JoinRequest, MemberDescription,
+};
+use runnel_model::log::PartitionLog;
+use runnel_model::replication::{Acks, ProduceRequest};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+
+/// Kafka's internal topic of group records.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Bytes read per step when replaying an offsets partition.
+const REPLAY_READ_BYTES: usize = 1 << 20;
+/// How often empty groups' offsets are checked for expiry.
+pub const RETENTION_CHECK_MS: u64 = 60_000;
+
+/// A group request from the Kafka front end.
+pub enum GroupOp {
+    Join(JoinRequest),
+    Sync {
+        member_id: String,
+        generation: i32,
+        assignments: Vec<(String, Vec<u8>)>,
+    },
+    Heartbeat {
+        member_id: String,
+        generation: i32,
+    },
+    Leave {
+        member_id: String,
+    },
+    Commit {
+        member_id: String,
+        generation: i32,
+        offsets: Vec<((String, u32), i64)>,
+    },
+    FetchOffsets,
+    Describe,
+    Delete,
+}
+
+/// A group as DescribeGroups and ListGroups show it.
+#[derive(Clone, Debug)]
+pub struct GroupSummary {
+    pub group_id: String,
+    pub state: GroupState,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<MemberDescription>,
+}
+
+pub enum GroupAnswer {
+    /// The state machine's answer (join, sync, heartbeat, leave, commit, delete).
+    Reply(GroupReply),
+    Offsets(BTreeMap<(String, u32), i64>),
+    Described(GroupSummary),
+    /// The offsets topic does not exist yet or its partition has no leader.
+    CoordinatorNotAvailable,
+    NotCoordinator,
+    /// DeleteGroups/DescribeGroups of a group this coordinator does not know.
+    GroupIdNotFound,
+}
+
+/// Groups hosted by this node, by offsets partition.
+#[derive(Default)]
+pub struct GroupHost {
+    /// Offsets partitions led and loaded here → the leader epoch loaded at.
+    loaded: BTreeMap<u32, u32>,
+    groups: BTreeMap<String, (u32, Group)>,
+    /// Model request id → (offsets partition, the front end's waiter).
+    waiters: HashMap<RequestId, (u32, oneshot::Sender<GroupAnswer>)>,
+    /// Replica produce id of a group record → (offsets partition, replies held until it commits).
+    writes: HashMap<RequestId, (u32, Vec<GroupReply>)>,
+    next_request: RequestId,
+    loads: u64,
+    last_retention_check_ms: u64,
+}
+
+impl GroupHost {
+    pub fn summaries(&self) -> Vec<GroupSummary> {
+        self.groups
+            .iter()
+            .filter(|(_, (_, g))| g.state() != GroupState::Dead)
+            .map(|(id, (_, g))| summary(id, g))
+            .collect()
+    }
+}
+
+fn summary(group_id: &str, g: &Group) -> GroupSummary {
+    GroupSummary {
+        group_id: group_id.to_string(),
+        state: g.state(),
+        protocol_type: g.protocol_type().unwrap_or("").to_string(),
+        protocol: g.protocol().unwrap_or("").to_string(),
+        members: g.describe_members(),
+    }
+}
+
+fn reply_request(r: &GroupReply) -> RequestId {
+    match r {
+        GroupReply::Join { request, .. }
+        | GroupReply::Sync { request, .. }
+        | GroupReply::Heartbeat { request, .. }
+        | GroupReply::Leave { request, .. }
+        | GroupReply::Commit { request, .. }
+        | GroupReply::Delete { request, .. } => *request,
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Node {
+    fn offsets_partitions(&self) -> Option<u32> {
+        let meta = self.meta.as_ref()?;
+        let n = meta.image.topics.get(OFFSETS_TOPIC)?.partitions.len() as u32;
+        (n > 0).then_some(n)
+    }
+
+    /// A request for group `group_id`, answered through `reply`.
+    pub(super) fn on_group_call(
+        &mut self,
+        group_id: String,
+        op: GroupOp,
+        reply: oneshot::Sender<GroupAnswer>,
+    ) {
+        let Some(n) = self.offsets_partitions() else {
+            let _ = reply.send(GroupAnswer::CoordinatorNotAvailable);
+            return;
+        };
+        let p = offsets_partition(&group_id, n);
+        if !self.groups.loaded.contains_key(&p) {
+            let _ = reply.send(GroupAnswer::NotCoordinator);
+            return;
+        }
+        // Reads answer from memory; they never create a group.
+        match op {
+            GroupOp::FetchOffsets => {
+                let offsets = self
+                    .groups
+                    .groups
+                    .get(&group_id)
+                    .map(|(_, g)| g.offsets().clone())
+                    .unwrap_or_default();
+                let _ = reply.send(GroupAnswer::Offsets(offsets));
+                return;
+            }
+            GroupOp::Describe => {
+                let answer = match self.groups.groups.get(&group_id) {
+                    Some((_, g)) => GroupAnswer::Described(summary(&group_id, g)),
+                    None => GroupAnswer::GroupIdNotFound,
+                };
+                let _ = reply.send(answer);
+                return;
+            }
+            GroupOp::Delete if !self.groups.groups.contains_key(&group_id) => {
+                let _ = reply.send(GroupAnswer::GroupIdNotFound);
+                return;
+            }
+            _ => {}
+        }
+        let request = self.groups.next_request;
+        self.groups.next_request += 1;
+        self.groups.waiters.insert(request, (p, reply));
+        let config = self.group_config(p);
+        let (_, group) = self
+            .groups
+            .groups
+            .entry(group_id.clone())
+            .or_insert_with(|| (p, Group::new(config)));
+        let mut out = GroupEffects::new();
+        match op {
+            GroupOp::Join(mut j) => {
+                j.request = request;
+                group.on_join(j, &mut out)
+            }
+            GroupOp::Sync {
+                member_id,
+                generation,
+                assignments,
+            } => group.on_sync(request, &member_id, generation, assignments, &mut out),
+            GroupOp::Heartbeat {
+                member_id,
+                generation,
+            } => group.on_heartbeat(request, &member_id, generation, &mut out),
+            GroupOp::Leave { member_id } => group.on_leave(request, &member_id, &mut out),
+            GroupOp::Commit {
+                member_id,
+                generation,
+                offsets,
+            } => group.on_commit(request, &member_id, generation, offsets, now_ms(), &mut out),
+            GroupOp::Delete => group.on_delete(request, &mut out),
+            GroupOp::FetchOffsets | GroupOp::Describe => unreachable!("answered above"),
+        }
+        self.execute_group(&group_id, p, out);
+    }
+
+    fn group_config(&self, p: u32) -> GroupConfig {
+        let epoch = self.groups.loaded.get(&p).copied().unwrap_or(0) as u64;
+        GroupConfig {
+            initial_rebalance_delay_ms: self.s.group_initial_rebalance_delay_ms,
+            // Unique per (leader epoch, load): ids never repeat across coordinators.
+            incarnation: (epoch << 24) | (self.groups.loads & 0xff_ffff),
+            bugs: Default::default(),
+        }
+    }
+
+    pub(super) fn on_group_timer(&mut self, group_id: String, timer: GroupTimer) {
+        let Some((p, group)) = self.groups.groups.get_mut(&group_id) else {
+            return;
+        };
+        let p = *p;
+        let mut out = GroupEffects::new();
+        group.on_timer(timer, &mut out);
+        self.execute_group(&group_id, p, out);
+    }
+
+    /// Timers and replies go out at once, except that replies following a
+    /// record wait until the record is committed.
+    fn execute_group(&mut self, group_id: &str, p: u32, mut out: GroupEffects) {
+        let mut records = Vec::new();
+        let mut immediate = Vec::new();
+        let mut held = Vec::new();
+        for effect in out.drain() {
+            match effect {
+                Effect::SetTimer { timer, after_ms } => {
+                    self.set_timer(TimerKey::Group(group_id.to_string(), timer), after_ms)
+                }
+                Effect::CancelTimer { timer } => {
+                    self.cancel_timer(&TimerKey::Group(group_id.to_string(), timer))
+                }
+                Effect::Persist(record) => records.push(record),
+                Effect::Reply(r) if records.is_empty() => immediate.push(r),
+                Effect::Reply(r) => held.push(r),
+                Effect::Send { .. } | Effect::FlushLog { .. } => {
+                    debug_assert!(false, "a group sends nothing and has no log")
+                }
+            }
+        }
+        for r in immediate {
+            self.deliver_group_reply(r);
+        }
+        let last = records.len().saturating_sub(1);
+        let mut held = Some(held);
+        for (i, record) in records.into_iter().enumerate() {
+            let replies = if i == last {
+                held.take().unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            self.write_group_record(group_id, p, &record, replies);
+        }
+        let forget = self
+            .groups
+            .groups
+            .get(group_id)
+            .is_some_and(|(_, g)| g.state() == GroupState::Dead || g.is_forgettable());
+        if forget {
+            self.groups.groups.remove(group_id);
+        }
+    }
+
+    fn deliver_group_reply(&mut self, r: GroupReply) {
+        if let Some((_, tx)) = self.groups.waiters.remove(&reply_request(&r)) {
+            let _ = tx.send(GroupAnswer::Reply(r));
+        }
+    }
+
+    /// Appends one record (key: group id, value: postcard) with acks=all.
+    fn write_group_record(
+        &mut self,
+        group_id: &str,
+        p: u32,
+        record: &GroupRecord,
+        replies: Vec<GroupReply>,
+    ) {
+        let key = (OFFSETS_TOPIC.to_string(), p);
+        let value = postcard::to_allocvec(record).expect("group records serialize");
+        let batch = crate::client::encode_batch(
+            &[(
+                Some(Bytes::copy_from_slice(group_id.as_bytes())),
+                Some(Bytes::from(value)),
+            )],
+            now_ms() as i64,
+        );
+        let (Ok(batch), Some(b)) = (batch, self.broker.as_mut()) else {
+            return self.fail_group_write(p, replies);
+        };
+        let id = b.next_request_id;
+        b.next_request_id += 1;
+        self.groups.writes.insert(id, (p, replies));
+        let Some(slot) = self.slot_mut(&key) else {
+            let (_, replies) = self.groups.writes.remove(&id).expect("inserted");
+            return self.fail_group_write(p, replies);
+        };
+        let out = slot.runner.on_produce(ProduceRequest {
+            id,
+            records: BatchBytes(batch),
+            acks: Acks::All,
+        });
+        self.on_runner_output(&key, out);
+    }
+
+    /// A produce reply for a group record; false if `id` is not one.
+    pub(super) fn on_group_write_done(&mut self, id: RequestId, ok: bool) -> bool {
+        let Some((p, replies)) = self.groups.writes.remove(&id) else {
+            return false;
+        };
+        if ok {
+            for r in replies {
+                self.deliver_group_reply(r);
+            }
+        } else {
+            self.fail_group_write(p, replies);
+        }
+        true
+    }
+
+    /// The in-memory groups of `p` may now be ahead of the log: drop them
+    /// (their waiters hear NOT_COORDINATOR) and replay the log again.
+    fn fail_group_write(&mut self, p: u32, replies: Vec<GroupReply>) {
+        tracing::warn!("{OFFSETS_TOPIC}-{p}: a group record was not committed; reloading");
+        for r in replies {
+            if let Some((_, tx)) = self.groups.waiters.remove(&reply_request(&r)) {
+                let _ = tx.send(GroupAnswer::NotCoordinator);
+            }
+        }
+        self.unload_groups(p);
+    }
+
+    /// Loads the groups of offsets partitions this node now leads, drops
+    /// those of partitions it no longer leads. Runs every turn.
+    pub(super) fn sync_group_leadership(&mut self) {
+        let Some(b) = self.broker.as_ref() else {
+            return;
+        };
+        let range = (OFFSETS_TOPIC.to_string(), 0)..=(OFFSETS_TOPIC.to_string(), u32::MAX);
+        let mut leading = BTreeMap::new();
+        for ((_, p), slot) in b.slots.range(range) {
+            let replica = slot.runner.replica();
+            if let Some(epoch) = replica.leader_epoch().filter(|_| replica.is_leader()) {
+                leading.insert(*p, epoch);
+            }
+        }
+        let stale: Vec<u32> = self
+            .groups
+            .loaded
+            .iter()
+            .filter(|(p, epoch)| leading.get(p) != Some(epoch))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in stale {
+            self.unload_groups(p);
+        }
+        for (p, epoch) in leading {
+            if !self.groups.loaded.contains_key(&p) {
+                self.load_groups(p, epoch);
+            }
+        }
+    }
+
+    fn unload_groups(&mut self, p: u32) {
+        self.groups.loaded.remove(&p);
+        self.groups.groups.retain(|_, (gp, _)| *gp != p);
+        let gone: Vec<RequestId> = self
+            .groups
+            .waiters
+            .iter()
+            .filter(|(_, (wp, _))| *wp == p)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            if let Some((_, tx)) = self.groups.waiters.remove(&id) {
+                let _ = tx.send(GroupAnswer::NotCoordinator);
+            }
+        }
+        // Writes still in flight answer through on_group_write_done, whose
+        // waiters are gone by now.
+    }
+
+    /// Replays `__consumer_offsets-p` (to its log end: this leader's log is
+    /// what will be committed) into fresh groups.
+    fn load_groups(&mut self, p: u32, epoch: u32) {
+        self.groups.loads += 1;
+        self.groups.loaded.insert(p, epoch);
+        let config = self.group_config(p);
+        let key = (OFFSETS_TOPIC.to_string(), p);
+        let Some(slot) = self.broker.as_ref().and_then(|b| b.slots.get(&key)) else {
+            return;
+        };
+        let log = slot.runner.replica().log();
+        let (mut from, end) = (log.start_offset(), log.end_offset());
+        let mut records = Vec::new();
+        // Bounded: each round moves forward by at least one batch.
+        while from < end {
+            let Ok(bytes) = log.read(from, end, REPLAY_READ_BYTES) else {
+                break;
+            };
+            let Ok(batches) = bytes.batches() else { break };
+            if batches.is_empty() {
+                break;
+            }
+            for (header, raw) in batches {
+                from = header.end_offset();
+                for r in crate::client::decode_records(raw).unwrap_or_default() {
+                    let (Some(k), Some(v)) = (r.key, r.value) else {
+                        continue;
+                    };
+                    let group_id = String::from_utf8_lossy(&k).to_string();
+                    match postcard::from_bytes::<GroupRecord>(&v) {
+                        Ok(record) => records.push((group_id, record)),
+                        Err(e) => tracing::warn!("{OFFSETS_TOPIC}-{p}: skipping a record: {e}"),
+                    }
+                }
+            }
+        }
+        let count = records.len();
+        for (group_id, record) in records {
+            let (_, g) = self
+                .groups
+                .groups
+                .entry(group_id)
+                .or_insert_with(|| (p, Group::new(config.clone())));
+            g.replay(&record);
+        }
+        self.groups
+            .groups
+            .retain(|_, (gp, g)| *gp != p || !g.is_forgettable());
+        tracing::info!(
+            "{OFFSETS_TOPIC}-{p}: coordinator at epoch {epoch}, replayed {count} group records"
+        );
+    }
+
+    /// Expires offsets of idle groups (`offsets.retention.minutes`).
+    pub(super) fn expire_group_offsets(&mut self) {
+        let now = now_ms();
+        if now < self.groups.last_retention_check_ms + RETENTION_CHECK_MS {
+            return;
+        }
+        self.groups.last_retention_check_ms = now;
+        let retention_ms = self.s.offsets_retention_ms;
+        let ids: Vec<(String, u32)> = self
+            .groups
+            .groups
+            .iter()
+            .map(|(id, (p, _))| (id.clone(), *p))
+            .collect();
+        for (id, p) in ids {
+            let mut out = GroupEffects::new();
+            let expired = self
+                .groups
+                .groups
+                .get_mut(&id)
+                .is_some_and(|(_, g)| g.on_retention_check(now, retention_ms, &mut out));
+            if expired {
+                tracing::info!("group {id}: offsets expired (offsets.retention.minutes)");
+                self.execute_group(&id, p, out);
+            }
+        }
+    }
+}
