@@ -100,8 +100,48 @@ enum Command {
         /// Exit after this long without a message.
         #[arg(long = "timeout-ms")]
         timeout_ms: Option<u64>,
+        /// Consume as a member of this consumer group (commits its offsets).
+        #[arg(long)]
+        group: Option<String>,
         #[arg(long = "property")]
         properties: Vec<String>,
+        /// Consumer settings, e.g. group.id=g, auto.offset.reset=earliest.
+        #[arg(long = "consumer-property")]
+        consumer_properties: Vec<String>,
+    },
+    /// List, describe, reset and delete consumer groups (kafka-consumer-groups.sh).
+    ConsumerGroups {
+        #[arg(long = "bootstrap-server")]
+        bootstrap_server: String,
+        #[arg(long)]
+        list: bool,
+        #[arg(long)]
+        describe: bool,
+        #[arg(long = "reset-offsets")]
+        reset_offsets: bool,
+        #[arg(long)]
+        delete: bool,
+        /// With --list: show each group's state.
+        #[arg(long)]
+        state: bool,
+        #[arg(long)]
+        group: Vec<String>,
+        #[arg(long)]
+        topic: Option<String>,
+        #[arg(long = "all-topics")]
+        all_topics: bool,
+        #[arg(long = "to-earliest")]
+        to_earliest: bool,
+        #[arg(long = "to-latest")]
+        to_latest: bool,
+        #[arg(long = "to-offset")]
+        to_offset: Option<i64>,
+        #[arg(long = "shift-by", allow_hyphen_values = true)]
+        shift_by: Option<i64>,
+        #[arg(long)]
+        execute: bool,
+        #[arg(long = "dry-run")]
+        dry_run: bool,
     },
     /// The coordinator quorum.
     Quorum {
@@ -230,8 +270,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             offset,
             max_messages,
             timeout_ms,
+            group,
             properties,
+            consumer_properties,
         } => {
+            let mut properties = kv(&properties)?;
+            properties.extend(kv(&consumer_properties)?);
             let args = cli::console::ConsumerArgs {
                 bootstrap: bootstrap_server,
                 topic,
@@ -240,9 +284,71 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 offset,
                 max_messages,
                 timeout_ms,
-                properties: kv(&properties)?,
+                group,
+                properties,
             };
             cli::console::consume(args).await?;
+        }
+        Command::ConsumerGroups {
+            bootstrap_server,
+            list,
+            describe,
+            reset_offsets,
+            delete,
+            state,
+            group,
+            topic,
+            all_topics,
+            to_earliest,
+            to_latest,
+            to_offset,
+            shift_by,
+            execute,
+            dry_run,
+        } => {
+            use cli::consumer_groups as cg;
+            let actions = [list, describe, reset_offsets, delete];
+            if actions.iter().filter(|a| **a).count() != 1 {
+                anyhow::bail!("exactly one of --list, --describe, --reset-offsets, --delete");
+            }
+            let one_group = || match &group[..] {
+                [g] => Ok(g.clone()),
+                _ => Err(anyhow::anyhow!("--group is required (once)")),
+            };
+            if list {
+                cg::list(&bootstrap_server, state).await?;
+            } else if describe {
+                cg::describe(&bootstrap_server, &one_group()?).await?;
+            } else if delete {
+                if group.is_empty() {
+                    anyhow::bail!("--group is required");
+                }
+                cg::delete(&bootstrap_server, &group).await?;
+            } else {
+                let to = match (to_earliest, to_latest, to_offset, shift_by) {
+                    (true, false, None, None) => cg::ResetTo::Earliest,
+                    (false, true, None, None) => cg::ResetTo::Latest,
+                    (false, false, Some(o), None) => cg::ResetTo::Offset(o),
+                    (false, false, None, Some(d)) => cg::ResetTo::ShiftBy(d),
+                    _ => anyhow::bail!(
+                        "exactly one of --to-earliest, --to-latest, --to-offset, --shift-by"
+                    ),
+                };
+                if topic.is_none() && !all_topics {
+                    anyhow::bail!("one of --topic or --all-topics is required");
+                }
+                if !execute && !dry_run {
+                    eprintln!("WARN: No action will be performed as the --execute option is missing. In a future major release, the default behavior of this command will be to prompt the user before executing the reset rather than doing a dry run. You should add the --dry-run option explicitly if you are scripting this command and want to keep the current default behavior without prompting.");
+                }
+                cg::reset_offsets(
+                    &bootstrap_server,
+                    &one_group()?,
+                    topic.as_deref(),
+                    to,
+                    execute,
+                )
+                .await?;
+            }
         }
         Command::Quorum {
             command:

@@ -2,6 +2,7 @@
 //! tools (lines from stdin to a topic; records of a topic to stdout), with
 //! Kafka's key partitioner (murmur2) and retries on leader changes.
 
+use super::group_member::{GroupMember, MemberStatus, HEARTBEAT_INTERVAL_MS};
 use crate::client::{decode_records, encode_batch, Client};
 use anyhow::{bail, Result};
 use bytes::Bytes;
@@ -198,8 +199,61 @@ pub struct ConsumerArgs {
     pub offset: Option<String>,
     pub max_messages: Option<u64>,
     pub timeout_ms: Option<u64>,
+    /// `--group`, or `group.id` in `--consumer-property`/`--property`.
+    pub group: Option<String>,
     pub properties: Vec<(String, String)>,
 }
+
+/// How records are printed (Kafka's console consumer `--property` keys).
+struct Printer {
+    print_key: bool,
+    print_offset: bool,
+    print_partition: bool,
+    separator: String,
+    printed: u64,
+    max_messages: Option<u64>,
+    last_message: Instant,
+}
+
+impl Printer {
+    fn done(&self) -> bool {
+        self.max_messages.is_some_and(|m| self.printed >= m)
+    }
+
+    fn print(&mut self, p: i32, r: &kafka_protocol::records::Record) -> Result<()> {
+        let separator = &self.separator;
+        let mut line = String::new();
+        if self.print_partition {
+            line.push_str(&format!("Partition:{p}{separator}"));
+        }
+        if self.print_offset {
+            line.push_str(&format!("Offset:{}{separator}", r.offset));
+        }
+        if self.print_key {
+            let k = r
+                .key
+                .as_ref()
+                .map_or("null".into(), |k| String::from_utf8_lossy(k).into_owned());
+            line.push_str(&k);
+            line.push_str(separator);
+        }
+        line.push_str(
+            &r.value
+                .as_ref()
+                .map_or("null".into(), |v| String::from_utf8_lossy(v).into_owned()),
+        );
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")?;
+        out.flush()?;
+        self.printed += 1;
+        self.last_message = Instant::now();
+        Ok(())
+    }
+}
+
+/// Kafka's console consumer commits this often in a group.
+const COMMIT_INTERVAL_MS: u64 = 5_000;
 
 pub async fn consume(a: ConsumerArgs) -> Result<()> {
     let prop = |k: &str| {
@@ -208,12 +262,30 @@ pub async fn consume(a: ConsumerArgs) -> Result<()> {
             .find(|(x, _)| x == k)
             .map(|(_, v)| v.clone())
     };
-    let print_key = prop("print.key").is_some_and(|v| v == "true");
-    let print_offset = prop("print.offset").is_some_and(|v| v == "true");
-    let print_partition = prop("print.partition").is_some_and(|v| v == "true");
-    let separator = prop("key.separator").unwrap_or_else(|| "\t".into());
+    let mut printer = Printer {
+        print_key: prop("print.key").is_some_and(|v| v == "true"),
+        print_offset: prop("print.offset").is_some_and(|v| v == "true"),
+        print_partition: prop("print.partition").is_some_and(|v| v == "true"),
+        separator: prop("key.separator").unwrap_or_else(|| "\t".into()),
+        printed: 0,
+        max_messages: a.max_messages,
+        last_message: Instant::now(),
+    };
+    let group = a.group.clone().or_else(|| prop("group.id"));
     let mut client = Client::connect(&a.bootstrap).await?;
     let all = wait_for_partitions(&mut client, &a.topic).await?;
+    if let Some(group) = group {
+        if a.partition.is_some() || a.offset.is_some() {
+            bail!("--partition and --offset cannot be used with a consumer group");
+        }
+        let reset = match (prop("auto.offset.reset").as_deref(), a.from_beginning) {
+            (Some("earliest"), _) | (None, true) => -2,
+            _ => -1,
+        };
+        consume_in_group(&a, &group, reset, &mut client, &mut printer).await?;
+        eprintln!("Processed a total of {} messages", printer.printed);
+        return Ok(());
+    }
     let partitions = match a.partition {
         Some(p) if all.contains(&p) => vec![p],
         Some(p) => bail!("partition {p} of {} does not exist", a.topic),
@@ -235,114 +307,202 @@ pub async fn consume(a: ConsumerArgs) -> Result<()> {
         };
         positions.insert(p, pos);
     }
-    let mut printed = 0u64;
-    let mut last_message = Instant::now();
-    let stdout = std::io::stdout();
+    let stop = stop_signal();
+    tokio::pin!(stop);
     loop {
-        if a.max_messages.is_some_and(|m| printed >= m) {
+        if printer.done() || timed_out(&a, &printer) {
             break;
         }
-        if a.timeout_ms
-            .is_some_and(|t| last_message.elapsed() > Duration::from_millis(t))
-        {
+        tokio::select! {
+            r = fetch_round(&mut client, &a.topic, &mut positions, &mut printer) => r?,
+            _ = &mut stop => break,
+        }
+    }
+    eprintln!("Processed a total of {} messages", printer.printed);
+    Ok(())
+}
+
+fn timed_out(a: &ConsumerArgs, printer: &Printer) -> bool {
+    a.timeout_ms
+        .is_some_and(|t| printer.last_message.elapsed() > Duration::from_millis(t))
+}
+
+/// Ctrl-C or SIGTERM: the consumer stops, commits and leaves its group.
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+/// Consumes as a member of `group`: positions start at the committed
+/// offsets (else `reset`: -2 earliest, -1 latest), are committed every few
+/// seconds and on exit; a rebalance commits, rejoins and starts over from
+/// the group's offsets.
+async fn consume_in_group(
+    a: &ConsumerArgs,
+    group: &str,
+    reset: i64,
+    client: &mut Client,
+    printer: &mut Printer,
+) -> Result<()> {
+    let mut member = GroupMember::new(group, vec![a.topic.clone()]);
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    let mut positions = BTreeMap::new();
+    let mut joined = false;
+    let mut last_heartbeat = Instant::now();
+    let mut last_commit = Instant::now();
+    loop {
+        if !joined {
+            tokio::select! {
+                r = member.join(client) => r?,
+                _ = &mut stop => break,
+            }
+            positions = start_positions(client, &mut member, &a.topic, reset).await?;
+            joined = true;
+            last_heartbeat = Instant::now();
+        }
+        if printer.done() || timed_out(a, printer) {
             break;
         }
-        let mut by_leader: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-        for &p in &partitions {
-            match client.leader(&a.topic, p) {
-                Some(l) => by_leader.entry(l).or_default().push(p),
-                None => {}
+        if last_commit.elapsed() >= Duration::from_millis(COMMIT_INTERVAL_MS) {
+            last_commit = Instant::now();
+            if member.commit(client, &keyed(&a.topic, &positions)).await? == MemberStatus::Rejoin {
+                joined = false;
+                continue;
             }
         }
-        if by_leader.is_empty() {
-            tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await;
-            let _ = client.refresh(Some(&[a.topic.clone()])).await;
+        if last_heartbeat.elapsed() >= Duration::from_millis(HEARTBEAT_INTERVAL_MS) {
+            last_heartbeat = Instant::now();
+            if member.heartbeat(client).await? == MemberStatus::Rejoin {
+                // Commit what was consumed before giving up the partitions.
+                let _ = member.commit(client, &keyed(&a.topic, &positions)).await;
+                joined = false;
+                continue;
+            }
+        }
+        if positions.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = &mut stop => break,
+            }
             continue;
         }
-        let mut refresh = false;
-        for (leader, ps) in by_leader {
-            let request = FetchRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_max_wait_ms(200)
-                .with_min_bytes(1)
-                .with_max_bytes(50 << 20)
-                .with_topics(vec![FetchTopic::default()
-                    .with_topic(TopicName(StrBytes::from_string(a.topic.clone())))
-                    .with_partitions(
-                        ps.iter()
-                            .map(|p| {
-                                FetchPartition::default()
-                                    .with_partition(*p)
-                                    .with_fetch_offset(positions[p])
-                                    .with_partition_max_bytes(1 << 20)
-                            })
-                            .collect(),
-                    )]);
-            let response = match client.call_at(&leader, &request, 11).await {
-                Ok(r) => r,
-                Err(_) => {
+        tokio::select! {
+            r = fetch_round(client, &a.topic, &mut positions, printer) => r?,
+            _ = &mut stop => break,
+        }
+    }
+    if joined {
+        let _ = member.commit(client, &keyed(&a.topic, &positions)).await;
+        let _ = member.leave(client).await;
+    }
+    Ok(())
+}
+
+fn keyed(topic: &str, positions: &BTreeMap<i32, i64>) -> BTreeMap<(String, i32), i64> {
+    positions
+        .iter()
+        .map(|(p, o)| ((topic.to_string(), *p), *o))
+        .collect()
+}
+
+/// The member's partitions of `topic` and where to start in each.
+async fn start_positions(
+    client: &mut Client,
+    member: &mut GroupMember,
+    topic: &str,
+    reset: i64,
+) -> Result<BTreeMap<i32, i64>> {
+    let committed = member.committed(client).await.unwrap_or_default();
+    let mut positions = BTreeMap::new();
+    for &p in member.assignment.get(topic).into_iter().flatten() {
+        let pos = match committed.get(&(topic.to_string(), p)) {
+            Some(&o) if o >= 0 => o,
+            _ => list_offset(client, topic, p, reset).await?,
+        };
+        positions.insert(p, pos);
+    }
+    Ok(positions)
+}
+
+/// One fetch from each leader of `positions`' partitions; prints what came.
+async fn fetch_round(
+    client: &mut Client,
+    topic: &str,
+    positions: &mut BTreeMap<i32, i64>,
+    printer: &mut Printer,
+) -> Result<()> {
+    let mut by_leader: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for &p in positions.keys() {
+        if let Some(l) = client.leader(topic, p) {
+            by_leader.entry(l).or_default().push(p);
+        }
+    }
+    if by_leader.is_empty() {
+        tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await;
+        let _ = client.refresh(Some(&[topic.to_string()])).await;
+        return Ok(());
+    }
+    let mut refresh = false;
+    for (leader, ps) in by_leader {
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(200)
+            .with_min_bytes(1)
+            .with_max_bytes(50 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(
+                    ps.iter()
+                        .map(|p| {
+                            FetchPartition::default()
+                                .with_partition(*p)
+                                .with_fetch_offset(positions[p])
+                                .with_partition_max_bytes(1 << 20)
+                        })
+                        .collect(),
+                )]);
+        let response = match client.call_at(&leader, &request, 11).await {
+            Ok(r) => r,
+            Err(_) => {
+                refresh = true;
+                continue;
+            }
+        };
+        for t in response.responses {
+            for pd in t.partitions {
+                let p = pd.partition_index;
+                if pd.error_code == 1 {
+                    // Out of range: start over at the earliest offset, as auto.offset.reset does.
+                    let pos = list_offset(client, topic, p, -2).await.unwrap_or(0);
+                    positions.insert(p, pos);
+                    continue;
+                }
+                if pd.error_code != 0 {
                     refresh = true;
                     continue;
                 }
-            };
-            for t in response.responses {
-                for pd in t.partitions {
-                    let p = pd.partition_index;
-                    if pd.error_code == 1 {
-                        // Out of range: start over at the earliest offset, as auto.offset.reset does.
-                        let pos = list_offset(&mut client, &a.topic, p, -2).await.unwrap_or(0);
-                        positions.insert(p, pos);
-                        continue;
+                let Some(bytes) = pd.records else { continue };
+                for r in decode_records(bytes)? {
+                    if r.offset < positions[&p] {
+                        continue; // earlier records of the first batch
                     }
-                    if pd.error_code != 0 {
-                        refresh = true;
-                        continue;
+                    if printer.done() {
+                        break;
                     }
-                    let Some(bytes) = pd.records else { continue };
-                    for r in decode_records(bytes)? {
-                        if r.offset < positions[&p] {
-                            continue; // earlier records of the first batch
-                        }
-                        if a.max_messages.is_some_and(|m| printed >= m) {
-                            break;
-                        }
-                        positions.insert(p, r.offset + 1);
-                        let mut line = String::new();
-                        if print_partition {
-                            line.push_str(&format!("Partition:{p}{separator}"));
-                        }
-                        if print_offset {
-                            line.push_str(&format!("Offset:{}{separator}", r.offset));
-                        }
-                        if print_key {
-                            let k = r
-                                .key
-                                .as_ref()
-                                .map_or("null".into(), |k| String::from_utf8_lossy(k).into_owned());
-                            line.push_str(&k);
-                            line.push_str(&separator);
-                        }
-                        line.push_str(
-                            &r.value
-                                .as_ref()
-                                .map_or("null".into(), |v| String::from_utf8_lossy(v).into_owned()),
-                        );
-                        use std::io::Write;
-                        let mut out = stdout.lock();
-                        writeln!(out, "{line}")?;
-                        out.flush()?;
-                        printed += 1;
-                        last_message = Instant::now();
-                    }
+                    positions.insert(p, r.offset + 1);
+                    printer.print(p, &r)?;
                 }
             }
         }
-        if refresh {
-            tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await;
-            let _ = client.refresh(Some(&[a.topic.clone()])).await;
-        }
     }
-    eprintln!("Processed a total of {printed} messages");
+    if refresh {
+        tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await;
+        let _ = client.refresh(Some(&[topic.to_string()])).await;
+    }
     Ok(())
 }
 

@@ -3,7 +3,9 @@
 //! `dev` (a local three-node cluster in one command).
 
 pub mod console;
+pub mod consumer_groups;
 pub mod dev;
+pub mod group_member;
 pub mod quorum;
 pub mod topics;
 
