@@ -121,7 +121,6 @@ pub async fn produce(a: ProducerArgs) -> Result<()> {
             }
         }
         let mut by_partition: BTreeMap<i32, Vec<(Option<Bytes>, Option<Bytes>)>> = BTreeMap::new();
-        sticky = (sticky + 1) % partitions.len();
         for line in lines {
             let (key, value) = match (parse_key, line.split_once(separator.as_str())) {
                 (true, Some((k, v))) => {
@@ -139,6 +138,9 @@ pub async fn produce(a: ProducerArgs) -> Result<()> {
         for (p, records) in by_partition {
             send_batch(&mut client, &a.topic, p, &records, acks).await?;
         }
+        // Keyless records: one partition per batch, the next one for the
+        // next batch (lines typed one by one go round-robin from partition 0).
+        sticky = (sticky + 1) % partitions.len();
     }
     Ok(())
 }
@@ -274,15 +276,20 @@ pub async fn consume(a: ConsumerArgs) -> Result<()> {
     let group = a.group.clone().or_else(|| prop("group.id"));
     let mut client = Client::connect(&a.bootstrap).await?;
     let all = wait_for_partitions(&mut client, &a.topic).await?;
-    if let Some(group) = group {
-        if a.partition.is_some() || a.offset.is_some() {
-            bail!("--partition and --offset cannot be used with a consumer group");
-        }
+    let assigned = a.partition.is_some() || a.offset.is_some();
+    if group.is_some() && assigned {
+        bail!("--partition and --offset cannot be used with a consumer group");
+    }
+    if !assigned {
+        // Kafka's console consumer without --group joins a group of its own,
+        // console-consumer-NNNNN, and commits nothing (the seed lists one).
+        let commit = group.is_some();
+        let group = group.unwrap_or_else(|| format!("console-consumer-{}", random_suffix()));
         let reset = match (prop("auto.offset.reset").as_deref(), a.from_beginning) {
             (Some("earliest"), _) | (None, true) => -2,
             _ => -1,
         };
-        consume_in_group(&a, &group, reset, &mut client, &mut printer).await?;
+        consume_in_group(&a, &group, reset, commit, &mut client, &mut printer).await?;
         eprintln!("Processed a total of {} messages", printer.printed);
         return Ok(());
     }
@@ -344,6 +351,7 @@ async fn consume_in_group(
     a: &ConsumerArgs,
     group: &str,
     reset: i64,
+    commit: bool,
     client: &mut Client,
     printer: &mut Printer,
 ) -> Result<()> {
@@ -367,7 +375,7 @@ async fn consume_in_group(
         if printer.done() || timed_out(a, printer) {
             break;
         }
-        if last_commit.elapsed() >= Duration::from_millis(COMMIT_INTERVAL_MS) {
+        if commit && last_commit.elapsed() >= Duration::from_millis(COMMIT_INTERVAL_MS) {
             last_commit = Instant::now();
             if member.commit(client, &keyed(&a.topic, &positions)).await? == MemberStatus::Rejoin {
                 joined = false;
@@ -378,7 +386,9 @@ async fn consume_in_group(
             last_heartbeat = Instant::now();
             if member.heartbeat(client).await? == MemberStatus::Rejoin {
                 // Commit what was consumed before giving up the partitions.
-                let _ = member.commit(client, &keyed(&a.topic, &positions)).await;
+                if commit {
+                    let _ = member.commit(client, &keyed(&a.topic, &positions)).await;
+                }
                 joined = false;
                 continue;
             }
@@ -396,10 +406,20 @@ async fn consume_in_group(
         }
     }
     if joined {
-        let _ = member.commit(client, &keyed(&a.topic, &positions)).await;
+        if commit {
+            let _ = member.commit(client, &keyed(&a.topic, &positions)).await;
+        }
         let _ = member.leave(client).await;
     }
     Ok(())
+}
+
+/// Five digits, like Kafka's console-consumer-NNNNN group names.
+fn random_suffix() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % 100_000
 }
 
 fn keyed(topic: &str, positions: &BTreeMap<i32, i64>) -> BTreeMap<(String, i32), i64> {
