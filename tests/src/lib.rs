@@ -164,7 +164,7 @@ impl SeedCluster {
             let cfg = format!(
                 "broker.id={b} #unique id\nlisteners=PLAINTEXT://:{}  #kafka监听端口\nnum.network.threads=3\nlog.dirs={}\n\
                  num.partitions=1\neplica.lag.time.max.ms=10000\nreplica.lag.max.messages =4000\n\
-                 zookeeper.connect={}\nzookeeper.connection.timeout.ms=6000\n",
+                 zookeeper.connect={}\nzookeeper.connection.timeout.ms=6000\ngroup.initial.rebalance.delay.ms=0\n",
                 kafka_ports[b],
                 dir.path().join(format!("kafka{}", b + 1)).display(),
                 zk.join(",")
@@ -535,4 +535,145 @@ pub fn run(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> Output
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A tool running in the background (a console consumer, a client script)
+/// with its stdout in a file; killed when dropped.
+pub struct Background {
+    pub name: String,
+    child: Option<Child>,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl Background {
+    pub fn spawn(dir: &Path, name: &str, cmd: &mut Command) -> Background {
+        let out = dir.join(format!("{name}.out"));
+        let err = dir.join(format!("{name}.err"));
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("stdout file"))
+            .stderr(std::fs::File::create(&err).expect("stderr file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        Background {
+            name: name.to_string(),
+            child: Some(child),
+            out,
+            err,
+        }
+    }
+
+    /// A `runnel` tool in the background.
+    pub fn runnel(dir: &Path, name: &str, args: &[&str]) -> Background {
+        let mut cmd = Command::new(runnel_bin());
+        cmd.args(args).env("RUST_LOG", "warn");
+        Background::spawn(dir, name, &mut cmd)
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.stdout().lines().map(str::to_string).collect()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// SIGTERM (a consumer commits and leaves its group), then waits up to
+    /// `timeout`; SIGKILL if it has not exited by then. Returns whether it
+    /// exited by itself.
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if c.try_wait().ok().flatten().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
+    /// Waits (bounded) for the process to exit by itself; true if it did.
+    pub fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let c = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// SIGKILL: the process dies without committing or leaving.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("---- {} stderr (last 20 lines) ----", self.name);
+            let err = self.stderr();
+            for l in err.lines().rev().take(20).collect::<Vec<_>>().iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+/// One row of `consumer-groups --describe`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupRow {
+    pub topic: String,
+    pub partition: u32,
+    pub current: Option<i64>,
+    pub log_end: Option<i64>,
+    pub lag: Option<i64>,
+    pub consumer_id: String,
+}
+
+/// Parses `consumer-groups --describe` output (Kafka's layout).
+pub fn parse_group_describe(text: &str) -> Vec<GroupRow> {
+    let num = |s: &str| s.parse::<i64>().ok();
+    text.lines()
+        .skip_while(|l| !l.starts_with("GROUP "))
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 9).then(|| GroupRow {
+                topic: f[1].to_string(),
+                partition: f[2].parse().unwrap_or(u32::MAX),
+                current: num(f[3]),
+                log_end: num(f[4]),
+                lag: num(f[5]),
+                consumer_id: f[6].to_string(),
+            })
+        })
+        .collect()
 }
