@@ -127,6 +127,20 @@ pub enum GroupReply {
     },
 }
 
+impl GroupReply {
+    /// The request this answers.
+    pub fn request(&self) -> RequestId {
+        match self {
+            GroupReply::Join { request, .. }
+            | GroupReply::Sync { request, .. }
+            | GroupReply::Heartbeat { request, .. }
+            | GroupReply::Leave { request, .. }
+            | GroupReply::Commit { request, .. }
+            | GroupReply::Delete { request, .. } => *request,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum GroupTimer {
     /// The first rebalance of an empty group waits for more members.

@@ -104,14 +104,7 @@ impl GroupModel {
     }
 
     fn deliver(s: &mut State, reply: GroupReply) {
-        let request = match &reply {
-            GroupReply::Join { request, .. }
-            | GroupReply::Sync { request, .. }
-            | GroupReply::Heartbeat { request, .. }
-            | GroupReply::Leave { request, .. }
-            | GroupReply::Commit { request, .. } => *request,
-        };
-        let Some(i) = s.pending.remove(&request) else {
+        let Some(i) = s.pending.remove(&reply.request()) else {
             return;
         };
         let c = &mut s.consumers[i];
@@ -153,7 +146,9 @@ impl GroupModel {
                 rejoin(c, e == GroupError::UnknownMemberId)
             }
             GroupReply::Leave { .. } => rejoin(c, true),
-            GroupReply::Heartbeat { result: Ok(()), .. } | GroupReply::Commit { .. } => {}
+            GroupReply::Heartbeat { result: Ok(()), .. }
+            | GroupReply::Commit { .. }
+            | GroupReply::Delete { .. } => {}
         }
     }
 

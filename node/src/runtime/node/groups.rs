@@ -111,17 +111,6 @@ fn summary(group_id: &str, g: &Group) -> GroupSummary {
     }
 }
 
-fn reply_request(r: &GroupReply) -> RequestId {
-    match r {
-        GroupReply::Join { request, .. }
-        | GroupReply::Sync { request, .. }
-        | GroupReply::Heartbeat { request, .. }
-        | GroupReply::Leave { request, .. }
-        | GroupReply::Commit { request, .. }
-        | GroupReply::Delete { request, .. } => *request,
-    }
-}
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -279,7 +268,7 @@ impl Node {
     }
 
     fn deliver_group_reply(&mut self, r: GroupReply) {
-        if let Some((_, tx)) = self.groups.waiters.remove(&reply_request(&r)) {
+        if let Some((_, tx)) = self.groups.waiters.remove(&r.request()) {
             let _ = tx.send(GroupAnswer::Reply(r));
         }
     }
@@ -339,7 +328,7 @@ impl Node {
     fn fail_group_write(&mut self, p: u32, replies: Vec<GroupReply>) {
         tracing::warn!("{OFFSETS_TOPIC}-{p}: a group record was not committed; reloading");
         for r in replies {
-            if let Some((_, tx)) = self.groups.waiters.remove(&reply_request(&r)) {
+            if let Some((_, tx)) = self.groups.waiters.remove(&r.request()) {
                 let _ = tx.send(GroupAnswer::NotCoordinator);
             }
         }
