@@ -237,6 +237,11 @@ pub enum ControllerRequest {
     DeleteTopic {
         name: String,
     },
+    /// Kafka's CreatePartitions: grow `name` to `count` partitions.
+    CreatePartitions {
+        name: String,
+        count: u32,
+    },
     AlterPartition {
         topic: String,
         partition: u32,
@@ -295,6 +300,9 @@ impl Controller {
                 replication_factor,
                 configs,
             } => self.create_topic(image, name, *partitions, *replication_factor, configs),
+            ControllerRequest::CreatePartitions { name, count } => {
+                self.create_partitions(image, name, *count)
+            }
             ControllerRequest::DeleteTopic { name } => match image.topics.contains_key(name) {
                 true => Ok(vec![MetadataRecord::RemoveTopic { name: name.clone() }]),
                 false => Err(ControllerError::UnknownTopicOrPartition),
@@ -463,6 +471,47 @@ impl Controller {
         Ok(records)
     }
 
+    /// New partitions keep the topic's replication factor and continue its
+    /// placement (partition i's replicas start where partition 0's leader
+    /// is, plus i); existing partitions are untouched, so keyed records of
+    /// old partitions stay where they are.
+    fn create_partitions(&self, image: &MetadataImage, name: &str, count: u32) -> Decision {
+        let topic = image
+            .topics
+            .get(name)
+            .ok_or(ControllerError::UnknownTopicOrPartition)?;
+        let current = topic.partitions.len() as u32;
+        if count <= current || count > 100_000 {
+            return Err(ControllerError::InvalidPartitions(format!(
+                "Topic currently has {current} partitions, which is higher than or equal to the requested {count}."
+            )));
+        }
+        let rf = topic.partitions.first().map_or(1, |p| p.replicas.len()) as u32;
+        let mut brokers = image.active_brokers();
+        brokers.sort_unstable();
+        if rf == 0 || rf as usize > brokers.len() {
+            return Err(ControllerError::InvalidReplicationFactor(format!(
+                "replication factor {rf} needs {rf} live brokers, {} are live",
+                brokers.len()
+            )));
+        }
+        let first = topic.partitions.first().and_then(|p| p.replicas.first());
+        let start = first
+            .and_then(|b| brokers.iter().position(|x| x == b))
+            .unwrap_or(0);
+        let placed = place_replicas(&brokers, count, rf, start);
+        Ok(placed
+            .into_iter()
+            .enumerate()
+            .skip(current as usize)
+            .map(|(p, replicas)| MetadataRecord::Partition {
+                topic: name.to_string(),
+                partition: p as u32,
+                registration: PartitionRegistration::new(replicas, |b| image.is_active(b)),
+            })
+            .collect())
+    }
+
     fn alter_partition(
         &self,
         image: &MetadataImage,
@@ -584,6 +633,49 @@ mod tests {
             .partitions
             .iter()
             .all(|p| p.isr.len() == 3));
+    }
+
+    #[test]
+    fn added_partitions_continue_the_placement_and_never_shrink() {
+        let (c, mut image) = cluster(&[0, 1, 2]);
+        create(&c, &mut image, "topic", 3, 2).unwrap();
+        let before = image.topics["topic"].partitions.clone();
+        run(
+            &c,
+            &mut image,
+            ControllerRequest::CreatePartitions {
+                name: "topic".into(),
+                count: 5,
+            },
+        );
+        let after = &image.topics["topic"].partitions;
+        assert_eq!(after.len(), 5);
+        assert_eq!(&after[..3], &before[..], "existing partitions untouched");
+        let start = before[0].replicas[0] as usize;
+        for (i, p) in after.iter().enumerate().skip(3) {
+            assert_eq!(p.replicas.len(), 2, "same replication factor");
+            assert_eq!(
+                p.replicas[0] as usize,
+                (start + i) % 3,
+                "placement continues"
+            );
+        }
+        let shrink = c.decide(
+            &image,
+            &ControllerRequest::CreatePartitions {
+                name: "topic".into(),
+                count: 4,
+            },
+        );
+        assert!(matches!(shrink, Err(ControllerError::InvalidPartitions(_))));
+        let unknown = c.decide(
+            &image,
+            &ControllerRequest::CreatePartitions {
+                name: "nope".into(),
+                count: 4,
+            },
+        );
+        assert_eq!(unknown, Err(ControllerError::UnknownTopicOrPartition));
     }
 
     #[test]

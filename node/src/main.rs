@@ -52,6 +52,9 @@ enum Command {
         describe: bool,
         #[arg(long)]
         delete: bool,
+        /// With --partitions: add partitions (CreatePartitions).
+        #[arg(long)]
+        alter: bool,
         #[arg(long)]
         topic: Option<String>,
         #[arg(long)]
@@ -220,6 +223,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             list,
             describe,
             delete,
+            alter,
             topic,
             partitions,
             replication_factor,
@@ -232,6 +236,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 list,
                 describe,
                 delete,
+                alter,
                 topic,
                 partitions,
                 replication_factor,

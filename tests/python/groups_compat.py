@@ -151,6 +151,14 @@ def each(bootstrap, topic):
     assert sum(o.offset for tp, o in offsets.items() if tp.topic == topic) == len(values), offsets
     ka.close()
 
+    # CreatePartitions through the admin client.
+    from confluent_kafka.admin import NewPartitions
+    admin.create_partitions([NewPartitions(topic, 4)])[topic].result(timeout=30)
+    deadline = time.time() + 20
+    while len(admin.list_topics(topic, timeout=10).topics[topic].partitions) != 4:
+        assert time.time() < deadline, "the topic did not grow to 4 partitions"
+        time.sleep(0.2)
+
     # Two members of one group split the partitions.
     consumers = [Consumer({"bootstrap.servers": bootstrap, "group.id": "g-split", "auto.offset.reset": "earliest"}) for _ in range(2)]
     for c in consumers:
@@ -160,11 +168,11 @@ def each(bootstrap, topic):
         for c in consumers:
             c.poll(0.2)
         owned = [{tp.partition for tp in c.assignment()} for c in consumers]
-        if all(owned) and sum(len(o) for o in owned) == 3:
+        if all(owned) and sum(len(o) for o in owned) == 4:
             break
     assert all(owned), f"each member owns partitions: {owned}"
     assert not (owned[0] & owned[1]), f"no partition owned twice: {owned}"
-    assert owned[0] | owned[1] == {0, 1, 2}, f"every partition owned: {owned}"
+    assert owned[0] | owned[1] == {0, 1, 2, 3}, f"every partition owned: {owned}"
     for c in consumers:
         c.close()
     log("split:", owned)

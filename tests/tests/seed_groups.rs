@@ -7,7 +7,7 @@
 //! partitions taken over within the session timeout and consumption resumes
 //! at the committed offsets; a broker killed with `kill -9` during group
 //! consumption loses no acknowledged message and no committed offset goes
-//! backwards; `--reset-offsets` and `--delete`.
+//! backwards; `--reset-offsets` and `--delete`; `topics --alter --partitions`.
 
 use runnel_tests::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -318,4 +318,48 @@ fn the_seed_consumer_group_steps() {
         "{out}"
     );
     assert!(!groups(&c, &["--list"]).lines().any(|l| l == "mygroup"));
+
+    // kafka-topics.sh --alter --partitions 4 (replication factor 3: broker
+    // 0 must be back): a partition is added, the others stay where they were.
+    wait_for(
+        "broker 0 back in every ISR",
+        Duration::from_secs(40),
+        || {
+            c.describe(1, TOPIC)
+                .filter(|d| d.values().all(|p| p.isr.len() == 3))
+        },
+    );
+    let before = c.describe(1, TOPIC).expect("describe");
+    let out = tool(
+        &[
+            "topics",
+            "--bootstrap-server",
+            &c.bootstrap(&[1]),
+            "--alter",
+            "--topic",
+            TOPIC,
+            "--partitions",
+            "4",
+        ],
+        None,
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{:?}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.describe(1, TOPIC),
+        c.log_of(&c.brokers[0])
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let after = wait_for("4 partitions", Duration::from_secs(20), || {
+        c.describe(1, TOPIC).filter(|d| d.len() == 4)
+    });
+    for (p, part) in &before {
+        assert_eq!(after[p].replicas, part.replicas, "partition {p} unchanged");
+    }
 }

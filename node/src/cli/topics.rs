@@ -1,11 +1,14 @@
-//! `runnel topics`: Kafka's `kafka-topics.sh` (create, list, describe, delete)
+//! `runnel topics`: Kafka's `kafka-topics.sh` (create, list, describe, alter, delete)
 //! with its output layout.
 
 use crate::client::Client;
 use anyhow::{bail, Result};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
-use kafka_protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest, TopicName};
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use std::fmt::Write;
 
@@ -15,6 +18,7 @@ pub struct TopicsArgs {
     pub list: bool,
     pub describe: bool,
     pub delete: bool,
+    pub alter: bool,
     pub topic: Option<String>,
     pub partitions: Option<i32>,
     pub replication_factor: Option<i16>,
@@ -23,12 +27,12 @@ pub struct TopicsArgs {
 }
 
 pub async fn run(a: TopicsArgs) -> Result<()> {
-    let actions = [a.create, a.list, a.describe, a.delete]
+    let actions = [a.create, a.list, a.describe, a.delete, a.alter]
         .iter()
         .filter(|x| **x)
         .count();
     if actions != 1 {
-        bail!("exactly one of --create, --list, --describe, --delete is required");
+        bail!("exactly one of --create, --list, --describe, --alter, --delete is required");
     }
     let mut client = Client::connect(&a.bootstrap).await?;
     if a.list {
@@ -90,6 +94,31 @@ pub async fn run(a: TopicsArgs) -> Result<()> {
             );
         }
         println!("Created topic {topic}.");
+        return Ok(());
+    }
+    if a.alter {
+        let Some(count) = a.partitions else {
+            bail!("--alter needs --partitions (the new, larger count)");
+        };
+        let request = CreatePartitionsRequest::default()
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                .with_count(count)
+                .with_assignments(None)])
+            .with_timeout_ms(30_000);
+        let response = client.call_any(&request, 3).await?;
+        let r = &response.results[0];
+        if r.error_code != 0 {
+            let msg = r
+                .error_message
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default();
+            bail!(
+                "Error while executing topic command : {msg} ({})",
+                error_name(r.error_code)
+            );
+        }
         return Ok(());
     }
     let request = DeleteTopicsRequest::default()

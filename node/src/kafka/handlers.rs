@@ -72,6 +72,9 @@ pub async fn handle(request: Request, node: &NodeHandle) -> Option<ResponseKind>
             ResponseKind::InitProducerId(init_producer_id(r, node).await)
         }
         RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe_configs(r, node)),
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(create_partitions(r, node).await)
+        }
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(groups::find_coordinator(r, v, node).await)
         }
@@ -397,6 +400,42 @@ async fn delete_topics(r: DeleteTopicsRequest, v: i16, node: &NodeHandle) -> Del
         responses.push(result);
     }
     DeleteTopicsResponse::default().with_responses(responses)
+}
+
+async fn create_partitions(
+    r: kafka_protocol::messages::CreatePartitionsRequest,
+    node: &NodeHandle,
+) -> kafka_protocol::messages::CreatePartitionsResponse {
+    use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+    let mut results = Vec::new();
+    for t in r.topics {
+        let name = t.name.0.to_string();
+        let mut result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
+            result.error_code = code::INVALID_REQUEST;
+            result.error_message = Some(str_bytes(
+                "manual replica assignment is not supported; give only the new count",
+            ));
+        } else if t.count <= 0 {
+            result.error_code = code::INVALID_PARTITIONS;
+            result.error_message = Some(str_bytes("the partition count must be positive"));
+        } else if !r.validate_only {
+            let request = ControllerRequest::CreatePartitions {
+                name,
+                count: t.count as u32,
+            };
+            match call_controller(node, request).await {
+                Ok(ack) => await_metadata(node, ack.end_offset).await,
+                Err(e) => {
+                    let (c, m) = controller_error(&e);
+                    result.error_code = c;
+                    result.error_message = Some(str_bytes(&m));
+                }
+            }
+        }
+        results.push(result);
+    }
+    kafka_protocol::messages::CreatePartitionsResponse::default().with_results(results)
 }
 
 fn part_error_code(e: &PartError) -> i16 {
