@@ -30,6 +30,9 @@ pub fn offsets_partition(group_id: &str, partitions: u32) -> u32 {
     abs as u32 % partitions
 }
 
+/// Member ids handed out with MEMBER_ID_REQUIRED and not yet used, kept at most.
+pub const PENDING_IDS_MAX: usize = 1024;
+
 /// Known mistakes the checker must catch. All off in production.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct GroupBugs {
@@ -332,6 +335,11 @@ impl Group {
                 j.client_id, self.config.incarnation, self.next_member
             );
             self.next_member += 1;
+            // Bounded: a client that never comes back with its id must not
+            // grow the list forever (Kafka expires them after a session).
+            if self.pending_ids.len() >= PENDING_IDS_MAX {
+                self.pending_ids.remove(0);
+            }
             self.pending_ids.push(id.clone());
             return reply(out, Err(GroupError::MemberIdRequired(id)));
         }
