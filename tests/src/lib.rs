@@ -4,6 +4,8 @@
 //! is killed when the harness is dropped, so a failing test leaves nothing
 //! running.
 
+pub mod history;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -73,6 +75,8 @@ pub fn stdout(o: &Output) -> String {
 pub struct Proc {
     pub name: String,
     args: Vec<String>,
+    /// Extra environment (e.g. RUNNEL_TEST_BUGS for seeded node bugs).
+    pub env: Vec<(String, String)>,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -90,6 +94,7 @@ impl Proc {
             .stdout(Stdio::null())
             .stderr(log)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .spawn()
             .expect("spawn runnel");
         self.child = Some(child);
@@ -101,6 +106,28 @@ impl Proc {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// SIGSTOP: the process freezes (a long GC pause, a stalled VM).
+    pub fn pause(&self) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .args(["-STOP", &pid.to_string()])
+                .status();
+        }
+    }
+
+    /// SIGCONT after `pause`.
+    pub fn resume(&self) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .args(["-CONT", &pid.to_string()])
+                .status();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -153,6 +180,7 @@ impl SeedCluster {
                 args: vec!["coordinator".into(), path.display().to_string()],
                 log: dir.path().join(format!("coordinator{i}.log")),
                 child: None,
+                env: Vec::new(),
             });
         }
         let zk: Vec<String> = client_ports
@@ -181,6 +209,7 @@ impl SeedCluster {
                 args,
                 log: dir.path().join(format!("broker{b}.log")),
                 child: None,
+                env: Vec::new(),
             });
         }
         SeedCluster {
@@ -227,6 +256,7 @@ impl SeedCluster {
                 args,
                 log: dir.path().join(format!("node{b}.log")),
                 child: None,
+                env: Vec::new(),
             });
         }
         SeedCluster {

@@ -25,6 +25,12 @@ pub async fn start(
     for w in &settings.warnings {
         tracing::warn!("config: {w}");
     }
+    if settings.test_bugs != Default::default() {
+        tracing::warn!(
+            "RUNNEL_TEST_BUGS: seeded bugs are ON ({:?}); this node is unsafe",
+            settings.test_bugs
+        );
+    }
     let kafka = bind_all(&settings.kafka_listeners).await?;
     let internal = bind_all(&settings.coordinator_listeners).await?;
     let (node, handle, events, net) = Node::open(settings.clone())?;

@@ -1425,6 +1425,8 @@ impl Node {
         let acks = match acks {
             0 => Acks::None,
             1 => Acks::Leader,
+            // Seeded bug (tests only): acknowledge before replication.
+            _ if self.s.test_bugs.ack_before_replication => Acks::Leader,
             _ => Acks::All,
         };
         let n = parts.len();
@@ -1594,6 +1596,7 @@ impl Node {
     }
 
     fn fetch_one(&mut self, p: FetchPart) -> FetchOutcome {
+        let fetch_above_hw = self.s.test_bugs.fetch_above_high_watermark;
         let key = (p.topic, p.partition);
         let known = self
             .meta
@@ -1616,6 +1619,17 @@ impl Node {
         let log_start_offset = replica.log().start_offset() as i64;
         let result = if p.offset < 0 {
             Err(PartError::OffsetOutOfRange)
+        } else if fetch_above_hw && replica.is_leader() {
+            // Seeded bug (tests only): serve what is not committed yet.
+            let end = replica.log().end_offset();
+            let from = (p.offset as u64).max(replica.log().start_offset());
+            match from < end {
+                true => replica
+                    .log()
+                    .locate(from, end, p.max_bytes)
+                    .map_err(|e| PartError::Storage(format!("{e:?}"))),
+                false => Ok(None),
+            }
         } else {
             // The model says what may be read; the log says where it is.
             replica

@@ -99,7 +99,33 @@ pub struct NodeSettings {
     /// Kafka's `offsets.retention.minutes` (7 days), in ms.
     pub offsets_retention_ms: u64,
     pub group_initial_rebalance_delay_ms: u64,
+    /// Seeded node bugs for the fault-injection suite (never set in
+    /// production: only the RUNNEL_TEST_BUGS environment variable sets them).
+    pub test_bugs: TestBugs,
     pub warnings: Vec<String>,
+}
+
+/// Known node-level mistakes the fault-injection suite must catch. Protocol
+/// bugs are seeded in `runnel-model`; these are the node misusing it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TestBugs {
+    /// Answer acks=all produces as soon as the leader appended (as acks=1),
+    /// before any follower's fetch covers the batch.
+    pub ack_before_replication: bool,
+    /// Serve consumer fetches up to the log end instead of the high watermark.
+    pub fetch_above_high_watermark: bool,
+}
+
+impl TestBugs {
+    /// `RUNNEL_TEST_BUGS=ack-before-replication,fetch-above-high-watermark`.
+    pub fn from_env() -> TestBugs {
+        let v = std::env::var("RUNNEL_TEST_BUGS").unwrap_or_default();
+        let on = |name: &str| v.split(',').any(|b| b.trim() == name);
+        TestBugs {
+            ack_before_replication: on("ack-before-replication"),
+            fetch_above_high_watermark: on("fetch-above-high-watermark"),
+        }
+    }
 }
 
 impl NodeSettings {
@@ -134,6 +160,7 @@ impl NodeSettings {
             offsets_topic_num_partitions: 50,
             offsets_retention_ms: 7 * 24 * 3_600_000,
             group_initial_rebalance_delay_ms: 3_000,
+            test_bugs: TestBugs::from_env(),
             warnings: Vec::new(),
         }
     }

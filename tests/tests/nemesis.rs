@@ -1,0 +1,651 @@
+//! Real processes, real faults, judged by the history checker
+//! (`runnel_tests::history`): 3 coordinators and 3 brokers from seed-style
+//! files, a producer (acks=all, one record per request, each value sent
+//! once) and a group consumer (commits every second, reads its committed
+//! offsets back) record every operation while a nemesis `kill -9`s and
+//! restarts brokers and coordinators and pauses brokers with SIGSTOP/SIGCONT
+//! (longer than the session timeout). proptest picks the schedule; after the
+//! schedule everything is healed, a final read drains every partition, and
+//! the history must show no lost write, duplicate, inconsistent offset,
+//! non-monotonic poll, committed-offset regression or unseen write.
+//!
+//! The seeded node bugs (`RUNNEL_TEST_BUGS`, see `TestBugs` in the node)
+//! are each caught by the same checker in a targeted schedule: the leader's
+//! followers are paused, the leader is killed, the followers resume.
+//!
+//! `RUNNEL_NEMESIS_CASES=N` runs N random schedules (CI runs 1); each case
+//! prints its schedule and a summary.
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    BrokerId, FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use proptest::prelude::*;
+use runnel::cli::group_member::{GroupMember, MemberStatus};
+use runnel::client::{decode_records, encode_batch, Client};
+use runnel_tests::history::{check, Anomaly, CheckOptions, History, Op, Report, SendOutcome};
+use runnel_tests::*;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const TOPIC: &str = "nemesis";
+const GROUP: &str = "nemesis-readers";
+/// Every client call is bounded.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Default)]
+struct Recorder {
+    ops: Arc<Mutex<Vec<Op>>>,
+}
+
+impl Recorder {
+    fn push(&self, op: Op) {
+        self.ops.lock().expect("recorder").push(op);
+    }
+    fn history(&self) -> History {
+        History {
+            ops: self.ops.lock().expect("recorder").clone(),
+        }
+    }
+}
+
+fn name(t: &str) -> TopicName {
+    TopicName(StrBytes::from_string(t.to_string()))
+}
+
+async fn connect(bootstrap: &str) -> Client {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match tokio::time::timeout(CALL_TIMEOUT, Client::connect(bootstrap)).await {
+            Ok(Ok(c)) => return c,
+            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+            _ => panic!("cannot connect to {bootstrap}"),
+        }
+    }
+}
+
+/// One record, acks=all, to one partition; never retried (so a value is in
+/// the log at most once unless the cluster duplicates it).
+async fn send_one(client: &mut Client, p: u32, value: &str) -> SendOutcome {
+    let Some(leader) = client.leader(TOPIC, p as i32) else {
+        let _ = tokio::time::timeout(CALL_TIMEOUT, client.refresh(Some(&[TOPIC.into()]))).await;
+        return SendOutcome::Failed;
+    };
+    let batch = encode_batch(&[(None, Some(Bytes::from(value.to_string())))], 0).expect("batch");
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(3_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(TOPIC))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(p as i32)
+                .with_records(Some(batch))])]);
+    let outcome =
+        match tokio::time::timeout(CALL_TIMEOUT, client.call_at(&leader, &request, 7)).await {
+            Ok(Ok(r)) => {
+                let pr = &r.responses[0].partition_responses[0];
+                match pr.error_code {
+                    0 => SendOutcome::Ok {
+                        partition: p,
+                        offset: pr.base_offset as u64,
+                    },
+                    // Refused before any append: nothing was written.
+                    3 | 6 | 19 => SendOutcome::Failed,
+                    _ => SendOutcome::Unknown,
+                }
+            }
+            _ => SendOutcome::Unknown,
+        };
+    if !matches!(outcome, SendOutcome::Ok { .. }) {
+        let _ = tokio::time::timeout(CALL_TIMEOUT, client.refresh(Some(&[TOPIC.into()]))).await;
+    }
+    outcome
+}
+
+async fn producer(bootstrap: String, partitions: u32, rec: Recorder, stop: Arc<AtomicBool>) {
+    let mut client = connect(&bootstrap).await;
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let value = format!("v{i}");
+        let outcome = send_one(&mut client, (i % partitions as u64) as u32, &value).await;
+        rec.push(Op::Send { value, outcome });
+        i += 1;
+    }
+}
+
+/// One fetch per partition leader; returns records read per partition.
+async fn fetch(
+    client: &mut Client,
+    positions: &BTreeMap<u32, i64>,
+) -> Option<BTreeMap<u32, Vec<(u64, String)>>> {
+    let mut by_leader: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for &p in positions.keys() {
+        by_leader
+            .entry(client.leader(TOPIC, p as i32)?)
+            .or_default()
+            .push(p);
+    }
+    let mut out = BTreeMap::new();
+    for (leader, ps) in by_leader {
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(100)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name(TOPIC))
+                .with_partitions(
+                    ps.iter()
+                        .map(|p| {
+                            FetchPartition::default()
+                                .with_partition(*p as i32)
+                                .with_fetch_offset(positions[p])
+                                .with_partition_max_bytes(256 << 10)
+                        })
+                        .collect(),
+                )]);
+        let r = tokio::time::timeout(CALL_TIMEOUT, client.call_at(&leader, &request, 11))
+            .await
+            .ok()?
+            .ok()?;
+        for t in r.responses {
+            for pd in t.partitions {
+                let p = pd.partition_index as u32;
+                if pd.error_code != 0 {
+                    return None;
+                }
+                let records = decode_records(pd.records.unwrap_or_default()).ok()?;
+                let got: Vec<(u64, String)> = records
+                    .into_iter()
+                    .filter(|r| r.offset >= positions[&p])
+                    .map(|r| {
+                        let v = r.value.map(|v| String::from_utf8_lossy(&v).into_owned());
+                        (r.offset as u64, v.unwrap_or_default())
+                    })
+                    .collect();
+                out.insert(p, got);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Reads every partition from offset 0 without a group (one session): it
+/// needs no coordinator, so it keeps reading whichever broker is paused.
+async fn plain_reader(
+    bootstrap: String,
+    partitions: u32,
+    rec: Recorder,
+    stop: Arc<AtomicBool>,
+    session: u64,
+) {
+    let mut client = connect(&bootstrap).await;
+    let mut positions: BTreeMap<u32, i64> = (0..partitions).map(|p| (p, 0)).collect();
+    while !stop.load(Ordering::Relaxed) {
+        match fetch(&mut client, &positions).await {
+            Some(read) => {
+                let mut records = Vec::new();
+                for (p, rs) in read {
+                    for (o, v) in rs {
+                        positions.insert(p, o as i64 + 1);
+                        records.push((p, o, v));
+                    }
+                }
+                if !records.is_empty() {
+                    rec.push(Op::Poll { session, records });
+                }
+            }
+            None => {
+                let _ =
+                    tokio::time::timeout(CALL_TIMEOUT, client.refresh(Some(&[TOPIC.into()]))).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// A group member: reads its partitions from the committed offsets, commits
+/// every second, reads the committed offsets back; a rebalance or error
+/// starts a new session.
+async fn reader(bootstrap: String, rec: Recorder, stop: Arc<AtomicBool>, sessions: Arc<AtomicU64>) {
+    let mut client = connect(&bootstrap).await;
+    let mut member = GroupMember::new(GROUP, vec![TOPIC.to_string()]);
+    'session: while !stop.load(Ordering::Relaxed) {
+        let session = sessions.fetch_add(1, Ordering::Relaxed);
+        if tokio::time::timeout(Duration::from_secs(30), member.join(&mut client))
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        let Ok(Ok(committed)) =
+            tokio::time::timeout(CALL_TIMEOUT, member.committed(&mut client)).await
+        else {
+            continue;
+        };
+        let mut positions: BTreeMap<u32, i64> = BTreeMap::new();
+        for &p in member.assignment.get(TOPIC).into_iter().flatten() {
+            let o = committed
+                .get(&(TOPIC.to_string(), p))
+                .copied()
+                .unwrap_or(-1)
+                .max(0);
+            if o > 0 {
+                rec.push(Op::CommittedRead {
+                    group: GROUP.into(),
+                    partition: p as u32,
+                    offset: o as u64,
+                });
+            }
+            positions.insert(p as u32, o);
+        }
+        let mut last_commit = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            match fetch(&mut client, &positions).await {
+                Some(read) => {
+                    let mut records = Vec::new();
+                    for (p, rs) in read {
+                        for (o, v) in rs {
+                            positions.insert(p, o as i64 + 1);
+                            records.push((p, o, v));
+                        }
+                    }
+                    if !records.is_empty() {
+                        rec.push(Op::Poll { session, records });
+                    }
+                }
+                None => {
+                    let _ =
+                        tokio::time::timeout(CALL_TIMEOUT, client.refresh(Some(&[TOPIC.into()])))
+                            .await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            if last_commit.elapsed() >= Duration::from_secs(1) {
+                last_commit = Instant::now();
+                let keyed: BTreeMap<(String, i32), i64> = positions
+                    .iter()
+                    .map(|(p, o)| ((TOPIC.to_string(), *p as i32), *o))
+                    .collect();
+                match tokio::time::timeout(CALL_TIMEOUT, member.commit(&mut client, &keyed)).await {
+                    Ok(Ok(MemberStatus::Ok)) => {
+                        for (p, o) in &positions {
+                            rec.push(Op::Commit {
+                                group: GROUP.into(),
+                                partition: *p,
+                                offset: *o as u64,
+                            });
+                        }
+                    }
+                    _ => continue 'session,
+                }
+                match tokio::time::timeout(CALL_TIMEOUT, member.heartbeat(&mut client)).await {
+                    Ok(Ok(MemberStatus::Ok)) => {}
+                    _ => continue 'session,
+                }
+                if let Ok(Ok(c)) =
+                    tokio::time::timeout(CALL_TIMEOUT, member.committed(&mut client)).await
+                {
+                    for ((_, p), o) in c {
+                        if o >= 0 {
+                            rec.push(Op::CommittedRead {
+                                group: GROUP.into(),
+                                partition: p as u32,
+                                offset: o as u64,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let _ = tokio::time::timeout(CALL_TIMEOUT, member.leave(&mut client)).await;
+}
+
+/// After healing: every partition read from 0 to its high watermark.
+async fn drain(bootstrap: &str, partitions: u32, rec: &Recorder, session: u64) {
+    let mut client = connect(bootstrap).await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for p in 0..partitions {
+        let mut pos = 0i64;
+        let end = loop {
+            let _ = client.refresh(Some(&[TOPIC.into()])).await;
+            let request = ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(name(TOPIC))
+                    .with_partitions(vec![ListOffsetsPartition::default()
+                        .with_partition_index(p as i32)
+                        .with_timestamp(-1)])]);
+            if let Some(leader) = client.leader(TOPIC, p as i32) {
+                if let Ok(Ok(r)) =
+                    tokio::time::timeout(CALL_TIMEOUT, client.call_at(&leader, &request, 5)).await
+                {
+                    let pr = &r.topics[0].partitions[0];
+                    if pr.error_code == 0 {
+                        break pr.offset;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader for partition {p} after healing"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        while pos < end {
+            assert!(
+                Instant::now() < deadline,
+                "drain of partition {p} stuck at {pos}/{end}"
+            );
+            let positions = BTreeMap::from([(p, pos)]);
+            match fetch(&mut client, &positions).await {
+                Some(read) => {
+                    let records: Vec<_> = read
+                        .into_values()
+                        .flatten()
+                        .map(|(o, v)| (p, o, v))
+                        .collect();
+                    if let Some((_, o, _)) = records.last() {
+                        pos = *o as i64 + 1;
+                    }
+                    if !records.is_empty() {
+                        rec.push(Op::Poll { session, records });
+                    }
+                }
+                None => {
+                    let _ = client.refresh(Some(&[TOPIC.into()])).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+/// What runs against the cluster.
+#[derive(Clone, Copy)]
+struct Workload {
+    partitions: u32,
+    /// A group member (commits) rather than a plain reader.
+    group_reader: bool,
+}
+
+fn start_cluster(bugs: &str, overrides: &[&str], w: Workload) -> SeedCluster {
+    let mut c = SeedCluster::new(overrides);
+    for b in &mut c.brokers {
+        b.env.push(("RUNNEL_TEST_BUGS".into(), bugs.into()));
+    }
+    c.start_all();
+    wait_for("a coordinator leader", Duration::from_secs(30), || {
+        c.coordinator_leader()
+    });
+    wait_for("topic creation", Duration::from_secs(30), || {
+        let out = tool(
+            &[
+                "topics",
+                "--bootstrap-server",
+                &c.bootstrap(&[0, 1, 2]),
+                "--create",
+                "--replication-factor",
+                "3",
+                "--partitions",
+                &w.partitions.to_string(),
+                "--topic",
+                TOPIC,
+            ],
+            None,
+            Duration::from_secs(30),
+        );
+        stdout(&out).contains("Created topic").then_some(())
+    });
+    wait_for("full ISRs", Duration::from_secs(30), || {
+        c.describe(0, TOPIC)
+            .filter(|d| d.values().all(|p| p.isr.len() == 3))
+    });
+    c
+}
+
+/// Runs the workload around `faults` (a closure driving the nemesis), heals,
+/// drains and checks.
+fn run_workload(c: &mut SeedCluster, w: Workload, faults: impl FnOnce(&mut SeedCluster)) -> Report {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let bootstrap = c.bootstrap(&[0, 1, 2]);
+    let rec = Recorder::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sessions = Arc::new(AtomicU64::new(1));
+    let p = rt.spawn(producer(
+        bootstrap.clone(),
+        w.partitions,
+        rec.clone(),
+        stop.clone(),
+    ));
+    let r = match w.group_reader {
+        true => rt.spawn(reader(
+            bootstrap.clone(),
+            rec.clone(),
+            stop.clone(),
+            sessions.clone(),
+        )),
+        false => {
+            let session = sessions.fetch_add(1, Ordering::Relaxed);
+            rt.spawn(plain_reader(
+                bootstrap.clone(),
+                w.partitions,
+                rec.clone(),
+                stop.clone(),
+                session,
+            ))
+        }
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    faults(c);
+    heal(c);
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    rt.block_on(async {
+        let _ = tokio::time::timeout(Duration::from_secs(30), p).await;
+        let _ = tokio::time::timeout(Duration::from_secs(30), r).await;
+    });
+    let session = sessions.fetch_add(1, Ordering::Relaxed);
+    rt.block_on(drain(&bootstrap, w.partitions, &rec, session));
+    check(
+        &rec.history(),
+        CheckOptions {
+            idempotent: true,
+            drained: true,
+        },
+    )
+}
+
+/// Every process running and resumed, every ISR full again.
+fn heal(c: &mut SeedCluster) {
+    for i in 0..3 {
+        c.brokers[i].resume();
+        c.coordinators[i].resume();
+        if !c.brokers[i].is_running() {
+            c.start_broker(i);
+        }
+        if !c.coordinators[i].is_running() {
+            c.start_coordinator(i);
+        }
+    }
+    wait_for(
+        "every ISR full after healing",
+        Duration::from_secs(90),
+        || {
+            (0..3)
+                .find_map(|b| c.describe(b, TOPIC))
+                .filter(|d| d.values().all(|p| p.isr.len() == 3))
+        },
+    );
+}
+
+fn summary(what: &str, r: &Report) {
+    eprintln!(
+        "[nemesis] {what}: {} sends ({} acknowledged), {} records read, {} commits, anomalies: {:?}",
+        r.sends, r.acked, r.records_read, r.commits, r.anomalies
+    );
+}
+
+// ----- random schedules ----------------------------------------------------------
+
+#[derive(Clone, Debug)]
+enum Fault {
+    /// kill -9 a broker, restart it after the duration.
+    KillBroker(usize),
+    /// SIGSTOP a broker for the duration (longer than its session timeout when > 3 s).
+    PauseBroker(usize),
+    /// kill -9 the leading coordinator.
+    KillCoordinatorLeader,
+}
+
+#[derive(Clone, Debug)]
+struct Step {
+    fault: Fault,
+    duration_ms: u64,
+    gap_ms: u64,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let fault = prop_oneof![
+        (0..3usize).prop_map(Fault::KillBroker),
+        (0..3usize).prop_map(Fault::PauseBroker),
+        Just(Fault::KillCoordinatorLeader),
+    ];
+    (fault, 1_000..6_000u64, 500..3_000u64).prop_map(|(fault, duration_ms, gap_ms)| Step {
+        fault,
+        duration_ms,
+        gap_ms,
+    })
+}
+
+fn apply(c: &mut SeedCluster, schedule: &[Step]) {
+    for s in schedule {
+        eprintln!("[nemesis] {s:?}");
+        match s.fault {
+            Fault::KillBroker(b) => {
+                c.brokers[b].kill9();
+                std::thread::sleep(Duration::from_millis(s.duration_ms));
+                c.start_broker(b);
+            }
+            Fault::PauseBroker(b) => {
+                c.brokers[b].pause();
+                std::thread::sleep(Duration::from_millis(s.duration_ms));
+                c.brokers[b].resume();
+            }
+            Fault::KillCoordinatorLeader => {
+                if let Some(l) = c.coordinator_leader() {
+                    c.coordinators[l].kill9();
+                    std::thread::sleep(Duration::from_millis(s.duration_ms));
+                    c.start_coordinator(l);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(s.gap_ms));
+    }
+}
+
+fn cases() -> u32 {
+    std::env::var("RUNNEL_NEMESIS_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 4, failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::WithSource("regressions"))), ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_fault_schedules_keep_every_promise(schedule in proptest::collection::vec(step(), 2..=4)) {
+        let w = Workload { partitions: 3, group_reader: true };
+        let mut c = start_cluster("", &["replica.lag.time.max.ms=3000"], w);
+        let report = run_workload(&mut c, w, |c| apply(c, &schedule));
+        summary("random schedule", &report);
+        prop_assert!(report.acked > 0, "the workload made progress");
+        prop_assert!(report.is_valid(), "anomalies: {:?}", report.anomalies);
+    }
+}
+
+// ----- seeded node bugs --------------------------------------------------------------
+
+/// Pauses the followers of partition 0's leader, lets the producer and the
+/// reader run against the isolated leader, kills it, resumes the followers.
+fn isolate_and_kill_the_leader(c: &mut SeedCluster) {
+    let d = c.describe(0, TOPIC).expect("describe");
+    let leader = d[&0].leader.expect("a leader") as usize;
+    let followers: Vec<usize> = (0..3).filter(|b| *b != leader).collect();
+    for f in &followers {
+        c.brokers[*f].pause();
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
+    c.brokers[leader].kill9();
+    for f in &followers {
+        c.brokers[*f].resume();
+    }
+    wait_for(
+        "a new leader for partition 0",
+        Duration::from_secs(40),
+        || {
+            c.describe(followers[0], TOPIC)
+                .filter(|d| d[&0].leader.is_some_and(|l| l as usize != leader))
+        },
+    );
+    // Traffic goes on at the new leader, over the offsets the old one used.
+    std::thread::sleep(Duration::from_secs(3));
+}
+
+fn isolated_leader_run(bugs: &str) -> Report {
+    // One partition and a plain reader: every send and every fetch goes to
+    // the isolated leader while its followers are paused.
+    let w = Workload {
+        partitions: 1,
+        group_reader: false,
+    };
+    let mut c = start_cluster(bugs, &["replica.lag.time.max.ms=10000"], w);
+    let report = run_workload(&mut c, w, isolate_and_kill_the_leader);
+    summary(&format!("isolated leader, bugs [{bugs}]"), &report);
+    report
+}
+
+#[test]
+fn an_isolated_leader_killed_loses_nothing_acknowledged() {
+    let report = isolated_leader_run("");
+    assert!(report.acked > 0);
+    assert!(report.is_valid(), "anomalies: {:?}", report.anomalies);
+}
+
+#[test]
+fn seeded_ack_before_replication_is_caught() {
+    let report = isolated_leader_run("ack-before-replication");
+    assert!(
+        report
+            .anomalies
+            .iter()
+            .any(|a| matches!(a, Anomaly::LostWrite { .. })),
+        "the checker must report lost writes: {:?}",
+        report.anomalies
+    );
+}
+
+#[test]
+fn seeded_fetch_above_high_watermark_is_caught() {
+    let report = isolated_leader_run("fetch-above-high-watermark");
+    assert!(
+        report
+            .anomalies
+            .iter()
+            .any(|a| matches!(a, Anomaly::InconsistentOffset { .. })),
+        "the checker must report an offset read with two values: {:?}",
+        report.anomalies
+    );
+}
