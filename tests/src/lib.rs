@@ -5,6 +5,7 @@
 //! running.
 
 pub mod history;
+pub mod netproxy;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -142,6 +143,8 @@ pub struct SeedCluster {
     pub brokers: Vec<Proc>,
     pub client_ports: Vec<u16>,
     pub kafka_ports: Vec<u16>,
+    /// The proxies between nodes (`combined_proxied` only).
+    pub net: Option<netproxy::Net>,
 }
 
 impl SeedCluster {
@@ -218,6 +221,7 @@ impl SeedCluster {
             brokers,
             client_ports,
             kafka_ports,
+            net: None,
         }
     }
 
@@ -225,18 +229,56 @@ impl SeedCluster {
     /// `controller.quorum.voters`), each its own process. The coordinator
     /// fields refer to the same processes as the brokers.
     pub fn combined(overrides: &[&str]) -> SeedCluster {
+        SeedCluster::combined_with(overrides, false)
+    }
+
+    /// Three combined nodes whose node-to-node connections all pass
+    /// through test-owned proxies (`net`), so the nemesis can cut and stall
+    /// links. Each node reaches the others' Kafka and controller listeners
+    /// through a proxy (its own voter entry is its real listener).
+    pub fn combined_proxied(overrides: &[&str]) -> SeedCluster {
+        SeedCluster::combined_with(overrides, true)
+    }
+
+    fn combined_with(overrides: &[&str], proxied: bool) -> SeedCluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let ports = free_ports(6);
         let kafka_ports = ports[0..3].to_vec();
         let controller_ports = ports[3..6].to_vec();
-        let voters: Vec<String> = (0..3)
-            .map(|i| format!("{i}@127.0.0.1:{}", controller_ports[i]))
-            .collect();
+        let mut net = proxied.then(netproxy::Net::default);
+        let (kafka_via, controller_via): (Vec<u16>, Vec<u16>) = match net.as_mut() {
+            Some(n) => (0..3)
+                .map(|i| {
+                    (
+                        n.proxy(i as u32, kafka_ports[i]),
+                        n.proxy(i as u32, controller_ports[i]),
+                    )
+                })
+                .unzip(),
+            None => (kafka_ports.clone(), controller_ports.clone()),
+        };
         let mut brokers = Vec::new();
         for b in 0..3usize {
+            let voters: Vec<String> = (0..3)
+                .map(|i| {
+                    let port = if i == b {
+                        controller_ports[i]
+                    } else {
+                        controller_via[i]
+                    };
+                    format!("{i}@127.0.0.1:{port}")
+                })
+                .collect();
+            let advertised = match proxied {
+                true => format!(
+                    "advertised.listeners=PLAINTEXT://127.0.0.1:{}\n",
+                    kafka_via[b]
+                ),
+                false => String::new(),
+            };
             let cfg = format!(
                 "process.roles=broker,controller\nnode.id={b}\n\
-                 listeners=PLAINTEXT://localhost:{},CONTROLLER://127.0.0.1:{}\n\
+                 listeners=PLAINTEXT://localhost:{},CONTROLLER://127.0.0.1:{}\n{advertised}\
                  controller.quorum.voters={}\nlog.dirs={}\nbroker.session.timeout.ms=3000\n\
                  broker.heartbeat.interval.ms=300\n",
                 kafka_ports[b],
@@ -265,6 +307,7 @@ impl SeedCluster {
             brokers,
             client_ports: controller_ports,
             kafka_ports,
+            net,
         }
     }
 

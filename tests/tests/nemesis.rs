@@ -376,8 +376,19 @@ struct Workload {
     group_reader: bool,
 }
 
-fn start_cluster(bugs: &str, overrides: &[&str], w: Workload) -> SeedCluster {
-    let mut c = SeedCluster::new(overrides);
+/// The seed's topology (3 coordinators + 3 brokers) or three combined
+/// nodes behind proxies (network faults).
+#[derive(Clone, Copy, Debug)]
+enum Topology {
+    Seed,
+    CombinedProxied,
+}
+
+fn start_cluster(bugs: &str, overrides: &[&str], w: Workload, t: Topology) -> SeedCluster {
+    let mut c = match t {
+        Topology::Seed => SeedCluster::new(overrides),
+        Topology::CombinedProxied => SeedCluster::combined_proxied(overrides),
+    };
     for b in &mut c.brokers {
         b.env.push(("RUNNEL_TEST_BUGS".into(), bugs.into()));
     }
@@ -467,14 +478,19 @@ fn run_workload(c: &mut SeedCluster, w: Workload, faults: impl FnOnce(&mut SeedC
     )
 }
 
-/// Every process running and resumed, every ISR full again.
+/// Every link healed, every process running and resumed, every ISR full again.
 fn heal(c: &mut SeedCluster) {
-    for i in 0..3 {
+    if let Some(net) = &c.net {
+        net.heal();
+    }
+    for i in 0..c.brokers.len() {
         c.brokers[i].resume();
-        c.coordinators[i].resume();
         if !c.brokers[i].is_running() {
             c.start_broker(i);
         }
+    }
+    for i in 0..c.coordinators.len() {
+        c.coordinators[i].resume();
         if !c.coordinators[i].is_running() {
             c.start_coordinator(i);
         }
@@ -507,6 +523,12 @@ enum Fault {
     PauseBroker(usize),
     /// kill -9 the leading coordinator.
     KillCoordinatorLeader,
+    /// Cut a node off from the others (both directions).
+    Isolate(usize),
+    /// Cut the active controller off from the others.
+    IsolateControllerLeader,
+    /// Hold the bytes from one node to another (the reverse direction flows).
+    OneWay(usize, usize),
 }
 
 #[derive(Clone, Debug)]
@@ -516,12 +538,23 @@ struct Step {
     gap_ms: u64,
 }
 
-fn step() -> impl Strategy<Value = Step> {
-    let fault = prop_oneof![
-        (0..3usize).prop_map(Fault::KillBroker),
-        (0..3usize).prop_map(Fault::PauseBroker),
-        Just(Fault::KillCoordinatorLeader),
-    ];
+fn step(t: Topology) -> impl Strategy<Value = Step> {
+    let fault = match t {
+        Topology::Seed => prop_oneof![
+            (0..3usize).prop_map(Fault::KillBroker),
+            (0..3usize).prop_map(Fault::PauseBroker),
+            Just(Fault::KillCoordinatorLeader),
+        ]
+        .boxed(),
+        Topology::CombinedProxied => prop_oneof![
+            (0..3usize).prop_map(Fault::KillBroker),
+            (0..3usize).prop_map(Fault::PauseBroker),
+            (0..3usize).prop_map(Fault::Isolate),
+            Just(Fault::IsolateControllerLeader),
+            (0..3usize, 1..3usize).prop_map(|(a, d)| Fault::OneWay(a, (a + d) % 3)),
+        ]
+        .boxed(),
+    };
     (fault, 1_000..6_000u64, 500..3_000u64).prop_map(|(fault, duration_ms, gap_ms)| Step {
         fault,
         duration_ms,
@@ -550,9 +583,28 @@ fn apply(c: &mut SeedCluster, schedule: &[Step]) {
                     c.start_coordinator(l);
                 }
             }
+            Fault::Isolate(n) => isolate(c, n, s.duration_ms),
+            Fault::IsolateControllerLeader => {
+                if let Some(l) = c.coordinator_leader() {
+                    isolate(c, l, s.duration_ms);
+                }
+            }
+            Fault::OneWay(a, b) => {
+                let net = c.net.as_ref().expect("a proxied cluster");
+                net.stall(a as u32, b as u32);
+                std::thread::sleep(Duration::from_millis(s.duration_ms));
+                net.heal();
+            }
         }
         std::thread::sleep(Duration::from_millis(s.gap_ms));
     }
+}
+
+fn isolate(c: &SeedCluster, n: usize, duration_ms: u64) {
+    let net = c.net.as_ref().expect("a proxied cluster");
+    net.isolate(n as u32, &[0, 1, 2]);
+    std::thread::sleep(Duration::from_millis(duration_ms));
+    net.heal();
 }
 
 fn cases() -> u32 {
@@ -566,14 +618,27 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 4, failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::WithSource("regressions"))), ..ProptestConfig::default() })]
 
     #[test]
-    fn random_fault_schedules_keep_every_promise(schedule in proptest::collection::vec(step(), 2..=4)) {
-        let w = Workload { partitions: 3, group_reader: true };
-        let mut c = start_cluster("", &["replica.lag.time.max.ms=3000"], w);
-        let report = run_workload(&mut c, w, |c| apply(c, &schedule));
-        summary("random schedule", &report);
-        prop_assert!(report.acked > 0, "the workload made progress");
-        prop_assert!(report.is_valid(), "anomalies: {:?}", report.anomalies);
+    fn random_fault_schedules_keep_every_promise(schedule in proptest::collection::vec(step(Topology::Seed), 2..=4)) {
+        random_case(Topology::Seed, &schedule)?;
     }
+
+    #[test]
+    fn random_network_fault_schedules_keep_every_promise(schedule in proptest::collection::vec(step(Topology::CombinedProxied), 2..=4)) {
+        random_case(Topology::CombinedProxied, &schedule)?;
+    }
+}
+
+fn random_case(t: Topology, schedule: &[Step]) -> Result<(), TestCaseError> {
+    let w = Workload {
+        partitions: 3,
+        group_reader: true,
+    };
+    let mut c = start_cluster("", &["replica.lag.time.max.ms=3000"], w, t);
+    let report = run_workload(&mut c, w, |c| apply(c, schedule));
+    summary(&format!("random schedule on {t:?}"), &report);
+    prop_assert!(report.acked > 0, "the workload made progress");
+    prop_assert!(report.is_valid(), "anomalies: {:?}", report.anomalies);
+    Ok(())
 }
 
 // ----- seeded node bugs --------------------------------------------------------------
@@ -611,7 +676,7 @@ fn isolated_leader_run(bugs: &str) -> Report {
         partitions: 1,
         group_reader: false,
     };
-    let mut c = start_cluster(bugs, &["replica.lag.time.max.ms=10000"], w);
+    let mut c = start_cluster(bugs, &["replica.lag.time.max.ms=10000"], w, Topology::Seed);
     let report = run_workload(&mut c, w, isolate_and_kill_the_leader);
     summary(&format!("isolated leader, bugs [{bugs}]"), &report);
     report
@@ -648,4 +713,62 @@ fn seeded_fetch_above_high_watermark_is_caught() {
         "the checker must report an offset read with two values: {:?}",
         report.anomalies
     );
+}
+
+// ----- the network nemesis itself -----------------------------------------------------
+
+/// Indexes of the coordinators that say they lead.
+fn leaders(c: &SeedCluster) -> Vec<usize> {
+    let out = tool(
+        &[
+            "quorum",
+            "status",
+            "--bootstrap-server",
+            &c.coordinator_list(),
+        ],
+        None,
+        Duration::from_secs(20),
+    );
+    stdout(&out)
+        .lines()
+        .filter(|l| l.contains("Mode: leader"))
+        .filter_map(|l| {
+            let port: u16 = l.split('\t').next()?.rsplit(':').next()?.parse().ok()?;
+            c.client_ports.iter().position(|p| *p == port)
+        })
+        .collect()
+}
+
+/// The proxies really cut: an isolated active controller loses its
+/// leadership to the majority side, which elects another and keeps serving.
+#[test]
+fn isolating_the_active_controller_moves_leadership() {
+    let w = Workload {
+        partitions: 3,
+        group_reader: false,
+    };
+    let c = start_cluster(
+        "",
+        &["replica.lag.time.max.ms=3000"],
+        w,
+        Topology::CombinedProxied,
+    );
+    let old = c.coordinator_leader().expect("a leader");
+    let net = c.net.as_ref().expect("proxied");
+    net.isolate(old as u32, &[0, 1, 2]);
+    let new = wait_for(
+        "a leader on the majority side",
+        Duration::from_secs(30),
+        || leaders(&c).into_iter().find(|l| *l != old),
+    );
+    assert_ne!(new, old);
+    wait_for(
+        "the isolated node steps down",
+        Duration::from_secs(30),
+        || (!leaders(&c).contains(&old)).then_some(()),
+    );
+    net.heal();
+    wait_for("one leader after healing", Duration::from_secs(30), || {
+        (leaders(&c).len() == 1).then_some(())
+    });
 }
