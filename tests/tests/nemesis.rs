@@ -35,6 +35,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const TOPIC: &str = "nemesis";
+
+/// One cluster at a time: the cases time their faults, and two clusters on
+/// two cores would starve each other.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 const GROUP: &str = "nemesis-readers";
 /// Every client call is bounded.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -629,6 +639,7 @@ proptest! {
 }
 
 fn random_case(t: Topology, schedule: &[Step]) -> Result<(), TestCaseError> {
+    let _serial = serial();
     let w = Workload {
         partitions: 3,
         group_reader: true,
@@ -670,6 +681,7 @@ fn isolate_and_kill_the_leader(c: &mut SeedCluster) {
 }
 
 fn isolated_leader_run(bugs: &str) -> Report {
+    let _serial = serial();
     // One partition and a plain reader: every send and every fetch goes to
     // the isolated leader while its followers are paused.
     let w = Workload {
@@ -743,6 +755,7 @@ fn leaders(c: &SeedCluster) -> Vec<usize> {
 /// leadership to the majority side, which elects another and keeps serving.
 #[test]
 fn isolating_the_active_controller_moves_leadership() {
+    let _serial = serial();
     let w = Workload {
         partitions: 3,
         group_reader: false,
