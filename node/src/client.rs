@@ -5,9 +5,11 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader, TopicName,
+    ApiKey, BrokerId, ListOffsetsRequest, MetadataRequest, MetadataResponse, RequestHeader,
+    ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use kafka_protocol::records::{
@@ -218,6 +220,37 @@ impl Client {
             .iter()
             .find(|p| p.partition_index == partition)?;
         self.brokers.get(&p.leader_id.0).cloned()
+    }
+
+    /// ListOffsets at the partition's leader (one attempt): -2 earliest,
+    /// -1 latest (the high watermark), else the first offset at or after a
+    /// timestamp.
+    pub async fn list_offset(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+    ) -> Result<i64> {
+        let leader = self
+            .leader(topic, partition)
+            .ok_or_else(|| anyhow!("{topic}-{partition}: no leader known"))?;
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(partition)
+                    .with_timestamp(timestamp)])]);
+        let r = self.call_at(&leader, &request, 5).await?;
+        let pr = r
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| anyhow!("{topic}-{partition}: empty ListOffsets answer"))?;
+        match pr.error_code {
+            0 => Ok(pr.offset),
+            e => bail!("{topic}-{partition}: ListOffsets error {e}"),
+        }
     }
 
     pub fn partitions(&self, topic: &str) -> Option<Vec<i32>> {

@@ -344,6 +344,39 @@ impl SeedCluster {
             .join(",")
     }
 
+    /// `topics --create` (retried until every broker registered), then
+    /// waits until every partition has a full ISR.
+    pub fn create_topic(&self, topic: &str, partitions: u32, replication_factor: u32) {
+        let (p, rf) = (partitions.to_string(), replication_factor.to_string());
+        let all: Vec<usize> = (0..self.brokers.len()).collect();
+        wait_for("topic creation", Duration::from_secs(30), || {
+            let out = tool(
+                &[
+                    "topics",
+                    "--bootstrap-server",
+                    &self.bootstrap(&all),
+                    "--create",
+                    "--replication-factor",
+                    &rf,
+                    "--partitions",
+                    &p,
+                    "--topic",
+                    topic,
+                ],
+                None,
+                Duration::from_secs(30),
+            );
+            stdout(&out).contains("Created topic").then_some(())
+        });
+        wait_for("full ISRs", Duration::from_secs(30), || {
+            self.describe(0, topic).filter(|d| {
+                d.len() == partitions as usize
+                    && d.values()
+                        .all(|p| p.isr.len() == replication_factor as usize)
+            })
+        });
+    }
+
     /// `runnel topics --describe`, parsed: partition → (leader, replicas, isr).
     pub fn describe(&self, via: usize, topic: &str) -> Option<BTreeMap<u32, Partition>> {
         let out = tool(

@@ -18,11 +18,8 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    BrokerId, FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName,
-};
+use kafka_protocol::messages::{BrokerId, FetchRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use proptest::prelude::*;
 use runnel::cli::group_member::{GroupMember, MemberStatus};
@@ -186,6 +183,25 @@ async fn fetch(
     Some(out)
 }
 
+/// Records one fetch's records as a poll of `session` and moves the positions past them.
+fn record_read(
+    read: BTreeMap<u32, Vec<(u64, String)>>,
+    positions: &mut BTreeMap<u32, i64>,
+    rec: &Recorder,
+    session: u64,
+) {
+    let mut records = Vec::new();
+    for (p, rs) in read {
+        for (o, v) in rs {
+            positions.insert(p, o as i64 + 1);
+            records.push((p, o, v));
+        }
+    }
+    if !records.is_empty() {
+        rec.push(Op::Poll { session, records });
+    }
+}
+
 /// Reads every partition from offset 0 without a group (one session): it
 /// needs no coordinator, so it keeps reading whichever broker is paused.
 async fn plain_reader(
@@ -199,18 +215,7 @@ async fn plain_reader(
     let mut positions: BTreeMap<u32, i64> = (0..partitions).map(|p| (p, 0)).collect();
     while !stop.load(Ordering::Relaxed) {
         match fetch(&mut client, &positions).await {
-            Some(read) => {
-                let mut records = Vec::new();
-                for (p, rs) in read {
-                    for (o, v) in rs {
-                        positions.insert(p, o as i64 + 1);
-                        records.push((p, o, v));
-                    }
-                }
-                if !records.is_empty() {
-                    rec.push(Op::Poll { session, records });
-                }
-            }
+            Some(read) => record_read(read, &mut positions, &rec, session),
             None => {
                 let _ =
                     tokio::time::timeout(CALL_TIMEOUT, client.refresh(Some(&[TOPIC.into()]))).await;
@@ -258,18 +263,7 @@ async fn reader(bootstrap: String, rec: Recorder, stop: Arc<AtomicBool>, session
         let mut last_commit = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             match fetch(&mut client, &positions).await {
-                Some(read) => {
-                    let mut records = Vec::new();
-                    for (p, rs) in read {
-                        for (o, v) in rs {
-                            positions.insert(p, o as i64 + 1);
-                            records.push((p, o, v));
-                        }
-                    }
-                    if !records.is_empty() {
-                        rec.push(Op::Poll { session, records });
-                    }
-                }
+                Some(read) => record_read(read, &mut positions, &rec, session),
                 None => {
                     let _ =
                         tokio::time::timeout(CALL_TIMEOUT, client.refresh(Some(&[TOPIC.into()])))
@@ -326,22 +320,10 @@ async fn drain(bootstrap: &str, partitions: u32, rec: &Recorder, session: u64) {
         let mut pos = 0i64;
         let end = loop {
             let _ = client.refresh(Some(&[TOPIC.into()])).await;
-            let request = ListOffsetsRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_topics(vec![ListOffsetsTopic::default()
-                    .with_name(name(TOPIC))
-                    .with_partitions(vec![ListOffsetsPartition::default()
-                        .with_partition_index(p as i32)
-                        .with_timestamp(-1)])]);
-            if let Some(leader) = client.leader(TOPIC, p as i32) {
-                if let Ok(Ok(r)) =
-                    tokio::time::timeout(CALL_TIMEOUT, client.call_at(&leader, &request, 5)).await
-                {
-                    let pr = &r.topics[0].partitions[0];
-                    if pr.error_code == 0 {
-                        break pr.offset;
-                    }
-                }
+            if let Ok(Ok(o)) =
+                tokio::time::timeout(CALL_TIMEOUT, client.list_offset(TOPIC, p as i32, -1)).await
+            {
+                break o;
             }
             assert!(
                 Instant::now() < deadline,
@@ -406,29 +388,7 @@ fn start_cluster(bugs: &str, overrides: &[&str], w: Workload, t: Topology) -> Se
     wait_for("a coordinator leader", Duration::from_secs(30), || {
         c.coordinator_leader()
     });
-    wait_for("topic creation", Duration::from_secs(30), || {
-        let out = tool(
-            &[
-                "topics",
-                "--bootstrap-server",
-                &c.bootstrap(&[0, 1, 2]),
-                "--create",
-                "--replication-factor",
-                "3",
-                "--partitions",
-                &w.partitions.to_string(),
-                "--topic",
-                TOPIC,
-            ],
-            None,
-            Duration::from_secs(30),
-        );
-        stdout(&out).contains("Created topic").then_some(())
-    });
-    wait_for("full ISRs", Duration::from_secs(30), || {
-        c.describe(0, TOPIC)
-            .filter(|d| d.values().all(|p| p.isr.len() == 3))
-    });
+    c.create_topic(TOPIC, w.partitions, 3);
     c
 }
 

@@ -94,29 +94,7 @@ fn the_seed_consumer_group_steps() {
     wait_for("a coordinator leader", Duration::from_secs(30), || {
         c.coordinator_leader()
     });
-    wait_for("topic creation", Duration::from_secs(30), || {
-        let out = tool(
-            &[
-                "topics",
-                "--bootstrap-server",
-                &c.bootstrap(&[0]),
-                "--create",
-                "--replication-factor",
-                "3",
-                "--partitions",
-                "3",
-                "--topic",
-                TOPIC,
-            ],
-            None,
-            Duration::from_secs(30),
-        );
-        stdout(&out).contains("Created topic").then_some(())
-    });
-    wait_for("full ISRs", Duration::from_secs(20), || {
-        c.describe(0, TOPIC)
-            .filter(|d| d.values().all(|p| p.isr.len() == 3))
-    });
+    c.create_topic(TOPIC, 3, 3);
 
     // A plain console consumer is a group of its own, with no offsets.
     let mut plain = Background::runnel(

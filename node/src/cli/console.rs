@@ -7,11 +7,8 @@ use crate::client::{decode_records, encode_batch, Client};
 use anyhow::{bail, Result};
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    BrokerId, FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName,
-};
+use kafka_protocol::messages::{BrokerId, FetchRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -526,27 +523,16 @@ async fn fetch_round(
     Ok(())
 }
 
+/// ListOffsets with retries across leader changes.
 async fn list_offset(
     client: &mut Client,
     topic: &str,
     partition: i32,
     timestamp: i64,
 ) -> Result<i64> {
-    let request = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partitions(vec![ListOffsetsPartition::default()
-                .with_partition_index(partition)
-                .with_timestamp(timestamp)])]);
     for _ in 0..SEND_ATTEMPTS_MAX {
-        if let Some(leader) = client.leader(topic, partition) {
-            if let Ok(r) = client.call_at(&leader, &request, 5).await {
-                let pr = &r.topics[0].partitions[0];
-                if pr.error_code == 0 {
-                    return Ok(pr.offset);
-                }
-            }
+        if let Ok(offset) = client.list_offset(topic, partition, timestamp).await {
+            return Ok(offset);
         }
         tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await;
         let _ = client.refresh(Some(&[topic.to_string()])).await;

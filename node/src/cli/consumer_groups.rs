@@ -2,16 +2,11 @@
 //! a group's offsets and lag in Kafka's column layout, reset offsets of an
 //! inactive group, delete groups.
 
-use super::group_member::{decode_assignment, find_coordinator};
+use super::group_member::{decode_assignment, find_coordinator, offset_commit_request};
 use crate::client::Client;
 use anyhow::{bail, Result};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
 use kafka_protocol::messages::{
-    BrokerId, DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest,
-    ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest, OffsetFetchRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use std::collections::{BTreeMap, BTreeSet};
@@ -143,10 +138,12 @@ async fn group_info(client: &mut Client, group: &str) -> Result<GroupInfo> {
     })
 }
 
-/// Latest offsets (log end = high watermark) of the given partitions.
-async fn log_end_offsets(
+/// Offsets of the given partitions at `timestamp` (-1: log end = high
+/// watermark, -2: log start); partitions without an answer are left out.
+async fn offsets_at(
     client: &mut Client,
     partitions: &BTreeSet<(String, i32)>,
+    timestamp: i64,
 ) -> BTreeMap<(String, i32), i64> {
     let topics: Vec<String> = partitions
         .iter()
@@ -157,22 +154,8 @@ async fn log_end_offsets(
     let _ = client.refresh(Some(&topics)).await;
     let mut out = BTreeMap::new();
     for (t, p) in partitions {
-        let Some(leader) = client.leader(t, *p) else {
-            continue;
-        };
-        let request = ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_topics(vec![ListOffsetsTopic::default()
-                .with_name(TopicName(s(t)))
-                .with_partitions(vec![ListOffsetsPartition::default()
-                    .with_partition_index(*p)
-                    .with_timestamp(-1)])]);
-        if let Ok(r) = client.call_at(&leader, &request, 5).await {
-            if let Some(pr) = r.topics.first().and_then(|t| t.partitions.first()) {
-                if pr.error_code == 0 {
-                    out.insert((t.clone(), *p), pr.offset);
-                }
-            }
+        if let Ok(o) = client.list_offset(t, *p, timestamp).await {
+            out.insert((t.clone(), *p), o);
         }
     }
     out
@@ -190,7 +173,7 @@ pub async fn describe(bootstrap: &str, group: &str) -> Result<()> {
     }
     let mut keys: BTreeSet<(String, i32)> = info.committed.keys().cloned().collect();
     keys.extend(info.owners.keys().cloned());
-    let ends = log_end_offsets(&mut client, &keys).await;
+    let ends = offsets_at(&mut client, &keys, -1).await;
     let rows: Vec<Row> = keys
         .iter()
         .map(|k| {
@@ -303,29 +286,8 @@ pub async fn reset_offsets(
         };
         keys.extend(ps.into_iter().map(|p| (t.clone(), p)));
     }
-    let mut starts = BTreeMap::new();
-    let ends = log_end_offsets(&mut client, &keys).await;
-    if matches!(
-        to,
-        ResetTo::Earliest | ResetTo::Offset(_) | ResetTo::ShiftBy(_)
-    ) {
-        for (t, p) in &keys {
-            if let Some(leader) = client.leader(t, *p) {
-                let request = ListOffsetsRequest::default()
-                    .with_replica_id(BrokerId(-1))
-                    .with_topics(vec![ListOffsetsTopic::default()
-                        .with_name(TopicName(s(t)))
-                        .with_partitions(vec![ListOffsetsPartition::default()
-                            .with_partition_index(*p)
-                            .with_timestamp(-2)])]);
-                if let Ok(r) = client.call_at(&leader, &request, 5).await {
-                    if let Some(pr) = r.topics.first().and_then(|t| t.partitions.first()) {
-                        starts.insert((t.clone(), *p), pr.offset);
-                    }
-                }
-            }
-        }
-    }
+    let ends = offsets_at(&mut client, &keys, -1).await;
+    let starts = offsets_at(&mut client, &keys, -2).await;
     let mut plan = BTreeMap::new();
     for k in &keys {
         let (lo, hi) = (
@@ -354,28 +316,7 @@ pub async fn reset_offsets(
     if !execute {
         return Ok(());
     }
-    let mut by_topic: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-    for ((t, p), o) in &plan {
-        by_topic.entry(t).or_default().push(
-            OffsetCommitRequestPartition::default()
-                .with_partition_index(*p)
-                .with_committed_offset(*o),
-        );
-    }
-    let request = OffsetCommitRequest::default()
-        .with_group_id(GroupId(s(group)))
-        .with_generation_id_or_member_epoch(-1)
-        .with_member_id(s(""))
-        .with_topics(
-            by_topic
-                .into_iter()
-                .map(|(t, ps)| {
-                    OffsetCommitRequestTopic::default()
-                        .with_name(TopicName(s(t)))
-                        .with_partitions(ps)
-                })
-                .collect(),
-        );
+    let request = offset_commit_request(group, -1, "", &plan);
     let coordinator = find_coordinator(&mut client, group).await?;
     let r = client.call_at(&coordinator, &request, 7).await?;
     let failed: Vec<i16> = r

@@ -151,6 +151,38 @@ pub async fn find_coordinator(client: &mut Client, group: &str) -> Result<String
     bail!("no coordinator for group {group}: {last}")
 }
 
+/// OffsetCommit of `positions` for a member (or, with generation -1 and
+/// no member id, for an inactive group: `consumer-groups --reset-offsets`).
+pub fn offset_commit_request(
+    group: &str,
+    generation: i32,
+    member_id: &str,
+    positions: &BTreeMap<(String, i32), i64>,
+) -> OffsetCommitRequest {
+    let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+    for ((t, p), o) in positions {
+        topics.entry(t).or_default().push(
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(*p)
+                .with_committed_offset(*o),
+        );
+    }
+    OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(s(member_id))
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(t, ps)| {
+                    OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(s(t)))
+                        .with_partitions(ps)
+                })
+                .collect(),
+        )
+}
+
 /// What a heartbeat or commit found out.
 #[derive(Debug, PartialEq, Eq)]
 pub enum MemberStatus {
@@ -351,28 +383,8 @@ impl GroupMember {
             return Ok(MemberStatus::Ok);
         }
         let coordinator = self.coordinator(client).await?;
-        let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-        for ((t, p), o) in positions {
-            topics.entry(t).or_default().push(
-                OffsetCommitRequestPartition::default()
-                    .with_partition_index(*p)
-                    .with_committed_offset(*o),
-            );
-        }
-        let request = OffsetCommitRequest::default()
-            .with_group_id(GroupId(s(&self.group)))
-            .with_generation_id_or_member_epoch(self.generation)
-            .with_member_id(s(&self.member_id))
-            .with_topics(
-                topics
-                    .into_iter()
-                    .map(|(t, ps)| {
-                        OffsetCommitRequestTopic::default()
-                            .with_name(TopicName(s(t)))
-                            .with_partitions(ps)
-                    })
-                    .collect(),
-            );
+        let request =
+            offset_commit_request(&self.group, self.generation, &self.member_id, positions);
         let r = client.call_at(&coordinator, &request, 7).await?;
         let code = r
             .topics
