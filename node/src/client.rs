@@ -3,6 +3,7 @@
 //! metadata refresh when a leader moves. It speaks the same wire protocol as
 //! any Kafka client and so exercises the front end like one.
 
+use crate::io::TcpStream;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -18,7 +19,6 @@ use kafka_protocol::records::{
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const RESPONSE_BYTES_MAX: usize = 256 << 20;
 

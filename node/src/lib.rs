@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod io;
 pub mod kafka;
 pub mod partition_runner;
 pub mod runtime;

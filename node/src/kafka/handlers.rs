@@ -33,8 +33,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use runnel_model::controller::{ControllerError, ControllerRequest, MetadataImage};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 /// Kafka error codes used here.
 pub mod code {

@@ -8,14 +8,13 @@
 use super::fetch_encode::Segment;
 use super::handlers;
 use super::versions;
+use crate::io::TcpStream;
 use crate::runtime::node::NodeHandle;
 use crate::storage::disk_log::FileSlice;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use std::os::fd::AsRawFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// A request, decoded.
 pub struct Request {
@@ -60,7 +59,7 @@ pub async fn serve(mut stream: TcpStream, first: [u8; 4], node: NodeHandle) {
         for segment in segments {
             let written = match segment {
                 Segment::Bytes(b) => stream.write_all(&b).await,
-                Segment::File(f) => send_file(&stream, &f).await,
+                Segment::File(f) => send_file(&mut stream, &f).await,
             };
             if let Err(e) = written {
                 tracing::debug!("{peer}: {e}; closing the connection");
@@ -137,7 +136,10 @@ pub fn encode_response(
 
 /// Sends a file range to the socket with `sendfile(2)`: the bytes go from
 /// the page cache to the socket without passing through user space.
-async fn send_file(stream: &TcpStream, slice: &FileSlice) -> std::io::Result<()> {
+#[cfg(not(feature = "sim"))]
+async fn send_file(stream: &mut TcpStream, slice: &FileSlice) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let stream = &*stream;
     let (socket, file) = (stream.as_raw_fd(), slice.file.as_raw_fd());
     let mut position = slice.position as libc::off_t;
     let mut left = slice.len as usize;
@@ -170,4 +172,26 @@ async fn send_file(stream: &TcpStream, slice: &FileSlice) -> std::io::Result<()>
         }
     }
     Ok(())
+}
+
+/// In the simulation there is no sendfile: read the range, write it.
+#[cfg(feature = "sim")]
+async fn send_file(stream: &mut TcpStream, slice: &FileSlice) -> std::io::Result<()> {
+    use crate::io::FileExt;
+    let mut buf = vec![0u8; slice.len as usize];
+    let mut done = 0usize;
+    // Bounded: every round reads at least one byte or fails.
+    while done < buf.len() {
+        let n = slice
+            .file
+            .read_at(&mut buf[done..], slice.position + done as u64)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "segment file shorter than its index says",
+            ));
+        }
+        done += n;
+    }
+    stream.write_all(&buf).await
 }

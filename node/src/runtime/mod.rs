@@ -12,9 +12,9 @@ use self::messages::INTERNAL_MAGIC;
 use self::node::{Node, NodeHandle};
 use self::settings::{HostPort, NodeSettings};
 use self::transport::NetEvent;
+use crate::io::{TcpListener, TcpStream};
 use crate::wire::{self, Handshake};
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 /// Binds every listener (so errors surface before anything runs), then
@@ -66,6 +66,8 @@ async fn bind_all(listeners: &[HostPort]) -> anyhow::Result<Vec<TcpListener>> {
     let mut out = Vec::new();
     for hp in listeners {
         let candidates: Vec<String> = match hp.host.as_str() {
+            // The simulated network is IPv4 only.
+            _ if crate::io::SIMULATED => vec![format!("0.0.0.0:{}", hp.port)],
             "" | "0.0.0.0" | "::" => {
                 vec![format!("[::]:{}", hp.port), format!("0.0.0.0:{}", hp.port)]
             }
@@ -79,7 +81,7 @@ async fn bind_all(listeners: &[HostPort]) -> anyhow::Result<Vec<TcpListener>> {
         let mut bound = 0;
         let mut last_error = None;
         for (i, addr) in candidates.iter().enumerate() {
-            match TcpListener::bind(addr).await {
+            match TcpListener::bind(addr.as_str()).await {
                 Ok(l) => {
                     tracing::info!("listening on {addr}");
                     out.push(l);

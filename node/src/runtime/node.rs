@@ -35,8 +35,10 @@ use runnel_model::replication::{
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock: the real one normally, the simulated one under turmoil.
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 
 /// Replicas address ISR proposals to this id; the node forwards them to the
 /// active controller as `AlterPartition` requests.
@@ -233,8 +235,8 @@ struct BrokerState {
     log_dirs: LogDirs,
     slots: BTreeMap<(String, u32), Slot>,
     /// Model request id → (produce call, index of the partition in it).
-    produce_waiters: HashMap<RequestId, (u64, usize)>,
-    produce_calls: HashMap<u64, ProduceCall>,
+    produce_waiters: BTreeMap<RequestId, (u64, usize)>,
+    produce_calls: BTreeMap<u64, ProduceCall>,
     next_request_id: RequestId,
     next_producer_id: u64,
     last_flush: Instant,
@@ -249,6 +251,8 @@ pub struct Node {
     /// combined node is dialled on its controller and its Kafka listener, and
     /// dials back): all are kept open, and one is chosen per peer.
     links: BTreeMap<ConnId, Link>,
+    // Lookups only (never iterated), so hash order cannot leak into behaviour;
+    // everything iterated is a BTreeMap, for a deterministic simulation.
     connectors: HashMap<String, tokio::task::JoinHandle<()>>,
     outbox: BTreeMap<NodeId, Vec<PeerMessage>>,
     replication_outbox: BTreeMap<NodeId, Vec<PartitionMessage>>,
@@ -261,8 +265,8 @@ pub struct Node {
     /// Active controller only: the image with every record proposed so far.
     leader_image: Option<MetadataImage>,
     pending_commits: Vec<(Offset, Vec<MetadataRecord>, Waiter)>,
-    heartbeats: HashMap<NodeId, Instant>,
-    outstanding: HashMap<u64, Outstanding>,
+    heartbeats: BTreeMap<NodeId, Instant>,
+    outstanding: BTreeMap<u64, Outstanding>,
     next_outstanding: u64,
     next_produce_call: u64,
     broker: Option<BrokerState>,
@@ -307,8 +311,8 @@ impl Node {
                 last_heartbeat: Instant::now(),
                 log_dirs,
                 slots: BTreeMap::new(),
-                produce_waiters: HashMap::new(),
-                produce_calls: HashMap::new(),
+                produce_waiters: BTreeMap::new(),
+                produce_calls: BTreeMap::new(),
                 next_request_id: 1,
                 next_producer_id: 0,
                 last_flush: Instant::now(),
@@ -333,8 +337,8 @@ impl Node {
             controller: Controller::new(s.controller.clone()),
             leader_image: None,
             pending_commits: Vec::new(),
-            heartbeats: HashMap::new(),
-            outstanding: HashMap::new(),
+            heartbeats: BTreeMap::new(),
+            outstanding: BTreeMap::new(),
             next_outstanding: 1,
             next_produce_call: 1,
             broker,
@@ -1247,7 +1251,7 @@ impl Node {
                 key.1,
                 dir.display()
             );
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = crate::io::fs::remove_dir_all(&dir);
         }
         for t in [ReplicaTimer::LagCheck, ReplicaTimer::FetchBackoff] {
             self.timers
@@ -1348,6 +1352,13 @@ impl Node {
         }
         if keys.is_empty() {
             return;
+        }
+        if crate::io::SIMULATED {
+            // One thread per simulated host: flush in the loop.
+            for f in files {
+                let _ = f.sync_data();
+            }
+            return self.finish_background_flush(keys);
         }
         let events = self.events_tx.clone();
         tokio::task::spawn_blocking(move || {

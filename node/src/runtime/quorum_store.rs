@@ -5,10 +5,10 @@
 //! Observers (brokers) keep the same state in memory only: they re-fetch the
 //! log after a restart.
 
+use crate::io::fs::{self, File, OpenOptions};
 use crate::storage::checkpoint::write_atomically;
 use runnel_model::controller::MetadataRecord;
 use runnel_model::quorum::{Entry, QuorumDurable, QuorumPersist};
-use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -40,9 +40,9 @@ impl QuorumStore {
     /// Opens (or creates) the store; a torn or corrupt tail of the log is cut
     /// (it was never acknowledged: appends are fsynced before any answer).
     pub fn open(dir: &Path) -> io::Result<(QuorumStore, Option<String>)> {
-        std::fs::create_dir_all(dir)?;
+        fs::create_dir_all(dir)?;
         let mut durable = empty_durable();
-        if let Ok(text) = std::fs::read_to_string(dir.join(STATE_FILE)) {
+        if let Ok(text) = fs::read_to_string(dir.join(STATE_FILE)) {
             let mut lines = text.lines();
             durable.epoch = lines
                 .next()

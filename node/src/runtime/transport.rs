@@ -6,12 +6,12 @@
 //! treat a broken link as lost messages and retry).
 
 use super::messages::{PeerMessage, INTERNAL_MAGIC};
+use crate::io::TcpStream;
 use crate::wire::{self, FrameDecoder, Handshake};
 use runnel_model::core::NodeId;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 pub type ConnId = u64;
@@ -48,7 +48,7 @@ pub async fn connector(address: String, me: Handshake, events: mpsc::Sender<NetE
     loop {
         if let Ok(Ok(stream)) = tokio::time::timeout(
             Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
-            TcpStream::connect(&address),
+            TcpStream::connect(address.as_str()),
         )
         .await
         {

@@ -2,7 +2,7 @@
 //! old one, fsync the directory. A crash leaves either the old or the new
 //! content, never a mix.
 
-use std::fs::{self, File, OpenOptions};
+use crate::io::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 

@@ -11,6 +11,8 @@
 //! contiguous and sorted; the last one is the active one; every byte of every
 //! `.log` file is a whole valid batch; `flushed_offset <= end_offset`.
 
+use crate::io::fs::{self, File, OpenOptions};
+use crate::io::FileExt;
 use crate::storage::batch::{self, BatchHeader, HEADER_BYTES};
 use crate::storage::checkpoint::{decode_epochs, encode_epochs, write_atomically};
 use bytes::{Bytes, BytesMut};
@@ -18,9 +20,7 @@ use runnel_model::core::{LeaderEpoch, Offset};
 use runnel_model::log::{
     end_offset_for_epoch, AppendInfo, EpochEndOffset, LogError, PartitionLog, Records,
 };
-use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 const EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";

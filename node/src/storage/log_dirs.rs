@@ -5,10 +5,10 @@
 //! watermarks, Kafka's format). A new partition goes to the directory with
 //! the fewest partitions.
 
+use crate::io::fs;
 use crate::storage::checkpoint::write_atomically;
 use runnel_model::core::{NodeId, Offset};
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 const META: &str = "meta.properties";

@@ -18,7 +18,7 @@ use runnel_model::group::{
 };
 use runnel_model::log::PartitionLog;
 use runnel_model::replication::{Acks, ProduceRequest};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
@@ -83,9 +83,9 @@ pub struct GroupHost {
     loaded: BTreeMap<u32, u32>,
     groups: BTreeMap<String, (u32, Group)>,
     /// Model request id → (offsets partition, the front end's waiter).
-    waiters: HashMap<RequestId, (u32, oneshot::Sender<GroupAnswer>)>,
+    waiters: BTreeMap<RequestId, (u32, oneshot::Sender<GroupAnswer>)>,
     /// Replica produce id of a group record → (offsets partition, replies held until it commits).
-    writes: HashMap<RequestId, (u32, Vec<GroupReply>)>,
+    writes: BTreeMap<RequestId, (u32, Vec<GroupReply>)>,
     next_request: RequestId,
     loads: u64,
     last_retention_check_ms: u64,

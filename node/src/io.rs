@@ -1,0 +1,20 @@
+//! The node's only doors to the outside world: sockets and files. Built
+//! normally they are tokio's and std's; with the `sim` feature they are
+//! turmoil's simulated network and filesystem (only fsynced bytes survive a
+//! simulated power loss), so the deterministic simulation in `sim/` runs
+//! this very node code. Time comes from `tokio::time`, which turmoil drives.
+
+#[cfg(not(feature = "sim"))]
+pub use std::fs;
+// turmoil's simulated File implements std's positional-I/O trait itself.
+pub use std::os::unix::fs::FileExt;
+#[cfg(not(feature = "sim"))]
+pub use tokio::net::{TcpListener, TcpStream};
+
+#[cfg(feature = "sim")]
+pub use turmoil::fs::shim::std::fs;
+#[cfg(feature = "sim")]
+pub use turmoil::net::{TcpListener, TcpStream};
+
+/// Whether this build runs inside the simulation (no sendfile, no threads).
+pub const SIMULATED: bool = cfg!(feature = "sim");
