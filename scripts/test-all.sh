@@ -25,7 +25,12 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import confluent_kafka, k
 fi
 
 cargo fmt --all -- --check
+cargo fmt --manifest-path sim/Cargo.toml -- --check
 cargo build --workspace --all-targets
 # Model checks: bounded configurations (deeper runs: see specs/replication.md).
 # Cluster tests start real runnel processes (target/debug/runnel, built above).
 cargo test --workspace -- --nocapture
+# The deterministic simulation: the node built with its `sim` feature (its
+# own workspace, so the feature never reaches the binary above), sharing the
+# target directory so that common dependencies are built once.
+CARGO_TARGET_DIR="$PWD/target" cargo test --manifest-path sim/Cargo.toml -- --nocapture

@@ -16,7 +16,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, Str
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -86,8 +86,8 @@ impl Connection {
 /// Connections to a cluster, found from bootstrap servers.
 pub struct Client {
     bootstrap: Vec<String>,
-    brokers: HashMap<i32, String>,
-    connections: HashMap<String, Connection>,
+    brokers: BTreeMap<i32, String>,
+    connections: BTreeMap<String, Connection>,
     pub metadata: MetadataResponse,
 }
 
@@ -106,8 +106,8 @@ impl Client {
         }
         let mut client = Client {
             bootstrap,
-            brokers: HashMap::new(),
-            connections: HashMap::new(),
+            brokers: BTreeMap::new(),
+            connections: BTreeMap::new(),
             metadata: MetadataResponse::default(),
         };
         client.refresh(None).await?;

@@ -16,5 +16,13 @@ pub use turmoil::fs::shim::std::fs;
 #[cfg(feature = "sim")]
 pub use turmoil::net::{TcpListener, TcpStream};
 
+/// Makes a directory's entries (new, renamed, removed files) durable.
+pub fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(not(feature = "sim"))]
+    return fs::File::open(dir)?.sync_all();
+    #[cfg(feature = "sim")]
+    return fs::sync_dir(dir);
+}
+
 /// Whether this build runs inside the simulation (no sendfile, no threads).
 pub const SIMULATED: bool = cfg!(feature = "sim");

@@ -64,7 +64,7 @@ pub enum Op {
 }
 
 /// Operations in the order they completed.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct History {
     pub ops: Vec<Op>,
 }
@@ -129,6 +129,26 @@ pub struct Report {
 impl Report {
     pub fn is_valid(&self) -> bool {
         self.anomalies.is_empty()
+    }
+
+    /// A one-line summary: counts and the first few anomalies.
+    pub fn summary(&self) -> String {
+        let shown: Vec<String> = self
+            .anomalies
+            .iter()
+            .take(3)
+            .map(|a| format!("{a:?}"))
+            .collect();
+        format!(
+            "{} sends ({} acknowledged), {} records read, {} commits, {} anomalies{}{}",
+            self.sends,
+            self.acked,
+            self.records_read,
+            self.commits,
+            self.anomalies.len(),
+            if shown.is_empty() { "" } else { ": " },
+            shown.join(", ")
+        )
     }
 }
 

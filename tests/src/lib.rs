@@ -6,6 +6,7 @@
 
 pub mod history;
 pub mod netproxy;
+pub mod workload;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;

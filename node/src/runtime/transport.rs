@@ -146,6 +146,7 @@ async fn run_connection(
         }
     };
     tokio::select! {
+        biased;
         _ = write => {}
         _ = read => {}
     }

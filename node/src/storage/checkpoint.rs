@@ -2,7 +2,7 @@
 //! old one, fsync the directory. A crash leaves either the old or the new
 //! content, never a mix.
 
-use crate::io::fs::{self, File, OpenOptions};
+use crate::io::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -19,7 +19,7 @@ pub fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
     }
     fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
+        crate::io::sync_dir(dir)?;
     }
     Ok(())
 }

@@ -822,9 +822,7 @@ impl DiskLog {
                 first.1 = first.1.max(start);
             }
             self.write_epochs()?;
-            File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_error)?;
+            crate::io::sync_dir(&self.dir).map_err(io_error)?;
         }
         self.check_invariants();
         Ok(deleted)
@@ -1045,7 +1043,7 @@ impl PartitionLog for DiskLog {
             }
         }
         let end = self.end_offset();
-        if end != self.flushed || !self.dir.join(RECOVERY_POINT).exists() {
+        if end != self.flushed || fs::metadata(self.dir.join(RECOVERY_POINT)).is_err() {
             write_atomically(&self.dir.join(RECOVERY_POINT), end.to_string().as_bytes())
                 .map_err(io_error)?;
         }
@@ -1079,9 +1077,7 @@ impl DiskLog {
             active
                 .truncate_to_position(position, new_end)
                 .map_err(io_error)?;
-            File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_error)?;
+            crate::io::sync_dir(&self.dir).map_err(io_error)?;
         }
         let end = self.end_offset();
         let before = self.epochs.len();

@@ -91,7 +91,7 @@ impl LogDirs {
                 let Ok(name) = entry.file_name().into_string() else {
                     continue;
                 };
-                if entry.path().is_dir() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
                     if let Some(key) = parse_partition_dir(&name) {
                         partitions.insert(key, entry.path());
                     }
