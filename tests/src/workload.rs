@@ -60,14 +60,16 @@ pub async fn connect(bootstrap: &str) -> Client {
 
 /// One record, acks=all, to one partition; never retried (so a value is in
 /// the log at most once unless the cluster duplicates it).
-pub async fn send_one(client: &mut Client, p: u32, value: &str) -> SendOutcome {
+/// `acks` -1 (all) or 1: an acks=1 acknowledgement promises nothing the
+/// checker holds the cluster to, so it is recorded as `Unknown`.
+pub async fn send_one(client: &mut Client, p: u32, value: &str, acks: i16) -> SendOutcome {
     let Some(leader) = client.leader(TOPIC, p as i32) else {
         let _ = tokio::time::timeout(CALL_TIMEOUT, client.refresh(Some(&[TOPIC.into()]))).await;
         return SendOutcome::Failed;
     };
     let batch = encode_batch(&[(None, Some(Bytes::from(value.to_string())))], 0).expect("batch");
     let request = ProduceRequest::default()
-        .with_acks(-1)
+        .with_acks(acks)
         .with_timeout_ms(3_000)
         .with_topic_data(vec![TopicProduceData::default()
             .with_name(name(TOPIC))
@@ -79,10 +81,11 @@ pub async fn send_one(client: &mut Client, p: u32, value: &str) -> SendOutcome {
             Ok(Ok(r)) => {
                 let pr = &r.responses[0].partition_responses[0];
                 match pr.error_code {
-                    0 => SendOutcome::Ok {
+                    0 if acks == -1 => SendOutcome::Ok {
                         partition: p,
                         offset: pr.base_offset as u64,
                     },
+                    0 => SendOutcome::Unknown,
                     // Refused before any append: nothing was written.
                     3 | 6 | 19 => SendOutcome::Failed,
                     _ => SendOutcome::Unknown,
@@ -96,14 +99,27 @@ pub async fn send_one(client: &mut Client, p: u32, value: &str) -> SendOutcome {
     outcome
 }
 
-pub async fn producer(bootstrap: String, partitions: u32, rec: Recorder, stop: Arc<AtomicBool>) {
+/// Sends `v0, v1, …` round-robin over the partitions until stopped, with
+/// `acks` (-1 or 1), waiting `pause_ms` between sends (0: as fast as
+/// acknowledgements come).
+pub async fn producer(
+    bootstrap: String,
+    partitions: u32,
+    acks: i16,
+    pause_ms: u64,
+    rec: Recorder,
+    stop: Arc<AtomicBool>,
+) {
     let mut client = connect(&bootstrap).await;
     let mut i = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let value = format!("v{i}");
-        let outcome = send_one(&mut client, (i % partitions as u64) as u32, &value).await;
+        let outcome = send_one(&mut client, (i % partitions as u64) as u32, &value, acks).await;
         rec.push(Op::Send { value, outcome });
         i += 1;
+        if pause_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        }
     }
 }
 
