@@ -158,6 +158,7 @@ fn run_recorded(case: &Case) -> (Report, History) {
             let p = tokio::spawn(producer(
                 bootstrap.clone(),
                 PARTITIONS,
+                -1,
                 0,
                 rec.clone(),
                 stop.clone(),
