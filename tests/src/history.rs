@@ -13,7 +13,13 @@
 //! - **committed-offset-regression**: a group's committed offset (as
 //!   committed or as read back) went backwards;
 //! - **acked-offset-mismatch**: a value acknowledged at one offset and read
-//!   at another.
+//!   at another;
+//! - **election safety** (Raft's, KRaft's): at most one leader per quorum
+//!   epoch. An observer polls every coordinator's status; a *term of office*
+//!   is a node seen leading an epoch, uninterrupted by any other answer from
+//!   that node. Two terms in one epoch — two nodes, or one node that stopped
+//!   leading (say, restarted) and leads the same epoch again — mean some
+//!   voter voted twice in that epoch.
 //!
 //! A checker that cannot fail proves nothing: the unit tests below feed it
 //! one hand-made bad history per anomaly and require it to be reported.
@@ -61,6 +67,14 @@ pub enum Op {
         partition: Partition,
         offset: Offset,
     },
+    /// A coordinator's answer to a status poll: its quorum epoch and whether
+    /// it leads it. Observers record only changes, per node, in the order
+    /// the answers came.
+    Quorum {
+        node: u32,
+        epoch: u32,
+        leader: bool,
+    },
 }
 
 /// Operations in the order they completed.
@@ -106,6 +120,13 @@ pub enum Anomaly {
         acked: (Partition, Offset),
         read: (Partition, Offset),
     },
+    /// Two terms of office in one quorum epoch: the nodes that held them,
+    /// in the order they were seen (one node twice if it led the epoch,
+    /// stopped, and led it again).
+    TwoLeadersInOneEpoch {
+        epoch: u32,
+        leaders: Vec<u32>,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -124,6 +145,10 @@ pub struct Report {
     pub acked: usize,
     pub records_read: usize,
     pub commits: usize,
+    /// Quorum status changes observed (see [`Op::Quorum`]).
+    pub quorum_observations: usize,
+    /// Terms of office seen (node, epoch): one per leader elected.
+    pub leader_terms: usize,
 }
 
 impl Report {
@@ -140,11 +165,12 @@ impl Report {
             .map(|a| format!("{a:?}"))
             .collect();
         format!(
-            "{} sends ({} acknowledged), {} records read, {} commits, {} anomalies{}{}",
+            "{} sends ({} acknowledged), {} records read, {} commits, {} leaders seen, {} anomalies{}{}",
             self.sends,
             self.acked,
             self.records_read,
             self.commits,
+            self.leader_terms,
             self.anomalies.len(),
             if shown.is_empty() { "" } else { ": " },
             shown.join(", ")
@@ -215,9 +241,11 @@ pub fn check(history: &History, options: CheckOptions) -> Report {
                 let c = committed.entry(key).or_insert(*offset);
                 *c = (*c).max(*offset);
             }
+            Op::Quorum { .. } => {}
         }
     }
     report.acked = acked.len();
+    check_election_safety(history, &mut report);
     for ((p, o), values) in &at {
         if values.len() > 1 {
             report.anomalies.push(Anomaly::InconsistentOffset {
@@ -268,6 +296,36 @@ pub fn check(history: &History, options: CheckOptions) -> Report {
     }
     report.anomalies.sort();
     report
+}
+
+/// At most one term of office per quorum epoch (see the module comment).
+fn check_election_safety(history: &History, report: &mut Report) {
+    // The (epoch, leading) each node was last seen in.
+    let mut last: BTreeMap<u32, (u32, bool)> = BTreeMap::new();
+    let mut terms: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for op in &history.ops {
+        let Op::Quorum {
+            node,
+            epoch,
+            leader,
+        } = op
+        else {
+            continue;
+        };
+        report.quorum_observations += 1;
+        let previous = last.insert(*node, (*epoch, *leader));
+        if *leader && previous != Some((*epoch, true)) {
+            report.leader_terms += 1;
+            terms.entry(*epoch).or_default().push(*node);
+        }
+    }
+    for (epoch, leaders) in terms {
+        if leaders.len() > 1 {
+            report
+                .anomalies
+                .push(Anomaly::TwoLeadersInOneEpoch { epoch, leaders });
+        }
+    }
 }
 
 #[cfg(test)]
@@ -426,6 +484,54 @@ mod tests {
                 partition: 0,
                 previous: 5,
                 next: 3
+            }]
+        );
+    }
+
+    fn quorum(node: u32, epoch: u32, leader: bool) -> Op {
+        Op::Quorum {
+            node,
+            epoch,
+            leader,
+        }
+    }
+
+    #[test]
+    fn successive_leaders_in_successive_epochs_pass() {
+        let ops = vec![
+            quorum(1, 1, true),
+            quorum(1, 1, true),
+            quorum(2, 1, false),
+            quorum(1, 1, false),
+            quorum(2, 2, true),
+            quorum(1, 2, false),
+        ];
+        let report = check(&History { ops }, STRICT);
+        assert_eq!(report.anomalies, vec![]);
+        assert_eq!(report.leader_terms, 2);
+    }
+
+    #[test]
+    fn two_leaders_in_one_epoch_are_reported() {
+        let ops = vec![quorum(1, 3, true), quorum(2, 3, true)];
+        assert_eq!(
+            anomalies(ops, STRICT),
+            vec![Anomaly::TwoLeadersInOneEpoch {
+                epoch: 3,
+                leaders: vec![1, 2]
+            }]
+        );
+    }
+
+    #[test]
+    fn one_node_leading_an_epoch_twice_is_reported() {
+        // Led epoch 1, restarted having forgotten it, led epoch 1 again.
+        let ops = vec![quorum(1, 1, true), quorum(1, 0, false), quorum(1, 1, true)];
+        assert_eq!(
+            anomalies(ops, STRICT),
+            vec![Anomaly::TwoLeadersInOneEpoch {
+                epoch: 1,
+                leaders: vec![1, 1]
             }]
         );
     }

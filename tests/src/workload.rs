@@ -361,3 +361,40 @@ pub async fn drain(bootstrap: &str, partitions: u32, rec: &Recorder, session: u6
         }
     }
 }
+
+/// The last (epoch, leading) each coordinator answered, shared with whoever
+/// drives the faults (the simulation aims some at the current leader).
+pub type QuorumView = Arc<Mutex<BTreeMap<u32, (u32, bool)>>>;
+
+/// Polls every coordinator's status (what `runnel quorum status` asks) every
+/// `interval` until stopped, recording each change of a node's (epoch,
+/// leading) as [`Op::Quorum`] for the election-safety check. One task polls
+/// the nodes in turn, so one node's answers are recorded in order.
+pub async fn quorum_observer(
+    coordinators: Vec<String>,
+    cluster_id: String,
+    interval: Duration,
+    rec: Recorder,
+    view: QuorumView,
+    stop: Arc<AtomicBool>,
+) {
+    const ASK_TIMEOUT: Duration = Duration::from_millis(500);
+    while !stop.load(Ordering::Relaxed) {
+        for address in &coordinators {
+            let asked = runnel::cli::quorum::ask_status(address, &cluster_id, ASK_TIMEOUT);
+            let Ok(Ok(status)) = tokio::time::timeout(ASK_TIMEOUT, asked).await else {
+                continue;
+            };
+            let now = (status.epoch, status.mode == "leader");
+            let previous = view.lock().expect("view").insert(status.node_id, now);
+            if previous != Some(now) {
+                rec.push(Op::Quorum {
+                    node: status.node_id,
+                    epoch: now.0,
+                    leader: now.1,
+                });
+            }
+        }
+        tokio::time::sleep(interval).await;
+    }
+}

@@ -107,6 +107,15 @@ fn run_workload(c: &mut SeedCluster, w: Workload, faults: impl FnOnce(&mut SeedC
             ))
         }
     };
+    // Every coordinator's quorum state, for the election-safety check.
+    let o = rt.spawn(quorum_observer(
+        c.coordinator_list().split(',').map(String::from).collect(),
+        "runnel".into(),
+        Duration::from_millis(100),
+        rec.clone(),
+        QuorumView::default(),
+        stop.clone(),
+    ));
     std::thread::sleep(Duration::from_secs(3));
     faults(c);
     heal(c);
@@ -115,6 +124,7 @@ fn run_workload(c: &mut SeedCluster, w: Workload, faults: impl FnOnce(&mut SeedC
     rt.block_on(async {
         let _ = tokio::time::timeout(Duration::from_secs(30), p).await;
         let _ = tokio::time::timeout(Duration::from_secs(30), r).await;
+        let _ = tokio::time::timeout(Duration::from_secs(30), o).await;
     });
     let session = sessions.fetch_add(1, Ordering::Relaxed);
     rt.block_on(drain(&bootstrap, w.partitions, &rec, session));

@@ -7,30 +7,36 @@ use crate::wire::{Handshake, PROTOCOL_VERSION};
 use anyhow::Result;
 use std::time::Duration;
 
-pub async fn status(servers: &str, cluster_id: &str) -> Result<bool> {
+/// One coordinator's status, asked over its internal listener (as a tool,
+/// not a peer: tool ids start at 2,000,000,000).
+pub async fn ask_status(
+    address: &str,
+    cluster_id: &str,
+    timeout: Duration,
+) -> Result<QuorumStatus, String> {
     let me = Handshake {
         protocol_version: PROTOCOL_VERSION,
         cluster_id: cluster_id.to_string(),
         node_id: 2_000_000_000 + std::process::id() % 100_000_000,
     };
+    match transport::ask(address, me, &PeerMessage::StatusRequest, timeout).await? {
+        PeerMessage::StatusResponse(s) => Ok(s),
+        other => Err(format!("unexpected answer {other:?}")),
+    }
+}
+
+pub async fn status(servers: &str, cluster_id: &str) -> Result<bool> {
     let mut statuses: Vec<QuorumStatus> = Vec::new();
     for address in servers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        match transport::ask(
-            address,
-            me.clone(),
-            &PeerMessage::StatusRequest,
-            Duration::from_secs(3),
-        )
-        .await
-        {
-            Ok(PeerMessage::StatusResponse(s)) => {
+        match ask_status(address, cluster_id, Duration::from_secs(3)).await {
+            Ok(s) => {
                 println!(
                     "{address}\tnode {}\tMode: {}\tepoch: {}\tcommit offset: {}\tlog end offset: {}",
                     display_id(s.node_id), s.mode, s.epoch, s.commit_offset, s.log_end_offset
                 );
                 statuses.push(s);
             }
-            Ok(_) => println!("{address}\tunexpected answer"),
+            Err(e) if e.starts_with("unexpected answer") => println!("{address}\t{e}"),
             Err(_) => println!("{address}\tError contacting service. It is probably not running."),
         }
     }

@@ -371,10 +371,11 @@ impl Node {
         config.check_quorum_ms = self.s.election_timeout_ms * 2;
         config.fetch_max_wait_ms = (self.s.election_timeout_ms / 4).max(20);
         let store = if self.s.coordinator {
-            let (store, report) = QuorumStore::open(&self.s.metadata_dir)?;
+            let (mut store, report) = QuorumStore::open(&self.s.metadata_dir)?;
             if let Some(r) = report {
                 tracing::warn!("{r}");
             }
+            store.fsync_elections = !self.s.test_bugs.vote_before_fsync;
             store
         } else {
             QuorumStore::in_memory()
@@ -657,7 +658,13 @@ impl Node {
     }
 
     fn execute_quorum(&mut self, mut out: QuorumEffects<MetadataRecord>) {
-        for effect in out.drain() {
+        let mut effects: Vec<_> = out.drain().collect();
+        if self.s.test_bugs.vote_before_fsync {
+            // The seeded bug: messages (votes among them) leave before the
+            // state they promise is written, which is then not fsynced.
+            effects.sort_by_key(|e| matches!(e, Effect::Persist(_)));
+        }
+        for effect in effects {
             match effect {
                 Effect::Persist(change) => {
                     let meta = self.meta.as_mut().expect("quorum effects need a quorum");

@@ -6,7 +6,7 @@
 //! log after a restart.
 
 use crate::io::fs::{self, File, OpenOptions};
-use crate::storage::checkpoint::write_atomically;
+use crate::storage::checkpoint::replace_file;
 use runnel_model::controller::MetadataRecord;
 use runnel_model::quorum::{Entry, QuorumDurable, QuorumPersist};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -25,6 +25,9 @@ pub struct QuorumStore {
     /// Byte position of each entry in `metadata.log`, plus the end.
     positions: Vec<u64>,
     pub durable: QuorumDurable<MetadataRecord>,
+    /// False only under the seeded `vote-before-fsync` bug: the epoch and
+    /// vote are written but not fsynced (left to the OS's write-back).
+    pub fsync_elections: bool,
 }
 
 impl QuorumStore {
@@ -34,6 +37,7 @@ impl QuorumStore {
             log: None,
             positions: vec![0],
             durable: empty_durable(),
+            fsync_elections: true,
         }
     }
 
@@ -86,6 +90,7 @@ impl QuorumStore {
                 log: Some(file),
                 positions,
                 durable,
+                fsync_elections: true,
             },
             report,
         ))
@@ -97,9 +102,10 @@ impl QuorumStore {
             match change {
                 QuorumPersist::Election { epoch, voted_for } => {
                     let vote = voted_for.map(|v| v.to_string()).unwrap_or_default();
-                    write_atomically(
+                    replace_file(
                         &dir.join(STATE_FILE),
                         format!("{epoch}\n{vote}\n").as_bytes(),
+                        self.fsync_elections,
                     )?;
                 }
                 QuorumPersist::Append { offset, entries } => {

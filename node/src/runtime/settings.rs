@@ -114,16 +114,21 @@ pub struct TestBugs {
     pub ack_before_replication: bool,
     /// Serve consumer fetches up to the log end instead of the high watermark.
     pub fetch_above_high_watermark: bool,
+    /// Send quorum messages (votes among them) before writing the epoch and
+    /// vote they promise, and never fsync that write: a power loss can make
+    /// a voter forget its vote and vote again in the same epoch.
+    pub vote_before_fsync: bool,
 }
 
 impl TestBugs {
-    /// `RUNNEL_TEST_BUGS=ack-before-replication,fetch-above-high-watermark`.
+    /// `RUNNEL_TEST_BUGS=ack-before-replication,fetch-above-high-watermark,vote-before-fsync`.
     pub fn from_env() -> TestBugs {
         let v = std::env::var("RUNNEL_TEST_BUGS").unwrap_or_default();
         let on = |name: &str| v.split(',').any(|b| b.trim() == name);
         TestBugs {
             ack_before_replication: on("ack-before-replication"),
             fetch_above_high_watermark: on("fetch-above-high-watermark"),
+            vote_before_fsync: on("vote-before-fsync"),
         }
     }
 }
