@@ -234,6 +234,17 @@ pub enum ControllerRequest {
         replication_factor: Option<u32>,
         configs: BTreeMap<String, String>,
     },
+    /// An internal topic the cluster makes for itself (`__consumer_offsets`
+    /// on first use): as `CreateTopic`, but its replication factor is
+    /// lowered to the live brokers when fewer are up, so a small cluster (a
+    /// single dev node) still gets consumer groups. Kafka instead refuses
+    /// until enough brokers are up.
+    CreateInternalTopic {
+        name: String,
+        partitions: u32,
+        replication_factor: u32,
+        configs: BTreeMap<String, String>,
+    },
     DeleteTopic {
         name: String,
     },
@@ -300,6 +311,16 @@ impl Controller {
                 replication_factor,
                 configs,
             } => self.create_topic(image, name, *partitions, *replication_factor, configs),
+            ControllerRequest::CreateInternalTopic {
+                name,
+                partitions,
+                replication_factor,
+                configs,
+            } => {
+                let live = image.active_brokers().len().max(1) as u32;
+                let rf = (*replication_factor).min(live);
+                self.create_topic(image, name, Some(*partitions), Some(rf), configs)
+            }
             ControllerRequest::CreatePartitions { name, count } => {
                 self.create_partitions(image, name, *count)
             }
@@ -608,6 +629,26 @@ mod tests {
             image.apply(r);
         }
         Ok(records)
+    }
+
+    #[test]
+    fn an_internal_topic_takes_the_live_brokers_it_has() {
+        let (c, mut image) = cluster(&[0]);
+        let request = ControllerRequest::CreateInternalTopic {
+            name: "__consumer_offsets".into(),
+            partitions: 3,
+            replication_factor: 3,
+            configs: BTreeMap::new(),
+        };
+        let records = c.decide(&image, &request).unwrap();
+        for r in &records {
+            image.apply(r);
+        }
+        let topic = &image.topics["__consumer_offsets"];
+        assert_eq!(topic.partitions.len(), 3);
+        assert!(topic.partitions.iter().all(|p| p.replicas == vec![0]));
+        // A user's topic is refused instead.
+        assert!(create(&c, &mut image, "t", 3, 3).is_err());
     }
 
     #[test]

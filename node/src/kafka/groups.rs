@@ -6,7 +6,7 @@
 
 use super::handlers::{split_endpoint, str_bytes};
 use crate::runtime::node::{
-    ClusterView, Event, GroupAnswer, GroupOp, GroupSummary, KafkaCall, NodeHandle, OFFSETS_TOPIC,
+    Event, GroupAnswer, GroupOp, GroupSummary, KafkaCall, NodeHandle, OFFSETS_TOPIC,
 };
 use bytes::Bytes;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
@@ -116,16 +116,12 @@ fn unit_code(a: &GroupAnswer) -> i16 {
 
 /// Creates `__consumer_offsets` (in the background) the first time a
 /// coordinator is looked for, as Kafka does.
-async fn create_offsets_topic(node: &NodeHandle, view: &ClusterView) {
+async fn create_offsets_topic(node: &NodeHandle) {
     let s = &node.settings;
-    let brokers = view.image.active_brokers().len().max(1) as u32;
-    // Kafka refuses until enough brokers are up; a smaller cluster (a dev
-    // node) gets what it has rather than no groups at all.
-    let rf = s.offsets_topic_replication_factor.min(brokers);
-    let request = ControllerRequest::CreateTopic {
+    let request = ControllerRequest::CreateInternalTopic {
         name: OFFSETS_TOPIC.to_string(),
-        partitions: Some(s.offsets_topic_num_partitions),
-        replication_factor: Some(rf),
+        partitions: s.offsets_topic_num_partitions,
+        replication_factor: s.offsets_topic_replication_factor,
         configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
     };
     let (tx, _rx) = oneshot::channel();
@@ -139,7 +135,7 @@ async fn create_offsets_topic(node: &NodeHandle, view: &ClusterView) {
 async fn coordinator_of(node: &NodeHandle, key: &str) -> Result<(i32, String, i32), i16> {
     let view = node.view.borrow().clone();
     let Some(topic) = view.image.topics.get(OFFSETS_TOPIC) else {
-        create_offsets_topic(node, &view).await;
+        create_offsets_topic(node).await;
         return Err(code::COORDINATOR_NOT_AVAILABLE);
     };
     if topic.partitions.is_empty() {

@@ -50,6 +50,8 @@ const CONTROLLER_CLIENT_TIMEOUT_MS: u64 = 15_000;
 /// Async mode: flush (and move the recovery point) this often.
 const BACKGROUND_FLUSH_MS: u64 = 5_000;
 pub const TICK_MS: u64 = 100;
+/// Events one loop turn handles before it flushes (fsync, frames to peers).
+const TURN_EVENTS_MAX: usize = 256;
 /// Events queued for the loop (network, timers, clients).
 pub const EVENT_QUEUE_MAX: usize = 65_536;
 
@@ -430,23 +432,43 @@ impl Node {
         }
         let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Fairness: the tick comes first (it is ready once per TICK_MS), and
+        // the two queues take turns being first, so a flood on one — say
+        // replication traffic on the links — cannot starve the other (client
+        // calls, timers) nor the tick-driven work (sessions, retries,
+        // produce timeouts). `biased` keeps the simulation deterministic.
+        let mut net_first = true;
         loop {
-            tokio::select! {
-                biased;
-                Some(e) = net.recv() => self.on_event(Event::Net(e)),
-                Some(e) = events.recv() => self.on_event(e),
-                _ = tick.tick() => self.on_event(Event::Tick),
-                else => break,
-            }
-            // Drain what is already queued before flushing: one fsync and
-            // one frame per peer serve all of it.
-            for _ in 0..256 {
-                match net.try_recv() {
-                    Ok(e) => self.on_event(Event::Net(e)),
-                    Err(_) => match events.try_recv() {
-                        Ok(e) => self.on_event(e),
-                        Err(_) => break,
-                    },
+            let event = match net_first {
+                true => tokio::select! {
+                    biased;
+                    _ = tick.tick() => Some(Event::Tick),
+                    Some(e) = net.recv() => Some(Event::Net(e)),
+                    Some(e) = events.recv() => Some(e),
+                    else => None,
+                },
+                false => tokio::select! {
+                    biased;
+                    _ = tick.tick() => Some(Event::Tick),
+                    Some(e) = events.recv() => Some(e),
+                    Some(e) = net.recv() => Some(Event::Net(e)),
+                    else => None,
+                },
+            };
+            let Some(event) = event else { break };
+            net_first = !net_first;
+            self.on_event(event);
+            // Drain what is already queued before flushing (one fsync and one
+            // frame per peer serve all of it), a message from each queue in
+            // turn.
+            for _ in 0..TURN_EVENTS_MAX / 2 {
+                let from_net = net.try_recv().map(Event::Net);
+                let from_events = events.try_recv();
+                if from_net.is_err() && from_events.is_err() {
+                    break;
+                }
+                for e in [from_net.ok(), from_events.ok()].into_iter().flatten() {
+                    self.on_event(e);
                 }
             }
             self.end_turn();
