@@ -10,7 +10,8 @@
 use bytes::{Buf, BytesMut};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The internal protocol's version; peers must match. 2: keep-alives on idle links.
+pub const PROTOCOL_VERSION: u16 = 2;
 const LENGTH_BYTES: usize = 4;
 
 /// Why bytes from a peer were refused.

@@ -306,7 +306,7 @@ fn step() -> impl Strategy<Value = Step> {
         (0..NODES).prop_map(SimFault::Isolate),
         (0..NODES, 1..NODES).prop_map(|(a, d)| SimFault::Hold(a, (a + d) % NODES)),
     ];
-    (fault, 0..25_000u64, 1_000..8_000u64).prop_map(|(fault, at_ms, duration_ms)| Step {
+    (fault, 0..25_000u64, 1_000..15_000u64).prop_map(|(fault, at_ms, duration_ms)| Step {
         fault,
         at_ms,
         duration_ms,

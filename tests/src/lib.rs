@@ -36,15 +36,40 @@ pub fn runnel_bin() -> PathBuf {
     bin
 }
 
-/// `n` ports free on 127.0.0.1 right now.
+/// `n` ports free on 127.0.0.1 (and ::1) right now, chosen below the
+/// kernel's ephemeral range: a port the OS handed out as "free" is also one
+/// it may hand to the next outgoing connection as its source port before
+/// the node binds it (that happened: `Address already in use`).
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("addr").port())
-        .collect()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_low.saturating_sub(FIRST).max(1_000);
+    // Test binaries run one after another; a pid-based start keeps one
+    // binary away from the ports the previous one's processes may still hold.
+    let start = std::process::id() * 7_919 % span;
+    // Successive candidates lie STRIDE apart, so blocks callers build on a
+    // port (`DevCluster`: p..p+2 and p+100..p+102) from parallel tests do
+    // not overlap.
+    const STRIDE: u32 = 211;
+    let mut ports = Vec::new();
+    for _ in 0..span {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (start + k * STRIDE) % span) as u16;
+        let v4 = TcpListener::bind(("127.0.0.1", port)).is_ok();
+        let v6 = TcpListener::bind(("::1", port)).is_ok() || TcpListener::bind("[::1]:0").is_err();
+        if v4 && v6 {
+            ports.push(port);
+            if ports.len() == n {
+                return ports;
+            }
+        }
+    }
+    panic!("no {n} free ports below {ephemeral_low}");
 }
 
 /// Polls `f` every 200 ms until it returns `Some`, or panics after `timeout`.

@@ -369,7 +369,9 @@ pub type QuorumView = Arc<Mutex<BTreeMap<u32, (u32, bool)>>>;
 /// Polls every coordinator's status (what `runnel quorum status` asks) every
 /// `interval` until stopped, recording each change of a node's (epoch,
 /// leading) as [`Op::Quorum`] for the election-safety check. One task polls
-/// the nodes in turn, so one node's answers are recorded in order.
+/// the nodes in turn, so one node's answers are recorded in order; each
+/// node keeps one connection (reopened after a failure), so polling does
+/// not churn through ports.
 pub async fn quorum_observer(
     coordinators: Vec<String>,
     cluster_id: String,
@@ -378,10 +380,21 @@ pub async fn quorum_observer(
     view: QuorumView,
     stop: Arc<AtomicBool>,
 ) {
+    use runnel::cli::quorum::{ask_status_on, tool_handshake};
+    use runnel::runtime::transport::ToolLink;
     const ASK_TIMEOUT: Duration = Duration::from_millis(500);
+    let mut links: BTreeMap<usize, ToolLink> = BTreeMap::new();
     while !stop.load(Ordering::Relaxed) {
-        for address in &coordinators {
-            let asked = runnel::cli::quorum::ask_status(address, &cluster_id, ASK_TIMEOUT);
+        for (i, address) in coordinators.iter().enumerate() {
+            let asked = async {
+                let mut link = match links.remove(&i) {
+                    Some(link) => link,
+                    None => ToolLink::connect(address, tool_handshake(&cluster_id)).await?,
+                };
+                let status = ask_status_on(&mut link).await?;
+                links.insert(i, link);
+                Ok::<_, String>(status)
+            };
             let Ok(Ok(status)) = tokio::time::timeout(ASK_TIMEOUT, asked).await else {
                 continue;
             };

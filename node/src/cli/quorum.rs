@@ -7,22 +7,37 @@ use crate::wire::{Handshake, PROTOCOL_VERSION};
 use anyhow::Result;
 use std::time::Duration;
 
-/// One coordinator's status, asked over its internal listener (as a tool,
-/// not a peer: tool ids start at 2,000,000,000).
+/// How a tool introduces itself on an internal listener (as a tool, not a
+/// peer: tool ids start at 2,000,000,000).
+pub fn tool_handshake(cluster_id: &str) -> Handshake {
+    Handshake {
+        protocol_version: PROTOCOL_VERSION,
+        cluster_id: cluster_id.to_string(),
+        node_id: 2_000_000_000 + std::process::id() % 100_000_000,
+    }
+}
+
+/// Asks one coordinator's status on `link`.
+pub async fn ask_status_on(link: &mut transport::ToolLink) -> Result<QuorumStatus, String> {
+    match link.ask(&PeerMessage::StatusRequest).await? {
+        PeerMessage::StatusResponse(s) => Ok(s),
+        other => Err(format!("unexpected answer {other:?}")),
+    }
+}
+
+/// One coordinator's status, on a fresh connection.
 pub async fn ask_status(
     address: &str,
     cluster_id: &str,
     timeout: Duration,
 ) -> Result<QuorumStatus, String> {
-    let me = Handshake {
-        protocol_version: PROTOCOL_VERSION,
-        cluster_id: cluster_id.to_string(),
-        node_id: 2_000_000_000 + std::process::id() % 100_000_000,
+    let work = async {
+        let mut link = transport::ToolLink::connect(address, tool_handshake(cluster_id)).await?;
+        ask_status_on(&mut link).await
     };
-    match transport::ask(address, me, &PeerMessage::StatusRequest, timeout).await? {
-        PeerMessage::StatusResponse(s) => Ok(s),
-        other => Err(format!("unexpected answer {other:?}")),
-    }
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| "timed out".to_string())?
 }
 
 pub async fn status(servers: &str, cluster_id: &str) -> Result<bool> {

@@ -44,6 +44,10 @@ pub enum PeerMessage {
     },
     StatusRequest,
     StatusResponse(QuorumStatus),
+    /// Sent on an otherwise idle link so that the other end can tell a
+    /// quiet peer from a gone one (see `transport::LinkTimeouts`); never
+    /// reaches the event loop.
+    KeepAlive,
 }
 
 /// A committed controller decision.

@@ -134,7 +134,7 @@ async fn dispatch(
         return;
     }
     if first == INTERNAL_MAGIC {
-        transport::accepted(stream, me, net).await;
+        transport::accepted(stream, me, transport::LinkTimeouts::default(), net).await;
     } else if let Some(node) = kafka {
         crate::kafka::server::serve(stream, first, node).await;
     }

@@ -410,6 +410,7 @@ impl Node {
         let task = tokio::spawn(super::transport::connector(
             address.clone(),
             self.me.clone(),
+            super::transport::LinkTimeouts::default(),
             self.net_tx.clone(),
         ));
         self.connectors.insert(address, task);
@@ -862,7 +863,7 @@ impl Node {
                 let status = self.status();
                 self.send(from, PeerMessage::StatusResponse(status));
             }
-            PeerMessage::StatusResponse(_) => {}
+            PeerMessage::StatusResponse(_) | PeerMessage::KeepAlive => {}
         }
     }
 

@@ -3,7 +3,12 @@
 //! frames both ways. Every connection reports `Up`, its messages and `Down`
 //! to the node's event loop; the loop sends by handing encoded frames to a
 //! bounded per-connection queue (a full queue closes the link: the protocols
-//! treat a broken link as lost messages and retry).
+//! treat a broken link as lost messages and retry). An idle link carries
+//! keep-alives, and a link that hears nothing for `idle_timeout_ms` is
+//! closed: a peer that lost power or sits behind a partition leaves a
+//! half-open TCP connection that would otherwise look alive for as long as
+//! TCP's own timers take (Kafka closes such links after
+//! `replica.socket.timeout.ms`).
 
 use super::messages::{PeerMessage, INTERNAL_MAGIC};
 use crate::io::TcpStream;
@@ -23,6 +28,27 @@ const CONNECT_RETRY_MS: u64 = 200;
 const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// How a link tells a quiet peer from a gone one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkTimeouts {
+    /// A keep-alive leaves after this long without any other frame.
+    pub keepalive_ms: u64,
+    /// The link closes after this long without any byte from the peer.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for LinkTimeouts {
+    /// Ten keep-alives may go missing before the link closes; longer than
+    /// any pause the fault suites inject on purpose (≤ 8 s), far shorter
+    /// than TCP's retransmission timeout (minutes).
+    fn default() -> Self {
+        LinkTimeouts {
+            keepalive_ms: 1_000,
+            idle_timeout_ms: 10_000,
+        }
+    }
+}
 
 #[derive(Debug)]
 pub enum NetEvent {
@@ -44,7 +70,12 @@ pub enum NetEvent {
 }
 
 /// Keeps a connection to `address` open for as long as the task runs.
-pub async fn connector(address: String, me: Handshake, events: mpsc::Sender<NetEvent>) {
+pub async fn connector(
+    address: String,
+    me: Handshake,
+    timeouts: LinkTimeouts,
+    events: mpsc::Sender<NetEvent>,
+) {
     loop {
         if let Ok(Ok(stream)) = tokio::time::timeout(
             Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
@@ -53,7 +84,7 @@ pub async fn connector(address: String, me: Handshake, events: mpsc::Sender<NetE
         .await
         {
             let _ = stream.set_nodelay(true);
-            match run_connection(stream, me.clone(), true, &events).await {
+            match run_connection(stream, me.clone(), true, timeouts, &events).await {
                 Err(e) if e.contains("incompatible") => {
                     tracing::error!("{address}: {e}");
                     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -69,9 +100,14 @@ pub async fn connector(address: String, me: Handshake, events: mpsc::Sender<NetE
 }
 
 /// Serves an accepted internal connection (its magic already read).
-pub async fn accepted(stream: TcpStream, me: Handshake, events: mpsc::Sender<NetEvent>) {
+pub async fn accepted(
+    stream: TcpStream,
+    me: Handshake,
+    timeouts: LinkTimeouts,
+    events: mpsc::Sender<NetEvent>,
+) {
     let _ = stream.set_nodelay(true);
-    if let Err(e) = run_connection(stream, me, false, &events).await {
+    if let Err(e) = run_connection(stream, me, false, timeouts, &events).await {
         tracing::debug!("internal connection closed: {e}");
     }
 }
@@ -80,8 +116,10 @@ async fn run_connection(
     mut stream: TcpStream,
     me: Handshake,
     outbound: bool,
+    timeouts: LinkTimeouts,
     events: &mpsc::Sender<NetEvent>,
 ) -> Result<(), String> {
+    assert!(timeouts.keepalive_ms < timeouts.idle_timeout_ms);
     let mut decoder = FrameDecoder::new(INTERNAL_FRAME_BYTES_MAX);
     let hello = wire::encode(&me).map_err(|e| e.to_string())?;
     if outbound {
@@ -110,8 +148,15 @@ async fn run_connection(
         })
         .await
         .map_err(|_| "node stopped")?;
+    let keepalive = wire::encode(&PeerMessage::KeepAlive).map_err(|e| e.to_string())?;
     let write = async move {
-        while let Some(frame) = rx.recv().await {
+        let quiet = Duration::from_millis(timeouts.keepalive_ms);
+        loop {
+            let frame = match tokio::time::timeout(quiet, rx.recv()).await {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(_) => keepalive.clone(),
+            };
             if writer.write_all(&frame).await.is_err() {
                 break;
             }
@@ -122,6 +167,7 @@ async fn run_connection(
         loop {
             loop {
                 match decoder.next::<PeerMessage>() {
+                    Ok(Some(PeerMessage::KeepAlive)) => {}
                     Ok(Some(message)) => {
                         let event = NetEvent::Message {
                             conn,
@@ -139,9 +185,18 @@ async fn run_connection(
                     }
                 }
             }
-            match reader.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => decoder.push(&buf[..n]),
+            let idle = Duration::from_millis(timeouts.idle_timeout_ms);
+            match tokio::time::timeout(idle, reader.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(n)) => decoder.push(&buf[..n]),
+                Err(_) => {
+                    tracing::warn!(
+                        "node {}: nothing heard for {} ms; closing the link",
+                        peer.node_id,
+                        timeouts.idle_timeout_ms
+                    );
+                    return;
+                }
             }
         }
     };
@@ -176,14 +231,17 @@ async fn read_frame(
     }
 }
 
-/// A one-off request/response exchange (the CLI's `quorum status`).
-pub async fn ask(
-    address: &str,
-    me: Handshake,
-    request: &PeerMessage,
-    timeout: Duration,
-) -> Result<PeerMessage, String> {
-    let work = async {
+/// A tool's internal connection (the CLI's `quorum status`, the fault
+/// suites' quorum observer): one request at a time, answered in order. A
+/// failed or abandoned exchange leaves the stream in an unknown state: drop
+/// the link and connect again.
+pub struct ToolLink {
+    stream: TcpStream,
+    decoder: FrameDecoder,
+}
+
+impl ToolLink {
+    pub async fn connect(address: &str, me: Handshake) -> Result<ToolLink, String> {
         let mut stream = TcpStream::connect(address)
             .await
             .map_err(|e| e.to_string())?;
@@ -198,25 +256,148 @@ pub async fn ask(
             .map_err(|e| e.to_string())?;
         let peer = read_frame(&mut stream, &mut decoder).await?;
         me.check_peer(&peer).map_err(|e| e.to_string())?;
-        stream
+        Ok(ToolLink { stream, decoder })
+    }
+
+    /// Sends `request`; returns the next message that is not the link's
+    /// own chatter (`Hello`, keep-alives).
+    pub async fn ask(&mut self, request: &PeerMessage) -> Result<PeerMessage, String> {
+        self.stream
             .write_all(&wire::encode(request).map_err(|e| e.to_string())?)
             .await
             .map_err(|e| e.to_string())?;
         let mut buf = [0u8; 4096];
         loop {
-            match decoder.next::<PeerMessage>().map_err(|e| e.to_string())? {
-                Some(PeerMessage::Hello { .. }) => continue,
+            match self
+                .decoder
+                .next::<PeerMessage>()
+                .map_err(|e| e.to_string())?
+            {
+                Some(PeerMessage::Hello { .. } | PeerMessage::KeepAlive) => continue,
                 Some(m) => return Ok(m),
                 None => {}
             }
-            let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+            let n = self
+                .stream
+                .read(&mut buf)
+                .await
+                .map_err(|e| e.to_string())?;
             if n == 0 {
                 return Err("connection closed".into());
             }
-            decoder.push(&buf[..n]);
+            self.decoder.push(&buf[..n]);
         }
-    };
+    }
+}
+
+/// A one-off request/response exchange on a fresh [`ToolLink`].
+pub async fn ask(
+    address: &str,
+    me: Handshake,
+    request: &PeerMessage,
+    timeout: Duration,
+) -> Result<PeerMessage, String> {
+    let work = async { ToolLink::connect(address, me).await?.ask(request).await };
     tokio::time::timeout(timeout, work)
         .await
         .map_err(|_| "timed out".to_string())?
+}
+
+#[cfg(all(test, not(feature = "sim")))]
+mod tests {
+    use super::*;
+    use crate::io::TcpListener;
+    use crate::wire::PROTOCOL_VERSION;
+    use tokio::time::Instant;
+
+    const FAST: LinkTimeouts = LinkTimeouts {
+        keepalive_ms: 50,
+        idle_timeout_ms: 400,
+    };
+
+    fn me(node_id: NodeId) -> Handshake {
+        Handshake {
+            protocol_version: PROTOCOL_VERSION,
+            cluster_id: "test".into(),
+            node_id,
+        }
+    }
+
+    /// A node's side of one accepted connection, and the events it reports.
+    async fn serve_one() -> (String, mpsc::Receiver<NetEvent>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut magic = [0u8; 4];
+            stream.read_exact(&mut magic).await.unwrap();
+            accepted(stream, me(1), FAST, tx).await;
+        });
+        (address, rx)
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_goes_silent_is_dropped_after_the_idle_timeout() {
+        let (address, mut events) = serve_one().await;
+        // A peer that completes the handshake, then never sends a byte (as
+        // one behind a partition or without power would).
+        let mut stream = TcpStream::connect(&address).await.unwrap();
+        stream.write_all(&INTERNAL_MAGIC).await.unwrap();
+        stream
+            .write_all(&wire::encode(&me(2)).unwrap())
+            .await
+            .unwrap();
+        let up = events.recv().await.unwrap();
+        assert!(matches!(up, NetEvent::Up { peer: 2, .. }));
+        let started = Instant::now();
+        let down = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .expect("the link closes by itself")
+            .unwrap();
+        assert!(matches!(down, NetEvent::Down { peer: 2, .. }));
+        let waited_ms = started.elapsed().as_millis() as u64;
+        assert!(
+            waited_ms >= FAST.idle_timeout_ms - 50,
+            "closed after {waited_ms} ms, before the idle timeout"
+        );
+        // Meanwhile the node kept the link alive from its side (after its
+        // handshake).
+        let mut decoder = FrameDecoder::new(INTERNAL_FRAME_BYTES_MAX);
+        let handshake = read_frame(&mut stream, &mut decoder).await.unwrap();
+        assert_eq!(handshake.node_id, 1);
+        let mut buf = vec![0u8; 4096];
+        let mut keepalives = 0;
+        loop {
+            while let Ok(Some(frame)) = decoder.next::<PeerMessage>() {
+                keepalives += matches!(frame, PeerMessage::KeepAlive) as u32;
+            }
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => decoder.push(&buf[..n]),
+            }
+        }
+        assert!(keepalives >= 3, "{keepalives} keep-alives");
+    }
+
+    #[tokio::test]
+    async fn a_quiet_link_between_two_nodes_stays_up() {
+        let (address, mut accepted_events) = serve_one().await;
+        let (tx, mut connector_events) = mpsc::channel(64);
+        let task = tokio::spawn(connector(address, me(2), FAST, tx));
+        // Held as the event loop holds them: dropping an `Up`'s sender
+        // closes the link.
+        let up_accepted = accepted_events.recv().await;
+        let up_connector = connector_events.recv().await;
+        assert!(matches!(up_accepted, Some(NetEvent::Up { peer: 2, .. })));
+        assert!(matches!(up_connector, Some(NetEvent::Up { peer: 1, .. })));
+        // Three idle timeouts without a message: keep-alives carry it, and
+        // none of them reaches the event loop.
+        let quiet = Duration::from_millis(3 * FAST.idle_timeout_ms);
+        if let Ok(event) = tokio::time::timeout(quiet, accepted_events.recv()).await {
+            panic!("the quiet link reported {event:?}");
+        }
+        assert!(connector_events.try_recv().is_err());
+        task.abort();
+    }
 }
