@@ -300,6 +300,13 @@ pub const SERVER_KEYS: &[(&str, Kind)] = &[
         },
     ),
     (
+        "connections.max.idle.ms",
+        Kind::Int {
+            min: 1,
+            max: i64::MAX,
+        },
+    ),
+    (
         "socket.send.buffer.bytes",
         Kind::Int {
             min: -1,

@@ -526,6 +526,11 @@ pub struct DevCluster {
 
 impl DevCluster {
     pub fn start() -> DevCluster {
+        DevCluster::start_with(&[])
+    }
+
+    /// `runnel dev` with `--override key=value` for each of `overrides`.
+    pub fn start_with(overrides: &[&str]) -> DevCluster {
         let dir = tempfile::tempdir().expect("tempdir");
         // Three Kafka ports and, 100 above, three controller ports.
         let port = loop {
@@ -548,6 +553,7 @@ impl DevCluster {
                 "--port",
                 &port.to_string(),
             ])
+            .args(overrides.iter().flat_map(|o| ["--override", o]))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

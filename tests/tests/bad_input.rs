@@ -95,6 +95,44 @@ fn bad_frames_close_the_connection_and_the_node_keeps_serving() {
     still_serves(port);
 }
 
+/// Kafka's `connections.max.idle.ms`: a client that connects and says
+/// nothing, or stops in the middle of a request, is disconnected; one that
+/// keeps talking is not.
+#[test]
+fn idle_client_connections_are_closed() {
+    let c = DevCluster::start_with(&["connections.max.idle.ms=1000"]);
+    let silent = raw(c.port);
+    let started = std::time::Instant::now();
+    assert!(closed(silent), "a silent connection is closed");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(8),
+        "closed after {waited:?}"
+    );
+    let mut stalled = raw(c.port);
+    stalled.write_all(&100i32.to_be_bytes()).unwrap();
+    stalled.write_all(&[0, 18, 0, 3]).unwrap();
+    assert!(closed(stalled), "a stalled request is dropped");
+    // A client asking every 300 ms for 3 s stays connected throughout.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut talker = Connection::connect(&format!("127.0.0.1:{}", c.port))
+            .await
+            .expect("connect");
+        for _ in 0..10 {
+            let r = talker
+                .call(&ApiVersionsRequest::default(), 3)
+                .await
+                .expect("a talking client keeps its connection");
+            assert_eq!(r.error_code, 0);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+}
+
 #[test]
 fn too_new_api_versions_gets_the_v0_error_answer() {
     let c = DevCluster::start();

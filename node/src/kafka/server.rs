@@ -14,6 +14,7 @@ use crate::storage::disk_log::FileSlice;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A request, decoded.
@@ -34,6 +35,7 @@ pub async fn serve(mut stream: TcpStream, first: [u8; 4], node: NodeHandle) {
     let client_host = peer_addr
         .map(|a| format!("/{}", a.ip()))
         .unwrap_or_default();
+    let idle = Duration::from_millis(node.settings.connections_max_idle_ms);
     let mut size_bytes = first;
     loop {
         let size = i32::from_be_bytes(size_bytes);
@@ -45,7 +47,7 @@ pub async fn serve(mut stream: TcpStream, first: [u8; 4], node: NodeHandle) {
             return;
         }
         let mut frame = vec![0u8; size as usize];
-        if stream.read_exact(&mut frame).await.is_err() {
+        if !read_within(&mut stream, &mut frame, idle, &peer).await {
             return;
         }
         let frame = Bytes::from(frame);
@@ -66,8 +68,24 @@ pub async fn serve(mut stream: TcpStream, first: [u8; 4], node: NodeHandle) {
                 return;
             }
         }
-        if stream.read_exact(&mut size_bytes).await.is_err() {
+        if !read_within(&mut stream, &mut size_bytes, idle, &peer).await {
             return;
+        }
+    }
+}
+
+/// Fills `buf`, or says why not: the client closed, or sent nothing for
+/// `connections.max.idle.ms` (a request trickling in slower than that counts
+/// as idle too: it holds a task and a buffer).
+async fn read_within(stream: &mut TcpStream, buf: &mut [u8], idle: Duration, peer: &str) -> bool {
+    match tokio::time::timeout(idle, stream.read_exact(buf)).await {
+        Ok(read) => read.is_ok(),
+        Err(_) => {
+            tracing::debug!(
+                "{peer}: idle for {} ms (connections.max.idle.ms); closing",
+                idle.as_millis()
+            );
+            false
         }
     }
 }

@@ -129,8 +129,19 @@ async fn dispatch(
     net: mpsc::Sender<NetEvent>,
     kafka: Option<NodeHandle>,
 ) {
+    // Whoever connects must say something within the idle bound of what it
+    // may be: `connections.max.idle.ms` where Kafka clients are served.
+    let idle_ms = match &kafka {
+        Some(node) => node.settings.connections_max_idle_ms,
+        None => transport::LinkTimeouts::default().idle_timeout_ms,
+    };
     let mut first = [0u8; 4];
-    if stream.read_exact(&mut first).await.is_err() {
+    let said = tokio::time::timeout(
+        std::time::Duration::from_millis(idle_ms),
+        stream.read_exact(&mut first),
+    )
+    .await;
+    if !matches!(said, Ok(Ok(_))) {
         return;
     }
     if first == INTERNAL_MAGIC {

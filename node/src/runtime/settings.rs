@@ -92,6 +92,9 @@ pub struct NodeSettings {
     pub heartbeat_interval_ms: u64,
     pub election_timeout_ms: u64,
     pub socket_request_max_bytes: usize,
+    /// Kafka's `connections.max.idle.ms`: a client connection that sends
+    /// nothing for this long is closed (its task and socket freed).
+    pub connections_max_idle_ms: u64,
     pub auto_create_topics: bool,
     pub offsets_topic_replication_factor: u32,
     /// Kafka's `offsets.topic.num.partitions` (50).
@@ -160,6 +163,7 @@ impl NodeSettings {
             heartbeat_interval_ms: 2_000,
             election_timeout_ms: 1_000,
             socket_request_max_bytes: 104_857_600,
+            connections_max_idle_ms: 600_000,
             auto_create_topics: true,
             offsets_topic_replication_factor: 3,
             offsets_topic_num_partitions: 50,
@@ -382,6 +386,7 @@ fn apply_numbers(s: &mut NodeSettings, p: &Properties) {
         .max(50);
     s.election_timeout_ms = u("controller.quorum.election.timeout.ms", 1_000);
     s.socket_request_max_bytes = u("socket.request.max.bytes", 104_857_600) as usize;
+    s.connections_max_idle_ms = u("connections.max.idle.ms", 600_000);
     s.auto_create_topics = p.bool("auto.create.topics.enable", true);
     s.offsets_topic_replication_factor = u("offsets.topic.replication.factor", 3) as u32;
     s.offsets_topic_num_partitions = u("offsets.topic.num.partitions", 50) as u32;
