@@ -69,6 +69,9 @@ enum SimFault {
     Isolate(usize),
     /// Messages between a and b are held, then released.
     Hold(usize, usize),
+    /// `Isolate` whichever node leads the metadata quorum (the active
+    /// controller) when the step starts, as the quorum observer last saw it.
+    IsolateLeader,
 }
 
 #[derive(Clone, Debug)]
@@ -170,16 +173,16 @@ fn run_recorded(case: &Case) -> (Report, History) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let mut sim = cluster(case.seed, case.flush_every_message, case.bugs);
     let rec = Recorder::default();
+    let view = QuorumView::default();
     let finished = Arc::new(AtomicBool::new(false));
     let bootstrap = (0..NODES)
         .map(|i| format!("{}:9092", host(i)))
         .collect::<Vec<_>>()
         .join(",");
     {
-        let (rec, finished) = (rec.clone(), finished.clone());
+        let (rec, view, finished) = (rec.clone(), view.clone(), finished.clone());
         sim.client("client", async move {
             let stop = Arc::new(AtomicBool::new(false));
-            let view = QuorumView::default();
             let o = observe_quorum(&rec, &view, &stop);
             create_topic(&bootstrap).await;
             let sessions = Arc::new(AtomicU64::new(1));
@@ -218,19 +221,39 @@ fn run_recorded(case: &Case) -> (Report, History) {
     }
     let mut pending: Vec<(u64, Action)> = Vec::new();
     for s in &case.steps {
-        pending.push((FAULTS_FROM_MS + s.at_ms, Action::Start(s.fault.clone())));
         let end = (FAULTS_FROM_MS + s.at_ms + s.duration_ms).min(HEAL_AT_MS);
-        pending.push((end, Action::End(s.fault.clone())));
+        let start = match s.fault {
+            // Aimed when it starts; its end is scheduled then.
+            SimFault::IsolateLeader => Action::StartIsolateLeader { until_ms: end },
+            _ => {
+                pending.push((end, Action::End(s.fault.clone())));
+                Action::Start(s.fault.clone())
+            }
+        };
+        pending.push((FAULTS_FROM_MS + s.at_ms, start));
     }
     pending.push((HEAL_AT_MS, Action::HealAll));
-    pending.sort_by_key(|(t, _)| *t);
-    let mut pending = pending.into_iter().peekable();
     let mut crashed = vec![false; NODES];
     loop {
         let now = sim.elapsed().as_millis() as u64;
-        while pending.peek().is_some_and(|(t, _)| *t <= now) {
-            let (_, action) = pending.next().expect("peeked");
-            act(&mut sim, action, &mut crashed);
+        // Stable: actions due at one instant keep their schedule order.
+        pending.sort_by_key(|(t, _)| *t);
+        while pending.first().is_some_and(|(t, _)| *t <= now) {
+            let (_, action) = pending.remove(0);
+            match action {
+                Action::StartIsolateLeader { until_ms } => {
+                    if let Some((leader, _)) = current_leader(&view) {
+                        act(
+                            &mut sim,
+                            Action::Start(SimFault::Isolate(leader)),
+                            &mut crashed,
+                        );
+                        pending.push((until_ms, Action::End(SimFault::Isolate(leader))));
+                        pending.sort_by_key(|(t, _)| *t);
+                    }
+                }
+                other => act(&mut sim, other, &mut crashed),
+            }
         }
         match sim.step() {
             Ok(true) => break,
@@ -253,6 +276,10 @@ fn run_recorded(case: &Case) -> (Report, History) {
 #[derive(Debug)]
 enum Action {
     Start(SimFault),
+    /// Resolved to `Start(Isolate(leader))` when due.
+    StartIsolateLeader {
+        until_ms: u64,
+    },
     End(SimFault),
     HealAll,
 }
@@ -296,6 +323,9 @@ fn act(sim: &mut turmoil::Sim, action: Action, crashed: &mut [bool]) {
             }
         }
         Action::End(_) => {}
+        Action::Start(SimFault::IsolateLeader) | Action::StartIsolateLeader { .. } => {
+            unreachable!("aimed at the leader by the caller")
+        }
     }
 }
 
@@ -305,6 +335,7 @@ fn step() -> impl Strategy<Value = Step> {
         (0..NODES).prop_map(SimFault::Bounce),
         (0..NODES).prop_map(SimFault::Isolate),
         (0..NODES, 1..NODES).prop_map(|(a, d)| SimFault::Hold(a, (a + d) % NODES)),
+        Just(SimFault::IsolateLeader),
     ];
     (fault, 0..25_000u64, 1_000..15_000u64).prop_map(|(fault, at_ms, duration_ms)| Step {
         fault,
