@@ -18,7 +18,7 @@
 
 use proptest::prelude::*;
 use runnel::runtime::settings::{load_server_properties, NodeSettings, TestBugs};
-use runnel_tests::history::{check, Anomaly, CheckOptions, History, Report};
+use runnel_tests::history::{check, Anomaly, CheckOptions, History, Report, Totals};
 use runnel_tests::workload::{
     connect, drain, name, plain_reader, producer, quorum_observer, QuorumView, Recorder, TOPIC,
 };
@@ -351,6 +351,9 @@ fn cases() -> u32 {
         .unwrap_or(8)
 }
 
+/// Running totals of the random cases (the last `so far` line sums a soak).
+static TOTALS: std::sync::Mutex<Totals> = std::sync::Mutex::new(Totals::new());
+
 fn summary(what: &str, case: &Case, r: &Report) {
     eprintln!(
         "[sim] {what} seed {} steps {:?}: {}",
@@ -370,6 +373,10 @@ proptest! {
         let case = Case { seed, steps, flush_every_message: true, bugs: TestBugs::default() };
         let report = run(&case);
         summary("random", &case, &report);
+        let mut totals = TOTALS.lock().unwrap_or_else(|p| p.into_inner());
+        totals.add(&report, case.steps.iter().map(|s| &s.fault));
+        eprintln!("[sim] so far: {}", totals.line());
+        drop(totals);
         prop_assert!(report.acked > 0, "the workload made progress");
         prop_assert!(report.is_valid(), "seed {seed}: anomalies {:?}", report.anomalies);
     }

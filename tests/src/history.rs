@@ -178,6 +178,77 @@ impl Report {
     }
 }
 
+/// Running totals over many checked cases: what a soak prints after each
+/// case, so its last line sums the whole run.
+#[derive(Clone, Debug, Default)]
+pub struct Totals {
+    pub cases: usize,
+    /// Faults by kind (the schedule's names).
+    pub faults: BTreeMap<String, usize>,
+    pub sends: usize,
+    pub acked: usize,
+    pub records_read: usize,
+    pub commits: usize,
+    pub leader_terms: usize,
+    pub anomalies: usize,
+}
+
+impl Totals {
+    pub const fn new() -> Totals {
+        Totals {
+            cases: 0,
+            faults: BTreeMap::new(),
+            sends: 0,
+            acked: 0,
+            records_read: 0,
+            commits: 0,
+            leader_terms: 0,
+            anomalies: 0,
+        }
+    }
+
+    /// Adds one case: its report and its faults, counted by kind (the
+    /// variant's name, arguments dropped).
+    pub fn add<F: std::fmt::Debug>(
+        &mut self,
+        report: &Report,
+        faults: impl IntoIterator<Item = F>,
+    ) {
+        self.cases += 1;
+        for f in faults {
+            let debug = format!("{f:?}");
+            let kind = debug.split(['(', ' ']).next().unwrap_or(&debug).to_string();
+            *self.faults.entry(kind).or_default() += 1;
+        }
+        self.sends += report.sends;
+        self.acked += report.acked;
+        self.records_read += report.records_read;
+        self.commits += report.commits;
+        self.leader_terms += report.leader_terms;
+        self.anomalies += report.anomalies.len();
+    }
+
+    pub fn line(&self) -> String {
+        let kinds: Vec<String> = self
+            .faults
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        format!(
+            "{} cases, {} faults ({}), {} sends ({} acknowledged), {} records read, {} commits, {} leader terms, {} anomalies",
+            self.cases,
+            self.faults.values().sum::<usize>(),
+            kinds.join(", "),
+            self.sends,
+            self.acked,
+            self.records_read,
+            self.commits,
+            self.leader_terms,
+            self.anomalies
+        )
+    }
+}
+
 pub fn check(history: &History, options: CheckOptions) -> Report {
     let mut report = Report::default();
     // What was read where.
@@ -533,6 +604,41 @@ mod tests {
                 epoch: 1,
                 leaders: vec![1, 1]
             }]
+        );
+    }
+
+    #[test]
+    fn totals_sum_cases_and_count_faults_by_kind() {
+        #[derive(Debug)]
+        #[allow(dead_code)]
+        enum F {
+            Kill(u32),
+            Pause { node: u32 },
+            Heal,
+        }
+        let bad = check(
+            &History {
+                ops: vec![send("a", 0, 0), send("b", 0, 1), poll(1, &[(0, 1, "b")])],
+            },
+            STRICT,
+        );
+        let good = check(
+            &History {
+                ops: vec![send("c", 1, 0), poll(1, &[(1, 0, "c")])],
+            },
+            STRICT,
+        );
+        let mut t = Totals::new();
+        t.add(&bad, [F::Kill(1), F::Kill(2), F::Heal]);
+        t.add(&good, [F::Pause { node: 0 }]);
+        assert_eq!(
+            (t.cases, t.sends, t.acked, t.records_read, t.anomalies),
+            (2, 3, 3, 2, 1)
+        );
+        assert_eq!(
+            t.line(),
+            "2 cases, 4 faults (1 Heal, 2 Kill, 1 Pause), 3 sends (3 acknowledged), \
+             2 records read, 0 commits, 0 leader terms, 1 anomalies"
         );
     }
 

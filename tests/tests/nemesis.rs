@@ -17,7 +17,7 @@
 //! prints its schedule and a summary.
 
 use proptest::prelude::*;
-use runnel_tests::history::{check, Anomaly, CheckOptions, Report};
+use runnel_tests::history::{check, Anomaly, CheckOptions, Report, Totals};
 use runnel_tests::workload::*;
 use runnel_tests::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -295,6 +295,11 @@ fn random_case(t: Topology, schedule: &[Step]) -> Result<(), TestCaseError> {
     let mut c = start_cluster("", &["replica.lag.time.max.ms=3000"], w, t);
     let report = run_workload(&mut c, w, |c| apply(c, schedule));
     summary(&format!("random schedule on {t:?}"), &report);
+    static TOTALS: Mutex<Totals> = Mutex::new(Totals::new());
+    let mut totals = TOTALS.lock().unwrap_or_else(|p| p.into_inner());
+    totals.add(&report, schedule.iter().map(|s| &s.fault));
+    eprintln!("[nemesis] so far (all topologies): {}", totals.line());
+    drop(totals);
     prop_assert!(report.acked > 0, "the workload made progress");
     prop_assert!(report.is_valid(), "anomalies: {:?}", report.anomalies);
     Ok(())
