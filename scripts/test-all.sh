@@ -27,6 +27,12 @@ fi
 cargo fmt --all -- --check
 cargo fmt --manifest-path sim/Cargo.toml -- --check
 cargo build --workspace --all-targets
+# Lints, where the toolchain has clippy (it cannot be fetched on every machine).
+if cargo clippy --version >/dev/null 2>&1; then
+    cargo clippy --workspace --all-targets -q -- -D warnings
+else
+    echo "note: cargo clippy not installed; lints skipped" >&2
+fi
 # Model checks: bounded configurations (deeper runs: see specs/replication.md).
 # Cluster tests start real runnel processes (target/debug/runnel, built above).
 cargo test --workspace -- --nocapture

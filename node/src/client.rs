@@ -79,7 +79,7 @@ impl Connection {
                 self.correlation_id
             );
         }
-        Ok(R::Response::decode(&mut body, version)?)
+        R::Response::decode(&mut body, version)
     }
 }
 

@@ -92,7 +92,7 @@ impl FrameDecoder {
     }
 
     /// The next whole message, `None` if more bytes are needed.
-    pub fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, WireError> {
+    pub fn next_message<T: DeserializeOwned>(&mut self) -> Result<Option<T>, WireError> {
         if self.buffer.len() < LENGTH_BYTES {
             return Ok(None);
         }
@@ -139,11 +139,11 @@ mod tests {
             let mut d = FrameDecoder::new(1 << 20);
             d.push(&bytes[..cut]);
             let mut got: Vec<Msg> = Vec::new();
-            while let Some(m) = d.next().unwrap() {
+            while let Some(m) = d.next_message().unwrap() {
                 got.push(m);
             }
             d.push(&bytes[cut..]);
-            while let Some(m) = d.next().unwrap() {
+            while let Some(m) = d.next_message().unwrap() {
                 got.push(m);
             }
             assert_eq!(got, messages, "split at {cut}");
@@ -155,12 +155,15 @@ mod tests {
         let mut d = FrameDecoder::new(16);
         d.push(&1000u32.to_be_bytes());
         assert_eq!(
-            d.next::<Msg>(),
+            d.next_message::<Msg>(),
             Err(WireError::TooLarge { len: 1000, max: 16 })
         );
         let mut d = FrameDecoder::new(1 << 20);
         d.push(&[0, 0, 0, 3, 0xff, 0xff, 0xff]);
-        assert!(matches!(d.next::<Msg>(), Err(WireError::Malformed(_))));
+        assert!(matches!(
+            d.next_message::<Msg>(),
+            Err(WireError::Malformed(_))
+        ));
     }
 
     #[test]

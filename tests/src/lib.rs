@@ -217,12 +217,12 @@ impl SeedCluster {
             .map(|p| format!("localhost:{p}"))
             .collect();
         let mut brokers = Vec::new();
-        for b in 0..3usize {
+        for (b, kafka_port) in kafka_ports.iter().enumerate().take(3) {
             let cfg = format!(
                 "broker.id={b} #unique id\nlisteners=PLAINTEXT://:{}  #kafka监听端口\nnum.network.threads=3\nlog.dirs={}\n\
                  num.partitions=1\neplica.lag.time.max.ms=10000\nreplica.lag.max.messages =4000\n\
                  zookeeper.connect={}\nzookeeper.connection.timeout.ms=6000\ngroup.initial.rebalance.delay.ms=0\n",
-                kafka_ports[b],
+                kafka_port,
                 dir.path().join(format!("kafka{}", b + 1)).display(),
                 zk.join(",")
             );

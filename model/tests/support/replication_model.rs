@@ -497,7 +497,7 @@ fn agree_below(a: &Log, b: &Log, end: Offset) -> bool {
 
 /// The replica that leads in the controller's current leader epoch, if it
 /// has taken up leadership.
-fn legit_leader<'a>(s: &'a State) -> Option<&'a Replica<Log>> {
+fn legit_leader(s: &State) -> Option<&Replica<Log>> {
     let l = s.registration.leader?;
     let r = &s.replicas[l as usize];
     let current = r.leader_epoch() == Some(s.registration.leader_epoch);

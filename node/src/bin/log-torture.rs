@@ -44,7 +44,7 @@ fn main() {
             std::process::exit(1);
         }
         appended += 1;
-        if appended % flush_every == 0 {
+        if appended.is_multiple_of(flush_every) {
             let flushed = log.flush().expect("flush");
             writeln!(out, "flushed {flushed}").expect("stdout");
             out.flush().expect("stdout");

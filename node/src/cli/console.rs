@@ -14,6 +14,9 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
+/// One record to produce: key and value, either absent.
+type KeyValue = (Option<Bytes>, Option<Bytes>);
+
 /// Attempts for one batch before giving up (a leader election takes seconds).
 const SEND_ATTEMPTS_MAX: u32 = 150;
 const RETRY_BACKOFF_MS: u64 = 200;
@@ -117,7 +120,7 @@ pub async fn produce(a: ProducerArgs) -> Result<()> {
                 Err(_) => break,
             }
         }
-        let mut by_partition: BTreeMap<i32, Vec<(Option<Bytes>, Option<Bytes>)>> = BTreeMap::new();
+        let mut by_partition: BTreeMap<i32, Vec<KeyValue>> = BTreeMap::new();
         for line in lines {
             let (key, value) = match (parse_key, line.split_once(separator.as_str())) {
                 (true, Some((k, v))) => {
@@ -555,6 +558,6 @@ mod tests {
             murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
             -58897971
         );
-        assert_eq!(murmur2(&[b'a', b'b', b'c']), 479470107);
+        assert_eq!(murmur2(b"abc"), 479470107);
     }
 }

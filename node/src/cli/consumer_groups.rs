@@ -49,7 +49,7 @@ pub async fn list(bootstrap: &str, with_state: bool) -> Result<()> {
         return Ok(());
     }
     let width = groups.keys().map(|g| g.len()).max().unwrap_or(0).max(15);
-    println!("{:width$} {}", "GROUP", "STATE");
+    println!("{:width$} STATE", "GROUP");
     for (g, state) in groups {
         println!("{g:width$} {state}");
     }
@@ -211,7 +211,7 @@ pub async fn describe(bootstrap: &str, group: &str) -> Result<()> {
     let cw = w(&|r| r.consumer_id.len(), "CONSUMER-ID");
     let hw = w(&|r| r.host.len(), "HOST");
     println!(
-        "{:gw$} {:tw$} {:<10} {:15} {:15} {:15} {:cw$} {:hw$} {}",
+        "{:gw$} {:tw$} {:<10} {:15} {:15} {:15} {:cw$} {:hw$} CLIENT-ID",
         "GROUP",
         "TOPIC",
         "PARTITION",
@@ -220,7 +220,6 @@ pub async fn describe(bootstrap: &str, group: &str) -> Result<()> {
         "LAG",
         "CONSUMER-ID",
         "HOST",
-        "CLIENT-ID"
     );
     for r in &rows {
         let lag = match (r.current, r.log_end) {
@@ -307,8 +306,8 @@ pub async fn reset_offsets(
     let tw = keys.iter().map(|(t, _)| t.len()).max().unwrap_or(0).max(15);
     println!();
     println!(
-        "{:gw$} {:tw$} {:<10} {}",
-        "GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"
+        "{:gw$} {:tw$} {:<10} NEW-OFFSET",
+        "GROUP", "TOPIC", "PARTITION"
     );
     for ((t, p), o) in &plan {
         println!("{group:gw$} {t:tw$} {p:<10} {o}");

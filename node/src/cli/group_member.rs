@@ -59,7 +59,7 @@ fn decode_versioned<M: Decodable>(bytes: &[u8]) -> Result<M> {
         bail!("consumer protocol blob of {} bytes", buf.remaining());
     }
     let version = buf.get_i16().clamp(0, 3);
-    Ok(M::decode(&mut buf, version)?)
+    M::decode(&mut buf, version)
 }
 
 pub fn encode_subscription(topics: &[String]) -> Result<Bytes> {

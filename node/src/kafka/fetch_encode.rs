@@ -50,6 +50,10 @@ impl Segment {
             Segment::File(f) => f.len as usize,
         }
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 fn put_uvarint(buf: &mut BytesMut, mut v: u32) {

@@ -37,6 +37,10 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+/// A produce request's partition: its index and, if it was refused before
+/// any append, the error code (the response keeps the request's shape).
+type PartitionShape = (i32, Option<i16>);
+
 /// Kafka error codes used here.
 pub mod code {
     pub const NONE: i16 = 0;
@@ -457,7 +461,7 @@ fn part_error_code(e: &PartError) -> i16 {
 async fn produce(r: ProduceRequest, v: i16, node: &NodeHandle) -> Option<ProduceResponse> {
     let acks = r.acks;
     // Index of every partition in the request, to rebuild the response shape.
-    let mut shape: Vec<(TopicName, Vec<(i32, Option<i16>)>)> = Vec::new();
+    let mut shape: Vec<(TopicName, Vec<PartitionShape>)> = Vec::new();
     let mut parts = Vec::new();
     for t in r.topic_data {
         let name = t.name.0.to_string();

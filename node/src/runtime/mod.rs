@@ -87,10 +87,7 @@ async fn bind_all(listeners: &[HostPort]) -> anyhow::Result<Vec<TcpListener>> {
                     out.push(l);
                     bound += 1;
                     // The dual-stack socket also takes IPv4.
-                    if i == 0 && hp.host.is_empty()
-                        || i == 0 && hp.host == "::"
-                        || i == 0 && hp.host == "0.0.0.0"
-                    {
+                    if i == 0 && (hp.host.is_empty() || hp.host == "::" || hp.host == "0.0.0.0") {
                         break;
                     }
                 }

@@ -166,7 +166,7 @@ async fn run_connection(
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             loop {
-                match decoder.next::<PeerMessage>() {
+                match decoder.next_message::<PeerMessage>() {
                     Ok(Some(PeerMessage::KeepAlive)) => {}
                     Ok(Some(message)) => {
                         let event = NetEvent::Message {
@@ -220,7 +220,10 @@ async fn read_frame(
 ) -> Result<Handshake, String> {
     let mut buf = [0u8; 4096];
     loop {
-        if let Some(h) = decoder.next::<Handshake>().map_err(|e| e.to_string())? {
+        if let Some(h) = decoder
+            .next_message::<Handshake>()
+            .map_err(|e| e.to_string())?
+        {
             return Ok(h);
         }
         let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
@@ -270,7 +273,7 @@ impl ToolLink {
         loop {
             match self
                 .decoder
-                .next::<PeerMessage>()
+                .next_message::<PeerMessage>()
                 .map_err(|e| e.to_string())?
             {
                 Some(PeerMessage::Hello { .. } | PeerMessage::KeepAlive) => continue,
@@ -369,7 +372,7 @@ mod tests {
         let mut buf = vec![0u8; 4096];
         let mut keepalives = 0;
         loop {
-            while let Ok(Some(frame)) = decoder.next::<PeerMessage>() {
+            while let Ok(Some(frame)) = decoder.next_message::<PeerMessage>() {
                 keepalives += matches!(frame, PeerMessage::KeepAlive) as u32;
             }
             match stream.read(&mut buf).await {
