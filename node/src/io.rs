@@ -26,3 +26,29 @@ pub fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
 
 /// Whether this build runs inside the simulation (no sendfile, no threads).
 pub const SIMULATED: bool = cfg!(feature = "sim");
+
+/// Why [`read_exact_within`] did not fill its buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadStop {
+    /// The peer closed the connection (or it failed).
+    Closed,
+    /// Nothing complete arrived within the bound: the peer is idle, gone,
+    /// or trickling bytes too slowly to be served.
+    Idle,
+}
+
+/// Fills `buf` from `stream` within `within`: the one place a connection's
+/// reads are bounded in time (Kafka's `connections.max.idle.ms`, the first
+/// bytes of any connection).
+pub async fn read_exact_within(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    within: std::time::Duration,
+) -> Result<(), ReadStop> {
+    use tokio::io::AsyncReadExt;
+    match tokio::time::timeout(within, stream.read_exact(buf)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) => Err(ReadStop::Closed),
+        Err(_) => Err(ReadStop::Idle),
+    }
+}

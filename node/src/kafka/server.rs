@@ -15,7 +15,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// A request, decoded.
 pub struct Request {
@@ -78,9 +78,10 @@ pub async fn serve(mut stream: TcpStream, first: [u8; 4], node: NodeHandle) {
 /// `connections.max.idle.ms` (a request trickling in slower than that counts
 /// as idle too: it holds a task and a buffer).
 async fn read_within(stream: &mut TcpStream, buf: &mut [u8], idle: Duration, peer: &str) -> bool {
-    match tokio::time::timeout(idle, stream.read_exact(buf)).await {
-        Ok(read) => read.is_ok(),
-        Err(_) => {
+    match crate::io::read_exact_within(stream, buf, idle).await {
+        Ok(()) => true,
+        Err(crate::io::ReadStop::Closed) => false,
+        Err(crate::io::ReadStop::Idle) => {
             tracing::debug!(
                 "{peer}: idle for {} ms (connections.max.idle.ms); closing",
                 idle.as_millis()

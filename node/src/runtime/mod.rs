@@ -14,7 +14,6 @@ use self::settings::{HostPort, NodeSettings};
 use self::transport::NetEvent;
 use crate::io::{TcpListener, TcpStream};
 use crate::wire::{self, Handshake};
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 /// Binds every listener (so errors surface before anything runs), then
@@ -133,12 +132,11 @@ async fn dispatch(
         None => transport::LinkTimeouts::default().idle_timeout_ms,
     };
     let mut first = [0u8; 4];
-    let said = tokio::time::timeout(
-        std::time::Duration::from_millis(idle_ms),
-        stream.read_exact(&mut first),
-    )
-    .await;
-    if !matches!(said, Ok(Ok(_))) {
+    let within = std::time::Duration::from_millis(idle_ms);
+    if crate::io::read_exact_within(&mut stream, &mut first, within)
+        .await
+        .is_err()
+    {
         return;
     }
     if first == INTERNAL_MAGIC {
