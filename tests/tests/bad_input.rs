@@ -95,6 +95,62 @@ fn bad_frames_close_the_connection_and_the_node_keeps_serving() {
     still_serves(port);
 }
 
+/// A few bytes that declare a huge array or string: kafka-protocol 0.18
+/// sized its allocation from the count and aborted the process; the
+/// patched decoders (vendor/kafka-protocol) refuse it as malformed.
+#[test]
+fn huge_declared_counts_are_refused_without_allocating() {
+    let c = DevCluster::start();
+    let port = c.port;
+    let header = |f: &mut BytesMut, api_key: i16, version: i16, flexible: bool| {
+        f.put_i16(api_key);
+        f.put_i16(version);
+        f.put_i32(1);
+        f.put_i16(-1); // null client id
+        if flexible {
+            f.put_u8(0); // no tagged fields
+        }
+    };
+    let mut cases: Vec<(&str, BytesMut)> = Vec::new();
+    // Metadata v1: topics array of i32::MAX elements.
+    let mut f = BytesMut::new();
+    header(&mut f, 3, 1, false);
+    f.put_i32(i32::MAX);
+    cases.push(("Metadata v1 array", f));
+    // Metadata v9: compact array of 2^32 - 2 elements (varint).
+    let mut f = BytesMut::new();
+    header(&mut f, 3, 9, true);
+    f.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    cases.push(("Metadata v9 compact array", f));
+    // Produce v9: a transactional id compact string of ~4 GB.
+    let mut f = BytesMut::new();
+    header(&mut f, 0, 9, true);
+    f.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    cases.push(("Produce v9 compact string", f));
+    // Produce v3: one topic, one partition, records of i32::MAX bytes.
+    let mut f = BytesMut::new();
+    header(&mut f, 0, 3, false);
+    f.put_i16(-1); // null transactional id
+    f.put_i16(1); // acks
+    f.put_i32(1000); // timeout
+    f.put_i32(1); // one topic
+    f.put_i16(1);
+    f.put_u8(b't');
+    f.put_i32(1); // one partition
+    f.put_i32(0);
+    f.put_i32(i32::MAX); // records length
+    cases.push(("Produce v3 records bytes", f));
+    for (what, body) in cases {
+        let mut s = raw(port);
+        let mut frame = BytesMut::new();
+        frame.put_i32(body.len() as i32);
+        frame.put_slice(&body);
+        s.write_all(&frame).unwrap();
+        assert!(closed(s), "{what}: the connection is closed");
+        still_serves(port);
+    }
+}
+
 /// Kafka's `connections.max.idle.ms`: a client that connects and says
 /// nothing, or stops in the middle of a request, is disconnected; one that
 /// keeps talking is not.
