@@ -57,6 +57,31 @@ pub enum MetadataRecord {
     },
 }
 
+/// One controller decision: every record that carries out one request,
+/// written to the metadata log as a single entry, so that it commits,
+/// replicates and applies whole or not at all (KRaft's atomic batches). A
+/// broker never shows half a topic; a leader change never commits a prefix.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MetadataDecision {
+    pub records: Vec<MetadataRecord>,
+}
+
+impl crate::quorum::EntryWeight for MetadataDecision {
+    fn weight(&self) -> usize {
+        self.records.len()
+    }
+}
+
+/// The most partitions one request may create. They are one decision (one
+/// metadata-log entry), so the bound is what one entry may hold. Kafka
+/// bounds a user operation at 10,000 metadata records and answers
+/// POLICY_VIOLATION beyond it; Runnel bounds partitions, so a topic of
+/// 10,000 partitions (10,001 records) is still one decision.
+pub const PARTITIONS_PER_REQUEST_MAX: u32 = 10_000;
+
+/// The most partitions one topic may have (more are INVALID_PARTITIONS).
+pub const PARTITIONS_PER_TOPIC_MAX: u32 = 100_000;
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BrokerRegistration {
     pub epoch: BrokerEpoch,
@@ -81,6 +106,13 @@ pub struct MetadataImage {
 }
 
 impl MetadataImage {
+    /// Applies one committed decision, all its records in order.
+    pub fn apply_decision(&mut self, decision: &MetadataDecision) {
+        for r in &decision.records {
+            self.apply(r);
+        }
+    }
+
     /// Applies one committed record. Records come from the active
     /// controller's decisions, so an inconsistent record is ignored rather
     /// than trusted (it can only come from a bug or a corrupt log).
@@ -269,6 +301,8 @@ pub enum ControllerError {
     InvalidPartitions(String),
     InvalidReplicationFactor(String),
     InvalidTopic(String),
+    /// Too large to decide at once (Kafka's POLICY_VIOLATION).
+    PolicyViolation(String),
     /// Unknown broker or a broker epoch from an earlier registration.
     StaleBrokerEpoch,
     AlterPartition(AlterPartitionError),
@@ -460,11 +494,12 @@ impl Controller {
         }
         let partitions = partitions.unwrap_or(self.config.num_partitions);
         let rf = replication_factor.unwrap_or(self.config.default_replication_factor);
-        if partitions == 0 || partitions > 100_000 {
-            return Err(ControllerError::InvalidPartitions(format!(
-                "partitions must be between 1 and 100000, got {partitions}"
-            )));
+        if partitions == 0 {
+            return Err(ControllerError::InvalidPartitions(
+                "Number of partitions must be larger than 0.".into(),
+            ));
         }
+        check_partitions_per_request(partitions)?;
         let brokers = image.active_brokers();
         if rf == 0 || rf as usize > brokers.len() {
             return Err(ControllerError::InvalidReplicationFactor(format!(
@@ -502,11 +537,17 @@ impl Controller {
             .get(name)
             .ok_or(ControllerError::UnknownTopicOrPartition)?;
         let current = topic.partitions.len() as u32;
-        if count <= current || count > 100_000 {
+        if count <= current {
             return Err(ControllerError::InvalidPartitions(format!(
                 "Topic currently has {current} partitions, which is higher than or equal to the requested {count}."
             )));
         }
+        if count > PARTITIONS_PER_TOPIC_MAX {
+            return Err(ControllerError::InvalidPartitions(format!(
+                "A topic may have at most {PARTITIONS_PER_TOPIC_MAX} partitions, {count} were requested."
+            )));
+        }
+        check_partitions_per_request(count - current)?;
         let rf = topic.partitions.first().map_or(1, |p| p.replicas.len()) as u32;
         let mut brokers = image.active_brokers();
         brokers.sort_unstable();
@@ -563,6 +604,16 @@ impl Controller {
             registration: reg,
         }])
     }
+}
+
+/// One request creates at most [`PARTITIONS_PER_REQUEST_MAX`] partitions.
+fn check_partitions_per_request(new_partitions: u32) -> Result<(), ControllerError> {
+    if new_partitions > PARTITIONS_PER_REQUEST_MAX {
+        return Err(ControllerError::PolicyViolation(format!(
+            "Unable to create {new_partitions} partitions in one request: one request creates at most {PARTITIONS_PER_REQUEST_MAX}."
+        )));
+    }
+    Ok(())
 }
 
 /// Kafka's topic name rules: 1–249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -831,6 +882,43 @@ mod tests {
             .iter()
             .all(|p| p.leader != Some(1)));
         assert!(!image.is_active(1));
+    }
+
+    #[test]
+    fn a_request_too_large_to_decide_is_a_policy_violation() {
+        let (c, mut image) = cluster(&[0, 1, 2]);
+        let records = create(&c, &mut image, "big", PARTITIONS_PER_REQUEST_MAX, 3).unwrap();
+        assert_eq!(records.len(), PARTITIONS_PER_REQUEST_MAX as usize + 1);
+        assert!(matches!(
+            create(&c, &mut image, "bigger", PARTITIONS_PER_REQUEST_MAX + 1, 3),
+            Err(ControllerError::PolicyViolation(_))
+        ));
+        assert!(
+            !image.topics.contains_key("bigger"),
+            "nothing of it applied"
+        );
+        let grow = |count| ControllerRequest::CreatePartitions {
+            name: "big".into(),
+            count,
+        };
+        let too_many = 2 * PARTITIONS_PER_REQUEST_MAX + 1;
+        assert!(matches!(
+            c.decide(&image, &grow(too_many)),
+            Err(ControllerError::PolicyViolation(_))
+        ));
+        assert!(matches!(
+            c.decide(&image, &grow(PARTITIONS_PER_TOPIC_MAX + 1)),
+            Err(ControllerError::InvalidPartitions(_))
+        ));
+        run(&c, &mut image, grow(2 * PARTITIONS_PER_REQUEST_MAX));
+        assert_eq!(
+            image.topics["big"].partitions.len(),
+            2 * PARTITIONS_PER_REQUEST_MAX as usize
+        );
+        assert!(matches!(
+            create(&c, &mut image, "none", 0, 3),
+            Err(ControllerError::InvalidPartitions(_))
+        ));
     }
 
     #[test]

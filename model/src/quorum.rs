@@ -40,6 +40,28 @@ pub enum Payload<R> {
     Record(R),
 }
 
+/// How much of a fetch response an entry takes: a metadata decision weighs
+/// its record count, so one fetch carries a bounded amount of data however
+/// large single decisions are (the bound is [`QuorumConfig::fetch_weight_max`]).
+pub trait EntryWeight {
+    fn weight(&self) -> usize;
+}
+
+impl EntryWeight for u8 {
+    fn weight(&self) -> usize {
+        1
+    }
+}
+
+impl<R: EntryWeight> Payload<R> {
+    pub fn weight(&self) -> usize {
+        match self {
+            Payload::LeaderChange { .. } => 1,
+            Payload::Record(r) => r.weight().max(1),
+        }
+    }
+}
+
 /// What a coordinator keeps on disk.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct QuorumDurable<R> {
@@ -109,6 +131,9 @@ pub struct QuorumConfig {
     pub check_quorum_ms: u64,
     /// Entries per fetch response.
     pub fetch_entries_max: usize,
+    /// Total [`EntryWeight`] per fetch response; the first entry is always
+    /// sent, however heavy, so a follower never stalls on a large one.
+    pub fetch_weight_max: usize,
     /// Longest a leader holds a fetch that has nothing new; below the
     /// election timeout, or an idle follower would start an election.
     pub fetch_max_wait_ms: u64,
@@ -126,6 +151,7 @@ impl QuorumConfig {
             election_stagger_ms: 300,
             check_quorum_ms: 4_000,
             fetch_entries_max: 512,
+            fetch_weight_max: 16_384,
             fetch_max_wait_ms: 500,
             bugs: QuorumBugs::default(),
         }
@@ -255,7 +281,7 @@ pub struct Quorum<R> {
     role: QuorumRole,
 }
 
-impl<R: Clone + std::fmt::Debug> Quorum<R> {
+impl<R: Clone + std::fmt::Debug + EntryWeight> Quorum<R> {
     /// Starts from what was on disk. Nothing volatile survives a restart.
     pub fn recover(config: QuorumConfig, durable: QuorumDurable<R>) -> Self {
         let QuorumDurable {
@@ -808,7 +834,17 @@ impl<R: Clone + std::fmt::Debug> Quorum<R> {
 
     fn answer_fetch(&mut self, to: NodeId, fetch_offset: Offset, out: &mut QuorumEffects<R>) {
         let start = fetch_offset as usize;
-        let end = (start + self.config.fetch_entries_max).min(self.log.len());
+        let limit = (start + self.config.fetch_entries_max).min(self.log.len());
+        let mut end = start;
+        let mut weight = 0;
+        // Bounded by fetch_entries_max; at least one entry when there is one.
+        while end < limit {
+            weight += self.log[end].payload.weight();
+            if end > start && weight > self.config.fetch_weight_max {
+                break;
+            }
+            end += 1;
+        }
         let entries = self.log[start..end].to_vec();
         let commit_offset = self.commit_offset;
         if let QuorumRole::Leader(l) = &mut self.role {
@@ -1005,6 +1041,78 @@ mod tests {
     use super::*;
     use crate::core::Effect;
     use std::collections::VecDeque;
+
+    #[derive(Clone, Debug, PartialEq)]
+    struct Heavy(usize);
+    impl EntryWeight for Heavy {
+        fn weight(&self) -> usize {
+            self.0
+        }
+    }
+
+    /// A large decision is one entry: a fetch carries it whole even above
+    /// the weight bound, and stops before the next heavy one.
+    #[test]
+    fn fetch_responses_are_bounded_by_weight_yet_never_empty() {
+        let log: Vec<Entry<Heavy>> = [20_000, 10_000, 1, 1]
+            .into_iter()
+            .map(|w| Entry {
+                epoch: 1,
+                payload: Payload::Record(Heavy(w)),
+            })
+            .collect();
+        let durable = QuorumDurable {
+            epoch: 1,
+            voted_for: Some(1),
+            log,
+        };
+        let mut q = Quorum::recover(QuorumConfig::new(1, [1]), durable);
+        let mut out = QuorumEffects::new();
+        q.start(&mut out);
+        for _ in 0..10 {
+            if q.is_leader() {
+                break;
+            }
+            let timers: Vec<_> = out
+                .drain()
+                .filter_map(|e| match e {
+                    Effect::SetTimer { timer, .. } => Some(timer),
+                    _ => None,
+                })
+                .collect();
+            for t in timers {
+                q.on_timer(t, &mut out);
+            }
+        }
+        assert!(q.is_leader(), "a single voter elects itself");
+        let fetched = |q: &mut Quorum<Heavy>, from: Offset| -> Vec<usize> {
+            let mut out = QuorumEffects::new();
+            let fetch = QuorumMessage::Fetch {
+                epoch: q.epoch(),
+                fetch_offset: from,
+                last_fetched_epoch: (from > 0).then_some(1),
+            };
+            q.on_message(9, fetch, &mut out);
+            let effects: Vec<_> = out.drain().collect();
+            effects
+                .into_iter()
+                .find_map(|e| match e {
+                    Effect::Send {
+                        message:
+                            QuorumMessage::FetchResponse {
+                                result: QuorumFetchResult::Entries { entries, .. },
+                                ..
+                            },
+                        ..
+                    } => Some(entries.iter().map(|e| e.payload.weight()).collect()),
+                    _ => None,
+                })
+                .expect("a fetch response with entries")
+        };
+        assert_eq!(fetched(&mut q, 0), vec![20_000], "heavy entry alone");
+        // Then the rest, with the new leader's leader-change marker.
+        assert_eq!(fetched(&mut q, 1), vec![10_000, 1, 1, 1]);
+    }
 
     /// A tiny deterministic driver: timers fire in deadline order, every
     /// message is delivered in send order, persistence is instant.

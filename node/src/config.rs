@@ -162,7 +162,7 @@ pub const SERVER_KEYS: &[(&str, Kind)] = &[
         "num.partitions",
         Kind::Int {
             min: 1,
-            max: 100_000,
+            max: PARTITIONS_PER_REQUEST_MAX as i64,
         },
     ),
     (
@@ -275,7 +275,7 @@ pub const SERVER_KEYS: &[(&str, Kind)] = &[
         "offsets.topic.num.partitions",
         Kind::Int {
             min: 1,
-            max: 100_000,
+            max: PARTITIONS_PER_REQUEST_MAX as i64,
         },
     ),
     (
@@ -352,7 +352,52 @@ pub const SERVER_KEYS: &[(&str, Kind)] = &[
     ("controller.quorum.bootstrap.servers", Kind::Text),
     ("auto.create.topics.enable", Kind::Bool),
     ("cluster.id", Kind::Text),
+    // Listeners: which protocol each serves, and which are internal.
+    ("listener.security.protocol.map", Kind::Text),
+    ("inter.broker.listener.name", Kind::Text),
+    ("controller.listener.names", Kind::Text),
+    ("cluster.secret.file", Kind::Text),
+    // Limits on what clients may ask of a node.
+    ("max.connections", Kind::Int { min: 0, max: I32 }),
+    ("max.connections.per.ip", Kind::Int { min: 0, max: I32 }),
+    ("max.connections.per.ip.overrides", Kind::Text),
+    ("queued.max.requests", Kind::Int { min: 1, max: I32 }),
+    ("message.max.bytes", Kind::Int { min: 0, max: I32 }),
+    (
+        "log.message.timestamp.difference.max.ms",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+    ),
+    (
+        "log.message.timestamp.before.max.ms",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+    ),
+    (
+        "log.message.timestamp.after.max.ms",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+    ),
+    ("group.max.size", Kind::Int { min: 1, max: I32 }),
+    (
+        "group.min.session.timeout.ms",
+        Kind::Int { min: 0, max: I32 },
+    ),
+    (
+        "group.max.session.timeout.ms",
+        Kind::Int { min: 0, max: I32 },
+    ),
 ];
+
+const I32: i64 = i32::MAX as i64;
+// A topic's partitions are created by one controller decision.
+use runnel_model::controller::PARTITIONS_PER_REQUEST_MAX;
 
 /// Keys Kafka itself removed, with what replaced them.
 const OBSOLETE_KEYS: &[(&str, &str)] = &[(
@@ -618,7 +663,7 @@ mod tests {
     #[test]
     fn bad_values_name_key_value_and_range() {
         let err = Properties::parse("num.partitions=0", SERVER_KEYS).unwrap_err();
-        assert_eq!(err.0, "num.partitions=0: must be between 1 and 100000");
+        assert_eq!(err.0, "num.partitions=0: must be between 1 and 10000");
         let err = Properties::parse("unclean.leader.election.enable=yes", SERVER_KEYS).unwrap_err();
         assert_eq!(
             err.0,

@@ -58,6 +58,7 @@ pub mod code {
     pub const INVALID_PARTITIONS: i16 = 37;
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
     pub const INVALID_REQUEST: i16 = 42;
+    pub const POLICY_VIOLATION: i16 = 44;
     pub const NOT_CONTROLLER: i16 = 41;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const UNKNOWN_SERVER_ERROR: i16 = -1;
@@ -315,6 +316,7 @@ fn controller_error(e: &ControllerFailure) -> (i16, String) {
                 (code::INVALID_REPLICATION_FACTOR, m.clone())
             }
             ControllerError::InvalidTopic(m) => (code::INVALID_TOPIC_EXCEPTION, m.clone()),
+            ControllerError::PolicyViolation(m) => (code::POLICY_VIOLATION, m.clone()),
             other => (code::UNKNOWN_SERVER_ERROR, format!("{other:?}")),
         },
     }
@@ -331,6 +333,29 @@ async fn create_topics(r: CreateTopicsRequest, v: i16, node: &NodeHandle) -> Cre
         if !t.assignments.is_empty() {
             result.error_code = code::INVALID_REQUEST;
             result.error_message = Some(str_bytes("manual replica assignment is not supported; use --partitions and --replication-factor"));
+            results.push(result);
+            continue;
+        }
+        // -1 asks for the broker's default; 0 or below -1 is an error
+        // (Kafka checks the replication factor first).
+        let refused = if t.replication_factor == 0 || t.replication_factor < -1 {
+            Some((
+                code::INVALID_REPLICATION_FACTOR,
+                "Replication factor must be larger than 0, or -1 to use the default value.",
+            ))
+        } else if t.num_partitions == 0 || t.num_partitions < -1 {
+            Some((
+                code::INVALID_PARTITIONS,
+                "Number of partitions must be larger than 0, or -1 to use the default value.",
+            ))
+        } else {
+            None
+        };
+        if let Some((c, m)) = refused {
+            result.error_code = c;
+            if v >= 1 {
+                result.error_message = Some(str_bytes(m));
+            }
             results.push(result);
             continue;
         }

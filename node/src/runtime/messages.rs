@@ -4,7 +4,9 @@
 //! answers, and the status query behind `runnel quorum status`.
 
 use crate::storage::disk_log::BatchBytes;
-use runnel_model::controller::{ControllerError, ControllerRequest, MetadataRecord};
+use runnel_model::controller::{
+    ControllerError, ControllerRequest, MetadataDecision, MetadataRecord,
+};
 use runnel_model::core::{LeaderEpoch, NodeId, Offset};
 use runnel_model::quorum::QuorumMessage;
 use runnel_model::replication::ReplicationMessage;
@@ -30,7 +32,7 @@ pub enum PeerMessage {
     Hello {
         voters: Vec<(NodeId, String)>,
     },
-    Quorum(QuorumMessage<MetadataRecord>),
+    Quorum(QuorumMessage<MetadataDecision>),
     /// Everything one turn of the event loop has for this peer, for every
     /// partition: one frame, like Kafka's per-broker replica fetchers.
     Replication(Vec<PartitionMessage>),

@@ -22,7 +22,7 @@ use crate::storage::log_dirs::LogDirs;
 use crate::wire::{self, Handshake};
 use bytes::Bytes;
 use runnel_model::controller::{
-    Controller, ControllerError, ControllerRequest, MetadataImage, MetadataRecord,
+    Controller, ControllerError, ControllerRequest, MetadataDecision, MetadataImage, MetadataRecord,
 };
 use runnel_model::core::{BrokerEpoch, Effect, NodeId, Offset, RequestId};
 use runnel_model::idempotence::SequenceCheck;
@@ -163,7 +163,7 @@ pub struct NodeHandle {
 }
 
 struct MetaState {
-    quorum: Quorum<MetadataRecord>,
+    quorum: Quorum<MetadataDecision>,
     store: QuorumStore,
     /// The committed image.
     image: MetadataImage,
@@ -662,7 +662,7 @@ impl Node {
 
     fn quorum_step(
         &mut self,
-        f: impl FnOnce(&mut Quorum<MetadataRecord>, &mut QuorumEffects<MetadataRecord>),
+        f: impl FnOnce(&mut Quorum<MetadataDecision>, &mut QuorumEffects<MetadataDecision>),
     ) {
         let Some(meta) = self.meta.as_mut() else {
             return;
@@ -680,7 +680,7 @@ impl Node {
         self.apply_committed();
     }
 
-    fn execute_quorum(&mut self, mut out: QuorumEffects<MetadataRecord>) {
+    fn execute_quorum(&mut self, mut out: QuorumEffects<MetadataDecision>) {
         let mut effects: Vec<_> = out.drain().collect();
         if self.s.test_bugs.vote_before_fsync {
             // The seeded bug: messages (votes among them) leave before the
@@ -711,8 +711,8 @@ impl Node {
         let meta = self.meta.as_ref().expect("leader has a quorum");
         let mut image = MetadataImage::default();
         for entry in meta.quorum.log() {
-            if let Payload::Record(r) = &entry.payload {
-                image.apply(r);
+            if let Payload::Record(d) = &entry.payload {
+                image.apply_decision(d);
             }
         }
         tracing::info!(
@@ -748,8 +748,8 @@ impl Node {
             return;
         }
         for entry in &meta.quorum.log()[meta.applied as usize..commit as usize] {
-            if let Payload::Record(r) = &entry.payload {
-                meta.image.apply(r);
+            if let Payload::Record(d) = &entry.payload {
+                meta.image.apply_decision(d);
             }
         }
         meta.applied = commit;
@@ -933,27 +933,27 @@ impl Node {
             Ok(records) => records,
             Err(e) => return self.answer(waiter, Err(ControllerFailure::Rejected(e))),
         };
-        let mut out = QuorumEffects::new();
-        let mut end = meta.quorum.log().len() as Offset;
-        for r in &records {
-            image.apply(r);
-            match meta.quorum.propose(r.clone(), &mut out) {
-                Ok(offset) => end = offset + 1,
-                Err(_) => unreachable!("checked leadership above"),
-            }
-        }
-        self.execute_quorum(out);
         if records.is_empty() {
             // Nothing to commit: answer now (a heartbeat of an unfenced broker).
+            let end_offset = meta.quorum.log().len() as Offset;
             return self.answer(
                 waiter,
                 Ok(ControllerAck {
-                    end_offset: end,
+                    end_offset,
                     records,
                 }),
             );
         }
-        self.pending_commits.push((end, records, waiter));
+        // One decision, one entry: it commits and applies whole or not at all.
+        let decision = MetadataDecision { records };
+        image.apply_decision(&decision);
+        let mut out = QuorumEffects::new();
+        let end = match meta.quorum.propose(decision.clone(), &mut out) {
+            Ok(offset) => offset + 1,
+            Err(_) => unreachable!("checked leadership above"),
+        };
+        self.execute_quorum(out);
+        self.pending_commits.push((end, decision.records, waiter));
         self.apply_committed();
     }
 

@@ -7,24 +7,28 @@
 
 use crate::io::fs::{self, File, OpenOptions};
 use crate::storage::checkpoint::replace_file;
-use runnel_model::controller::MetadataRecord;
+use runnel_model::controller::MetadataDecision;
 use runnel_model::quorum::{Entry, QuorumDurable, QuorumPersist};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 const STATE_FILE: &str = "quorum-state";
-const LOG_FILE: &str = "metadata.log";
+/// One entry per controller decision. (`metadata.log`, from before
+/// decisions were atomic, held one entry per record; it is refused, not
+/// misread.)
+const LOG_FILE: &str = "metadata-2.log";
+const OLD_LOG_FILE: &str = "metadata.log";
 /// An entry larger than this is corruption, not a record.
 const ENTRY_BYTES_MAX: usize = 16 << 20;
 
-pub type MetaEntry = Entry<MetadataRecord>;
+pub type MetaEntry = Entry<MetadataDecision>;
 
 pub struct QuorumStore {
     dir: Option<PathBuf>,
     log: Option<File>,
     /// Byte position of each entry in `metadata.log`, plus the end.
     positions: Vec<u64>,
-    pub durable: QuorumDurable<MetadataRecord>,
+    pub durable: QuorumDurable<MetadataDecision>,
     /// False only under the seeded `vote-before-fsync` bug: the epoch and
     /// vote are written but not fsynced (left to the OS's write-back).
     pub fsync_elections: bool,
@@ -45,6 +49,13 @@ impl QuorumStore {
     /// (it was never acknowledged: appends are fsynced before any answer).
     pub fn open(dir: &Path) -> io::Result<(QuorumStore, Option<String>)> {
         fs::create_dir_all(dir)?;
+        if fs::metadata(dir.join(OLD_LOG_FILE)).is_ok() {
+            return Err(io::Error::other(format!(
+                "{}: written by an earlier Runnel (one entry per record); this one writes one \
+                 entry per decision. Move the directory aside to start a new cluster.",
+                dir.join(OLD_LOG_FILE).display()
+            )));
+        }
         let mut durable = empty_durable();
         if let Ok(text) = fs::read_to_string(dir.join(STATE_FILE)) {
             let mut lines = text.lines();
@@ -97,7 +108,7 @@ impl QuorumStore {
     }
 
     /// Makes a change durable (fsync), then applies it in memory.
-    pub fn apply(&mut self, change: &QuorumPersist<MetadataRecord>) -> io::Result<()> {
+    pub fn apply(&mut self, change: &QuorumPersist<MetadataDecision>) -> io::Result<()> {
         if let (Some(dir), Some(file)) = (&self.dir, &mut self.log) {
             match change {
                 QuorumPersist::Election { epoch, voted_for } => {
@@ -137,7 +148,7 @@ impl QuorumStore {
     }
 }
 
-fn empty_durable() -> QuorumDurable<MetadataRecord> {
+fn empty_durable() -> QuorumDurable<MetadataDecision> {
     QuorumDurable {
         epoch: 0,
         voted_for: None,
@@ -170,12 +181,15 @@ fn decode_entry(bytes: &[u8]) -> Option<(MetaEntry, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use runnel_model::controller::MetadataRecord;
     use runnel_model::quorum::Payload;
 
     fn entry(epoch: u32, broker: u32) -> MetaEntry {
         Entry {
             epoch,
-            payload: Payload::Record(MetadataRecord::UnfenceBroker { broker, epoch: 1 }),
+            payload: Payload::Record(MetadataDecision {
+                records: vec![MetadataRecord::UnfenceBroker { broker, epoch: 1 }],
+            }),
         }
     }
 
