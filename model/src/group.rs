@@ -33,6 +33,32 @@ pub fn offsets_partition(group_id: &str, partitions: u32) -> u32 {
 /// Member ids handed out with MEMBER_ID_REQUIRED and not yet used, kept at most.
 pub const PENDING_IDS_MAX: usize = 1024;
 
+/// The most members a group may have, whatever `group.max.size` says. One
+/// input (the last member's rejoin) answers every member and re-arms their
+/// session timers in one step, about three effects per member, so the
+/// bound keeps every input below `EFFECTS_MAX`. Kafka's `group.max.size`
+/// defaults to unbounded; Runnel's default and ceiling is this.
+pub const GROUP_MAX_SIZE_LIMIT: usize = crate::core::EFFECTS_MAX / 4;
+
+/// Kafka's group limits (`group.max.size`, `group.min.session.timeout.ms`,
+/// `group.max.session.timeout.ms`), enforced on every JoinGroup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GroupLimits {
+    pub max_size: usize,
+    pub min_session_timeout_ms: u64,
+    pub max_session_timeout_ms: u64,
+}
+
+impl Default for GroupLimits {
+    fn default() -> Self {
+        GroupLimits {
+            max_size: GROUP_MAX_SIZE_LIMIT,
+            min_session_timeout_ms: 6_000,
+            max_session_timeout_ms: 1_800_000,
+        }
+    }
+}
+
 /// Known mistakes the checker must catch. All off in production.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct GroupBugs {
@@ -51,6 +77,7 @@ pub struct GroupConfig {
     /// offsets partition and a load count): an id handed out before a
     /// failover never names a member after it.
     pub incarnation: u64,
+    pub limits: GroupLimits,
     pub bugs: GroupBugs,
 }
 
@@ -75,6 +102,10 @@ pub enum GroupError {
     CoordinatorNotAvailable,
     /// DeleteGroups on a group with members.
     NonEmptyGroup,
+    /// A new member of a group at `group.max.size`.
+    GroupMaxSizeReached,
+    /// The session timeout is outside `group.{min,max}.session.timeout.ms`.
+    InvalidSessionTimeout,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -320,6 +351,12 @@ impl Group {
         if self.state == GroupState::Dead {
             return reply(out, Err(GroupError::CoordinatorNotAvailable));
         }
+        let limits = self.config.limits;
+        if j.session_timeout_ms < limits.min_session_timeout_ms
+            || j.session_timeout_ms > limits.max_session_timeout_ms
+        {
+            return reply(out, Err(GroupError::InvalidSessionTimeout));
+        }
         if self
             .protocol_type
             .as_ref()
@@ -348,6 +385,11 @@ impl Group {
             return reply(out, Err(GroupError::UnknownMemberId));
         }
         self.pending_ids.retain(|p| *p != j.member_id);
+        // Members already in the group may always rejoin; a new one only
+        // while there is room (Kafka's acceptJoiningMember).
+        if !known && self.members.len() >= limits.max_size {
+            return reply(out, Err(GroupError::GroupMaxSizeReached));
+        }
         self.protocol_type = Some(j.protocol_type.clone());
         let member = self
             .members
@@ -763,6 +805,7 @@ mod tests {
         Group::new(GroupConfig {
             initial_rebalance_delay_ms: delay_ms,
             incarnation: 0,
+            limits: GroupLimits::default(),
             bugs: GroupBugs::default(),
         })
     }
@@ -805,6 +848,94 @@ mod tests {
                 ..
             }] => id.clone(),
             other => panic!("expected MEMBER_ID_REQUIRED, got {other:?}"),
+        }
+    }
+
+    /// group.max.size: a new member of a full group is refused, a member
+    /// already in it rejoins; a full group at the ceiling answers every
+    /// member of a rebalance within EFFECTS_MAX.
+    #[test]
+    fn group_max_size_refuses_new_members_only() {
+        let mut g = Group::new(GroupConfig {
+            initial_rebalance_delay_ms: 0,
+            incarnation: 0,
+            limits: GroupLimits {
+                max_size: 2,
+                ..GroupLimits::default()
+            },
+            bugs: GroupBugs::default(),
+        });
+        let a = new_member(&mut g, 1);
+        join(&mut g, 2, &a);
+        let b = new_member(&mut g, 3);
+        join(&mut g, 4, &b);
+        let c = new_member(&mut g, 5);
+        assert_eq!(
+            join(&mut g, 6, &c),
+            vec![GroupReply::Join {
+                request: 6,
+                result: Err(GroupError::GroupMaxSizeReached)
+            }]
+        );
+        assert_eq!(g.members().count(), 2);
+        join(&mut g, 7, &a);
+        assert!(g.members().any(|m| m == a), "a member of the group rejoins");
+
+        let mut big = group(0);
+        let ids: Vec<String> = (0..GROUP_MAX_SIZE_LIMIT as u64)
+            .map(|i| new_member(&mut big, i))
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            join(&mut big, 10_000 + i as u64, id);
+        }
+        assert_eq!(big.members().count(), GROUP_MAX_SIZE_LIMIT);
+        // Everyone rejoins a rebalance; the last join answers them all.
+        for (i, id) in ids.iter().enumerate() {
+            join(&mut big, 20_000 + i as u64, id);
+        }
+        let extra = new_member(&mut big, 30_000);
+        assert!(matches!(
+            &join(&mut big, 30_001, &extra)[..],
+            [GroupReply::Join {
+                result: Err(GroupError::GroupMaxSizeReached),
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn session_timeouts_outside_the_bounds_are_refused() {
+        let mut g = group(0);
+        for (timeout, ok) in [
+            (5_999, false),
+            (6_000, true),
+            (1_800_000, true),
+            (1_800_001, false),
+        ] {
+            let mut out = GroupEffects::new();
+            g.on_join(
+                JoinRequest {
+                    request: 1,
+                    member_id: String::new(),
+                    client_id: "c".into(),
+                    client_host: "/127.0.0.1".into(),
+                    session_timeout_ms: timeout,
+                    rebalance_timeout_ms: 300_000,
+                    protocol_type: "consumer".into(),
+                    protocols: vec![],
+                },
+                &mut out,
+            );
+            let refused = replies(&mut out).iter().any(|r| {
+                matches!(
+                    r,
+                    GroupReply::Join {
+                        result: Err(GroupError::InvalidSessionTimeout),
+                        ..
+                    }
+                )
+            });
+            assert_eq!(refused, !ok, "session timeout {timeout}");
         }
     }
 
@@ -963,6 +1094,7 @@ mod tests {
         let mut g = Group::new(GroupConfig {
             initial_rebalance_delay_ms: 0,
             incarnation: 0,
+            limits: GroupLimits::default(),
             bugs: GroupBugs {
                 accept_stale_generation_commit: true,
                 ..Default::default()

@@ -167,6 +167,7 @@ impl Model for GroupModel {
         let config = GroupConfig {
             incarnation: 0,
             initial_rebalance_delay_ms: 0,
+            limits: Default::default(),
             bugs: self.bugs,
         };
         let consumer = Consumer {

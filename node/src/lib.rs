@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod io;
 pub mod kafka;
+pub mod limits;
 pub mod partition_runner;
 pub mod runtime;
 pub mod storage;

@@ -374,6 +374,10 @@ fn main() -> ExitCode {
         cli.command,
         Command::Server { .. } | Command::Coordinator { .. } | Command::Dev { .. }
     );
+    if !is_tool {
+        // Before any setting is read: max.connections defaults to a share of it.
+        runnel::limits::raise_open_files_limit();
+    }
     if is_tool {
         // A tool piped into `head` should stop quietly when the pipe closes,
         // as Kafka's scripts do. (Servers keep SIGPIPE ignored: a client that

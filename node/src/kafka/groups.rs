@@ -43,6 +43,8 @@ pub mod code {
     pub const NON_EMPTY_GROUP: i16 = 68;
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
     pub const MEMBER_ID_REQUIRED: i16 = 79;
+    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+    pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
 }
 
 pub fn state_name(s: GroupState) -> &'static str {
@@ -64,6 +66,8 @@ fn error_code(e: &GroupError) -> i16 {
         GroupError::InconsistentGroupProtocol => code::INCONSISTENT_GROUP_PROTOCOL,
         GroupError::CoordinatorNotAvailable => code::COORDINATOR_NOT_AVAILABLE,
         GroupError::NonEmptyGroup => code::NON_EMPTY_GROUP,
+        GroupError::GroupMaxSizeReached => code::GROUP_MAX_SIZE_REACHED,
+        GroupError::InvalidSessionTimeout => code::INVALID_SESSION_TIMEOUT,
     }
 }
 

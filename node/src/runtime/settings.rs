@@ -95,6 +95,34 @@ pub struct NodeSettings {
     /// Kafka's `connections.max.idle.ms`: a client connection that sends
     /// nothing for this long is closed (its task and socket freed).
     pub connections_max_idle_ms: u64,
+    /// Kafka's `max.connections`: client connections open at once on this
+    /// node; past it the listener stops accepting (they wait in the kernel's
+    /// backlog) until one closes. Kafka's default is unbounded; Runnel's is
+    /// half the process's file-descriptor limit, so clients can never take
+    /// the descriptors the logs need (see `limits::default_max_connections`).
+    pub max_connections: usize,
+    /// Kafka's `max.connections.per.ip` (default unbounded) and
+    /// `max.connections.per.ip.overrides` (`host:count,...`): a connection
+    /// past its address's limit is accepted and closed at once.
+    pub max_connections_per_ip: usize,
+    pub max_connections_per_ip_overrides: BTreeMap<std::net::IpAddr, usize>,
+    /// Kafka's `queued.max.requests` (500): requests waiting for the event
+    /// loop; when full, connections stop reading (backpressure).
+    pub queued_max_requests: usize,
+    /// Kafka's `message.max.bytes` (1048588): the largest record batch a
+    /// produce may carry (a topic's `max.message.bytes` overrides it).
+    pub message_max_bytes: usize,
+    /// KIP-937's `log.message.timestamp.before.max.ms` (default unbounded)
+    /// and `log.message.timestamp.after.max.ms` (Kafka 4.0's default: one
+    /// hour): how far a batch's timestamps may be from the broker's clock.
+    /// The older `log.message.timestamp.difference.max.ms` sets both.
+    pub timestamp_before_max_ms: u64,
+    pub timestamp_after_max_ms: u64,
+    /// Kafka's `group.max.size`, `group.min.session.timeout.ms` (6000) and
+    /// `group.max.session.timeout.ms` (1800000).
+    pub group_max_size: usize,
+    pub group_min_session_timeout_ms: u64,
+    pub group_max_session_timeout_ms: u64,
     pub auto_create_topics: bool,
     pub offsets_topic_replication_factor: u32,
     /// Kafka's `offsets.topic.num.partitions` (50).
@@ -164,6 +192,16 @@ impl NodeSettings {
             election_timeout_ms: 1_000,
             socket_request_max_bytes: 104_857_600,
             connections_max_idle_ms: 600_000,
+            max_connections: crate::limits::default_max_connections(),
+            max_connections_per_ip: i32::MAX as usize,
+            max_connections_per_ip_overrides: BTreeMap::new(),
+            queued_max_requests: 500,
+            message_max_bytes: 1_048_588,
+            timestamp_before_max_ms: i64::MAX as u64,
+            timestamp_after_max_ms: 3_600_000,
+            group_max_size: runnel_model::group::GROUP_MAX_SIZE_LIMIT,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
             auto_create_topics: true,
             offsets_topic_replication_factor: 3,
             offsets_topic_num_partitions: 50,
@@ -312,6 +350,7 @@ impl NodeSettings {
             .map(PathBuf::from)
             .unwrap_or_else(|| s.log_dirs[0].join("__cluster_metadata"));
         apply_numbers(&mut s, props);
+        apply_limits(&mut s, props)?;
         Ok(s)
     }
 
@@ -392,6 +431,72 @@ fn apply_numbers(s: &mut NodeSettings, p: &Properties) {
     s.offsets_topic_num_partitions = u("offsets.topic.num.partitions", 50) as u32;
     s.offsets_retention_ms = u("offsets.retention.minutes", 10_080).saturating_mul(60_000);
     s.group_initial_rebalance_delay_ms = u("group.initial.rebalance.delay.ms", 3_000);
+}
+
+/// The limits on what clients may ask (Kafka's keys, Kafka's defaults
+/// unless `NodeSettings` says otherwise).
+fn apply_limits(s: &mut NodeSettings, p: &Properties) -> Result<(), ConfigError> {
+    let u = |k: &str, d: u64| p.int(k, d as i64).max(0) as u64;
+    if p.get("max.connections").is_some() {
+        s.max_connections = u("max.connections", 0) as usize;
+    }
+    s.max_connections_per_ip = u("max.connections.per.ip", i32::MAX as u64) as usize;
+    if let Some(text) = p.get("max.connections.per.ip.overrides") {
+        s.max_connections_per_ip_overrides = parse_ip_overrides(text)?;
+    }
+    s.queued_max_requests = u("queued.max.requests", 500).max(1) as usize;
+    s.message_max_bytes = u("message.max.bytes", 1_048_588) as usize;
+    let difference = p
+        .get("log.message.timestamp.difference.max.ms")
+        .map(|_| u("log.message.timestamp.difference.max.ms", 0));
+    s.timestamp_before_max_ms = u(
+        "log.message.timestamp.before.max.ms",
+        difference.unwrap_or(i64::MAX as u64),
+    );
+    s.timestamp_after_max_ms = u(
+        "log.message.timestamp.after.max.ms",
+        difference.unwrap_or(3_600_000),
+    );
+    let limit = runnel_model::group::GROUP_MAX_SIZE_LIMIT;
+    s.group_max_size = u("group.max.size", limit as u64) as usize;
+    if s.group_max_size > limit {
+        s.warnings.push(format!(
+            "group.max.size={} is above what one group input may answer; using {limit}",
+            s.group_max_size
+        ));
+        s.group_max_size = limit;
+    }
+    s.group_min_session_timeout_ms = u("group.min.session.timeout.ms", 6_000);
+    s.group_max_session_timeout_ms = u("group.max.session.timeout.ms", 1_800_000);
+    Ok(())
+}
+
+/// `max.connections.per.ip.overrides`: `host:count,host:count` (hosts as
+/// IP addresses; Kafka also resolves names, Runnel takes addresses only).
+fn parse_ip_overrides(text: &str) -> Result<BTreeMap<std::net::IpAddr, usize>, ConfigError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let (host, count) = e.rsplit_once(':').ok_or_else(|| {
+                ConfigError(format!(
+                    "max.connections.per.ip.overrides: {e:?} is not address:count"
+                ))
+            })?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let ip = host.parse().map_err(|_| {
+                ConfigError(format!(
+                    "max.connections.per.ip.overrides: {host:?} is not an IP address"
+                ))
+            })?;
+            let count = count.parse().map_err(|_| {
+                ConfigError(format!(
+                    "max.connections.per.ip.overrides: {count:?} is not a count"
+                ))
+            })?;
+            Ok((ip, count))
+        })
+        .collect()
 }
 
 /// `NAME://host:port,NAME2://host:port`.

@@ -208,6 +208,11 @@ impl Node {
             initial_rebalance_delay_ms: self.s.group_initial_rebalance_delay_ms,
             // Unique per (leader epoch, load): ids never repeat across coordinators.
             incarnation: (epoch << 24) | (self.groups.loads & 0xff_ffff),
+            limits: runnel_model::group::GroupLimits {
+                max_size: self.s.group_max_size,
+                min_session_timeout_ms: self.s.group_min_session_timeout_ms,
+                max_session_timeout_ms: self.s.group_max_session_timeout_ms,
+            },
             bugs: Default::default(),
         }
     }
