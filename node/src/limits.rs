@@ -30,7 +30,7 @@ pub fn raise_open_files_limit() -> u64 {
                 }
             }
         }
-        limit.rlim_cur as u64
+        limit.rlim_cur
     }
     #[cfg(feature = "sim")]
     {
@@ -53,7 +53,7 @@ pub fn open_files_limit() -> u64 {
         if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
             return 1024;
         }
-        limit.rlim_cur as u64
+        limit.rlim_cur
     }
     #[cfg(feature = "sim")]
     {
