@@ -28,6 +28,8 @@ pub enum MetadataRecord {
         broker: NodeId,
         epoch: BrokerEpoch,
         endpoint: String,
+        /// Where other brokers replicate from (internal protocol only).
+        internal_endpoint: String,
     },
     UnfenceBroker {
         broker: NodeId,
@@ -85,7 +87,10 @@ pub const PARTITIONS_PER_TOPIC_MAX: u32 = 100_000;
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BrokerRegistration {
     pub epoch: BrokerEpoch,
+    /// The advertised Kafka listener (what Metadata hands to clients).
     pub endpoint: String,
+    /// The broker's internal listener (never handed to clients).
+    pub internal_endpoint: String,
     pub fenced: bool,
     pub shutting_down: bool,
 }
@@ -122,11 +127,13 @@ impl MetadataImage {
                 broker,
                 epoch,
                 endpoint,
+                internal_endpoint,
             } => {
                 self.last_broker_epoch = self.last_broker_epoch.max(*epoch);
                 let reg = BrokerRegistration {
                     epoch: *epoch,
                     endpoint: endpoint.clone(),
+                    internal_endpoint: internal_endpoint.clone(),
                     fenced: true,
                     shutting_down: false,
                 };
@@ -245,6 +252,7 @@ pub enum ControllerRequest {
     RegisterBroker {
         broker: NodeId,
         endpoint: String,
+        internal_endpoint: String,
     },
     /// A registered broker is alive (and caught up with the metadata log).
     Heartbeat {
@@ -325,9 +333,11 @@ impl Controller {
     /// Applying the records in order to `image` yields the new metadata.
     pub fn decide(&self, image: &MetadataImage, request: &ControllerRequest) -> Decision {
         match request {
-            ControllerRequest::RegisterBroker { broker, endpoint } => {
-                Ok(self.register(image, *broker, endpoint))
-            }
+            ControllerRequest::RegisterBroker {
+                broker,
+                endpoint,
+                internal_endpoint,
+            } => Ok(self.register(image, *broker, endpoint, internal_endpoint)),
             ControllerRequest::Heartbeat { broker, epoch } => {
                 self.heartbeat(image, *broker, *epoch)
             }
@@ -390,6 +400,7 @@ impl Controller {
         image: &MetadataImage,
         broker: NodeId,
         endpoint: &str,
+        internal_endpoint: &str,
     ) -> Vec<MetadataRecord> {
         let mut records = Vec::new();
         let mut scratch = image.clone();
@@ -404,6 +415,7 @@ impl Controller {
             broker,
             epoch,
             endpoint: endpoint.to_string(),
+            internal_endpoint: internal_endpoint.to_string(),
         });
         records
     }
@@ -644,6 +656,7 @@ mod tests {
                 ControllerRequest::RegisterBroker {
                     broker: b,
                     endpoint: format!("b{b}:9092"),
+                    internal_endpoint: format!("b{b}:9093"),
                 },
             );
             let epoch = image.brokers[&b].epoch;
@@ -803,6 +816,7 @@ mod tests {
             ControllerRequest::RegisterBroker {
                 broker: 0,
                 endpoint: "b0:9092".into(),
+                internal_endpoint: "b0:9093".into(),
             },
         );
         let new_epoch = image.brokers[&0].epoch;

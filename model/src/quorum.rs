@@ -380,6 +380,12 @@ impl<R: Clone + std::fmt::Debug + EntryWeight> Quorum<R> {
         message: QuorumMessage<R>,
         out: &mut QuorumEffects<R>,
     ) {
+        // Observers only fetch: anything else from a non-voter (a vote, an
+        // epoch announcement, an answer) would let it bump our epoch or
+        // pose as a leader. The caller's transport authenticates `from`.
+        if !self.config.voters.contains(&from) && !matches!(message, QuorumMessage::Fetch { .. }) {
+            return;
+        }
         let epoch = message_epoch(&message);
         // Only a pre-vote request carries a proposed (not a real) epoch.
         let is_pre_vote = matches!(message, QuorumMessage::PreVote { .. });

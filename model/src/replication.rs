@@ -346,6 +346,9 @@ impl<L: PartitionLog> Replica<L> {
         message: ReplicationMessage<L::Records>,
         out: &mut ReplicaEffects<L::Records>,
     ) {
+        if !self.may_send(from, &message) {
+            return;
+        }
         match message {
             ReplicationMessage::PartitionState(reg) => self.on_partition_state(reg, out),
             ReplicationMessage::AlterPartitionResponse { request, result } => {
@@ -357,6 +360,21 @@ impl<L: PartitionLog> Replica<L> {
             }
             // Only the controller handles proposals.
             ReplicationMessage::AlterPartition(_) => {}
+        }
+    }
+
+    /// A message is believed only from who may send it (the caller's
+    /// transport authenticates `from`): partition state and ISR answers
+    /// come from the controller, and a fetch speaks only for its sender, so
+    /// no peer can forge leadership or another follower's progress.
+    fn may_send(&self, from: NodeId, message: &ReplicationMessage<L::Records>) -> bool {
+        match message {
+            ReplicationMessage::PartitionState(_)
+            | ReplicationMessage::AlterPartitionResponse { .. } => {
+                from == self.config.controller_id
+            }
+            ReplicationMessage::Fetch(request) => request.replica_id == from,
+            ReplicationMessage::FetchResponse(_) | ReplicationMessage::AlterPartition(_) => true,
         }
     }
 

@@ -521,6 +521,8 @@ pub struct ZooConfig {
     pub client_port: u16,
     /// `server.N=host:peerPort:electionPort`.
     pub servers: BTreeMap<u32, (String, u16, u16)>,
+    /// Runnel's `cluster.secret.file` (no ZooKeeper key does this).
+    pub secret_file: Option<String>,
 }
 
 pub const ZOO_KEYS: &[(&str, Kind)] = &[
@@ -561,6 +563,7 @@ pub const ZOO_KEYS: &[(&str, Kind)] = &[
             max: i32::MAX as i64,
         },
     ),
+    ("cluster.secret.file", Kind::Text),
 ];
 
 impl ZooConfig {
@@ -601,6 +604,7 @@ impl ZooConfig {
             data_dir,
             client_port: int("clientPort", 2181) as u16,
             servers,
+            secret_file: values.get("cluster.secret.file").cloned(),
         };
         Ok((config, warnings))
     }

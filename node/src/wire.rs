@@ -1,7 +1,12 @@
 //! Framing of internal (node-to-node) messages: a 4-byte big-endian length,
 //! then the message in postcard. The first frame on every connection is a
 //! [`Handshake`] naming the protocol version and the cluster id, so nodes
-//! of another cluster or an incompatible version are refused at once.
+//! of another cluster or an incompatible version are refused at once; the
+//! second is a [`Proof`] that the sender knows the cluster secret (an
+//! HMAC-SHA256 over the other side's fresh nonce), so only nodes of the
+//! cluster can act as nodes. Tools (`quorum status`) introduce themselves as
+//! [`LinkRole::Tool`]: they prove nothing and may only ask for status.
+//! TLS for links can later replace the proof without changing the rest.
 //!
 //! Sans-IO: [`encode`] produces bytes, [`FrameDecoder`] consumes whatever
 //! the socket delivered and yields whole messages. Malformed or oversized
@@ -10,8 +15,13 @@
 use bytes::{Buf, BytesMut};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-/// The internal protocol's version; peers must match. 2: keep-alives on idle links.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// The internal protocol's version; peers must match. 2: keep-alives on
+/// idle links. 3: roles, nonces and the secret proof; one metadata-log
+/// entry per controller decision; brokers' internal endpoints.
+pub const PROTOCOL_VERSION: u16 = 3;
+/// Handshake and proof frames are tiny: nothing larger is read before the
+/// peer has proven who it is.
+pub const HANDSHAKE_BYTES_MAX: usize = 4096;
 const LENGTH_BYTES: usize = 4;
 
 /// Why bytes from a peer were refused.
@@ -37,12 +47,143 @@ impl std::fmt::Display for WireError {
     }
 }
 
-/// The first frame each side sends.
+/// What the dialer of a link is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LinkRole {
+    /// A node of the cluster: proves the secret, may send anything.
+    Peer,
+    /// A tool: proves nothing, may only ask for status.
+    Tool,
+}
+
+/// The first frame each side sends. (The first three fields stay first:
+/// the fault suites' proxies read the node id from them.)
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Handshake {
     pub protocol_version: u16,
     pub cluster_id: String,
     pub node_id: u32,
+    pub role: LinkRole,
+    /// Fresh for every connection: the other side's proof covers it, so a
+    /// recorded proof cannot be replayed.
+    pub nonce: [u8; 32],
+}
+
+/// The second frame: HMAC-SHA256(secret, what [`proof_input`] lists).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proof {
+    pub mac: [u8; 32],
+}
+
+/// The cluster secret links prove (`cluster.secret.file`). Empty means no
+/// secret was configured: proofs are then computable by anyone, and the
+/// node says so at startup.
+#[derive(Clone, Default)]
+pub struct LinkSecret(Vec<u8>);
+
+impl std::fmt::Debug for LinkSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.is_empty() {
+            true => f.write_str("LinkSecret(none)"),
+            false => f.write_str("LinkSecret(..)"),
+        }
+    }
+}
+
+/// Who this end of a link is.
+#[derive(Clone, Debug)]
+pub struct LinkIdentity {
+    pub cluster_id: String,
+    pub node_id: u32,
+    pub role: LinkRole,
+    pub secret: LinkSecret,
+}
+
+fn proof_input(
+    cluster_id: &str,
+    prover: u32,
+    verifier_nonce: &[u8; 32],
+    prover_nonce: &[u8; 32],
+) -> Vec<u8> {
+    let mut input = b"runnel internal link v3\0".to_vec();
+    input.extend_from_slice(cluster_id.as_bytes());
+    input.push(0);
+    input.extend_from_slice(&prover.to_be_bytes());
+    input.extend_from_slice(verifier_nonce);
+    input.extend_from_slice(prover_nonce);
+    input
+}
+
+impl LinkSecret {
+    pub fn new(secret: Vec<u8>) -> LinkSecret {
+        LinkSecret(secret)
+    }
+
+    pub fn is_configured(&self) -> bool {
+        !self.0.is_empty()
+    }
+
+    fn mac(&self, input: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+        use hmac::Mac;
+        let mut mac =
+            <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0).expect("any key length");
+        mac.update(input);
+        mac
+    }
+
+    /// This side's proof, given both handshakes.
+    pub fn prove(&self, me: &Handshake, peer: &Handshake) -> Proof {
+        use hmac::Mac;
+        let input = proof_input(&me.cluster_id, me.node_id, &peer.nonce, &me.nonce);
+        Proof {
+            mac: self.mac(&input).finalize().into_bytes().into(),
+        }
+    }
+
+    /// Checks the peer's proof (in constant time).
+    pub fn verify(&self, me: &Handshake, peer: &Handshake, proof: &Proof) -> Result<(), WireError> {
+        use hmac::Mac;
+        let input = proof_input(&peer.cluster_id, peer.node_id, &me.nonce, &peer.nonce);
+        self.mac(&input).verify_slice(&proof.mac).map_err(|_| {
+            WireError::Incompatible(format!(
+                "node {} did not prove the cluster secret (cluster.secret.file differs)",
+                peer.node_id
+            ))
+        })
+    }
+}
+
+impl LinkIdentity {
+    /// This side's handshake for a new connection, with a fresh nonce.
+    pub fn handshake(&self) -> Handshake {
+        Handshake {
+            protocol_version: PROTOCOL_VERSION,
+            cluster_id: self.cluster_id.clone(),
+            node_id: self.node_id,
+            role: self.role,
+            nonce: fresh_nonce(),
+        }
+    }
+}
+
+/// 32 unpredictable bytes; in the simulation, a counter (runs must repeat).
+fn fresh_nonce() -> [u8; 32] {
+    let mut nonce = [0u8; 32];
+    #[cfg(not(feature = "sim"))]
+    if getrandom::fill(&mut nonce).is_err() {
+        // No OS randomness: a unique value still prevents replays within
+        // this process's lifetime.
+        nonce[..8].copy_from_slice(&next_counter().to_be_bytes());
+    }
+    #[cfg(feature = "sim")]
+    nonce[..8].copy_from_slice(&next_counter().to_be_bytes());
+    nonce
+}
+
+fn next_counter() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(1);
+    COUNTER.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Handshake {
@@ -85,6 +226,11 @@ impl FrameDecoder {
             buffer: BytesMut::new(),
             frame_bytes_max,
         }
+    }
+
+    /// Raises (or lowers) the frame bound, e.g. once the handshake is done.
+    pub fn set_frame_bytes_max(&mut self, frame_bytes_max: usize) {
+        self.frame_bytes_max = frame_bytes_max;
     }
 
     pub fn push(&mut self, bytes: &[u8]) {
@@ -166,13 +312,38 @@ mod tests {
         ));
     }
 
+    fn identity(node_id: u32, secret: &[u8]) -> LinkIdentity {
+        LinkIdentity {
+            cluster_id: "a".into(),
+            node_id,
+            role: LinkRole::Peer,
+            secret: LinkSecret::new(secret.to_vec()),
+        }
+    }
+
+    #[test]
+    fn proofs_need_the_secret_the_nonce_and_the_claimed_id() {
+        let (a, b) = (identity(1, b"s3cret"), identity(2, b"s3cret"));
+        let (ha, hb) = (a.handshake(), b.handshake());
+        assert_ne!(ha.nonce, hb.nonce, "fresh nonces");
+        let proof = a.secret.prove(&ha, &hb);
+        assert_eq!(b.secret.verify(&hb, &ha, &proof), Ok(()));
+        // Another secret, a replay on a new connection, another claimed id.
+        let mallory = identity(1, b"guess");
+        let forged = mallory.secret.prove(&ha, &hb);
+        assert!(b.secret.verify(&hb, &ha, &forged).is_err());
+        let hb2 = b.handshake();
+        assert!(b.secret.verify(&hb2, &ha, &proof).is_err(), "replayed");
+        let claims_3 = Handshake {
+            node_id: 3,
+            ..ha.clone()
+        };
+        assert!(b.secret.verify(&hb, &claims_3, &proof).is_err());
+    }
+
     #[test]
     fn handshakes_refuse_other_clusters_and_versions() {
-        let me = Handshake {
-            protocol_version: PROTOCOL_VERSION,
-            cluster_id: "a".into(),
-            node_id: 1,
-        };
+        let me = identity(1, b"").handshake();
         let same = Handshake {
             node_id: 2,
             ..me.clone()

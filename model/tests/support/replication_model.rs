@@ -336,6 +336,7 @@ impl ReplicationModel {
             ControllerRequest::RegisterBroker {
                 broker: node,
                 endpoint: String::new(),
+                internal_endpoint: String::new(),
             },
         )
         .expect("registration always succeeds");
@@ -535,6 +536,7 @@ impl Model for ReplicationModel {
             let register = ControllerRequest::RegisterBroker {
                 broker: id,
                 endpoint: String::new(),
+                internal_endpoint: String::new(),
             };
             let records = self
                 .controller()

@@ -3,17 +3,19 @@
 
 use crate::runtime::messages::{PeerMessage, QuorumStatus};
 use crate::runtime::transport;
-use crate::wire::{Handshake, PROTOCOL_VERSION};
+use crate::wire::{LinkIdentity, LinkRole};
 use anyhow::Result;
 use std::time::Duration;
 
-/// How a tool introduces itself on an internal listener (as a tool, not a
-/// peer: tool ids start at 2,000,000,000).
-pub fn tool_handshake(cluster_id: &str) -> Handshake {
-    Handshake {
-        protocol_version: PROTOCOL_VERSION,
+/// How a tool introduces itself on an internal listener: as a tool, which
+/// proves no secret and may only ask for status (tool ids start at
+/// 2,000,000,000 so logs tell them from nodes).
+pub fn tool_handshake(cluster_id: &str) -> LinkIdentity {
+    LinkIdentity {
         cluster_id: cluster_id.to_string(),
         node_id: 2_000_000_000 + std::process::id() % 100_000_000,
+        role: LinkRole::Tool,
+        secret: Default::default(),
     }
 }
 

@@ -52,6 +52,22 @@ pub enum PeerMessage {
     KeepAlive,
 }
 
+impl PeerMessage {
+    /// The message's name, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PeerMessage::Hello { .. } => "Hello",
+            PeerMessage::Quorum(_) => "Quorum",
+            PeerMessage::Replication(_) => "Replication",
+            PeerMessage::ControllerRequest { .. } => "ControllerRequest",
+            PeerMessage::ControllerResponse { .. } => "ControllerResponse",
+            PeerMessage::StatusRequest => "StatusRequest",
+            PeerMessage::StatusResponse(_) => "StatusResponse",
+            PeerMessage::KeepAlive => "KeepAlive",
+        }
+    }
+}
+
 /// A committed controller decision.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ControllerAck {

@@ -2,24 +2,24 @@
 //! and the event loop that drives the model's state machines. `serve` binds
 //! the listeners and runs a node until the process stops.
 
+pub mod listener;
 pub mod messages;
 pub mod node;
 pub mod quorum_store;
 pub mod settings;
+pub mod timers;
 pub mod transport;
 
-use self::messages::INTERNAL_MAGIC;
 use self::node::{Node, NodeHandle};
 use self::settings::{HostPort, NodeSettings};
 use self::transport::NetEvent;
-use crate::io::{TcpListener, TcpStream};
-use crate::wire::{self, Handshake};
+use crate::wire::{LinkIdentity, LinkRole};
 use tokio::sync::mpsc;
 
 /// Binds every listener (so errors surface before anything runs), then
 /// spawns the node. Returns the handle and the node task.
 pub async fn start(
-    settings: NodeSettings,
+    mut settings: NodeSettings,
 ) -> anyhow::Result<(NodeHandle, tokio::task::JoinHandle<()>)> {
     for w in &settings.warnings {
         tracing::warn!("config: {w}");
@@ -30,118 +30,93 @@ pub async fn start(
             settings.test_bugs
         );
     }
-    let kafka = bind_all(&settings.kafka_listeners).await?;
-    let internal = bind_all(&settings.coordinator_listeners).await?;
+    if !settings.cluster_secret.is_configured() {
+        tracing::warn!(
+            "no cluster.secret.file: internal links are not authenticated, so any process that \
+             reaches an internal listener can act as a node (Kafka clients cannot: Kafka \
+             listeners never speak the internal protocol)"
+        );
+    }
+    let kafka = listener::bind_all(&settings.kafka_listeners).await?;
+    let mut internal = listener::bind_all(&settings.coordinator_listeners).await?;
+    if settings.broker {
+        let (bound, endpoint) = bind_broker_listener(&settings).await?;
+        tracing::info!("other brokers replicate from {endpoint}");
+        internal.extend(bound);
+        settings.advertised_broker_listener = Some(endpoint);
+    }
     let (node, handle, events, net) = Node::open(settings.clone())?;
-    let me = Handshake {
-        protocol_version: wire::PROTOCOL_VERSION,
+    let me = LinkIdentity {
         cluster_id: settings.cluster_id.clone(),
         node_id: settings.node_id,
+        role: LinkRole::Peer,
+        secret: settings.cluster_secret.clone(),
     };
     let net_tx = node_net_sender(&node);
+    let client_limits = listener::ConnectionLimits::new(&settings);
     for l in kafka {
-        tokio::spawn(accept_loop(
+        tokio::spawn(listener::accept_clients(
             l,
-            me.clone(),
-            net_tx.clone(),
-            Some(handle.clone()),
+            client_limits.clone(),
+            handle.clone(),
         ));
     }
+    let peer_limits = listener::ConnectionLimits::new(&settings);
     for l in internal {
-        tokio::spawn(accept_loop(l, me.clone(), net_tx.clone(), None));
+        tokio::spawn(listener::accept_peers(
+            l,
+            peer_limits.clone(),
+            me.clone(),
+            net_tx.clone(),
+        ));
     }
     let task = tokio::spawn(node.run(events, net));
     Ok((handle, task))
 }
 
+/// The broker's internal listener and how other brokers reach it: the
+/// `inter.broker.listener.name` listener; else a combined node's
+/// coordinator listener (already bound); else a new one on the Kafka
+/// listener's host, on a port the system picks.
+async fn bind_broker_listener(
+    s: &NodeSettings,
+) -> anyhow::Result<(Vec<crate::io::TcpListener>, HostPort)> {
+    let advertised_host = s
+        .advertised_endpoint()
+        .map(|hp| hp.host)
+        .unwrap_or_else(|| "localhost".into());
+    let reachable = |hp: &HostPort| {
+        let mut hp = hp.clone();
+        if matches!(hp.host.as_str(), "" | "0.0.0.0" | "::") {
+            hp.host = advertised_host.clone();
+        }
+        hp
+    };
+    if let Some(hp) = &s.broker_listener {
+        let bound = listener::bind_all(std::slice::from_ref(hp)).await?;
+        let endpoint = s
+            .advertised_broker_listener
+            .clone()
+            .unwrap_or_else(|| reachable(hp));
+        return Ok((bound, endpoint));
+    }
+    if let Some(hp) = s.coordinator_listeners.first() {
+        return Ok((Vec::new(), reachable(hp)));
+    }
+    let kafka_host = s
+        .kafka_listeners
+        .first()
+        .map(|hp| hp.host.clone())
+        .unwrap_or_default();
+    let (bound, port) = listener::bind_any_port(&kafka_host).await?;
+    let host = match kafka_host.as_str() {
+        "" | "0.0.0.0" | "::" => advertised_host,
+        // One address of the host (the listener's): peers dial exactly it.
+        _ => bound.local_addr()?.ip().to_string(),
+    };
+    Ok((vec![bound], HostPort { host, port }))
+}
+
 fn node_net_sender(node: &Node) -> mpsc::Sender<NetEvent> {
     node.net_sender()
-}
-
-/// Binds `host:port`; an empty host means every interface, IPv6 and IPv4
-/// (a dual-stack socket), and `localhost` means both loopbacks, because
-/// clients may resolve it to ::1.
-async fn bind_all(listeners: &[HostPort]) -> anyhow::Result<Vec<TcpListener>> {
-    let mut out = Vec::new();
-    for hp in listeners {
-        let candidates: Vec<String> = match hp.host.as_str() {
-            // The simulated network is IPv4 only.
-            _ if crate::io::SIMULATED => vec![format!("0.0.0.0:{}", hp.port)],
-            "" | "0.0.0.0" | "::" => {
-                vec![format!("[::]:{}", hp.port), format!("0.0.0.0:{}", hp.port)]
-            }
-            "localhost" => vec![
-                format!("127.0.0.1:{}", hp.port),
-                format!("[::1]:{}", hp.port),
-            ],
-            h if h.contains(':') => vec![format!("[{h}]:{}", hp.port)],
-            h => vec![format!("{h}:{}", hp.port)],
-        };
-        let mut bound = 0;
-        let mut last_error = None;
-        for (i, addr) in candidates.iter().enumerate() {
-            match TcpListener::bind(addr.as_str()).await {
-                Ok(l) => {
-                    tracing::info!("listening on {addr}");
-                    out.push(l);
-                    bound += 1;
-                    // The dual-stack socket also takes IPv4.
-                    if i == 0 && (hp.host.is_empty() || hp.host == "::" || hp.host == "0.0.0.0") {
-                        break;
-                    }
-                }
-                Err(e) => last_error = Some(format!("{addr}: {e}")),
-            }
-        }
-        if bound == 0 {
-            anyhow::bail!("cannot listen on {hp}: {}", last_error.unwrap_or_default());
-        }
-    }
-    Ok(out)
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    me: Handshake,
-    net: mpsc::Sender<NetEvent>,
-    kafka: Option<NodeHandle>,
-) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let me = me.clone();
-        let net = net.clone();
-        let kafka = kafka.clone();
-        tokio::spawn(async move { dispatch(stream, me, net, kafka).await });
-    }
-}
-
-/// An internal peer starts with the magic; anything else on a Kafka
-/// listener is a Kafka client.
-async fn dispatch(
-    mut stream: TcpStream,
-    me: Handshake,
-    net: mpsc::Sender<NetEvent>,
-    kafka: Option<NodeHandle>,
-) {
-    // Whoever connects must say something within the idle bound of what it
-    // may be: `connections.max.idle.ms` where Kafka clients are served.
-    let idle_ms = match &kafka {
-        Some(node) => node.settings.connections_max_idle_ms,
-        None => transport::LinkTimeouts::default().idle_timeout_ms,
-    };
-    let mut first = [0u8; 4];
-    let within = std::time::Duration::from_millis(idle_ms);
-    if crate::io::read_exact_within(&mut stream, &mut first, within)
-        .await
-        .is_err()
-    {
-        return;
-    }
-    if first == INTERNAL_MAGIC {
-        transport::accepted(stream, me, transport::LinkTimeouts::default(), net).await;
-    } else if let Some(node) = kafka {
-        crate::kafka::server::serve(stream, first, node).await;
-    }
 }

@@ -19,7 +19,7 @@ use super::transport::{ConnId, NetEvent};
 use crate::partition_runner::{Output, PartitionRunner};
 use crate::storage::disk_log::{BatchBytes, DiskLog, FileSlice};
 use crate::storage::log_dirs::LogDirs;
-use crate::wire::{self, Handshake};
+use crate::wire::{self, LinkIdentity, LinkRole};
 use bytes::Bytes;
 use runnel_model::controller::{
     Controller, ControllerError, ControllerRequest, MetadataDecision, MetadataImage, MetadataRecord,
@@ -52,8 +52,9 @@ const BACKGROUND_FLUSH_MS: u64 = 5_000;
 pub const TICK_MS: u64 = 100;
 /// Events one loop turn handles before it flushes (fsync, frames to peers).
 const TURN_EVENTS_MAX: usize = 256;
-/// Events queued for the loop (network, timers, clients).
-pub const EVENT_QUEUE_MAX: usize = 65_536;
+/// Internal messages queued for the loop (links to every peer, all
+/// partitions). Client requests queue separately, `queued.max.requests`.
+pub const NET_QUEUE_MAX: usize = 65_536;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum TimerKey {
@@ -131,10 +132,7 @@ pub enum KafkaCall {
 
 pub enum Event {
     Net(NetEvent),
-    Timer {
-        key: TimerKey,
-        generation: u64,
-    },
+    Timer(TimerKey),
     Kafka(KafkaCall),
     Status(oneshot::Sender<QuorumStatus>),
     Tick,
@@ -172,6 +170,7 @@ struct MetaState {
 
 struct Link {
     peer: NodeId,
+    role: LinkRole,
     outbound: bool,
     tx: mpsc::Sender<Vec<u8>>,
 }
@@ -231,6 +230,8 @@ struct ProduceCall {
 
 struct BrokerState {
     endpoint: String,
+    /// Where other brokers replicate from (registered with the controller).
+    internal_endpoint: String,
     epoch: Option<BrokerEpoch>,
     registering: bool,
     last_heartbeat: Instant,
@@ -246,7 +247,7 @@ struct BrokerState {
 
 pub struct Node {
     s: Arc<NodeSettings>,
-    me: Handshake,
+    me: LinkIdentity,
     events_tx: mpsc::Sender<Event>,
     net_tx: mpsc::Sender<NetEvent>,
     /// Every live internal connection. Several may lead to one peer (a
@@ -256,11 +257,12 @@ pub struct Node {
     // Lookups only (never iterated), so hash order cannot leak into behaviour;
     // everything iterated is a BTreeMap, for a deterministic simulation.
     connectors: HashMap<String, tokio::task::JoinHandle<()>>,
+    /// The addresses of `connectors` that lead to non-voter brokers.
+    broker_links: std::collections::BTreeSet<String>,
     outbox: BTreeMap<NodeId, Vec<PeerMessage>>,
     replication_outbox: BTreeMap<NodeId, Vec<PartitionMessage>>,
     unreachable: Vec<NodeId>,
-    timers: HashMap<TimerKey, u64>,
-    timer_generation: u64,
+    timers: super::timers::Timers<TimerKey>,
     meta: Option<MetaState>,
     voters: BTreeMap<NodeId, String>,
     controller: Controller,
@@ -288,17 +290,21 @@ impl Node {
         mpsc::Receiver<NetEvent>,
     )> {
         let s = Arc::new(s);
-        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE_MAX);
-        let (net_tx, net_rx) = mpsc::channel(EVENT_QUEUE_MAX);
+        // Client requests waiting for the loop: Kafka's queued.max.requests.
+        // A full queue makes connections wait before handing over a request,
+        // so they stop reading: backpressure, as Kafka's network threads do.
+        let (events_tx, events_rx) = mpsc::channel(s.queued_max_requests.max(1));
+        let (net_tx, net_rx) = mpsc::channel(NET_QUEUE_MAX);
         let (view_tx, view_rx) = watch::channel(Arc::new(ClusterView {
             node_id: s.node_id,
             ..Default::default()
         }));
         let (data_tx, data_rx) = watch::channel(0u64);
-        let me = Handshake {
-            protocol_version: wire::PROTOCOL_VERSION,
+        let me = LinkIdentity {
             cluster_id: s.cluster_id.clone(),
             node_id: s.node_id,
+            role: LinkRole::Peer,
+            secret: s.cluster_secret.clone(),
         };
         let broker = if s.broker {
             let log_dirs = LogDirs::open(&s.log_dirs, s.node_id, &s.cluster_id)
@@ -308,6 +314,11 @@ impl Node {
                     .advertised_endpoint()
                     .expect("a broker has a listener")
                     .to_string(),
+                internal_endpoint: s
+                    .advertised_broker_listener
+                    .as_ref()
+                    .map(|hp| hp.connect_string())
+                    .unwrap_or_default(),
                 epoch: None,
                 registering: false,
                 last_heartbeat: Instant::now(),
@@ -329,11 +340,11 @@ impl Node {
             net_tx,
             links: BTreeMap::new(),
             connectors: HashMap::new(),
+            broker_links: Default::default(),
             outbox: BTreeMap::new(),
             replication_outbox: BTreeMap::new(),
             unreachable: Vec::new(),
-            timers: HashMap::new(),
-            timer_generation: 0,
+            timers: Default::default(),
             meta: None,
             voters: BTreeMap::new(),
             controller: Controller::new(s.controller.clone()),
@@ -444,6 +455,7 @@ impl Node {
                 true => tokio::select! {
                     biased;
                     _ = tick.tick() => Some(Event::Tick),
+                    key = self.timers.next() => Some(Event::Timer(key)),
                     Some(e) = net.recv() => Some(Event::Net(e)),
                     Some(e) = events.recv() => Some(e),
                     else => None,
@@ -451,6 +463,7 @@ impl Node {
                 false => tokio::select! {
                     biased;
                     _ = tick.tick() => Some(Event::Tick),
+                    key = self.timers.next() => Some(Event::Timer(key)),
                     Some(e) = events.recv() => Some(e),
                     Some(e) = net.recv() => Some(Event::Net(e)),
                     else => None,
@@ -481,19 +494,17 @@ impl Node {
             Event::Net(NetEvent::Up {
                 conn,
                 peer,
+                role,
                 outbound,
                 tx,
-            }) => self.on_link_up(conn, peer, outbound, tx),
+            }) => self.on_link_up(conn, peer, role, outbound, tx),
             Event::Net(NetEvent::Down { conn, peer }) => self.on_link_down(conn, peer),
-            Event::Net(NetEvent::Message { from, message, .. }) => {
-                self.on_peer_message(from, message)
-            }
-            Event::Timer { key, generation } => {
-                if self.timers.get(&key) == Some(&generation) {
-                    self.timers.remove(&key);
-                    self.on_timer(key);
-                }
-            }
+            Event::Net(NetEvent::Message {
+                conn,
+                from,
+                message,
+            }) => self.on_link_message(conn, from, message),
+            Event::Timer(key) => self.on_timer(key),
             Event::Kafka(call) => self.on_kafka(call),
             Event::Status(reply) => {
                 let _ = reply.send(self.status());
@@ -509,12 +520,21 @@ impl Node {
         &mut self,
         conn: ConnId,
         peer: NodeId,
+        role: LinkRole,
         outbound: bool,
         tx: mpsc::Sender<Vec<u8>>,
     ) {
         tracing::trace!(node = self.s.node_id, peer, conn, outbound, "link up");
-        self.links.insert(conn, Link { peer, outbound, tx });
-        if self.s.coordinator {
+        self.links.insert(
+            conn,
+            Link {
+                peer,
+                role,
+                outbound,
+                tx,
+            },
+        );
+        if self.s.coordinator && role == LinkRole::Peer {
             let voters = self.voters.iter().map(|(id, a)| (*id, a.clone())).collect();
             self.send(peer, PeerMessage::Hello { voters });
         }
@@ -523,7 +543,11 @@ impl Node {
     fn on_link_down(&mut self, conn: ConnId, peer: NodeId) {
         tracing::trace!(node = self.s.node_id, peer, conn, "link down");
         // What was in flight on it is lost, even if another link remains.
-        if self.links.remove(&conn).is_some() {
+        if self
+            .links
+            .remove(&conn)
+            .is_some_and(|l| l.role == LinkRole::Peer)
+        {
             self.unreachable.push(peer);
         }
     }
@@ -537,7 +561,10 @@ impl Node {
     /// oldest inbound one. A stable choice keeps messages to a peer on one
     /// TCP connection, in order, for as long as it lives.
     fn route(&self, to: NodeId) -> Option<(ConnId, mpsc::Sender<Vec<u8>>)> {
-        let mut candidates = self.links.iter().filter(|(_, l)| l.peer == to);
+        let mut candidates = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.peer == to && l.role == LinkRole::Peer);
         let first_outbound = candidates.clone().find(|(_, l)| l.outbound);
         first_outbound
             .or_else(|| candidates.next())
@@ -620,18 +647,11 @@ impl Node {
     // ----- timers ----------------------------------------------------------------
 
     fn set_timer(&mut self, key: TimerKey, after_ms: u64) {
-        self.timer_generation += 1;
-        let generation = self.timer_generation;
-        self.timers.insert(key.clone(), generation);
-        let tx = self.events_tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(after_ms)).await;
-            let _ = tx.send(Event::Timer { key, generation }).await;
-        });
+        self.timers.set(key, after_ms);
     }
 
     fn cancel_timer(&mut self, key: &TimerKey) {
-        self.timers.remove(key);
+        self.timers.cancel(key);
     }
 
     fn on_timer(&mut self, key: TimerKey) {
@@ -784,19 +804,31 @@ impl Node {
             metadata_offset: meta.applied,
         };
         self.view_tx.send_replace(Arc::new(view));
-        // Brokers replicate from each other: keep a link to every broker.
+        // Brokers replicate from each other: keep a link to every broker,
+        // at its internal endpoint (a voter's address when it is one: that
+        // link exists already), and none to an endpoint no longer
+        // registered (a restarted broker picks a new port).
         if self.broker.is_some() {
             let me = self.s.node_id;
-            let endpoints: Vec<String> = meta
+            let wanted: std::collections::BTreeSet<String> = meta
                 .image
                 .brokers
                 .iter()
-                .filter(|(id, _)| **id != me)
-                .map(|(_, b)| b.endpoint.clone())
+                .filter(|(id, b)| {
+                    **id != me && !self.voters.contains_key(id) && !b.internal_endpoint.is_empty()
+                })
+                .map(|(_, b)| b.internal_endpoint.clone())
                 .collect();
-            for e in endpoints {
-                self.connect(e);
+            let gone: Vec<String> = self.broker_links.difference(&wanted).cloned().collect();
+            for address in gone {
+                if let Some(task) = self.connectors.remove(&address) {
+                    task.abort();
+                }
             }
+            for address in &wanted {
+                self.connect(address.clone());
+            }
+            self.broker_links = wanted;
         }
     }
 
@@ -836,6 +868,38 @@ impl Node {
     }
 
     // ----- peer messages -------------------------------------------------------------
+
+    /// A message from a link: a tool may only ask for status (answered on
+    /// its own link); a peer's message goes on, checked against the node
+    /// id its link proved.
+    fn on_link_message(&mut self, conn: ConnId, from: NodeId, message: PeerMessage) {
+        let Some(link) = self.links.get(&conn) else {
+            return; // the link closed meanwhile
+        };
+        if link.role == LinkRole::Tool {
+            match message {
+                PeerMessage::StatusRequest => {
+                    let answer = wire::encode(&PeerMessage::StatusResponse(self.status()));
+                    if let Ok(frame) = answer {
+                        let _ = link.tx.try_send(frame);
+                    }
+                }
+                other => {
+                    tracing::warn!(
+                        "tool {from} sent {}, which only nodes may send; closing its link",
+                        other.kind()
+                    );
+                    self.links.remove(&conn);
+                }
+            }
+            return;
+        }
+        if let Err(why) = claims_match_sender(from, &message) {
+            tracing::warn!("node {from}: {why}; message dropped");
+            return;
+        }
+        self.on_peer_message(from, message);
+    }
 
     fn on_peer_message(&mut self, from: NodeId, message: PeerMessage) {
         match message {
@@ -1158,10 +1222,12 @@ impl Node {
             None if !b.registering => {
                 b.registering = true;
                 let endpoint = b.endpoint.clone();
+                let internal_endpoint = b.internal_endpoint.clone();
                 self.submit(
                     ControllerRequest::RegisterBroker {
                         broker: me,
                         endpoint,
+                        internal_endpoint,
                     },
                     Purpose::Register,
                 );
@@ -1283,9 +1349,13 @@ impl Node {
             );
             let _ = crate::io::fs::remove_dir_all(&dir);
         }
-        for t in [ReplicaTimer::LagCheck, ReplicaTimer::FetchBackoff] {
+        for t in [
+            ReplicaTimer::LagCheck,
+            ReplicaTimer::FetchBackoff,
+            ReplicaTimer::FetchMaxWait,
+        ] {
             self.timers
-                .remove(&TimerKey::Replica(key.0.clone(), key.1, t));
+                .cancel(&TimerKey::Replica(key.0.clone(), key.1, t));
         }
     }
 
@@ -1725,6 +1795,34 @@ impl Node {
             },
         };
         Ok((offset as i64, epoch as i32))
+    }
+}
+
+/// A peer speaks only for itself: a broker registers, heartbeats, shuts
+/// down and proposes ISR changes as the broker its link proved, and session
+/// expiry is the controller's own decision, never a peer's request. (Which
+/// replica a fetch speaks for, and who may send partition state or quorum
+/// messages, the model's state machines check themselves.)
+fn claims_match_sender(from: NodeId, message: &PeerMessage) -> Result<(), String> {
+    let PeerMessage::ControllerRequest { request, .. } = message else {
+        return Ok(());
+    };
+    let claimed = match request {
+        ControllerRequest::RegisterBroker { broker, .. }
+        | ControllerRequest::Heartbeat { broker, .. }
+        | ControllerRequest::ControlledShutdown { broker, .. } => Some(*broker),
+        ControllerRequest::AlterPartition { request, .. } => Some(request.leader),
+        ControllerRequest::SessionExpired { .. } => {
+            return Err("a session expiry is the controller's decision, not a request".into())
+        }
+        ControllerRequest::CreateTopic { .. }
+        | ControllerRequest::CreateInternalTopic { .. }
+        | ControllerRequest::DeleteTopic { .. }
+        | ControllerRequest::CreatePartitions { .. } => None,
+    };
+    match claimed {
+        Some(broker) if broker != from => Err(format!("request speaks for broker {broker}")),
+        _ => Ok(()),
     }
 }
 

@@ -72,6 +72,19 @@ pub struct NodeSettings {
     pub advertised: Option<HostPort>,
     /// Internal-only listeners of a coordinator (peer port, client port).
     pub coordinator_listeners: Vec<HostPort>,
+    /// The listener other brokers replicate from (internal protocol only):
+    /// the listener `inter.broker.listener.name` names; else a combined
+    /// node's coordinator listener; else one the broker binds on its Kafka
+    /// listener's host with a port the system picks. Never a Kafka listener:
+    /// no client can speak the internal protocol to a Kafka port.
+    pub broker_listener: Option<HostPort>,
+    /// How other brokers reach `broker_listener` (from
+    /// `advertised.listeners`, else the listener itself).
+    pub advertised_broker_listener: Option<HostPort>,
+    /// What internal links prove (`cluster.secret.file`); without it links
+    /// are unauthenticated, like Kafka's PLAINTEXT inter-broker listener
+    /// without an authorizer, and the node warns at startup.
+    pub cluster_secret: crate::wire::LinkSecret,
     /// Voters with addresses, when the configuration names them.
     pub voters: BTreeMap<NodeId, HostPort>,
     /// Where to reach the coordinators when only addresses are known
@@ -174,6 +187,9 @@ impl NodeSettings {
             kafka_listeners: Vec::new(),
             advertised: None,
             coordinator_listeners: Vec::new(),
+            broker_listener: None,
+            advertised_broker_listener: None,
+            cluster_secret: Default::default(),
             voters: BTreeMap::new(),
             coordinator_addresses: Vec::new(),
             metadata_dir: PathBuf::new(),
@@ -261,6 +277,9 @@ impl NodeSettings {
             })
             .collect();
         s.metadata_dir = PathBuf::from(&zoo.data_dir);
+        if let Some(file) = &zoo.secret_file {
+            s.cluster_secret = read_secret(file)?;
+        }
         // ZooKeeper's session timeout is at least 2 ticks; an election
         // follows a tick of silence.
         s.session_timeout_ms = 3 * zoo.tick_time_ms;
@@ -295,17 +314,40 @@ impl NodeSettings {
             }
         }
         let listeners = props.get("listeners").unwrap_or("PLAINTEXT://:9092");
+        let protocols = security_protocols(props)?;
+        let controller_names = listener_names(props.get("controller.listener.names"), "CONTROLLER");
+        let broker_name = props
+            .get("inter.broker.listener.name")
+            .map(|n| n.trim().to_ascii_uppercase());
         for (name, hp) in parse_listeners("listeners", listeners)? {
-            if name == "CONTROLLER" {
+            check_served(&name, &hp, &protocols, &controller_names)?;
+            if controller_names.contains(&name) {
                 s.coordinator_listeners.push(hp);
+            } else if broker_name.as_ref() == Some(&name) {
+                s.broker_listener = Some(hp);
             } else {
                 s.kafka_listeners.push(hp);
             }
         }
+        if let Some(name) = &broker_name {
+            if s.broker_listener.is_none() {
+                return Err(ConfigError(format!(
+                    "inter.broker.listener.name={name} names no listener in listeners"
+                )));
+            }
+        }
+        if let Some(file) = props.get("cluster.secret.file") {
+            s.cluster_secret = read_secret(file)?;
+        }
         if let Some(adv) = props.get("advertised.listeners") {
-            s.advertised = parse_listeners("advertised.listeners", adv)?
+            let advertised = parse_listeners("advertised.listeners", adv)?;
+            s.advertised_broker_listener = advertised
+                .iter()
+                .find(|(n, _)| Some(n) == broker_name.as_ref())
+                .map(|(_, hp)| hp.clone());
+            s.advertised = advertised
                 .into_iter()
-                .find(|(n, _)| n != "CONTROLLER")
+                .find(|(n, _)| !controller_names.contains(n) && Some(n) != broker_name.as_ref())
                 .map(|(_, hp)| hp);
         }
         if let Some(voters) = props.get("controller.quorum.voters") {
@@ -499,6 +541,86 @@ fn parse_ip_overrides(text: &str) -> Result<BTreeMap<std::net::IpAddr, usize>, C
         .collect()
 }
 
+/// The cluster secret from `cluster.secret.file` (its contents, trimmed).
+fn read_secret(file: &str) -> Result<crate::wire::LinkSecret, ConfigError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| ConfigError(format!("cluster.secret.file={file}: {e}")))?;
+    let secret = text.trim();
+    if secret.len() < 16 {
+        return Err(ConfigError(format!(
+            "cluster.secret.file={file}: the secret must be at least 16 characters"
+        )));
+    }
+    Ok(crate::wire::LinkSecret::new(secret.as_bytes().to_vec()))
+}
+
+/// Kafka's `listener.security.protocol.map` (`NAME:PROTOCOL,...`), with
+/// Kafka's default entries (each protocol names itself) and CONTROLLER as
+/// PLAINTEXT, as KRaft's examples configure it.
+fn security_protocols(p: &Properties) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut map: BTreeMap<String, String> = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+        .into_iter()
+        .map(|n| (n.to_string(), n.to_string()))
+        .collect();
+    map.insert("CONTROLLER".into(), "PLAINTEXT".into());
+    if let Some(text) = p.get("listener.security.protocol.map") {
+        for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (name, protocol) = entry.split_once(':').ok_or_else(|| {
+                ConfigError(format!(
+                    "listener.security.protocol.map: {entry:?} is not NAME:PROTOCOL"
+                ))
+            })?;
+            map.insert(
+                name.trim().to_ascii_uppercase(),
+                protocol.trim().to_ascii_uppercase(),
+            );
+        }
+    }
+    Ok(map)
+}
+
+/// A comma-separated list of listener names (upper case), or `default`.
+fn listener_names(text: Option<&str>, default: &str) -> Vec<String> {
+    text.unwrap_or(default)
+        .split(',')
+        .map(|n| n.trim().to_ascii_uppercase())
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// A listener is served only as what it says it is: this build speaks
+/// PLAINTEXT only, so an SSL or SASL listener is a startup error (never
+/// plaintext in disguise), and so is a listener whose security protocol
+/// nothing names.
+fn check_served(
+    name: &str,
+    hp: &HostPort,
+    protocols: &BTreeMap<String, String>,
+    controller_names: &[String],
+) -> Result<(), ConfigError> {
+    // As written (an empty host stays empty).
+    let hp = format!("{}:{}", hp.host, hp.port);
+    let Some(protocol) = protocols.get(name) else {
+        return Err(ConfigError(format!(
+            "listeners: {name}://{hp} has no security protocol: add {name}:PLAINTEXT to \
+             listener.security.protocol.map{}",
+            if controller_names.is_empty() {
+                String::new()
+            } else {
+                format!(" (controller listeners: {})", controller_names.join(","))
+            }
+        )));
+    };
+    if protocol != "PLAINTEXT" {
+        return Err(ConfigError(format!(
+            "listeners: {name}://{hp} uses security protocol {protocol}, which this build of \
+             Runnel does not serve (only PLAINTEXT; TLS and SASL are not implemented yet). \
+             Remove the listener or make it PLAINTEXT."
+        )));
+    }
+    Ok(())
+}
+
 /// `NAME://host:port,NAME2://host:port`.
 fn parse_listeners(key: &str, text: &str) -> Result<Vec<(String, HostPort)>, ConfigError> {
     text.split(',')
@@ -568,6 +690,42 @@ mod tests {
         );
         assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
         assert!(s.warnings[0].contains("did you mean replica.lag.time.max.ms"));
+    }
+
+    #[test]
+    fn listeners_are_what_they_say_or_the_node_does_not_start() {
+        let base = "broker.id=0\nzookeeper.connect=localhost:2181\nlog.dirs=/tmp/x\n";
+        let with = |extra: &str| load_server_properties(&format!("{base}{extra}"), &[]);
+        for listener in ["SSL://:9093", "SASL_SSL://:9093", "SASL_PLAINTEXT://:9093"] {
+            let err = with(&format!("listeners=PLAINTEXT://:9092,{listener}\n")).unwrap_err();
+            assert!(
+                err.0.contains(listener) && err.0.contains("does not serve"),
+                "{}",
+                err.0
+            );
+        }
+        let err = with("listeners=INTERNAL://:9093\n").unwrap_err();
+        assert!(
+            err.0.contains("listener.security.protocol.map"),
+            "{}",
+            err.0
+        );
+        let mapped = with(
+            "listeners=PLAINTEXT://:9092,INTERNAL://:9093\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT\n",
+        )
+        .unwrap();
+        assert_eq!(mapped.kafka_listeners.len(), 2);
+        let err = with(
+            "listeners=PLAINTEXT://:9092,INTERNAL://:9093\n\
+             listener.security.protocol.map=INTERNAL:SSL\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.0.contains("INTERNAL://") && err.0.contains("SSL"),
+            "{}",
+            err.0
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Internal TCP links between nodes: connect (with retry), the magic prefix
-//! and handshake (protocol version, cluster id, node id), then postcard
-//! frames both ways. Every connection reports `Up`, its messages and `Down`
+//! and handshake (protocol version, cluster id, node id, role, nonce), the
+//! proof of the cluster secret (`wire::LinkSecret`), then postcard frames
+//! both ways. Nothing but the two small handshake frames is read from a
+//! peer that has not proven itself. Every connection reports `Up`, its messages and `Down`
 //! to the node's event loop; the loop sends by handing encoded frames to a
 //! bounded per-connection queue (a full queue closes the link: the protocols
 //! treat a broken link as lost messages and retry). An idle link carries
@@ -12,8 +14,11 @@
 
 use super::messages::{PeerMessage, INTERNAL_MAGIC};
 use crate::io::TcpStream;
-use crate::wire::{self, FrameDecoder, Handshake};
+use crate::wire::{
+    self, FrameDecoder, Handshake, LinkIdentity, LinkRole, Proof, HANDSHAKE_BYTES_MAX,
+};
 use runnel_model::core::NodeId;
+use serde::de::DeserializeOwned;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -55,6 +60,8 @@ pub enum NetEvent {
     Up {
         conn: ConnId,
         peer: NodeId,
+        /// A tool's link may only ask for status; it never carries a peer's traffic.
+        role: LinkRole,
         outbound: bool,
         tx: mpsc::Sender<Vec<u8>>,
     },
@@ -72,7 +79,7 @@ pub enum NetEvent {
 /// Keeps a connection to `address` open for as long as the task runs.
 pub async fn connector(
     address: String,
-    me: Handshake,
+    me: LinkIdentity,
     timeouts: LinkTimeouts,
     events: mpsc::Sender<NetEvent>,
 ) {
@@ -84,7 +91,7 @@ pub async fn connector(
         .await
         {
             let _ = stream.set_nodelay(true);
-            match run_connection(stream, me.clone(), true, timeouts, &events).await {
+            match run_connection(stream, &me, true, timeouts, &events).await {
                 Err(e) if e.contains("incompatible") => {
                     tracing::error!("{address}: {e}");
                     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -102,40 +109,75 @@ pub async fn connector(
 /// Serves an accepted internal connection (its magic already read).
 pub async fn accepted(
     stream: TcpStream,
-    me: Handshake,
+    me: LinkIdentity,
     timeouts: LinkTimeouts,
     events: mpsc::Sender<NetEvent>,
 ) {
     let _ = stream.set_nodelay(true);
-    if let Err(e) = run_connection(stream, me, false, timeouts, &events).await {
-        tracing::debug!("internal connection closed: {e}");
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    match run_connection(stream, &me, false, timeouts, &events).await {
+        Err(e) if e.contains("secret") => tracing::warn!("internal connection from {peer}: {e}"),
+        Err(e) => tracing::debug!("internal connection from {peer} closed: {e}"),
+        Ok(()) => {}
     }
 }
 
-async fn run_connection(
-    mut stream: TcpStream,
-    me: Handshake,
+/// Both handshakes and proofs, on a fresh connection: who the peer is, and
+/// (for a peer) that it knows the cluster secret. Returns the peer's
+/// handshake; `decoder` keeps whatever followed.
+async fn introduce(
+    stream: &mut TcpStream,
+    me: &LinkIdentity,
     outbound: bool,
-    timeouts: LinkTimeouts,
-    events: &mpsc::Sender<NetEvent>,
-) -> Result<(), String> {
-    assert!(timeouts.keepalive_ms < timeouts.idle_timeout_ms);
-    let mut decoder = FrameDecoder::new(INTERNAL_FRAME_BYTES_MAX);
-    let hello = wire::encode(&me).map_err(|e| e.to_string())?;
+    decoder: &mut FrameDecoder,
+) -> Result<Handshake, String> {
+    let mine = me.handshake();
     if outbound {
         stream
             .write_all(&INTERNAL_MAGIC)
             .await
             .map_err(|e| e.to_string())?;
     }
+    let hello = wire::encode(&mine).map_err(|e| e.to_string())?;
     stream.write_all(&hello).await.map_err(|e| e.to_string())?;
-    let peer: Handshake = tokio::time::timeout(
-        Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
-        read_frame(&mut stream, &mut decoder),
-    )
-    .await
-    .map_err(|_| "handshake timed out".to_string())??;
-    me.check_peer(&peer).map_err(|e| e.to_string())?;
+    let exchange = async {
+        let peer: Handshake = read_frame(stream, decoder).await?;
+        mine.check_peer(&peer).map_err(|e| e.to_string())?;
+        let proof = wire::encode(&me.secret.prove(&mine, &peer)).map_err(|e| e.to_string())?;
+        stream.write_all(&proof).await.map_err(|e| e.to_string())?;
+        let theirs: Proof = read_frame(stream, decoder).await?;
+        match (me.role, peer.role) {
+            (LinkRole::Peer, LinkRole::Peer) => me
+                .secret
+                .verify(&mine, &peer, &theirs)
+                .map_err(|e| e.to_string())?,
+            // A tool has no secret to check a node with.
+            (LinkRole::Tool, LinkRole::Peer) => {}
+            // A tool proves nothing; the node lets it ask for status only.
+            (LinkRole::Peer, LinkRole::Tool) if !outbound => {}
+            _ => return Err("a link needs a node on the accepting side".into()),
+        }
+        Ok(peer)
+    };
+    tokio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), exchange)
+        .await
+        .map_err(|_| "handshake timed out".to_string())?
+}
+
+async fn run_connection(
+    mut stream: TcpStream,
+    me: &LinkIdentity,
+    outbound: bool,
+    timeouts: LinkTimeouts,
+    events: &mpsc::Sender<NetEvent>,
+) -> Result<(), String> {
+    assert!(timeouts.keepalive_ms < timeouts.idle_timeout_ms);
+    let mut decoder = FrameDecoder::new(HANDSHAKE_BYTES_MAX);
+    let peer = introduce(&mut stream, me, outbound, &mut decoder).await?;
+    decoder.set_frame_bytes_max(INTERNAL_FRAME_BYTES_MAX);
     let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CONNECTION_QUEUE_FRAMES_MAX);
     let (mut reader, mut writer) = stream.into_split();
@@ -143,6 +185,7 @@ async fn run_connection(
         .send(NetEvent::Up {
             conn,
             peer: peer.node_id,
+            role: peer.role,
             outbound,
             tx,
         })
@@ -214,16 +257,13 @@ async fn run_connection(
     Ok(())
 }
 
-async fn read_frame(
+async fn read_frame<T: DeserializeOwned>(
     stream: &mut TcpStream,
     decoder: &mut FrameDecoder,
-) -> Result<Handshake, String> {
+) -> Result<T, String> {
     let mut buf = [0u8; 4096];
     loop {
-        if let Some(h) = decoder
-            .next_message::<Handshake>()
-            .map_err(|e| e.to_string())?
-        {
+        if let Some(h) = decoder.next_message::<T>().map_err(|e| e.to_string())? {
             return Ok(h);
         }
         let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
@@ -244,21 +284,13 @@ pub struct ToolLink {
 }
 
 impl ToolLink {
-    pub async fn connect(address: &str, me: Handshake) -> Result<ToolLink, String> {
+    pub async fn connect(address: &str, me: LinkIdentity) -> Result<ToolLink, String> {
         let mut stream = TcpStream::connect(address)
             .await
             .map_err(|e| e.to_string())?;
-        let mut decoder = FrameDecoder::new(INTERNAL_FRAME_BYTES_MAX);
-        stream
-            .write_all(&INTERNAL_MAGIC)
-            .await
-            .map_err(|e| e.to_string())?;
-        stream
-            .write_all(&wire::encode(&me).map_err(|e| e.to_string())?)
-            .await
-            .map_err(|e| e.to_string())?;
-        let peer = read_frame(&mut stream, &mut decoder).await?;
-        me.check_peer(&peer).map_err(|e| e.to_string())?;
+        let mut decoder = FrameDecoder::new(HANDSHAKE_BYTES_MAX);
+        introduce(&mut stream, &me, true, &mut decoder).await?;
+        decoder.set_frame_bytes_max(INTERNAL_FRAME_BYTES_MAX);
         Ok(ToolLink { stream, decoder })
     }
 
@@ -296,7 +328,7 @@ impl ToolLink {
 /// A one-off request/response exchange on a fresh [`ToolLink`].
 pub async fn ask(
     address: &str,
-    me: Handshake,
+    me: LinkIdentity,
     request: &PeerMessage,
     timeout: Duration,
 ) -> Result<PeerMessage, String> {
@@ -310,7 +342,7 @@ pub async fn ask(
 mod tests {
     use super::*;
     use crate::io::TcpListener;
-    use crate::wire::PROTOCOL_VERSION;
+    use crate::wire::LinkSecret;
     use tokio::time::Instant;
 
     const FAST: LinkTimeouts = LinkTimeouts {
@@ -318,12 +350,17 @@ mod tests {
         idle_timeout_ms: 400,
     };
 
-    fn me(node_id: NodeId) -> Handshake {
-        Handshake {
-            protocol_version: PROTOCOL_VERSION,
+    fn with_secret(node_id: NodeId, secret: &str) -> LinkIdentity {
+        LinkIdentity {
             cluster_id: "test".into(),
             node_id,
+            role: LinkRole::Peer,
+            secret: LinkSecret::new(secret.as_bytes().to_vec()),
         }
+    }
+
+    fn me(node_id: NodeId) -> LinkIdentity {
+        with_secret(node_id, "the cluster's own secret")
     }
 
     /// A node's side of one accepted connection, and the events it reports.
@@ -346,11 +383,12 @@ mod tests {
         // A peer that completes the handshake, then never sends a byte (as
         // one behind a partition or without power would).
         let mut stream = TcpStream::connect(&address).await.unwrap();
-        stream.write_all(&INTERNAL_MAGIC).await.unwrap();
-        stream
-            .write_all(&wire::encode(&me(2)).unwrap())
+        let mut decoder = FrameDecoder::new(HANDSHAKE_BYTES_MAX);
+        let node = introduce(&mut stream, &me(2), true, &mut decoder)
             .await
             .unwrap();
+        assert_eq!(node.node_id, 1);
+        decoder.set_frame_bytes_max(INTERNAL_FRAME_BYTES_MAX);
         let up = events.recv().await.unwrap();
         assert!(matches!(up, NetEvent::Up { peer: 2, .. }));
         let started = Instant::now();
@@ -364,11 +402,7 @@ mod tests {
             waited_ms >= FAST.idle_timeout_ms - 50,
             "closed after {waited_ms} ms, before the idle timeout"
         );
-        // Meanwhile the node kept the link alive from its side (after its
-        // handshake).
-        let mut decoder = FrameDecoder::new(INTERNAL_FRAME_BYTES_MAX);
-        let handshake = read_frame(&mut stream, &mut decoder).await.unwrap();
-        assert_eq!(handshake.node_id, 1);
+        // Meanwhile the node kept the link alive from its side.
         let mut buf = vec![0u8; 4096];
         let mut keepalives = 0;
         loop {
@@ -381,6 +415,43 @@ mod tests {
             }
         }
         assert!(keepalives >= 3, "{keepalives} keep-alives");
+    }
+
+    /// Only a node that proves the cluster secret becomes a peer; a tool
+    /// becomes a tool link (which the node lets ask for status only).
+    #[tokio::test]
+    async fn links_need_the_cluster_secret() {
+        let (address, mut events) = serve_one().await;
+        let mut stream = TcpStream::connect(&address).await.unwrap();
+        let mut decoder = FrameDecoder::new(HANDSHAKE_BYTES_MAX);
+        let impostor = with_secret(2, "a guess at the secret");
+        // The impostor may not be able to tell (it cannot check the node's
+        // proof either), but the node never reports a link.
+        let _ = introduce(&mut stream, &impostor, true, &mut decoder).await;
+        let mut buf = [0u8; 64];
+        let closed = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+            "the node closes it"
+        );
+        assert!(events.try_recv().is_err(), "no link came up");
+
+        let (address, mut events) = serve_one().await;
+        let tool = LinkIdentity {
+            role: LinkRole::Tool,
+            secret: LinkSecret::default(),
+            ..me(2_000_000_001)
+        };
+        let _link = ToolLink::connect(&address, tool).await.unwrap();
+        let up = events.recv().await.unwrap();
+        assert!(matches!(
+            up,
+            NetEvent::Up {
+                peer: 2_000_000_001,
+                role: LinkRole::Tool,
+                ..
+            }
+        ));
     }
 
     #[tokio::test]
