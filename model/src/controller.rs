@@ -74,6 +74,25 @@ impl crate::quorum::EntryWeight for MetadataDecision {
     }
 }
 
+/// Topics the cluster keeps for itself: clients may read them, never write,
+/// create, grow or delete them (Kafka's `Topic.isInternal`; Kafka lets an
+/// authorized client delete or grow one, which breaks every group placed on
+/// it, so Runnel refuses).
+pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets"];
+
+pub fn is_internal_topic(name: &str) -> bool {
+    INTERNAL_TOPICS.contains(&name)
+}
+
+fn refuse_internal(name: &str, what: &str) -> Result<(), ControllerError> {
+    match is_internal_topic(name) {
+        true => Err(ControllerError::InvalidTopic(format!(
+            "Topic {name} is internal: clients cannot {what} it."
+        ))),
+        false => Ok(()),
+    }
+}
+
 /// The most partitions one request may create. They are one decision (one
 /// metadata-log entry), so the bound is what one entry may hold. Kafka
 /// bounds a user operation at 10,000 metadata records and answers
@@ -354,7 +373,10 @@ impl Controller {
                 partitions,
                 replication_factor,
                 configs,
-            } => self.create_topic(image, name, *partitions, *replication_factor, configs),
+            } => {
+                refuse_internal(name, "create")?;
+                self.create_topic(image, name, *partitions, *replication_factor, configs)
+            }
             ControllerRequest::CreateInternalTopic {
                 name,
                 partitions,
@@ -366,9 +388,13 @@ impl Controller {
                 self.create_topic(image, name, Some(*partitions), Some(rf), configs)
             }
             ControllerRequest::CreatePartitions { name, count } => {
+                refuse_internal(name, "add partitions to")?;
                 self.create_partitions(image, name, *count)
             }
             ControllerRequest::DeleteTopic { name } => match image.topics.contains_key(name) {
+                true if is_internal_topic(name) => {
+                    refuse_internal(name, "delete").map(|()| Vec::new())
+                }
                 true => Ok(vec![MetadataRecord::RemoveTopic { name: name.clone() }]),
                 false => Err(ControllerError::UnknownTopicOrPartition),
             },
@@ -933,6 +959,42 @@ mod tests {
             create(&c, &mut image, "none", 0, 3),
             Err(ControllerError::InvalidPartitions(_))
         ));
+    }
+
+    #[test]
+    fn internal_topics_are_the_clusters_own() {
+        let (c, mut image) = cluster(&[0]);
+        let internal = ControllerRequest::CreateInternalTopic {
+            name: "__consumer_offsets".into(),
+            partitions: 3,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+        };
+        run(&c, &mut image, internal);
+        let by_a_client = [
+            ControllerRequest::DeleteTopic {
+                name: "__consumer_offsets".into(),
+            },
+            ControllerRequest::CreatePartitions {
+                name: "__consumer_offsets".into(),
+                count: 5,
+            },
+        ];
+        for request in by_a_client {
+            assert!(
+                matches!(
+                    c.decide(&image, &request),
+                    Err(ControllerError::InvalidTopic(_))
+                ),
+                "{request:?}"
+            );
+        }
+        let (c2, image2) = cluster(&[0]);
+        assert!(matches!(
+            create(&c2, &mut image2.clone(), "__consumer_offsets", 1, 1),
+            Err(ControllerError::InvalidTopic(_))
+        ));
+        assert_eq!(image.topics["__consumer_offsets"].partitions.len(), 3);
     }
 
     #[test]

@@ -59,6 +59,30 @@ impl Default for GroupLimits {
     }
 }
 
+/// The highest generation a group reaches: one rebalance a second takes 68
+/// years to get here; a record claiming more is corrupt.
+pub const GENERATION_MAX: i32 = i32::MAX / 2;
+
+fn check_record(record: &GroupRecord) -> Result<(), String> {
+    match record {
+        GroupRecord::Generation { generation } if !(0..=GENERATION_MAX).contains(generation) => {
+            Err(format!("generation {generation} is out of range"))
+        }
+        GroupRecord::Offsets { offsets, .. } => {
+            for ((topic, partition), offset) in offsets {
+                crate::controller::validate_topic_name(topic).map_err(|e| format!("{e:?}"))?;
+                if *partition >= crate::controller::PARTITIONS_PER_TOPIC_MAX || *offset < -1 {
+                    return Err(format!(
+                        "offset {offset} of partition {partition} of {topic}"
+                    ));
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Known mistakes the checker must catch. All off in production.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct GroupBugs {
@@ -311,8 +335,12 @@ impl Group {
     /// Rebuilds the durable part of a group (committed offsets, the last
     /// generation) from its records, in log order. Members are not durable:
     /// after a failover they rejoin (their heartbeats get UNKNOWN_MEMBER_ID).
-    pub fn replay(&mut self, record: &GroupRecord) {
+    /// A record no coordinator could have written (a generation near the
+    /// end of its range, an offset for a topic name Kafka forbids) is
+    /// refused, not applied: the log is input like any other.
+    pub fn replay(&mut self, record: &GroupRecord) -> Result<(), String> {
         debug_assert!(self.members.is_empty(), "replay happens before serving");
+        check_record(record)?;
         match record {
             GroupRecord::Offsets {
                 offsets,
@@ -332,6 +360,7 @@ impl Group {
                 self.generation = 0;
             }
         }
+        Ok(())
     }
 
     /// A group with neither members nor offsets can be forgotten.
@@ -662,7 +691,9 @@ impl Group {
             self.members.remove(id);
             out.cancel_timer(GroupTimer::Session(id.clone()));
         }
-        self.generation += 1;
+        // Below GENERATION_MAX by construction (replay refuses more); a
+        // generation never wraps to a value an old member could hold.
+        self.generation = self.generation.saturating_add(1).min(GENERATION_MAX);
         if self.members.is_empty() {
             self.state = GroupState::Empty;
             self.leader = None;
@@ -901,6 +932,34 @@ mod tests {
                 ..
             }]
         ));
+    }
+
+    /// Records no coordinator writes are refused on replay, and a group at
+    /// the generation ceiling stays there instead of overflowing.
+    #[test]
+    fn replay_refuses_impossible_records() {
+        let mut g = group(0);
+        assert!(g
+            .replay(&GroupRecord::Generation {
+                generation: i32::MAX
+            })
+            .is_err());
+        let long_name = GroupRecord::Offsets {
+            generation: 1,
+            offsets: vec![(("t".repeat(100_000), 0), 5)],
+            commit_timestamp_ms: 0,
+        };
+        assert!(g.replay(&long_name).is_err());
+        assert!(g.offsets().is_empty());
+        g.replay(&GroupRecord::Generation {
+            generation: GENERATION_MAX,
+        })
+        .unwrap();
+        let a = new_member(&mut g, 1);
+        let r = join(&mut g, 2, &a);
+        assert!(
+            matches!(&r[..], [GroupReply::Join { result: Ok(j), .. }] if j.generation == GENERATION_MAX)
+        );
     }
 
     #[test]
@@ -1178,7 +1237,7 @@ mod tests {
             ..g.config.clone()
         });
         for r in &records {
-            restored.replay(r);
+            restored.replay(r).unwrap();
         }
         assert_eq!(restored.committed("t", 0), Some(42));
         assert_eq!(restored.state(), GroupState::Empty);

@@ -291,11 +291,10 @@ pub fn encode_producer_batch(
             producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: if first_sequence < 0 {
-                -1
-            } else {
-                first_sequence + i as i32
-            },
+            // Consecutive from the first (-1 when not idempotent): the
+            // encoder starts a new batch wherever offset - sequence changes,
+            // and a partition's records must be one batch.
+            sequence: first_sequence.wrapping_add(i as i32),
             timestamp: timestamp_ms,
             key: key.clone(),
             value: value.clone(),

@@ -2,6 +2,7 @@
 //! (or reads of its committed metadata view) and the outcome into Kafka's
 //! response shape and error codes. No protocol decisions here.
 
+use super::batch_check;
 use super::fetch_encode::{self, PartitionOut, RecordsOut, Segment};
 use super::groups;
 use super::server::Request;
@@ -38,14 +39,19 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 /// A produce request's partition: its index and, if it was refused before
-/// any append, the error code (the response keeps the request's shape).
-type PartitionShape = (i32, Option<i16>);
+/// any append, the error code and message (the response keeps the
+/// request's shape).
+type PartitionShape = (i32, Option<(i16, Option<String>)>);
 
 /// Kafka error codes used here.
 pub mod code {
     pub const NONE: i16 = 0;
     pub const OFFSET_OUT_OF_RANGE: i16 = 1;
     pub const CORRUPT_MESSAGE: i16 = 2;
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const INVALID_TIMESTAMP: i16 = 32;
+    pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
+    pub const INVALID_RECORD: i16 = 87;
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     pub const LEADER_NOT_AVAILABLE: i16 = 5;
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
@@ -179,7 +185,7 @@ fn topic_metadata(view: &ClusterView, name: &str) -> MetadataResponseTopic {
     let mut t = MetadataResponseTopic::default()
         .with_name(Some(topic_name(name)))
         .with_topic_id(topic_id(name))
-        .with_is_internal(name.starts_with("__"));
+        .with_is_internal(runnel_model::controller::is_internal_topic(name));
     let Some(topic) = view.image.topics.get(name) else {
         return t.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION);
     };
@@ -485,24 +491,36 @@ fn part_error_code(e: &PartError) -> i16 {
 
 async fn produce(r: ProduceRequest, v: i16, node: &NodeHandle) -> Option<ProduceResponse> {
     let acks = r.acks;
+    let view = node.view.borrow().clone();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     // Index of every partition in the request, to rebuild the response shape.
     let mut shape: Vec<(TopicName, Vec<PartitionShape>)> = Vec::new();
     let mut parts = Vec::new();
     for t in r.topic_data {
         let name = t.name.0.to_string();
+        let limits = batch_limits(&view, &name, v, now_ms, &node.settings);
         let mut ps = Vec::new();
         for p in t.partition_data {
             let early = if v < 3 {
-                Some(code::UNSUPPORTED_VERSION)
+                Some((code::UNSUPPORTED_VERSION, None))
+            } else if runnel_model::controller::is_internal_topic(&name) {
+                let m = format!("Cannot append to internal topic {name}");
+                Some((code::INVALID_TOPIC_EXCEPTION, Some(m)))
             } else if p.index < 0 {
-                Some(code::UNKNOWN_TOPIC_OR_PARTITION)
+                Some((code::UNKNOWN_TOPIC_OR_PARTITION, None))
             } else {
-                match p.records {
-                    Some(records) if !records.is_empty() => {
+                let records = p.records.unwrap_or_default();
+                match batch_check::check(&records, &limits) {
+                    Ok(()) => {
                         parts.push((name.clone(), p.index as u32, records));
                         None
                     }
-                    _ => Some(code::CORRUPT_MESSAGE),
+                    Err(refusal) => {
+                        tracing::debug!("produce to {name}-{}: {}", p.index, refusal.message());
+                        Some((refusal_code(&refusal), Some(refusal.message())))
+                    }
                 }
             };
             ps.push((p.index, early));
@@ -538,7 +556,12 @@ async fn produce(r: ProduceRequest, v: i16, node: &NodeHandle) -> Option<Produce
                         .with_index(index)
                         .with_base_offset(-1);
                     match early {
-                        Some(c) => pr.error_code = c,
+                        Some((c, message)) => {
+                            pr.error_code = c;
+                            if v >= 8 {
+                                pr.error_message = message.as_deref().map(str_bytes);
+                            }
+                        }
                         None => match results.next() {
                             Some(Ok(offset)) => pr.base_offset = offset,
                             Some(Err(e)) => pr.error_code = part_error_code(&e),
@@ -554,6 +577,42 @@ async fn produce(r: ProduceRequest, v: i16, node: &NodeHandle) -> Option<Produce
         })
         .collect();
     Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// What a batch produced to `topic` is checked against: the topic's
+/// `max.message.bytes` (else the broker's `message.max.bytes`), the clock,
+/// the timestamp bounds, and whether this produce version may use zstd.
+fn batch_limits(
+    view: &ClusterView,
+    topic: &str,
+    version: i16,
+    now_ms: i64,
+    s: &crate::runtime::settings::NodeSettings,
+) -> batch_check::BatchLimits {
+    let max_batch_bytes = view
+        .image
+        .topics
+        .get(topic)
+        .and_then(|t| t.configs.get("max.message.bytes"))
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(s.message_max_bytes);
+    batch_check::BatchLimits {
+        max_batch_bytes,
+        now_ms,
+        before_max_ms: s.timestamp_before_max_ms,
+        after_max_ms: s.timestamp_after_max_ms,
+        zstd_allowed: version >= 7,
+    }
+}
+
+fn refusal_code(r: &batch_check::Refusal) -> i16 {
+    match r {
+        batch_check::Refusal::TooLarge { .. } => code::MESSAGE_TOO_LARGE,
+        batch_check::Refusal::Corrupt(_) => code::CORRUPT_MESSAGE,
+        batch_check::Refusal::InvalidRecord(_) => code::INVALID_RECORD,
+        batch_check::Refusal::InvalidTimestamp(_) => code::INVALID_TIMESTAMP,
+        batch_check::Refusal::UnsupportedCompression => code::UNSUPPORTED_COMPRESSION_TYPE,
+    }
 }
 
 /// Fetch, answered as segments: record batches go from the segment files

@@ -1,6 +1,7 @@
 //! The Kafka wire protocol front end (decoding and encoding by the
 //! `kafka-protocol` crate): connections, the version table, and handlers.
 
+pub mod batch_check;
 pub mod fetch_encode;
 pub mod groups;
 pub mod handlers;

@@ -147,6 +147,9 @@ struct Segment {
     max_timestamp_rel: u32,
 }
 
+/// The largest offset a segment may hold relative to its base.
+const RELATIVE_OFFSET_MAX: Offset = i32::MAX as Offset;
+
 fn io_error(e: io::Error) -> LogError {
     LogError::Io(e.to_string())
 }
@@ -744,7 +747,11 @@ impl DiskLog {
             _ => false,
         };
         let too_big = active.size_bytes + bytes.len() as u64 > segment_bytes;
-        if active.size_bytes > 0 && (too_big || too_old) {
+        // The indexes store offsets relative to the segment's base in 32
+        // bits: roll before they would not fit (Kafka: Int.MaxValue).
+        let last_end = headers.last().map_or(first_offset, |h| h.end_offset());
+        let too_far = last_end - active.base_offset > RELATIVE_OFFSET_MAX;
+        if active.size_bytes > 0 && (too_big || too_old || too_far) {
             active.close_time_index().map_err(io_error)?;
             let segment = Segment::create(&self.dir, first_offset).map_err(io_error)?;
             self.segments.push(segment);
@@ -839,6 +846,25 @@ impl DiskLog {
         until: Offset,
         max_bytes: usize,
     ) -> Result<Option<FileSlice>, LogError> {
+        let Some((i, position, len)) = self.span(from, until, max_bytes)? else {
+            return Ok(None);
+        };
+        let file = self.segments[i].log.try_clone().map_err(io_error)?;
+        Ok(Some(FileSlice {
+            file,
+            position,
+            len,
+        }))
+    }
+
+    /// Where [`DiskLog::locate`]'s batches are: (segment index, byte
+    /// position, length), `None` at the log end.
+    fn span(
+        &self,
+        from: Offset,
+        until: Offset,
+        max_bytes: usize,
+    ) -> Result<Option<(usize, u64, u64)>, LogError> {
         let (start, end) = (self.start_offset(), self.end_offset());
         if from < start || from > end {
             return Err(LogError::OffsetOutOfRange {
@@ -867,12 +893,7 @@ impl DiskLog {
         if last == first {
             return Ok(None);
         }
-        let file = s.log.try_clone().map_err(io_error)?;
-        Ok(Some(FileSlice {
-            file,
-            position: first,
-            len: last - first,
-        }))
+        Ok(Some((i, first, last - first)))
     }
 
     /// Duplicate handles of the files holding unflushed bytes, for a caller
@@ -994,13 +1015,15 @@ impl PartitionLog for DiskLog {
     }
 
     fn read(&self, from: Offset, until: Offset, max_bytes: usize) -> Result<BatchBytes, LogError> {
-        let Some(slice) = self.locate(from, until, max_bytes)? else {
+        // Read through the segment's own handle: replication must go on
+        // even when the process is out of descriptors (no duplicate needed).
+        let Some((i, position, len)) = self.span(from, until, max_bytes)? else {
             return Ok(BatchBytes::default());
         };
-        let mut buf = vec![0u8; slice.len as usize];
-        slice
-            .file
-            .read_exact_at(&mut buf, slice.position)
+        let mut buf = vec![0u8; len as usize];
+        self.segments[i]
+            .log
+            .read_exact_at(&mut buf, position)
             .map_err(io_error)?;
         Ok(BatchBytes(Bytes::from(buf)))
     }
@@ -1176,6 +1199,26 @@ mod tests {
         assert_eq!(log.segment_count(), 1);
         append(&mut log, 10_000);
         assert_eq!(log.segment_count(), 2);
+    }
+
+    /// Relative offsets are 32-bit in the indexes: a segment rolls before
+    /// a batch would take one past i32::MAX from its base.
+    #[test]
+    fn segments_roll_before_relative_offsets_overflow() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(d.path(), LogConfig::default()).unwrap();
+        let span = (RELATIVE_OFFSET_MAX / 2) as u32;
+        for _ in 0..2 {
+            let b = batch::build(span, &[0u8; 10], 0);
+            log.append_as_leader(BatchBytes(b.into()), 1).unwrap();
+        }
+        assert_eq!(log.segment_count(), 1, "2 * span fits");
+        let b = batch::build(span, &[0u8; 10], 0);
+        log.append_as_leader(BatchBytes(b.into()), 1).unwrap();
+        assert_eq!(log.segment_count(), 2);
+        drop(log);
+        let (log, _) = DiskLog::open(d.path(), LogConfig::default()).unwrap();
+        assert_eq!(log.end_offset(), 3 * span as Offset);
     }
 
     #[test]

@@ -414,7 +414,17 @@ impl Node {
             }
             for (header, raw) in batches {
                 from = header.end_offset();
-                for r in crate::client::decode_records(raw).unwrap_or_default() {
+                // Only this node writes here (clients are refused), but a
+                // log from anywhere is input: a batch that does not decode is
+                // skipped with a warning, never trusted or fatal.
+                let decoded = crate::client::decode_records(raw).unwrap_or_else(|e| {
+                    tracing::warn!(
+                        "{OFFSETS_TOPIC}-{p}: skipping a batch at offset {}: {e}",
+                        header.base_offset
+                    );
+                    Vec::new()
+                });
+                for r in decoded {
                     let (Some(k), Some(v)) = (r.key, r.value) else {
                         continue;
                     };
@@ -431,9 +441,13 @@ impl Node {
             let (_, g) = self
                 .groups
                 .groups
-                .entry(group_id)
+                .entry(group_id.clone())
                 .or_insert_with(|| (p, Group::new(config.clone())));
-            g.replay(&record);
+            if let Err(why) = g.replay(&record) {
+                tracing::warn!(
+                    "{OFFSETS_TOPIC}-{p}: skipping a record of group {group_id:?}: {why}"
+                );
+            }
         }
         self.groups
             .groups

@@ -1,0 +1,413 @@
+//! What a produced record batch must be before the leader appends it
+//! (Kafka's `LogValidator`, magic v2): one batch per partition, within the
+//! size limits, its CRC right, its record count what its offset range says,
+//! every record whole and numbered in order, its compression known, its
+//! timestamps within the allowed distance of the broker's clock, no control
+//! batch from a client. Everything is read from the bytes with bounds
+//! checked first, so no input can panic it or make it allocate more than
+//! the batch decompresses to (bounded by `DECOMPRESSED_BYTES_MAX`).
+//!
+//! The log itself checks less on appends from followers and on recovery
+//! (`storage::batch::validate`: length, magic, CRC): a compacted batch may
+//! hold fewer records than its offset range.
+
+use crate::storage::batch::{self, BatchError, HEADER_BYTES};
+use bytes::Bytes;
+
+/// The limits a produced batch is checked against.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchLimits {
+    /// The topic's `max.message.bytes`, else the broker's `message.max.bytes`.
+    pub max_batch_bytes: usize,
+    /// The broker's clock.
+    pub now_ms: i64,
+    /// `log.message.timestamp.before.max.ms` / `.after.max.ms`.
+    pub before_max_ms: u64,
+    pub after_max_ms: u64,
+    /// zstd needs Produce v7+ (KIP-110).
+    pub zstd_allowed: bool,
+}
+
+/// Why a batch is refused, with Kafka's error for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// MESSAGE_TOO_LARGE.
+    TooLarge { bytes: usize, max: usize },
+    /// CORRUPT_MESSAGE: the bytes are not what they claim (CRC, lengths).
+    Corrupt(String),
+    /// INVALID_RECORD: a well-formed batch Kafka does not accept.
+    InvalidRecord(String),
+    /// INVALID_TIMESTAMP.
+    InvalidTimestamp(String),
+    /// UNSUPPORTED_COMPRESSION_TYPE.
+    UnsupportedCompression,
+}
+
+impl Refusal {
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::TooLarge { bytes, max } => format!(
+                "The request included a message larger than the max message size the server will accept ({bytes} > {max} bytes)."
+            ),
+            Refusal::Corrupt(m) | Refusal::InvalidRecord(m) | Refusal::InvalidTimestamp(m) => {
+                m.clone()
+            }
+            Refusal::UnsupportedCompression => {
+                "zstd compression needs Produce version 7 or later".into()
+            }
+        }
+    }
+}
+
+const ATTR_COMPRESSION_MASK: i16 = 0x07;
+const ATTR_LOG_APPEND_TIME: i16 = 0x08;
+const ATTR_CONTROL: i16 = 0x20;
+
+/// Checks one partition's produced records (the whole `records` field).
+pub fn check(records: &[u8], limits: &BatchLimits) -> Result<(), Refusal> {
+    if records.len() > limits.max_batch_bytes {
+        return Err(Refusal::TooLarge {
+            bytes: records.len(),
+            max: limits.max_batch_bytes,
+        });
+    }
+    if records.len() >= 17 && records[16] as i8 != 2 {
+        return Err(Refusal::InvalidRecord(format!(
+            "record batches of magic {} are not accepted with this produce version (magic 2 only)",
+            records[16] as i8
+        )));
+    }
+    let header = batch::validate(records).map_err(|e| match e {
+        BatchError::NoRecords => {
+            Refusal::InvalidRecord("a batch must hold at least one record".into())
+        }
+        other => Refusal::Corrupt(other.to_string()),
+    })?;
+    if header.size_bytes != records.len() {
+        return Err(Refusal::InvalidRecord(
+            "a produce request carries exactly one record batch per partition".into(),
+        ));
+    }
+    let i16_at = |at: usize| i16::from_be_bytes([records[at], records[at + 1]]);
+    let i32_at = |at: usize| i32::from_be_bytes(records[at..at + 4].try_into().expect("4"));
+    let i64_at = |at: usize| i64::from_be_bytes(records[at..at + 8].try_into().expect("8"));
+    let attributes = i16_at(21);
+    let (last_offset_delta, record_count) = (i32_at(23), i32_at(57));
+    if record_count != last_offset_delta.saturating_add(1) {
+        return Err(Refusal::InvalidRecord(format!(
+            "Inconsistent batch offset range: {record_count} records, last offset delta {last_offset_delta}"
+        )));
+    }
+    if attributes & ATTR_CONTROL != 0 {
+        return Err(Refusal::InvalidRecord(
+            "clients may not produce control batches".into(),
+        ));
+    }
+    let (producer_id, base_sequence) = (i64_at(43), i32_at(53));
+    if producer_id >= 0 && base_sequence < 0 {
+        return Err(Refusal::InvalidRecord(format!(
+            "producer id {producer_id} with base sequence {base_sequence}"
+        )));
+    }
+    let compression = attributes & ATTR_COMPRESSION_MASK;
+    if compression == 4 && !limits.zstd_allowed {
+        return Err(Refusal::UnsupportedCompression);
+    }
+    let base_timestamp = i64_at(27);
+    let check_timestamps = attributes & ATTR_LOG_APPEND_TIME == 0;
+    if check_timestamps {
+        check_timestamp(i64_at(35), limits)?;
+    }
+    let body = Bytes::copy_from_slice(&records[HEADER_BYTES..]);
+    let body = decompress(compression, body)?;
+    let walked = walk_records(
+        &body,
+        record_count as usize,
+        |delta| match check_timestamps {
+            true => check_timestamp(base_timestamp.saturating_add(delta), limits),
+            false => Ok(()),
+        },
+    )?;
+    debug_assert_eq!(walked, record_count as usize);
+    Ok(())
+}
+
+fn check_timestamp(ts: i64, limits: &BatchLimits) -> Result<(), Refusal> {
+    let before = limits.now_ms.saturating_sub(ts);
+    let after = ts.saturating_sub(limits.now_ms);
+    if before > 0 && before as u64 > limits.before_max_ms {
+        return Err(Refusal::InvalidTimestamp(format!(
+            "Timestamp {ts} of a record is {before} ms before the broker's time, more than log.message.timestamp.before.max.ms={}",
+            limits.before_max_ms
+        )));
+    }
+    if after > 0 && after as u64 > limits.after_max_ms {
+        return Err(Refusal::InvalidTimestamp(format!(
+            "Timestamp {ts} of a record is {after} ms after the broker's time, more than log.message.timestamp.after.max.ms={}",
+            limits.after_max_ms
+        )));
+    }
+    Ok(())
+}
+
+/// The record section, decompressed (bounded by the vendored codecs).
+fn decompress(compression: i16, body: Bytes) -> Result<Bytes, Refusal> {
+    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
+    let mut body = body;
+    let out: anyhow::Result<Bytes> = match compression {
+        0 => return Ok(body),
+        1 => Gzip::decompress(&mut body, |b| Ok(b.clone())),
+        2 => Snappy::decompress(&mut body, |b| Ok(b.clone())),
+        3 => Lz4::decompress(&mut body, |b| Ok(b.clone())),
+        4 => Zstd::decompress(&mut body, |b| Ok(b.clone())),
+        other => {
+            return Err(Refusal::InvalidRecord(format!(
+                "unknown compression codec {other}"
+            )))
+        }
+    };
+    out.map_err(|e| Refusal::Corrupt(format!("the records do not decompress: {e}")))
+}
+
+/// Walks `count` records of v2 format; each must be whole, numbered
+/// 0, 1, 2... (offset deltas) and nothing may follow the last. Calls
+/// `timestamp` with each record's timestamp delta. Returns the count.
+pub fn walk_records(
+    body: &[u8],
+    count: usize,
+    mut timestamp: impl FnMut(i64) -> Result<(), Refusal>,
+) -> Result<usize, Refusal> {
+    let mut at = 0usize;
+    // Bounded by `count`, and each round consumes at least one byte or fails.
+    for i in 0..count {
+        let len = varint(body, &mut at)?;
+        let len = usize::try_from(len)
+            .map_err(|_| Refusal::Corrupt(format!("record {i} has a negative length")))?;
+        let end = at
+            .checked_add(len)
+            .filter(|e| *e <= body.len())
+            .ok_or_else(|| Refusal::Corrupt(format!("record {i} runs past its batch")))?;
+        let record = &body[at..end];
+        let mut r = 0usize;
+        let _attributes = *record
+            .first()
+            .ok_or_else(|| Refusal::Corrupt(format!("record {i} is empty")))?;
+        r += 1;
+        let timestamp_delta = varlong(record, &mut r)?;
+        let offset_delta = varint(record, &mut r)?;
+        if offset_delta != i as i64 {
+            return Err(Refusal::InvalidRecord(format!(
+                "record {i} has offset delta {offset_delta}"
+            )));
+        }
+        skip_bytes(record, &mut r, true)?; // key
+        skip_bytes(record, &mut r, true)?; // value
+        let headers = varint(record, &mut r)?;
+        if headers < 0 {
+            return Err(Refusal::Corrupt(format!(
+                "record {i} has {headers} headers"
+            )));
+        }
+        // Each header takes at least two bytes: the loop ends with the record.
+        for _ in 0..headers {
+            skip_bytes(record, &mut r, false)?; // header key (never null)
+            skip_bytes(record, &mut r, true)?; // header value
+        }
+        if r != record.len() {
+            return Err(Refusal::Corrupt(format!(
+                "record {i} declares {len} bytes but holds {r}"
+            )));
+        }
+        timestamp(timestamp_delta)?;
+        at = end;
+    }
+    if at != body.len() {
+        return Err(Refusal::InvalidRecord(format!(
+            "{} bytes follow the last of the batch's {count} records",
+            body.len() - at
+        )));
+    }
+    Ok(count)
+}
+
+/// A length-prefixed byte string (length -1: null, where allowed).
+fn skip_bytes(b: &[u8], at: &mut usize, nullable: bool) -> Result<(), Refusal> {
+    let len = varint(b, at)?;
+    if len == -1 && nullable {
+        return Ok(());
+    }
+    let len = usize::try_from(len).map_err(|_| Refusal::Corrupt("a negative length".into()))?;
+    *at = at
+        .checked_add(len)
+        .filter(|e| *e <= b.len())
+        .ok_or_else(|| Refusal::Corrupt("a field runs past its record".into()))?;
+    Ok(())
+}
+
+/// A zigzag varint of at most 5 bytes (an i32).
+fn varint(b: &[u8], at: &mut usize) -> Result<i64, Refusal> {
+    let v = unsigned_varint(b, at, 5)?;
+    Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
+}
+
+/// A zigzag varint of at most 10 bytes (an i64).
+fn varlong(b: &[u8], at: &mut usize) -> Result<i64, Refusal> {
+    let v = unsigned_varint(b, at, 10)?;
+    Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
+}
+
+fn unsigned_varint(b: &[u8], at: &mut usize, max_bytes: usize) -> Result<u64, Refusal> {
+    let mut value = 0u64;
+    for i in 0..max_bytes {
+        let byte = *b
+            .get(*at)
+            .ok_or_else(|| Refusal::Corrupt("a varint runs past its record".into()))?;
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err(Refusal::Corrupt("a varint is too long".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::encode_batch;
+
+    fn limits() -> BatchLimits {
+        BatchLimits {
+            max_batch_bytes: 1 << 20,
+            now_ms: 1_700_000_000_000,
+            before_max_ms: u64::MAX,
+            after_max_ms: 3_600_000,
+            zstd_allowed: true,
+        }
+    }
+
+    fn batch(values: &[&str], timestamp_ms: i64) -> Vec<u8> {
+        let records: Vec<(Option<Bytes>, Option<Bytes>)> = values
+            .iter()
+            .map(|v| (None, Some(Bytes::copy_from_slice(v.as_bytes()))))
+            .collect();
+        encode_batch(&records, timestamp_ms).unwrap().to_vec()
+    }
+
+    fn with_crc(mut b: Vec<u8>) -> Vec<u8> {
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn a_client_batch_passes() {
+        let l = limits();
+        assert_eq!(check(&batch(&["a", "bb", "ccc"], l.now_ms), &l), Ok(()));
+    }
+
+    #[test]
+    fn every_kafka_refusal() {
+        let l = limits();
+        let good = batch(&["a", "bb", "ccc"], l.now_ms);
+        // Size.
+        let small = BatchLimits {
+            max_batch_bytes: good.len() - 1,
+            ..l
+        };
+        assert!(matches!(
+            check(&good, &small),
+            Err(Refusal::TooLarge { .. })
+        ));
+        // Two batches in one partition.
+        let two = [good.clone(), good.clone()].concat();
+        assert!(matches!(check(&two, &l), Err(Refusal::InvalidRecord(_))));
+        // CRC.
+        let mut flipped = good.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(matches!(check(&flipped, &l), Err(Refusal::Corrupt(_))));
+        // A record count that is not the offset range.
+        let mut lying = good.clone();
+        lying[23..27].copy_from_slice(&1_000_000i32.to_be_bytes());
+        assert!(matches!(
+            check(&with_crc(lying), &l),
+            Err(Refusal::InvalidRecord(_))
+        ));
+        // Count and range agree, but the records are fewer.
+        let mut fewer = good.clone();
+        fewer[23..27].copy_from_slice(&3i32.to_be_bytes());
+        fewer[57..61].copy_from_slice(&4i32.to_be_bytes());
+        assert!(matches!(
+            check(&with_crc(fewer), &l),
+            Err(Refusal::Corrupt(_))
+        ));
+        // Count and range agree, but more records follow.
+        let mut more = good.clone();
+        more[23..27].copy_from_slice(&1i32.to_be_bytes());
+        more[57..61].copy_from_slice(&2i32.to_be_bytes());
+        assert!(matches!(
+            check(&with_crc(more), &l),
+            Err(Refusal::InvalidRecord(_))
+        ));
+        // A control batch.
+        let mut control = good.clone();
+        control[22] |= 0x20;
+        assert!(matches!(
+            check(&with_crc(control), &l),
+            Err(Refusal::InvalidRecord(_))
+        ));
+        // An unknown codec, and zstd with an old produce version.
+        let mut codec = good.clone();
+        codec[22] |= 0x07;
+        assert!(matches!(
+            check(&with_crc(codec), &l),
+            Err(Refusal::InvalidRecord(_))
+        ));
+        let mut zstd = good.clone();
+        zstd[22] |= 0x04;
+        let old = BatchLimits {
+            zstd_allowed: false,
+            ..l
+        };
+        assert_eq!(
+            check(&with_crc(zstd), &old),
+            Err(Refusal::UnsupportedCompression)
+        );
+        // Magic 1.
+        let mut magic = good.clone();
+        magic[16] = 1;
+        assert!(matches!(check(&magic, &l), Err(Refusal::InvalidRecord(_))));
+        // Timestamps: a day ahead is refused, a year behind is fine by default.
+        let future = batch(&["x"], l.now_ms + 86_400_000);
+        assert!(matches!(
+            check(&future, &l),
+            Err(Refusal::InvalidTimestamp(_))
+        ));
+        let past = batch(&["x"], l.now_ms - 365 * 86_400_000);
+        assert_eq!(check(&past, &l), Ok(()));
+        let strict = BatchLimits {
+            before_max_ms: 1_000,
+            ..l
+        };
+        assert!(matches!(
+            check(&past, &strict),
+            Err(Refusal::InvalidTimestamp(_))
+        ));
+    }
+
+    #[test]
+    fn any_bytes_are_judged_without_panicking() {
+        let l = limits();
+        let good = batch(&["a", "bb", "ccc"], l.now_ms);
+        for cut in 0..good.len() {
+            let _ = check(&good[..cut], &l);
+        }
+        for i in HEADER_BYTES..good.len() {
+            for bit in 0..8 {
+                let mut b = good.clone();
+                b[i] ^= 1 << bit;
+                let _ = check(&with_crc(b), &l);
+            }
+        }
+    }
+}
