@@ -17,6 +17,7 @@ use crate::core::{BrokerEpoch, NodeId};
 use crate::partition::{
     AlterPartitionError, AlterPartitionRequest, ElectionPolicy, PartitionRegistration,
 };
+use crate::producer_ids::{ProducerIdBlock, PRODUCER_ID_BLOCK_SIZE, PRODUCER_ID_MAX};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -56,6 +57,13 @@ pub enum MetadataRecord {
     },
     RemoveTopic {
         name: String,
+    },
+    /// A block of producer ids went to `broker`; the next block starts at
+    /// `next_producer_id` (Kafka's ProducerIdsRecord).
+    ProducerIds {
+        broker: NodeId,
+        broker_epoch: BrokerEpoch,
+        next_producer_id: u64,
     },
 }
 
@@ -127,6 +135,8 @@ pub struct MetadataImage {
     pub topics: BTreeMap<String, TopicImage>,
     /// Broker epochs are unique and increasing across the cluster.
     pub last_broker_epoch: BrokerEpoch,
+    /// The first producer id no block has included yet.
+    pub next_producer_id: u64,
 }
 
 impl MetadataImage {
@@ -195,6 +205,11 @@ impl MetadataImage {
             }
             MetadataRecord::RemoveTopic { name } => {
                 self.topics.remove(name);
+            }
+            MetadataRecord::ProducerIds {
+                next_producer_id, ..
+            } => {
+                self.next_producer_id = self.next_producer_id.max(*next_producer_id);
             }
         }
     }
@@ -318,6 +333,11 @@ pub enum ControllerRequest {
         broker_epoch: BrokerEpoch,
         request: AlterPartitionRequest,
     },
+    /// A broker wants a block of producer ids (Kafka's AllocateProducerIds).
+    AllocateProducerIds {
+        broker: NodeId,
+        broker_epoch: BrokerEpoch,
+    },
 }
 
 /// Why the controller refused (Kafka's error names).
@@ -332,6 +352,8 @@ pub enum ControllerError {
     PolicyViolation(String),
     /// Unknown broker or a broker epoch from an earlier registration.
     StaleBrokerEpoch,
+    /// Every producer id has been handed out.
+    ProducerIdsExhausted,
     AlterPartition(AlterPartitionError),
 }
 
@@ -404,6 +426,40 @@ impl Controller {
                 broker_epoch,
                 request,
             } => self.alter_partition(image, topic, *partition, *broker_epoch, request),
+            ControllerRequest::AllocateProducerIds {
+                broker,
+                broker_epoch,
+            } => {
+                self.check_epoch(image, *broker, *broker_epoch)?;
+                let first = image.next_producer_id;
+                let next_producer_id = first
+                    .checked_add(PRODUCER_ID_BLOCK_SIZE)
+                    .filter(|n| *n <= PRODUCER_ID_MAX)
+                    .ok_or(ControllerError::ProducerIdsExhausted)?;
+                Ok(vec![MetadataRecord::ProducerIds {
+                    broker: *broker,
+                    broker_epoch: *broker_epoch,
+                    next_producer_id,
+                }])
+            }
+        }
+    }
+
+    /// The block a committed `ProducerIds` record gave its broker.
+    pub fn producer_id_block(record: &MetadataRecord) -> Option<(NodeId, ProducerIdBlock)> {
+        match record {
+            MetadataRecord::ProducerIds {
+                broker,
+                next_producer_id,
+                ..
+            } => Some((
+                *broker,
+                ProducerIdBlock {
+                    first: next_producer_id - PRODUCER_ID_BLOCK_SIZE,
+                    len: PRODUCER_ID_BLOCK_SIZE,
+                },
+            )),
+            _ => None,
         }
     }
 

@@ -17,5 +17,6 @@ pub mod group;
 pub mod idempotence;
 pub mod log;
 pub mod partition;
+pub mod producer_ids;
 pub mod quorum;
 pub mod replication;

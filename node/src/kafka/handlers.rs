@@ -54,6 +54,7 @@ pub mod code {
     pub const INVALID_RECORD: i16 = 87;
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     pub const LEADER_NOT_AVAILABLE: i16 = 5;
+    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     pub const REQUEST_TIMED_OUT: i16 = 7;
     pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
@@ -486,6 +487,7 @@ fn part_error_code(e: &PartError) -> i16 {
         PartError::Storage(_) => code::KAFKA_STORAGE_ERROR,
         PartError::OutOfOrderSequence => 45,
         PartError::InvalidProducerEpoch => 47,
+        PartError::NotReady => code::COORDINATOR_LOAD_IN_PROGRESS,
     }
 }
 
@@ -799,8 +801,9 @@ async fn init_producer_id(r: InitProducerIdRequest, node: &NodeHandle) -> InitPr
         .await;
     match rx.await {
         Ok(Ok(id)) => response.with_producer_id(id.into()).with_producer_epoch(0),
+        // Retriable: the broker's block of producer ids is on its way.
         _ => response
-            .with_error_code(code::NOT_CONTROLLER)
+            .with_error_code(code::COORDINATOR_LOAD_IN_PROGRESS)
             .with_producer_id((-1).into()),
     }
 }

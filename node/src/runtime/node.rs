@@ -78,6 +78,9 @@ pub enum PartError {
     OutOfOrderSequence,
     /// Kafka's INVALID_PRODUCER_EPOCH.
     InvalidProducerEpoch,
+    /// Not ready to answer yet (Kafka's COORDINATOR_LOAD_IN_PROGRESS): no
+    /// block of producer ids has arrived from the controller.
+    NotReady,
 }
 
 pub struct FetchPart {
@@ -195,6 +198,10 @@ enum Purpose {
         request: runnel_model::partition::AlterPartitionRequest,
     },
     Client(oneshot::Sender<Result<ControllerAck, ControllerFailure>>),
+    /// A block of producer ids for this broker's incarnation `epoch`.
+    ProducerIds {
+        epoch: BrokerEpoch,
+    },
 }
 
 struct Outstanding {
@@ -241,7 +248,8 @@ struct BrokerState {
     produce_waiters: BTreeMap<RequestId, (u64, usize)>,
     produce_calls: BTreeMap<u64, ProduceCall>,
     next_request_id: RequestId,
-    next_producer_id: u64,
+    /// The block of producer ids the controller gave this incarnation.
+    producer_ids: runnel_model::producer_ids::BrokerProducerIds,
     last_flush: Instant,
 }
 
@@ -327,7 +335,7 @@ impl Node {
                 produce_waiters: BTreeMap::new(),
                 produce_calls: BTreeMap::new(),
                 next_request_id: 1,
-                next_producer_id: 0,
+                producer_ids: Default::default(),
                 last_flush: Instant::now(),
             })
         } else {
@@ -1154,11 +1162,13 @@ impl Node {
                         });
                         if let Some(e) = b.epoch {
                             tracing::info!("broker {me} registered with broker epoch {e}");
-                            b.next_producer_id = e << 20;
+                            b.producer_ids.on_registered(e);
                         }
                     }
                 }
                 self.reconcile_partitions();
+                // Ahead of the first InitProducerId (Kafka waits for it).
+                self.maybe_ask_producer_ids();
             }
             Purpose::Heartbeat => {
                 if let Err(ControllerFailure::Rejected(ControllerError::StaleBrokerEpoch)) = result
@@ -1169,6 +1179,18 @@ impl Node {
                         );
                         b.epoch = None;
                     }
+                }
+            }
+            Purpose::ProducerIds { epoch } => {
+                let block = result.ok().and_then(|ack| {
+                    ack.records
+                        .iter()
+                        .find_map(Controller::producer_id_block)
+                        .filter(|(broker, _)| *broker == self.s.node_id)
+                        .map(|(_, block)| block)
+                });
+                if let Some(b) = self.broker.as_mut().filter(|b| b.epoch == Some(epoch)) {
+                    b.producer_ids.on_block(block);
                 }
             }
             Purpose::Alter {
@@ -1249,6 +1271,26 @@ impl Node {
             }
             _ => {}
         }
+    }
+
+    /// Asks the controller for the next block of producer ids when the
+    /// broker's book says so (none yet, or 90% of the current one used).
+    fn maybe_ask_producer_ids(&mut self) {
+        let me = self.s.node_id;
+        let Some(b) = self.broker.as_mut() else {
+            return;
+        };
+        let Some(epoch) = b.epoch.filter(|_| b.producer_ids.wants_block()) else {
+            return;
+        };
+        b.producer_ids.on_request(true);
+        self.submit(
+            ControllerRequest::AllocateProducerIds {
+                broker: me,
+                broker_epoch: epoch,
+            },
+            Purpose::ProducerIds { epoch },
+        );
     }
 
     fn slot_mut(&mut self, key: &(String, u32)) -> Option<&mut Slot> {
@@ -1504,14 +1546,15 @@ impl Node {
                 self.submit(request, Purpose::Client(reply))
             }
             KafkaCall::InitProducerId { reply } => {
-                let result = match self.broker.as_mut() {
-                    Some(b) if b.epoch.is_some() => {
-                        b.next_producer_id += 1;
-                        Ok(b.next_producer_id as i64)
-                    }
-                    _ => Err(PartError::NotLeaderOrFollower),
-                };
-                let _ = reply.send(result);
+                // Ids come from the controller's blocks (model/src/producer_ids.rs):
+                // unique cluster-wide, across restarts and failovers.
+                let id = self
+                    .broker
+                    .as_mut()
+                    .filter(|b| b.epoch.is_some())
+                    .and_then(|b| b.producer_ids.next_id());
+                let _ = reply.send(id.map(|id| id as i64).ok_or(PartError::NotReady));
+                self.maybe_ask_producer_ids();
             }
             KafkaCall::Group {
                 group_id,
@@ -1812,6 +1855,7 @@ fn claims_match_sender(from: NodeId, message: &PeerMessage) -> Result<(), String
         | ControllerRequest::Heartbeat { broker, .. }
         | ControllerRequest::ControlledShutdown { broker, .. } => Some(*broker),
         ControllerRequest::AlterPartition { request, .. } => Some(request.leader),
+        ControllerRequest::AllocateProducerIds { broker, .. } => Some(*broker),
         ControllerRequest::SessionExpired { .. } => {
             return Err("a session expiry is the controller's decision, not a request".into())
         }
