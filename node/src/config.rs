@@ -362,6 +362,13 @@ pub const SERVER_KEYS: &[(&str, Kind)] = &[
     ("max.connections.per.ip", Kind::Int { min: 0, max: I32 }),
     ("max.connections.per.ip.overrides", Kind::Text),
     ("queued.max.requests", Kind::Int { min: 1, max: I32 }),
+    (
+        "queued.max.request.bytes",
+        Kind::Int {
+            min: -1,
+            max: i64::MAX,
+        },
+    ),
     ("message.max.bytes", Kind::Int { min: 0, max: I32 }),
     (
         "log.message.timestamp.difference.max.ms",

@@ -11,7 +11,7 @@ use super::versions;
 use crate::io::TcpStream;
 use crate::runtime::node::NodeHandle;
 use crate::storage::disk_log::FileSlice;
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use std::time::Duration;
@@ -46,11 +46,15 @@ pub async fn serve(mut stream: TcpStream, first: [u8; 4], node: NodeHandle) {
             );
             return;
         }
-        let mut frame = vec![0u8; size as usize];
-        if !read_within(&mut stream, &mut frame, idle, &peer).await {
+        // Its share of queued.max.request.bytes first (the connection waits,
+        // unread, while the node holds too many request bytes), then the
+        // body, grown as bytes arrive: a size that lies costs nothing.
+        let Ok(_share) = request_share(&node, size as usize).await else {
             return;
-        }
-        let frame = Bytes::from(frame);
+        };
+        let Some(frame) = read_frame(&mut stream, size as usize, idle, &peer).await else {
+            return;
+        };
         let segments = match answer(frame, &client_host, &node).await {
             Ok(segments) => segments, // empty for acks=0: no response at all
             Err(why) => {
@@ -74,6 +78,50 @@ pub async fn serve(mut stream: TcpStream, first: [u8; 4], node: NodeHandle) {
     }
 }
 
+/// A request's share of `queued.max.request.bytes`: twice its size (the
+/// frame and what it decodes into), never more than the whole budget.
+async fn request_share(
+    node: &NodeHandle,
+    size: usize,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, tokio::sync::AcquireError> {
+    if node.settings.queued_max_request_bytes == usize::MAX {
+        return Ok(None); // -1: unbounded, as Kafka's default
+    }
+    let charge = size
+        .saturating_mul(2)
+        .min(node.settings.queued_max_request_bytes)
+        .min(u32::MAX as usize) as u32;
+    node.request_bytes
+        .clone()
+        .acquire_many_owned(charge)
+        .await
+        .map(Some)
+}
+
+/// Reads a request body of `size` bytes within the idle bound, growing the
+/// buffer with what arrives.
+async fn read_frame(
+    stream: &mut TcpStream,
+    size: usize,
+    idle: Duration,
+    peer: &str,
+) -> Option<Bytes> {
+    use tokio::io::AsyncReadExt;
+    let mut frame = Vec::with_capacity(size.min(64 << 10));
+    let mut body = (&mut *stream).take(size as u64);
+    match tokio::time::timeout(idle, body.read_to_end(&mut frame)).await {
+        Ok(Ok(n)) if n == size => Some(Bytes::from(frame)),
+        Ok(_) => None, // closed before the whole request arrived
+        Err(_) => {
+            tracing::debug!(
+                "{peer}: a request arrived slower than connections.max.idle.ms ({} ms); closing",
+                idle.as_millis()
+            );
+            None
+        }
+    }
+}
+
 /// Fills `buf`, or says why not: the client closed, or sent nothing for
 /// `connections.max.idle.ms` (a request trickling in slower than that counts
 /// as idle too: it holds a task and a buffer).
@@ -91,32 +139,88 @@ async fn read_within(stream: &mut TcpStream, buf: &mut [u8], idle: Duration, pee
     }
 }
 
-async fn answer(
-    mut frame: Bytes,
-    client_host: &str,
-    node: &NodeHandle,
-) -> Result<Vec<Segment>, String> {
-    let api_key_raw = frame.clone().get_i16();
-    let version = frame.clone().slice(2..).get_i16();
-    let correlation_id = frame.clone().slice(4..).get_i32();
+/// A request as it arrived, decoded or refused.
+pub enum Decoded {
+    /// A request this node serves, ready for its handler.
+    Request {
+        header: RequestHeader,
+        api_key: ApiKey,
+        version: i16,
+        body: RequestKind,
+    },
+    /// ApiVersions newer than we know: answer it with the v0 error (KIP-511).
+    TooNewApiVersions { correlation_id: i32 },
+}
+
+/// The memory one request may decode into: eight times its size (at least
+/// 4 MiB), so a request cannot make the node build much more than the
+/// client sent (a Metadata topic with a null name is 2 bytes on the wire
+/// and ~80 in memory); a real request is far below the bound.
+pub fn decode_budget(frame_bytes: usize) -> usize {
+    frame_bytes.saturating_mul(8).max(4 << 20)
+}
+
+/// Decodes one request frame (the bytes after the size). A pure function
+/// of the bytes, and the fuzz targets' entry point: every count and length
+/// is checked against the bytes left (vendor/kafka-protocol), and the whole
+/// decode against [`decode_budget`]. An error says why the frame was
+/// refused (the connection is closed, as Kafka does).
+pub fn decode_request(frame: Bytes) -> Result<Decoded, String> {
+    if frame.len() < 8 {
+        return Err(format!("a request of {} bytes has no header", frame.len()));
+    }
+    let api_key_raw = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
     let Ok(api_key) = ApiKey::try_from(api_key_raw) else {
         return Err(format!("unknown API key {api_key_raw}"));
     };
     let supported = versions::range(api_key);
     if api_key == ApiKey::ApiVersions && supported.is_some_and(|r| version > r.1) {
-        return Ok(vec![Segment::Bytes(
-            versions::unsupported_api_versions(correlation_id).freeze(),
-        )]);
+        return Ok(Decoded::TooNewApiVersions { correlation_id });
     }
     match supported {
         Some((min, max)) if (min..=max).contains(&version) => {}
         _ => return Err(format!("{api_key:?} v{version} is not supported")),
     }
-    let header_version = api_key.request_header_version(version);
-    let header = RequestHeader::decode(&mut frame, header_version)
-        .map_err(|e| format!("bad {api_key:?} header: {e}"))?;
-    let body = RequestKind::decode(api_key, &mut frame, version)
-        .map_err(|e| format!("bad {api_key:?} v{version} body: {e}"))?;
+    let budget = decode_budget(frame.len());
+    let mut frame = frame;
+    let (decoded, _) = kafka_protocol::protocol::types::with_decode_budget(budget, || {
+        let header_version = api_key.request_header_version(version);
+        let header = RequestHeader::decode(&mut frame, header_version)
+            .map_err(|e| format!("bad {api_key:?} header: {e:#}"))?;
+        let body = RequestKind::decode(api_key, &mut frame, version)
+            .map_err(|e| format!("bad {api_key:?} v{version} body: {e:#}"))?;
+        Ok::<_, String>((header, body))
+    });
+    let (header, body) = decoded?;
+    Ok(Decoded::Request {
+        header,
+        api_key,
+        version,
+        body,
+    })
+}
+
+async fn answer(
+    frame: Bytes,
+    client_host: &str,
+    node: &NodeHandle,
+) -> Result<Vec<Segment>, String> {
+    let (header, api_key, version, body) = match decode_request(frame)? {
+        Decoded::TooNewApiVersions { correlation_id } => {
+            return Ok(vec![Segment::Bytes(
+                versions::unsupported_api_versions(correlation_id).freeze(),
+            )])
+        }
+        Decoded::Request {
+            header,
+            api_key,
+            version,
+            body,
+        } => (header, api_key, version, body),
+    };
+    let correlation_id = header.correlation_id;
     if let RequestKind::Fetch(fetch) = body {
         return Ok(handlers::fetch(fetch, version, correlation_id, node).await);
     }
@@ -213,4 +317,58 @@ async fn send_file(stream: &mut TcpStream, slice: &FileSlice) -> std::io::Result
         done += n;
     }
     stream.write_all(&buf).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Metadata v9 naming `n` topics with null names: two bytes each on
+    /// the wire, a whole struct each in memory.
+    fn metadata_v9(n: u32) -> Bytes {
+        let mut f = BytesMut::new();
+        f.put_i16(3);
+        f.put_i16(9);
+        f.put_i32(1);
+        f.put_i16(-1); // null client id
+        f.put_u8(0); // header tagged fields
+        let mut count = u64::from(n) + 1;
+        while count >= 0x80 {
+            f.put_u8((count as u8 & 0x7f) | 0x80);
+            count >>= 7;
+        }
+        f.put_u8(count as u8);
+        for _ in 0..n {
+            f.put_u8(0); // null name
+            f.put_u8(0); // tagged fields
+        }
+        f.put_u8(1); // allow auto topic creation
+        f.put_u8(0); // include cluster authorized operations (v8-10)
+        f.put_u8(0); // include topic authorized operations
+        f.put_u8(0); // tagged fields
+        f.freeze()
+    }
+
+    #[test]
+    fn a_request_may_not_decode_into_much_more_than_its_size() {
+        assert!(matches!(
+            decode_request(metadata_v9(1_000)),
+            Ok(Decoded::Request { .. })
+        ));
+        let amplified = metadata_v9(2_000_000);
+        let size = amplified.len();
+        let err = decode_request(amplified).err().expect("refused");
+        assert!(err.contains("memory"), "{size} bytes: {err}");
+    }
+
+    #[test]
+    fn short_unknown_and_unsupported_frames_are_refused() {
+        assert!(decode_request(Bytes::from_static(&[0, 3, 0, 1])).is_err());
+        assert!(decode_request(Bytes::from_static(&[3, 231, 0, 0, 0, 0, 0, 1, 255, 255])).is_err());
+        // ApiVersions v99: the KIP-511 answer.
+        assert!(matches!(
+            decode_request(Bytes::from_static(&[0, 18, 0, 99, 0, 0, 0, 7, 255, 255])),
+            Ok(Decoded::TooNewApiVersions { correlation_id: 7 })
+        ));
+    }
 }

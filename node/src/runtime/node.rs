@@ -161,6 +161,10 @@ pub struct NodeHandle {
     /// Bumped whenever a high watermark moves (wakes long-polling fetches).
     pub data_changed: watch::Receiver<u64>,
     pub settings: Arc<NodeSettings>,
+    /// Kafka's `queued.max.request.bytes`: the request bytes (with room for
+    /// what they decode into) all connections may hold at once; a
+    /// connection waits for its share before it reads a request's body.
+    pub request_bytes: Arc<tokio::sync::Semaphore>,
 }
 
 struct MetaState {
@@ -375,11 +379,16 @@ impl Node {
                 .collect();
             node.start_metadata(voters)?;
         }
+        let request_bytes = Arc::new(tokio::sync::Semaphore::new(
+            s.queued_max_request_bytes
+                .min(tokio::sync::Semaphore::MAX_PERMITS),
+        ));
         let handle = NodeHandle {
             events: events_tx,
             view: view_rx,
             data_changed: data_rx,
             settings: s,
+            request_bytes,
         };
         Ok((node, handle, events_rx, net_rx))
     }

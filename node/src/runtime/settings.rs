@@ -122,6 +122,11 @@ pub struct NodeSettings {
     /// Kafka's `queued.max.requests` (500): requests waiting for the event
     /// loop; when full, connections stop reading (backpressure).
     pub queued_max_requests: usize,
+    /// Kafka's `queued.max.request.bytes`: request bytes held at once by all
+    /// connections (each request is charged twice its size, for what it
+    /// decodes into). Kafka's default is unbounded (-1); Runnel's is 512 MiB,
+    /// so a flood of large requests waits instead of exhausting memory.
+    pub queued_max_request_bytes: usize,
     /// Kafka's `message.max.bytes` (1048588): the largest record batch a
     /// produce may carry (a topic's `max.message.bytes` overrides it).
     pub message_max_bytes: usize,
@@ -212,6 +217,7 @@ impl NodeSettings {
             max_connections_per_ip: i32::MAX as usize,
             max_connections_per_ip_overrides: BTreeMap::new(),
             queued_max_requests: 500,
+            queued_max_request_bytes: 512 << 20,
             message_max_bytes: 1_048_588,
             timestamp_before_max_ms: i64::MAX as u64,
             timestamp_after_max_ms: 3_600_000,
@@ -487,6 +493,16 @@ fn apply_limits(s: &mut NodeSettings, p: &Properties) -> Result<(), ConfigError>
         s.max_connections_per_ip_overrides = parse_ip_overrides(text)?;
     }
     s.queued_max_requests = u("queued.max.requests", 500).max(1) as usize;
+    match p.int("queued.max.request.bytes", 512 << 20) {
+        -1 => s.queued_max_request_bytes = usize::MAX,
+        n if n < s.socket_request_max_bytes as i64 => {
+            return Err(ConfigError(format!(
+                "queued.max.request.bytes={n} must be -1 or at least socket.request.max.bytes={}",
+                s.socket_request_max_bytes
+            )))
+        }
+        n => s.queued_max_request_bytes = n as usize,
+    }
     s.message_max_bytes = u("message.max.bytes", 1_048_588) as usize;
     let difference = p
         .get("log.message.timestamp.difference.max.ms")

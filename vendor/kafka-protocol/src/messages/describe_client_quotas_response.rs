@@ -182,6 +182,8 @@ impl Decodable for DescribeClientQuotasResponse {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
+                // RUNNEL PATCH: charged against the decode budget.
+                types::charge_decoded(types::UNKNOWN_TAGGED_FIELD_BYTES)?;
                 unknown_tagged_fields.insert(tag as i32, unknown_value);
             }
         }
@@ -342,6 +344,8 @@ impl Decodable for EntityData {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
+                // RUNNEL PATCH: charged against the decode budget.
+                types::charge_decoded(types::UNKNOWN_TAGGED_FIELD_BYTES)?;
                 unknown_tagged_fields.insert(tag as i32, unknown_value);
             }
         }
@@ -500,6 +504,8 @@ impl Decodable for EntryData {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
+                // RUNNEL PATCH: charged against the decode budget.
+                types::charge_decoded(types::UNKNOWN_TAGGED_FIELD_BYTES)?;
                 unknown_tagged_fields.insert(tag as i32, unknown_value);
             }
         }
@@ -644,6 +650,8 @@ impl Decodable for ValueData {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
+                // RUNNEL PATCH: charged against the decode budget.
+                types::charge_decoded(types::UNKNOWN_TAGGED_FIELD_BYTES)?;
                 unknown_tagged_fields.insert(tag as i32, unknown_value);
             }
         }

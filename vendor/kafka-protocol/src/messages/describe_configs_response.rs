@@ -290,6 +290,8 @@ impl Decodable for DescribeConfigsResourceResult {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
+                // RUNNEL PATCH: charged against the decode budget.
+                types::charge_decoded(types::UNKNOWN_TAGGED_FIELD_BYTES)?;
                 unknown_tagged_fields.insert(tag as i32, unknown_value);
             }
         }
@@ -447,6 +449,8 @@ impl Decodable for DescribeConfigsResponse {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
+                // RUNNEL PATCH: charged against the decode budget.
+                types::charge_decoded(types::UNKNOWN_TAGGED_FIELD_BYTES)?;
                 unknown_tagged_fields.insert(tag as i32, unknown_value);
             }
         }
@@ -667,6 +671,8 @@ impl Decodable for DescribeConfigsResult {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
+                // RUNNEL PATCH: charged against the decode budget.
+                types::charge_decoded(types::UNKNOWN_TAGGED_FIELD_BYTES)?;
                 unknown_tagged_fields.insert(tag as i32, unknown_value);
             }
         }
@@ -846,6 +852,8 @@ impl Decodable for DescribeConfigsSynonym {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
+                // RUNNEL PATCH: charged against the decode budget.
+                types::charge_decoded(types::UNKNOWN_TAGGED_FIELD_BYTES)?;
                 unknown_tagged_fields.insert(tag as i32, unknown_value);
             }
         }

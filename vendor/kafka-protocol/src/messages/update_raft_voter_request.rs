@@ -118,6 +118,8 @@ impl Decodable for KRaftVersionFeature {
             let tag: u32 = types::UnsignedVarInt.decode(buf)?;
             let size: u32 = types::UnsignedVarInt.decode(buf)?;
             let unknown_value = buf.try_get_bytes(size as usize)?;
+            // RUNNEL PATCH: charged against the decode budget.
+            types::charge_decoded(types::UNKNOWN_TAGGED_FIELD_BYTES)?;
             unknown_tagged_fields.insert(tag as i32, unknown_value);
         }
         Ok(Self {
@@ -261,6 +263,8 @@ impl Decodable for Listener {
             let tag: u32 = types::UnsignedVarInt.decode(buf)?;
             let size: u32 = types::UnsignedVarInt.decode(buf)?;
             let unknown_value = buf.try_get_bytes(size as usize)?;
+            // RUNNEL PATCH: charged against the decode budget.
+            types::charge_decoded(types::UNKNOWN_TAGGED_FIELD_BYTES)?;
             unknown_tagged_fields.insert(tag as i32, unknown_value);
         }
         Ok(Self {
@@ -458,6 +462,8 @@ impl Decodable for UpdateRaftVoterRequest {
             let tag: u32 = types::UnsignedVarInt.decode(buf)?;
             let size: u32 = types::UnsignedVarInt.decode(buf)?;
             let unknown_value = buf.try_get_bytes(size as usize)?;
+            // RUNNEL PATCH: charged against the decode budget.
+            types::charge_decoded(types::UNKNOWN_TAGGED_FIELD_BYTES)?;
             unknown_tagged_fields.insert(tag as i32, unknown_value);
         }
         Ok(Self {

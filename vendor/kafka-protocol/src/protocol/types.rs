@@ -10,6 +10,40 @@ use anyhow::{bail, Result};
 use std::convert::TryFrom;
 use std::string::String as StdString;
 
+// RUNNEL PATCH: a budget on the memory one decode may build. Bounding each
+// count by the bytes left keeps a count from lying, but one input byte can
+// still become a whole struct (a Metadata topic with a null name is two
+// bytes on the wire and ~80 in memory). The caller sets a budget for one
+// request ([`with_decode_budget`]); arrays charge their elements' size and
+// unknown tagged fields a map entry each, and the decode fails past it.
+thread_local! {
+    static DECODE_BUDGET: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// Bytes charged per unknown tagged field (a map entry and its key).
+pub const UNKNOWN_TAGGED_FIELD_BYTES: usize = 64;
+
+/// Runs `f` (a decode) with at most `budget` bytes of decoded memory;
+/// returns its result and the bytes it used.
+pub fn with_decode_budget<R>(budget: usize, f: impl FnOnce() -> R) -> (R, usize) {
+    let previous = DECODE_BUDGET.with(|b| b.replace(budget));
+    let result = f();
+    let left = DECODE_BUDGET.with(|b| b.replace(previous));
+    (result, budget - left)
+}
+
+/// Charges `bytes` of decoded memory against the budget.
+pub fn charge_decoded(bytes: usize) -> Result<()> {
+    DECODE_BUDGET.with(|b| {
+        let left = b.get();
+        if bytes > left {
+            bail!("the request decodes to more memory than its size allows");
+        }
+        b.set(left - bytes);
+        Ok(())
+    })
+}
+
 macro_rules! define_copy_impl {
     ($e:ident, $t:ty) => (
         impl Encoder<$t> for $e {
@@ -1014,6 +1048,7 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
                 if n as usize > buf.remaining() {
                     bail!("Array length {n} exceeds the {} bytes left", buf.remaining());
                 }
+                charge_decoded((n as usize).saturating_mul(std::mem::size_of::<T>()))?;
                 let mut result = Vec::with_capacity(n as usize);
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
@@ -1130,6 +1165,7 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
                         buf.remaining()
                     );
                 }
+                charge_decoded(((n - 1) as usize).saturating_mul(std::mem::size_of::<T>()))?;
                 let mut result = Vec::with_capacity((n - 1) as usize);
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
