@@ -40,3 +40,5 @@ cargo test --workspace -- --nocapture
 # own workspace, so the feature never reaches the binary above), sharing the
 # target directory so that common dependencies are built once.
 CARGO_TARGET_DIR="$PWD/target" cargo test --manifest-path sim/Cargo.toml -- --nocapture
+# The README's quick start, exactly as written (release build, dev cluster, kcat).
+./scripts/readme-quickstart.sh

@@ -219,8 +219,28 @@ fn topic_metadata(view: &ClusterView, name: &str) -> MetadataResponseTopic {
     t
 }
 
+/// How long a request that needs the cluster's metadata waits, at a node
+/// that is still joining, for the metadata to show this broker (Kafka does
+/// not serve clients before then either).
+const STARTUP_WAIT_MS: u64 = 5_000;
+
+/// The committed metadata, once it shows this broker serving (or after
+/// [`STARTUP_WAIT_MS`]): a client that connects the moment the listener
+/// opens gets the cluster, not an empty broker list it cannot use.
+async fn ready_view(node: &NodeHandle) -> std::sync::Arc<ClusterView> {
+    let me = node.settings.node_id;
+    let mut view = node.view.clone();
+    let ready = |v: &std::sync::Arc<ClusterView>| v.image.is_active(me);
+    if node.settings.broker && !ready(&view.borrow()) {
+        let wait = Duration::from_millis(STARTUP_WAIT_MS);
+        let _ = tokio::time::timeout(wait, view.wait_for(ready)).await;
+    }
+    let current = view.borrow().clone();
+    current
+}
+
 async fn metadata(r: MetadataRequest, v: i16, node: &NodeHandle) -> MetadataResponse {
-    let view = node.view.borrow().clone();
+    let view = ready_view(node).await;
     let names: Vec<String> = match &r.topics {
         None => view.image.topics.keys().cloned().collect(),
         // v0 has no null: an empty list means all topics.
