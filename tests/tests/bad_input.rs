@@ -320,3 +320,97 @@ fn pipelined_requests_are_answered_in_order() {
         assert_eq!(i32::from_be_bytes(body[0..4].try_into().unwrap()), expected);
     }
 }
+
+/// Each produce refusal Kafka gives, through a real client connection:
+/// a batch over the topic's max.message.bytes (MESSAGE_TOO_LARGE), a
+/// record count that lies about its offset range (INVALID_RECORD), a
+/// timestamp a day ahead (INVALID_TIMESTAMP), the internal offsets topic
+/// (INVALID_TOPIC_EXCEPTION); nothing refused takes an offset.
+#[test]
+fn produce_refusals_are_kafkas() {
+    let c = DevCluster::start();
+    let created = tool(
+        &[
+            "topics",
+            "--bootstrap-server",
+            &c.bootstrap(),
+            "--create",
+            "--topic",
+            "small",
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "3",
+            "--config",
+            "max.message.bytes=300",
+        ],
+        None,
+        Duration::from_secs(30),
+    );
+    assert!(stdout(&created).contains("Created topic"), "{created:?}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut client = runnel::client::Client::connect(&c.bootstrap())
+            .await
+            .unwrap();
+        client.refresh(Some(&["small".to_string()])).await.unwrap();
+        let leader = client.leader("small", 0).expect("leader");
+        let produce = |topic: &'static str, records: Bytes| {
+            ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(10_000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_static_str(topic)))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records))])])
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let value = |n: usize| Some(Bytes::from(vec![b'v'; n]));
+        let with_crc = |mut b: BytesMut| {
+            let crc = crc32c::crc32c(&b[21..]);
+            b[17..21].copy_from_slice(&crc.to_be_bytes());
+            b.freeze()
+        };
+        let big = encode_batch(&[(None, value(400))], now_ms).unwrap();
+        let mut lying = BytesMut::from(&encode_batch(&[(None, value(5))], now_ms).unwrap()[..]);
+        lying[23..27].copy_from_slice(&1_000_000i32.to_be_bytes());
+        let ahead = encode_batch(&[(None, value(5))], now_ms + 86_400_000).unwrap();
+        for (topic, records, code, what) in [
+            ("small", big, 10, "MESSAGE_TOO_LARGE"),
+            ("small", with_crc(lying), 87, "INVALID_RECORD"),
+            ("small", ahead, 32, "INVALID_TIMESTAMP"),
+            (
+                "__consumer_offsets",
+                encode_batch(&[(None, value(5))], now_ms).unwrap(),
+                17,
+                "INVALID_TOPIC_EXCEPTION",
+            ),
+        ] {
+            let r = client
+                .call_at(&leader, &produce(topic, records), 8)
+                .await
+                .unwrap();
+            let p = &r.responses[0].partition_responses[0];
+            assert_eq!(p.error_code, code, "{what}: {:?}", p.error_message);
+            assert!(p.error_message.is_some(), "{what} says why");
+        }
+        let fine = encode_batch(&[(None, value(5))], now_ms).unwrap();
+        let r = client
+            .call_at(&leader, &produce("small", fine), 8)
+            .await
+            .unwrap();
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!(
+            (p.error_code, p.base_offset),
+            (0, 0),
+            "nothing refused took an offset"
+        );
+    });
+}
