@@ -153,11 +153,23 @@ impl Drop for ConnectionSlot {
 }
 
 impl ConnectionLimits {
-    pub fn new(s: &NodeSettings) -> Arc<ConnectionLimits> {
+    /// Kafka clients: `max.connections` and the per-address limits.
+    pub fn for_clients(s: &NodeSettings) -> Arc<ConnectionLimits> {
         Arc::new(ConnectionLimits {
             total: Arc::new(Semaphore::new(s.max_connections)),
             per_ip_max: s.max_connections_per_ip,
             per_ip_overrides: s.max_connections_per_ip_overrides.clone(),
+            per_ip: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Internal listeners: `max.connections` of their own, and no limit per
+    /// address (a cluster on one host links from one address).
+    pub fn for_peers(s: &NodeSettings) -> Arc<ConnectionLimits> {
+        Arc::new(ConnectionLimits {
+            total: Arc::new(Semaphore::new(s.max_connections)),
+            per_ip_max: usize::MAX,
+            per_ip_overrides: BTreeMap::new(),
             per_ip: Mutex::new(HashMap::new()),
         })
     }

@@ -53,7 +53,7 @@ pub async fn start(
         secret: settings.cluster_secret.clone(),
     };
     let net_tx = node_net_sender(&node);
-    let client_limits = listener::ConnectionLimits::new(&settings);
+    let client_limits = listener::ConnectionLimits::for_clients(&settings);
     for l in kafka {
         tokio::spawn(listener::accept_clients(
             l,
@@ -61,7 +61,7 @@ pub async fn start(
             handle.clone(),
         ));
     }
-    let peer_limits = listener::ConnectionLimits::new(&settings);
+    let peer_limits = listener::ConnectionLimits::for_peers(&settings);
     for l in internal {
         tokio::spawn(listener::accept_peers(
             l,
