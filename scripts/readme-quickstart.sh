@@ -31,8 +31,12 @@ cleanup() {
     if [ -n "${pgid:-}" ] && kill -0 "-$pgid" 2>/dev/null; then kill -KILL "-$pgid" 2>/dev/null || true; fi
     rm -rf "$work" runnel-dev
 }
+if [ -e runnel-dev ]; then
+    # The quick start writes ./runnel-dev; never delete a developer's data.
+    echo "readme-quickstart: ./runnel-dev exists (a dev cluster's data): move it aside first" >&2
+    exit 1
+fi
 trap cleanup EXIT
-rm -rf runnel-dev
 
 echo "readme-quickstart: \$ $start_cmd"
 # Its own process group, so Ctrl-C (SIGINT) reaches cargo and the node as a

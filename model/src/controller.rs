@@ -76,6 +76,36 @@ pub struct MetadataDecision {
     pub records: Vec<MetadataRecord>,
 }
 
+impl MetadataRecord {
+    /// An upper bound on the record's encoded size (postcard: strings are a
+    /// varint length and their bytes, numbers at most 10 bytes each).
+    pub fn size_bound(&self) -> usize {
+        const FIXED: usize = 64;
+        match self {
+            MetadataRecord::RegisterBroker {
+                endpoint,
+                internal_endpoint,
+                ..
+            } => FIXED + endpoint.len() + internal_endpoint.len(),
+            MetadataRecord::Topic { name, configs } => {
+                FIXED
+                    + name.len()
+                    + configs
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len() + 10)
+                        .sum::<usize>()
+            }
+            MetadataRecord::Partition {
+                topic,
+                registration,
+                ..
+            } => FIXED + topic.len() + 10 * (registration.replicas.len() + registration.isr.len()),
+            MetadataRecord::RemoveTopic { name } => FIXED + name.len(),
+            _ => FIXED,
+        }
+    }
+}
+
 impl crate::quorum::EntryWeight for MetadataDecision {
     fn weight(&self) -> usize {
         self.records.len()
@@ -110,6 +140,74 @@ pub const PARTITIONS_PER_REQUEST_MAX: u32 = 10_000;
 
 /// The most partitions one topic may have (more are INVALID_PARTITIONS).
 pub const PARTITIONS_PER_TOPIC_MAX: u32 = 100_000;
+
+/// The most bytes a client's request may write to the metadata log in one
+/// decision (by [`MetadataRecord::size_bound`]); more is POLICY_VIOLATION.
+/// Half of what the metadata log reads back as one entry (16 MiB), so no
+/// decision is ever committed that recovery would take for a torn tail.
+pub const DECISION_BYTES_MAX: usize = 8 << 20;
+
+/// Kafka's topic-level configuration keys (`TopicConfig`). CreateTopics with
+/// any other key is INVALID_CONFIG, as in Kafka.
+pub const TOPIC_CONFIG_KEYS: &[&str] = &[
+    "cleanup.policy",
+    "compression.type",
+    "compression.gzip.level",
+    "compression.lz4.level",
+    "compression.zstd.level",
+    "delete.retention.ms",
+    "file.delete.delay.ms",
+    "flush.messages",
+    "flush.ms",
+    "follower.replication.throttled.replicas",
+    "index.interval.bytes",
+    "leader.replication.throttled.replicas",
+    "local.retention.bytes",
+    "local.retention.ms",
+    "max.compaction.lag.ms",
+    "max.message.bytes",
+    "message.downconversion.enable",
+    "message.format.version",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.difference.max.ms",
+    "message.timestamp.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "min.insync.replicas",
+    "preallocate",
+    "remote.log.copy.disable",
+    "remote.log.delete.on.disable",
+    "remote.storage.enable",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.index.bytes",
+    "segment.jitter.ms",
+    "segment.ms",
+    "unclean.leader.election.enable",
+];
+
+/// The longest value a topic config may have.
+pub const TOPIC_CONFIG_VALUE_BYTES_MAX: usize = 16 << 10;
+
+/// Kafka's INVALID_CONFIG for an unknown key; a bound on values.
+pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), ControllerError> {
+    for (key, value) in configs {
+        if !TOPIC_CONFIG_KEYS.contains(&key.as_str()) {
+            let key: String = key.chars().take(100).collect();
+            return Err(ControllerError::InvalidConfig(format!(
+                "Unknown topic config name: {key}"
+            )));
+        }
+        if value.len() > TOPIC_CONFIG_VALUE_BYTES_MAX {
+            return Err(ControllerError::InvalidConfig(format!(
+                "The value of {key} is longer than {TOPIC_CONFIG_VALUE_BYTES_MAX} bytes"
+            )));
+        }
+    }
+    Ok(())
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BrokerRegistration {
@@ -350,6 +448,8 @@ pub enum ControllerError {
     InvalidTopic(String),
     /// Too large to decide at once (Kafka's POLICY_VIOLATION).
     PolicyViolation(String),
+    /// An unknown topic config or an unacceptable value (INVALID_CONFIG).
+    InvalidConfig(String),
     /// Unknown broker or a broker epoch from an earlier registration.
     StaleBrokerEpoch,
     /// Every producer id has been handed out.
@@ -397,7 +497,11 @@ impl Controller {
                 configs,
             } => {
                 refuse_internal(name, "create")?;
-                self.create_topic(image, name, *partitions, *replication_factor, configs)
+                validate_topic_configs(configs)?;
+                let records =
+                    self.create_topic(image, name, *partitions, *replication_factor, configs)?;
+                check_decision_size(&records)?;
+                Ok(records)
             }
             ControllerRequest::CreateInternalTopic {
                 name,
@@ -411,7 +515,9 @@ impl Controller {
             }
             ControllerRequest::CreatePartitions { name, count } => {
                 refuse_internal(name, "add partitions to")?;
-                self.create_partitions(image, name, *count)
+                let records = self.create_partitions(image, name, *count)?;
+                check_decision_size(&records)?;
+                Ok(records)
             }
             ControllerRequest::DeleteTopic { name } => match image.topics.contains_key(name) {
                 true if is_internal_topic(name) => {
@@ -455,7 +561,7 @@ impl Controller {
             } => Some((
                 *broker,
                 ProducerIdBlock {
-                    first: next_producer_id - PRODUCER_ID_BLOCK_SIZE,
+                    first: next_producer_id.checked_sub(PRODUCER_ID_BLOCK_SIZE)?,
                     len: PRODUCER_ID_BLOCK_SIZE,
                 },
             )),
@@ -698,6 +804,17 @@ impl Controller {
             registration: reg,
         }])
     }
+}
+
+/// A client's decision writes at most [`DECISION_BYTES_MAX`].
+fn check_decision_size(records: &[MetadataRecord]) -> Result<(), ControllerError> {
+    let bytes: usize = records.iter().map(MetadataRecord::size_bound).sum();
+    if bytes > DECISION_BYTES_MAX {
+        return Err(ControllerError::PolicyViolation(format!(
+            "The request would write {bytes} bytes of metadata; one request writes at most {DECISION_BYTES_MAX}."
+        )));
+    }
+    Ok(())
 }
 
 /// One request creates at most [`PARTITIONS_PER_REQUEST_MAX`] partitions.
@@ -1014,6 +1131,43 @@ mod tests {
         assert!(matches!(
             create(&c, &mut image, "none", 0, 3),
             Err(ControllerError::InvalidPartitions(_))
+        ));
+    }
+
+    /// Topic configs are Kafka's keys with bounded values, and no client
+    /// decision writes more than the metadata log reads back as one entry.
+    #[test]
+    fn configs_and_decision_sizes_are_bounded() {
+        let (c, mut image) = cluster(&[0, 1, 2]);
+        let with = |configs: &[(&str, String)]| ControllerRequest::CreateTopic {
+            name: "t".into(),
+            partitions: Some(1),
+            replication_factor: Some(1),
+            configs: configs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        };
+        assert!(matches!(
+            c.decide(&image, &with(&[("no.such.key", "1".into())])),
+            Err(ControllerError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            c.decide(&image, &with(&[("retention.ms", "9".repeat(20_000))])),
+            Err(ControllerError::InvalidConfig(_))
+        ));
+        run(&c, &mut image, with(&[("retention.ms", "1000".into())]));
+        let brokers: Vec<NodeId> = (0..100).collect();
+        let (c, image) = cluster(&brokers);
+        let huge = ControllerRequest::CreateTopic {
+            name: "x".repeat(249),
+            partitions: Some(PARTITIONS_PER_REQUEST_MAX),
+            replication_factor: Some(100),
+            configs: BTreeMap::new(),
+        };
+        assert!(matches!(
+            c.decide(&image, &huge),
+            Err(ControllerError::PolicyViolation(_))
         ));
     }
 

@@ -380,11 +380,16 @@ impl<R: Clone + std::fmt::Debug + EntryWeight> Quorum<R> {
         message: QuorumMessage<R>,
         out: &mut QuorumEffects<R>,
     ) {
-        // Observers only fetch: anything else from a non-voter (a vote, an
-        // epoch announcement, an answer) would let it bump our epoch or
-        // pose as a leader. The caller's transport authenticates `from`.
-        if !self.config.voters.contains(&from) && !matches!(message, QuorumMessage::Fetch { .. }) {
-            return;
+        // Observers only fetch, and never move a voter's epoch: anything
+        // else from a non-voter (a vote, an epoch announcement, an answer),
+        // or a fetch from an epoch ahead of ours, would let it make us step
+        // down or pose as a leader. Voters learn epochs from voters. The
+        // caller's transport authenticates `from`.
+        if !self.config.voters.contains(&from) {
+            match &message {
+                QuorumMessage::Fetch { epoch, .. } if *epoch <= self.epoch => {}
+                _ => return,
+            }
         }
         let epoch = message_epoch(&message);
         // Only a pre-vote request carries a proposed (not a real) epoch.
@@ -491,8 +496,11 @@ impl<R: Clone + std::fmt::Debug + EntryWeight> Quorum<R> {
             return self.become_candidate(out);
         }
         let position = self.position();
+        // The last epoch cannot be followed: no campaign (nothing panics).
+        let Some(epoch) = self.epoch.checked_add(1) else {
+            return;
+        };
         for v in self.other_voters() {
-            let epoch = self.epoch + 1;
             out.send(
                 v,
                 QuorumMessage::PreVote {
@@ -555,7 +563,10 @@ impl<R: Clone + std::fmt::Debug + EntryWeight> Quorum<R> {
 
     fn become_candidate(&mut self, out: &mut QuorumEffects<R>) {
         let me = self.id();
-        self.enter_epoch(self.epoch + 1, Some(me), out);
+        let Some(epoch) = self.epoch.checked_add(1) else {
+            return;
+        };
+        self.enter_epoch(epoch, Some(me), out);
         self.role = QuorumRole::Candidate {
             granted: BTreeSet::from([me]),
         };
@@ -1056,17 +1067,8 @@ mod tests {
         }
     }
 
-    /// A large decision is one entry: a fetch carries it whole even above
-    /// the weight bound, and stops before the next heavy one.
-    #[test]
-    fn fetch_responses_are_bounded_by_weight_yet_never_empty() {
-        let log: Vec<Entry<Heavy>> = [20_000, 10_000, 1, 1]
-            .into_iter()
-            .map(|w| Entry {
-                epoch: 1,
-                payload: Payload::Record(Heavy(w)),
-            })
-            .collect();
+    /// A single voter that has elected itself.
+    fn lone_leader<R: Clone + std::fmt::Debug + EntryWeight>(log: Vec<Entry<R>>) -> Quorum<R> {
         let durable = QuorumDurable {
             epoch: 1,
             voted_for: Some(1),
@@ -1091,6 +1093,77 @@ mod tests {
             }
         }
         assert!(q.is_leader(), "a single voter elects itself");
+        q
+    }
+
+    /// An observer (node 9) may fetch, nothing else, and never moves a
+    /// voter's epoch, even with an epoch far ahead (u32::MAX would leave the
+    /// voter unable to ever campaign again).
+    #[test]
+    fn observers_only_fetch_and_never_move_the_epoch() {
+        let mut q: Quorum<u8> = lone_leader(Vec::new());
+        let epoch = q.epoch();
+        let far = u32::MAX;
+        let position = LogPosition {
+            last_epoch: far,
+            end_offset: 100,
+        };
+        for message in [
+            QuorumMessage::BeginEpoch { epoch: far },
+            QuorumMessage::Vote {
+                epoch: far,
+                position: position.clone(),
+            },
+            QuorumMessage::PreVote {
+                epoch: far,
+                position,
+            },
+            QuorumMessage::VoteResponse {
+                epoch: far,
+                granted: true,
+            },
+            QuorumMessage::Fetch {
+                epoch: far,
+                fetch_offset: 0,
+                last_fetched_epoch: None,
+            },
+        ] {
+            let mut out = QuorumEffects::new();
+            q.on_message(9, message.clone(), &mut out);
+            assert!(out.is_empty(), "{message:?} was answered");
+            assert_eq!((q.epoch(), q.is_leader()), (epoch, true), "{message:?}");
+        }
+        let mut out = QuorumEffects::new();
+        let fetch = QuorumMessage::Fetch {
+            epoch,
+            fetch_offset: 0,
+            last_fetched_epoch: None,
+        };
+        q.on_message(9, fetch, &mut out);
+        assert!(
+            out.iter().any(|e| matches!(
+                e,
+                Effect::Send {
+                    to: 9,
+                    message: QuorumMessage::FetchResponse { .. }
+                }
+            )),
+            "a fetch in the current epoch is answered"
+        );
+    }
+
+    /// A large decision is one entry: a fetch carries it whole even above
+    /// the weight bound, and stops before the next heavy one.
+    #[test]
+    fn fetch_responses_are_bounded_by_weight_yet_never_empty() {
+        let log: Vec<Entry<Heavy>> = [20_000, 10_000, 1, 1]
+            .into_iter()
+            .map(|w| Entry {
+                epoch: 1,
+                payload: Payload::Record(Heavy(w)),
+            })
+            .collect();
+        let mut q = lone_leader(log);
         let fetched = |q: &mut Quorum<Heavy>, from: Offset| -> Vec<usize> {
             let mut out = QuorumEffects::new();
             let fetch = QuorumMessage::Fetch {

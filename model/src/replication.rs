@@ -1333,6 +1333,34 @@ mod tests {
         assert_eq!(r.log().end_offset(), 0);
     }
 
+    /// A peer cannot forge another follower's progress (a fetch naming
+    /// replica 2 sent by 1) nor the controller's partition state.
+    #[test]
+    fn only_the_sender_speaks_for_itself_and_only_the_controller_sets_state() {
+        let mut r = leader(&[0, 1, 2], 2, FlushMode::Async);
+        assert!(produce(&mut r, 1, Acks::All).is_empty());
+        let _ = fetch(&mut r, 1, 1);
+        let mut out = ReplicaEffects::<R>::new();
+        let forged = FetchRequest {
+            replica_id: 2,
+            leader_epoch: 1,
+            fetch_offset: 1,
+            last_fetched_epoch: Some(1),
+        };
+        r.on_message(1, ReplicationMessage::Fetch(forged), &mut out);
+        assert!(
+            out.is_empty(),
+            "a fetch for replica 2 from node 1 is ignored"
+        );
+        assert_eq!(r.high_watermark(), 0, "replica 2 has not fetched");
+        let mut demoted = registration(&[0, 1, 2]);
+        demoted.leader = Some(1);
+        demoted.leader_epoch = 2;
+        demoted.partition_epoch = 2;
+        r.on_message(1, ReplicationMessage::PartitionState(demoted), &mut out);
+        assert!(r.is_leader(), "partition state from a peer is ignored");
+    }
+
     #[test]
     fn acks_all_waits_for_every_isr_member() {
         let mut r = leader(&[0, 1, 2], 2, FlushMode::Async);

@@ -314,14 +314,23 @@ pub fn encode_producer_batch(
 }
 
 /// Decodes whole batches (a fetch response's records) into records.
+/// Decoded records take ~160 bytes each however small on the wire (and a
+/// compressed batch holds more than its bytes), so the budget is generous;
+/// it exists to stop a count in the input from reserving gigabytes.
+const RECORDS_DECODE_BYTES_MIN: usize = 256 << 20;
+
 pub fn decode_records(bytes: Bytes) -> Result<Vec<Record>> {
+    let budget = bytes.len().saturating_mul(64).max(RECORDS_DECODE_BYTES_MIN);
     let mut buf = bytes;
-    let mut out = Vec::new();
-    while buf.remaining() >= 12 {
-        let set = RecordBatchDecoder::decode(&mut buf)?;
-        out.extend(set.records);
-    }
-    Ok(out)
+    let (decoded, _) = kafka_protocol::protocol::types::with_decode_budget(budget, || {
+        let mut out = Vec::new();
+        while buf.remaining() >= 12 {
+            let set = RecordBatchDecoder::decode(&mut buf)?;
+            out.extend(set.records);
+        }
+        Ok::<_, anyhow::Error>(out)
+    });
+    decoded
 }
 
 pub fn api_name(key: ApiKey) -> String {

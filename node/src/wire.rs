@@ -1,12 +1,15 @@
 //! Framing of internal (node-to-node) messages: a 4-byte big-endian length,
-//! then the message in postcard. The first frame on every connection is a
+//! then the message in postcard. The first frame each side sends is a
 //! [`Handshake`] naming the protocol version and the cluster id, so nodes
-//! of another cluster or an incompatible version are refused at once; the
-//! second is a [`Proof`] that the sender knows the cluster secret (an
-//! HMAC-SHA256 over the other side's fresh nonce), so only nodes of the
-//! cluster can act as nodes. Tools (`quorum status`) introduce themselves as
-//! [`LinkRole::Tool`]: they prove nothing and may only ask for status.
-//! TLS for links can later replace the proof without changing the rest.
+//! of another cluster or an incompatible version are refused at once; then
+//! the dialer, and only after checking it the acceptor, sends a [`Proof`]
+//! that it knows the cluster secret: an HMAC-SHA256 over the whole
+//! transcript (both ids, both fresh nonces) and the prover's side, so a
+//! proof can be neither replayed on another connection, relayed between
+//! two nodes, nor reflected back at its maker. Tools (`quorum status`)
+//! introduce themselves as [`LinkRole::Tool`]: they prove nothing, get no
+//! proof, and may only ask for status. TLS for links can later replace the
+//! proof without changing the rest.
 //!
 //! Sans-IO: [`encode`] produces bytes, [`FrameDecoder`] consumes whatever
 //! the socket delivered and yields whole messages. Malformed or oversized
@@ -99,18 +102,26 @@ pub struct LinkIdentity {
     pub secret: LinkSecret,
 }
 
-fn proof_input(
-    cluster_id: &str,
-    prover: u32,
-    verifier_nonce: &[u8; 32],
-    prover_nonce: &[u8; 32],
-) -> Vec<u8> {
-    let mut input = b"runnel internal link v3\0".to_vec();
-    input.extend_from_slice(cluster_id.as_bytes());
+/// Which end of a link a proof speaks for: a dialer's proof is never
+/// accepted as an acceptor's, so a proof cannot be reflected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Dialer,
+    Acceptor,
+}
+
+/// What a proof covers: the prover's side and the whole transcript.
+fn proof_input(side: Side, dialer: &Handshake, acceptor: &Handshake) -> Vec<u8> {
+    let mut input = match side {
+        Side::Dialer => b"runnel internal link v3 dialer\0".to_vec(),
+        Side::Acceptor => b"runnel internal link v3 acceptor\0".to_vec(),
+    };
+    input.extend_from_slice(dialer.cluster_id.as_bytes());
     input.push(0);
-    input.extend_from_slice(&prover.to_be_bytes());
-    input.extend_from_slice(verifier_nonce);
-    input.extend_from_slice(prover_nonce);
+    input.extend_from_slice(&dialer.node_id.to_be_bytes());
+    input.extend_from_slice(&acceptor.node_id.to_be_bytes());
+    input.extend_from_slice(&dialer.nonce);
+    input.extend_from_slice(&acceptor.nonce);
     input
 }
 
@@ -131,23 +142,32 @@ impl LinkSecret {
         mac
     }
 
-    /// This side's proof, given both handshakes.
-    pub fn prove(&self, me: &Handshake, peer: &Handshake) -> Proof {
+    /// The proof `side` sends, given both handshakes.
+    pub fn prove(&self, side: Side, dialer: &Handshake, acceptor: &Handshake) -> Proof {
         use hmac::Mac;
-        let input = proof_input(&me.cluster_id, me.node_id, &peer.nonce, &me.nonce);
+        let input = proof_input(side, dialer, acceptor);
         Proof {
             mac: self.mac(&input).finalize().into_bytes().into(),
         }
     }
 
-    /// Checks the peer's proof (in constant time).
-    pub fn verify(&self, me: &Handshake, peer: &Handshake, proof: &Proof) -> Result<(), WireError> {
+    /// Checks the proof `side` sent (in constant time).
+    pub fn verify(
+        &self,
+        side: Side,
+        dialer: &Handshake,
+        acceptor: &Handshake,
+        proof: &Proof,
+    ) -> Result<(), WireError> {
         use hmac::Mac;
-        let input = proof_input(&peer.cluster_id, peer.node_id, &me.nonce, &peer.nonce);
+        let input = proof_input(side, dialer, acceptor);
+        let prover = match side {
+            Side::Dialer => dialer.node_id,
+            Side::Acceptor => acceptor.node_id,
+        };
         self.mac(&input).verify_slice(&proof.mac).map_err(|_| {
             WireError::Incompatible(format!(
-                "node {} did not prove the cluster secret (cluster.secret.file differs)",
-                peer.node_id
+                "node {prover} did not prove the cluster secret (cluster.secret.file differs)"
             ))
         })
     }
@@ -189,6 +209,12 @@ fn next_counter() -> u64 {
 impl Handshake {
     /// Accepts a peer's handshake or says why not.
     pub fn check_peer(&self, peer: &Handshake) -> Result<(), WireError> {
+        if peer.node_id == self.node_id || peer.nonce == self.nonce {
+            return Err(WireError::Incompatible(format!(
+                "a link from node {} to itself (or a reflected handshake)",
+                peer.node_id
+            )));
+        }
         if peer.protocol_version != self.protocol_version {
             return Err(WireError::Incompatible(format!(
                 "node {} speaks protocol version {}, this node {}",
@@ -326,19 +352,54 @@ mod tests {
         let (a, b) = (identity(1, b"s3cret"), identity(2, b"s3cret"));
         let (ha, hb) = (a.handshake(), b.handshake());
         assert_ne!(ha.nonce, hb.nonce, "fresh nonces");
-        let proof = a.secret.prove(&ha, &hb);
-        assert_eq!(b.secret.verify(&hb, &ha, &proof), Ok(()));
-        // Another secret, a replay on a new connection, another claimed id.
+        // a dials b: a proves first, then b.
+        let from_a = a.secret.prove(Side::Dialer, &ha, &hb);
+        assert_eq!(b.secret.verify(Side::Dialer, &ha, &hb, &from_a), Ok(()));
+        let from_b = b.secret.prove(Side::Acceptor, &ha, &hb);
+        assert_eq!(a.secret.verify(Side::Acceptor, &ha, &hb, &from_b), Ok(()));
+        // Another secret.
         let mallory = identity(1, b"guess");
-        let forged = mallory.secret.prove(&ha, &hb);
-        assert!(b.secret.verify(&hb, &ha, &forged).is_err());
+        let forged = mallory.secret.prove(Side::Dialer, &ha, &hb);
+        assert!(b.secret.verify(Side::Dialer, &ha, &hb, &forged).is_err());
+        // Replayed on a new connection (b's fresh nonce).
         let hb2 = b.handshake();
-        assert!(b.secret.verify(&hb2, &ha, &proof).is_err(), "replayed");
+        assert!(b.secret.verify(Side::Dialer, &ha, &hb2, &from_a).is_err());
+        // Another claimed id.
         let claims_3 = Handshake {
             node_id: 3,
             ..ha.clone()
         };
-        assert!(b.secret.verify(&hb, &claims_3, &proof).is_err());
+        assert!(b
+            .secret
+            .verify(Side::Dialer, &claims_3, &hb, &from_a)
+            .is_err());
+        // Reflected: b's own acceptor proof handed back to it as a dialer's.
+        assert!(b.secret.verify(Side::Dialer, &ha, &hb, &from_b).is_err());
+        // Relayed: mallory dials a as "2" with b's nonce and a's nonce
+        // swapped in; b's proof for another transcript does not fit.
+        let relay = Handshake {
+            node_id: 2,
+            nonce: hb.nonce,
+            ..ha.clone()
+        };
+        let ha2 = a.handshake();
+        assert!(a
+            .secret
+            .verify(Side::Dialer, &relay, &ha2, &from_b)
+            .is_err());
+        // A handshake that names the verifier itself, or echoes its nonce.
+        assert!(hb
+            .check_peer(&Handshake {
+                node_id: 2,
+                ..ha.clone()
+            })
+            .is_err());
+        assert!(hb
+            .check_peer(&Handshake {
+                nonce: hb.nonce,
+                ..ha.clone()
+            })
+            .is_err());
     }
 
     #[test]
@@ -346,7 +407,7 @@ mod tests {
         let me = identity(1, b"").handshake();
         let same = Handshake {
             node_id: 2,
-            ..me.clone()
+            ..identity(2, b"").handshake()
         };
         assert_eq!(me.check_peer(&same), Ok(()));
         let other = Handshake {

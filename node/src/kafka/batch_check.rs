@@ -113,22 +113,30 @@ pub fn check(records: &[u8], limits: &BatchLimits) -> Result<(), Refusal> {
     if compression == 4 && !limits.zstd_allowed {
         return Err(Refusal::UnsupportedCompression);
     }
-    let base_timestamp = i64_at(27);
-    let check_timestamps = attributes & ATTR_LOG_APPEND_TIME == 0;
-    if check_timestamps {
-        check_timestamp(i64_at(35), limits)?;
+    // The log's time index, segment rolls and retention go by the batch's
+    // max timestamp: it must be the records' own, and within the bounds.
+    // A client may not claim the broker's LogAppendTime (Kafka rewrites it;
+    // Runnel, which keeps batches byte for byte, refuses it).
+    if attributes & ATTR_LOG_APPEND_TIME != 0 {
+        return Err(Refusal::InvalidRecord(
+            "clients may not produce batches stamped with LogAppendTime".into(),
+        ));
     }
+    let (base_timestamp, max_timestamp) = (i64_at(27), i64_at(35));
+    check_timestamp(max_timestamp, limits)?;
     let body = Bytes::copy_from_slice(&records[HEADER_BYTES..]);
     let body = decompress(compression, body)?;
-    let walked = walk_records(
-        &body,
-        record_count as usize,
-        |delta| match check_timestamps {
-            true => check_timestamp(base_timestamp.saturating_add(delta), limits),
-            false => Ok(()),
-        },
-    )?;
-    debug_assert_eq!(walked, record_count as usize);
+    let mut newest = i64::MIN;
+    walk_records(&body, record_count as usize, |delta| {
+        let ts = base_timestamp.saturating_add(delta);
+        newest = newest.max(ts);
+        check_timestamp(ts, limits)
+    })?;
+    if newest != max_timestamp {
+        return Err(Refusal::InvalidRecord(format!(
+            "the batch's max timestamp {max_timestamp} is not its records' ({newest})"
+        )));
+    }
     Ok(())
 }
 
@@ -171,12 +179,12 @@ fn decompress(compression: i16, body: Bytes) -> Result<Bytes, Refusal> {
 
 /// Walks `count` records of v2 format; each must be whole, numbered
 /// 0, 1, 2... (offset deltas) and nothing may follow the last. Calls
-/// `timestamp` with each record's timestamp delta. Returns the count.
+/// `timestamp` with each record's timestamp delta.
 pub fn walk_records(
     body: &[u8],
     count: usize,
     mut timestamp: impl FnMut(i64) -> Result<(), Refusal>,
-) -> Result<usize, Refusal> {
+) -> Result<(), Refusal> {
     let mut at = 0usize;
     // Bounded by `count`, and each round consumes at least one byte or fails.
     for i in 0..count {
@@ -227,7 +235,7 @@ pub fn walk_records(
             body.len() - at
         )));
     }
-    Ok(count)
+    Ok(())
 }
 
 /// A length-prefixed byte string (length -1: null, where allowed).
@@ -373,6 +381,20 @@ mod tests {
             check(&with_crc(zstd), &old),
             Err(Refusal::UnsupportedCompression)
         );
+        // LogAppendTime from a client, and a max timestamp that is not the
+        // records' (it would drive segment rolls and retention).
+        let mut append_time = good.clone();
+        append_time[22] |= 0x08;
+        assert!(matches!(
+            check(&with_crc(append_time), &l),
+            Err(Refusal::InvalidRecord(_))
+        ));
+        let mut max_ts = good.clone();
+        max_ts[35..43].copy_from_slice(&(l.now_ms + 1_000).to_be_bytes());
+        assert!(matches!(
+            check(&with_crc(max_ts), &l),
+            Err(Refusal::InvalidRecord(_))
+        ));
         // Magic 1.
         let mut magic = good.clone();
         magic[16] = 1;

@@ -66,6 +66,7 @@ pub mod code {
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
     pub const INVALID_REQUEST: i16 = 42;
     pub const POLICY_VIOLATION: i16 = 44;
+    pub const INVALID_CONFIG: i16 = 40;
     pub const NOT_CONTROLLER: i16 = 41;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const UNKNOWN_SERVER_ERROR: i16 = -1;
@@ -344,6 +345,7 @@ fn controller_error(e: &ControllerFailure) -> (i16, String) {
             }
             ControllerError::InvalidTopic(m) => (code::INVALID_TOPIC_EXCEPTION, m.clone()),
             ControllerError::PolicyViolation(m) => (code::POLICY_VIOLATION, m.clone()),
+            ControllerError::InvalidConfig(m) => (code::INVALID_CONFIG, m.clone()),
             other => (code::UNKNOWN_SERVER_ERROR, format!("{other:?}")),
         },
     }
@@ -511,18 +513,27 @@ fn part_error_code(e: &PartError) -> i16 {
     }
 }
 
-async fn produce(r: ProduceRequest, v: i16, node: &NodeHandle) -> Option<ProduceResponse> {
-    let acks = r.acks;
-    let view = node.view.borrow().clone();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    // Index of every partition in the request, to rebuild the response shape.
+/// The request's shape (every partition, refused or not, to answer in
+/// order) and the partitions whose batches passed the checks.
+type CheckedProduce = (
+    Vec<(TopicName, Vec<PartitionShape>)>,
+    Vec<(String, u32, Bytes)>,
+);
+
+/// Checks every partition's records (`batch_check`): refused ones get their
+/// error in the shape, the rest go on to the node.
+fn check_produce(
+    topic_data: Vec<kafka_protocol::messages::produce_request::TopicProduceData>,
+    view: &ClusterView,
+    settings: &crate::runtime::settings::NodeSettings,
+    v: i16,
+    now_ms: i64,
+) -> CheckedProduce {
     let mut shape: Vec<(TopicName, Vec<PartitionShape>)> = Vec::new();
     let mut parts = Vec::new();
-    for t in r.topic_data {
+    for t in topic_data {
         let name = t.name.0.to_string();
-        let limits = batch_limits(&view, &name, v, now_ms, &node.settings);
+        let limits = batch_limits(view, &name, v, now_ms, settings);
         let mut ps = Vec::new();
         for p in t.partition_data {
             let early = if v < 3 {
@@ -549,6 +560,36 @@ async fn produce(r: ProduceRequest, v: i16, node: &NodeHandle) -> Option<Produce
         }
         shape.push((t.name, ps));
     }
+    (shape, parts)
+}
+
+async fn produce(r: ProduceRequest, v: i16, node: &NodeHandle) -> Option<ProduceResponse> {
+    let acks = r.acks;
+    let view = node.view.borrow().clone();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    // Compressed batches are decompressed to be checked (up to 64 MiB
+    // each): that runs on a blocking thread, never on the workers that
+    // drive the event loop and every connection.
+    let compressed = r
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .any(|p| {
+            p.records
+                .as_ref()
+                .is_some_and(|b| b.len() > 22 && b[22] & 0x07 != 0)
+        });
+    let settings = node.settings.clone();
+    let (shape, parts) = if compressed && !crate::io::SIMULATED {
+        let topic_data = r.topic_data;
+        tokio::task::spawn_blocking(move || check_produce(topic_data, &view, &settings, v, now_ms))
+            .await
+            .unwrap_or_default()
+    } else {
+        check_produce(r.topic_data, &view, &settings, v, now_ms)
+    };
     let (tx, rx) = oneshot::channel();
     let call = KafkaCall::Produce {
         acks,

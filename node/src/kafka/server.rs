@@ -46,13 +46,13 @@ pub async fn serve(mut stream: TcpStream, first: [u8; 4], node: NodeHandle) {
             );
             return;
         }
-        // Its share of queued.max.request.bytes first (the connection waits,
-        // unread, while the node holds too many request bytes), then the
-        // body, grown as bytes arrive: a size that lies costs nothing.
-        let Ok(_share) = request_share(&node, size as usize).await else {
-            return;
-        };
-        let Some(frame) = read_frame(&mut stream, size as usize, idle, &peer).await else {
+        // The body in chunks as they arrive, each charged to
+        // queued.max.request.bytes before it is read (the connection waits,
+        // unread, while the node holds too many request bytes): only bytes
+        // a client really sent cost memory, never the size it declared.
+        let Some((frame, _share)) =
+            read_frame(&mut stream, size as usize, idle, &node, &peer).await
+        else {
             return;
         };
         let segments = match answer(frame, &client_host, &node).await {
@@ -78,48 +78,51 @@ pub async fn serve(mut stream: TcpStream, first: [u8; 4], node: NodeHandle) {
     }
 }
 
-/// A request's share of `queued.max.request.bytes`: twice its size (the
-/// frame and what it decodes into), never more than the whole budget.
-async fn request_share(
-    node: &NodeHandle,
-    size: usize,
-) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, tokio::sync::AcquireError> {
-    if node.settings.queued_max_request_bytes == usize::MAX {
-        return Ok(None); // -1: unbounded, as Kafka's default
-    }
-    let charge = size
-        .saturating_mul(2)
-        .min(node.settings.queued_max_request_bytes)
-        .min(u32::MAX as usize) as u32;
-    node.request_bytes
-        .clone()
-        .acquire_many_owned(charge)
-        .await
-        .map(Some)
-}
+/// Bytes a request body is read in (and charged in).
+const READ_CHUNK_BYTES: usize = 64 << 10;
 
-/// Reads a request body of `size` bytes within the idle bound, growing the
-/// buffer with what arrives.
+/// Reads a request body of `size` bytes within the idle bound, in chunks,
+/// each charged to `queued.max.request.bytes` before it is read; returns the
+/// body and its charge (freed when dropped, after the answer is written).
 async fn read_frame(
     stream: &mut TcpStream,
     size: usize,
     idle: Duration,
+    node: &NodeHandle,
     peer: &str,
-) -> Option<Bytes> {
+) -> Option<(Bytes, Option<tokio::sync::OwnedSemaphorePermit>)> {
     use tokio::io::AsyncReadExt;
-    let mut frame = Vec::with_capacity(size.min(64 << 10));
-    let mut body = (&mut *stream).take(size as u64);
-    match tokio::time::timeout(idle, body.read_to_end(&mut frame)).await {
-        Ok(Ok(n)) if n == size => Some(Bytes::from(frame)),
-        Ok(_) => None, // closed before the whole request arrived
-        Err(_) => {
-            tracing::debug!(
-                "{peer}: a request arrived slower than connections.max.idle.ms ({} ms); closing",
-                idle.as_millis()
-            );
-            None
+    let deadline = tokio::time::Instant::now() + idle;
+    let bounded = node.settings.queued_max_request_bytes != usize::MAX;
+    let mut frame = Vec::with_capacity(size.min(READ_CHUNK_BYTES));
+    let mut charge: Option<tokio::sync::OwnedSemaphorePermit> = None;
+    // Bounded by `size`: each round reads a chunk whole or ends the request.
+    while frame.len() < size {
+        let chunk = (size - frame.len()).min(READ_CHUNK_BYTES);
+        if bounded {
+            let permit = node.request_bytes.clone().acquire_many_owned(chunk as u32);
+            let permit = tokio::time::timeout_at(deadline, permit).await.ok()?.ok()?;
+            match charge.as_mut() {
+                Some(held) => held.merge(permit),
+                None => charge = Some(permit),
+            }
+        }
+        let start = frame.len();
+        frame.resize(start + chunk, 0);
+        let read = stream.read_exact(&mut frame[start..]);
+        match tokio::time::timeout_at(deadline, read).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return None, // closed before the whole request arrived
+            Err(_) => {
+                tracing::debug!(
+                    "{peer}: a request arrived slower than connections.max.idle.ms ({} ms); closing",
+                    idle.as_millis()
+                );
+                return None;
+            }
         }
     }
+    Some((Bytes::from(frame), charge))
 }
 
 /// Fills `buf`, or says why not: the client closed, or sent nothing for

@@ -163,11 +163,15 @@ impl ConnectionLimits {
         })
     }
 
-    /// Internal listeners: `max.connections` of their own, and no limit per
-    /// address (a cluster on one host links from one address).
-    pub fn for_peers(s: &NodeSettings) -> Arc<ConnectionLimits> {
+    /// Internal listeners: a budget of their own, independent of the
+    /// clients' `max.connections` (Kafka exempts its inter-broker listener
+    /// too), a quarter of the open-files limit up to 1,024; no limit per
+    /// address (a cluster on one host links from one address). Connections
+    /// that never prove themselves close after the handshake timeout.
+    pub fn for_peers(_s: &NodeSettings) -> Arc<ConnectionLimits> {
+        let max = (crate::limits::open_files_limit() / 4).clamp(16, 1024) as usize;
         Arc::new(ConnectionLimits {
-            total: Arc::new(Semaphore::new(s.max_connections)),
+            total: Arc::new(Semaphore::new(max)),
             per_ip_max: usize::MAX,
             per_ip_overrides: BTreeMap::new(),
             per_ip: Mutex::new(HashMap::new()),

@@ -103,11 +103,22 @@ async fn bind_broker_listener(
     if let Some(hp) = s.coordinator_listeners.first() {
         return Ok((Vec::new(), reachable(hp)));
     }
-    let kafka_host = s
+    let mut kafka_host = s
         .kafka_listeners
         .first()
         .map(|hp| hp.host.clone())
         .unwrap_or_default();
+    let wildcard = matches!(kafka_host.as_str(), "" | "0.0.0.0" | "::");
+    if wildcard && !s.cluster_secret.is_configured() && !crate::io::SIMULATED {
+        // Without a secret nothing authenticates a link: keep the internal
+        // protocol on this machine. A cluster across machines sets
+        // cluster.secret.file (or inter.broker.listener.name).
+        tracing::warn!(
+            "no cluster.secret.file: the broker's internal listener binds 127.0.0.1 only, so \
+             brokers on other machines cannot replicate from it"
+        );
+        kafka_host = "127.0.0.1".into();
+    }
     let (bound, port) = listener::bind_any_port(&kafka_host).await?;
     let host = match kafka_host.as_str() {
         "" | "0.0.0.0" | "::" => advertised_host,

@@ -43,6 +43,8 @@ use tokio::time::Instant;
 /// Replicas address ISR proposals to this id; the node forwards them to the
 /// active controller as `AlterPartition` requests.
 pub const CONTROLLER_ADDRESS: NodeId = u32::MAX;
+/// Tools (`quorum status`, observers) linked at once; more are refused.
+const TOOL_LINKS_MAX: usize = 32;
 /// How long a request to the controller may stay unanswered before it is sent again.
 const CONTROLLER_RETRY_MS: u64 = 1_000;
 /// How long a client's admin request waits for the controller.
@@ -213,6 +215,8 @@ struct Outstanding {
     purpose: Purpose,
     sent_at: Instant,
     deadline: Instant,
+    /// The peers it was sent to: only they may answer it.
+    asked: std::collections::BTreeSet<NodeId>,
 }
 
 struct Slot {
@@ -268,7 +272,9 @@ pub struct Node {
     links: BTreeMap<ConnId, Link>,
     // Lookups only (never iterated), so hash order cannot leak into behaviour;
     // everything iterated is a BTreeMap, for a deterministic simulation.
-    connectors: HashMap<String, tokio::task::JoinHandle<()>>,
+    /// One connector task per address, and the flag that stops it
+    /// reconnecting once the address is no longer wanted.
+    connectors: HashMap<String, Arc<std::sync::atomic::AtomicBool>>,
     /// The addresses of `connectors` that lead to non-voter brokers.
     broker_links: std::collections::BTreeSet<String>,
     outbox: BTreeMap<NodeId, Vec<PeerMessage>>,
@@ -435,13 +441,15 @@ impl Node {
         if self.connectors.contains_key(&address) {
             return;
         }
-        let task = tokio::spawn(super::transport::connector(
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        tokio::spawn(super::transport::connector_until(
             address.clone(),
             self.me.clone(),
             super::transport::LinkTimeouts::default(),
             self.net_tx.clone(),
+            stop.clone(),
         ));
-        self.connectors.insert(address, task);
+        self.connectors.insert(address, stop);
     }
 
     /// Runs until the event channels close.
@@ -542,6 +550,16 @@ impl Node {
         tx: mpsc::Sender<Vec<u8>>,
     ) {
         tracing::trace!(node = self.s.node_id, peer, conn, outbound, "link up");
+        let tools = self
+            .links
+            .values()
+            .filter(|l| l.role == LinkRole::Tool)
+            .count();
+        if role == LinkRole::Tool && tools >= TOOL_LINKS_MAX {
+            // Dropping its sender closes the link.
+            tracing::warn!("tool link from {peer} refused: {TOOL_LINKS_MAX} tools are linked");
+            return;
+        }
         self.links.insert(
             conn,
             Link {
@@ -838,8 +856,8 @@ impl Node {
                 .collect();
             let gone: Vec<String> = self.broker_links.difference(&wanted).cloned().collect();
             for address in gone {
-                if let Some(task) = self.connectors.remove(&address) {
-                    task.abort();
+                if let Some(stop) = self.connectors.remove(&address) {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
             }
             for address in &wanted {
@@ -911,6 +929,10 @@ impl Node {
             }
             return;
         }
+        if matches!(message, PeerMessage::Hello { .. }) && !link.outbound {
+            // Voters are learnt from coordinators this node dialled itself.
+            return;
+        }
         if let Err(why) = claims_match_sender(from, &message) {
             tracing::warn!("node {from}: {why}; message dropped");
             return;
@@ -938,7 +960,7 @@ impl Node {
                 self.controller_request(request, Waiter::Remote { peer: from, id })
             }
             PeerMessage::ControllerResponse { id, result } => {
-                self.on_controller_response(id, result)
+                self.on_remote_controller_response(from, id, result)
             }
             PeerMessage::StatusRequest => {
                 let status = self.status();
@@ -1096,6 +1118,7 @@ impl Node {
                 purpose,
                 sent_at: now,
                 deadline: now + Duration::from_millis(timeout),
+                asked: Default::default(),
             },
         );
         self.send_outstanding(id, request);
@@ -1105,8 +1128,34 @@ impl Node {
         let leader = self.meta.as_ref().and_then(|m| m.quorum.leader());
         match leader {
             Some(l) if l == self.s.node_id => self.controller_request(request, Waiter::Broker(id)),
-            Some(l) => self.send(l, PeerMessage::ControllerRequest { id, request }),
+            Some(l) => self.ask_controller(l, id, request),
             None => {} // retried on a tick once a leader is known
+        }
+    }
+
+    fn ask_controller(&mut self, to: NodeId, id: u64, request: ControllerRequest) {
+        if let Some(o) = self.outstanding.get_mut(&id) {
+            o.asked.insert(to);
+        }
+        self.send(to, PeerMessage::ControllerRequest { id, request });
+    }
+
+    /// A peer's answer counts only if the request went to that peer: no
+    /// other node can answer for the controller.
+    fn on_remote_controller_response(
+        &mut self,
+        from: NodeId,
+        id: u64,
+        result: Result<ControllerAck, ControllerFailure>,
+    ) {
+        if self
+            .outstanding
+            .get(&id)
+            .is_some_and(|o| o.asked.contains(&from))
+        {
+            self.on_controller_response(id, result);
+        } else {
+            tracing::debug!("node {from} answered controller request {id}, not asked of it");
         }
     }
 
@@ -1137,7 +1186,7 @@ impl Node {
                 o.sent_at = Instant::now() - Duration::from_millis(CONTROLLER_RETRY_MS / 2);
                 if let Some(l) = leader.filter(|l| *l != self.s.node_id) {
                     let request = o.request.clone();
-                    self.send(l, PeerMessage::ControllerRequest { id, request });
+                    self.ask_controller(l, id, request);
                 }
             }
             return;
@@ -1908,5 +1957,60 @@ fn summary(m: &ReplicationMessage<BatchBytes>) -> String {
             other => format!("{other:?}"),
         },
         other => format!("{:?}", std::mem::discriminant(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runnel_model::partition::AlterPartitionRequest;
+    use std::collections::BTreeSet;
+
+    fn request(request: ControllerRequest) -> PeerMessage {
+        PeerMessage::ControllerRequest { id: 1, request }
+    }
+
+    #[test]
+    fn a_peer_speaks_only_for_itself() {
+        let for_broker = |broker| {
+            vec![
+                ControllerRequest::RegisterBroker {
+                    broker,
+                    endpoint: String::new(),
+                    internal_endpoint: String::new(),
+                },
+                ControllerRequest::Heartbeat { broker, epoch: 1 },
+                ControllerRequest::ControlledShutdown { broker, epoch: 1 },
+                ControllerRequest::AllocateProducerIds {
+                    broker,
+                    broker_epoch: 1,
+                },
+                ControllerRequest::AlterPartition {
+                    topic: "t".into(),
+                    partition: 0,
+                    broker_epoch: 1,
+                    request: AlterPartitionRequest {
+                        leader: broker,
+                        leader_epoch: 1,
+                        partition_epoch: 1,
+                        new_isr: BTreeSet::from([broker]),
+                    },
+                },
+            ]
+        };
+        for r in for_broker(7) {
+            assert!(claims_match_sender(7, &request(r.clone())).is_ok(), "{r:?}");
+            assert!(
+                claims_match_sender(8, &request(r.clone())).is_err(),
+                "{r:?}"
+            );
+        }
+        let expiry = ControllerRequest::SessionExpired {
+            broker: 7,
+            epoch: 1,
+        };
+        assert!(claims_match_sender(7, &request(expiry)).is_err());
+        let admin = ControllerRequest::DeleteTopic { name: "t".into() };
+        assert!(claims_match_sender(8, &request(admin)).is_ok());
     }
 }

@@ -123,9 +123,9 @@ pub struct NodeSettings {
     /// loop; when full, connections stop reading (backpressure).
     pub queued_max_requests: usize,
     /// Kafka's `queued.max.request.bytes`: request bytes held at once by all
-    /// connections (each request is charged twice its size, for what it
-    /// decodes into). Kafka's default is unbounded (-1); Runnel's is 512 MiB,
-    /// so a flood of large requests waits instead of exhausting memory.
+    /// connections, charged as they arrive (a connection waits, unread, for
+    /// room). Kafka's default is unbounded (-1); Runnel's is 512 MiB, so a
+    /// flood of large requests waits instead of exhausting memory.
     pub queued_max_request_bytes: usize,
     /// Kafka's `message.max.bytes` (1048588): the largest record batch a
     /// produce may carry (a topic's `max.message.bytes` overrides it).
@@ -251,6 +251,12 @@ impl NodeSettings {
                 myid.trim()
             ))
         })?;
+        if !(1..=255).contains(&node_id) {
+            return Err(ConfigError(format!(
+                "{}: myid {node_id} must be between 1 and 255, as for ZooKeeper",
+                myid_path.display()
+            )));
+        }
         let Some((host, peer_port, _)) = zoo.servers.get(&node_id) else {
             return Err(ConfigError(format!(
                 "myid is {node_id} but there is no server.{node_id} line in zoo.cfg"
@@ -322,7 +328,7 @@ impl NodeSettings {
         let listeners = props.get("listeners").unwrap_or("PLAINTEXT://:9092");
         let protocols = security_protocols(props)?;
         let controller_names = listener_names(props.get("controller.listener.names"), "CONTROLLER");
-        let broker_name = props
+        let mut broker_name = props
             .get("inter.broker.listener.name")
             .map(|n| n.trim().to_ascii_uppercase());
         for (name, hp) in parse_listeners("listeners", listeners)? {
@@ -335,11 +341,24 @@ impl NodeSettings {
                 s.kafka_listeners.push(hp);
             }
         }
-        if let Some(name) = &broker_name {
+        if let Some(name) = broker_name.clone() {
             if s.broker_listener.is_none() {
                 return Err(ConfigError(format!(
                     "inter.broker.listener.name={name} names no listener in listeners"
                 )));
+            }
+            if s.kafka_listeners.is_empty() {
+                // Kafka's usual `inter.broker.listener.name=PLAINTEXT`: the
+                // client listener shared with brokers. Runnel keeps the
+                // internal protocol off client listeners, so it stays a
+                // client listener and brokers get one of their own.
+                s.warnings.push(format!(
+                    "inter.broker.listener.name={name} names the only client listener; Runnel \
+                     replicates over a listener of its own instead (name another listener to \
+                     choose it)"
+                ));
+                s.kafka_listeners.extend(s.broker_listener.take());
+                broker_name = None;
             }
         }
         if let Some(file) = props.get("cluster.secret.file") {
@@ -742,6 +761,26 @@ mod tests {
             "{}",
             err.0
         );
+    }
+
+    #[test]
+    fn kafkas_usual_inter_broker_listener_stays_a_client_listener() {
+        let text = "broker.id=0\nzookeeper.connect=localhost:2181\nlog.dirs=/tmp/x\n\
+                    listeners=PLAINTEXT://:9092\ninter.broker.listener.name=PLAINTEXT\n";
+        let s = load_server_properties(text, &[]).unwrap();
+        assert_eq!(s.kafka_listeners.len(), 1);
+        assert!(s.broker_listener.is_none());
+        assert!(s
+            .warnings
+            .iter()
+            .any(|w| w.contains("inter.broker.listener.name")));
+        let text = "broker.id=0\nzookeeper.connect=localhost:2181\nlog.dirs=/tmp/x\n\
+                    listeners=PLAINTEXT://:9092,REPLICATION://:9093\n\
+                    listener.security.protocol.map=PLAINTEXT:PLAINTEXT,REPLICATION:PLAINTEXT\n\
+                    inter.broker.listener.name=REPLICATION\n";
+        let s = load_server_properties(text, &[]).unwrap();
+        assert_eq!(s.kafka_listeners.len(), 1);
+        assert_eq!(s.broker_listener.map(|hp| hp.port), Some(9093));
     }
 
     #[test]

@@ -11,6 +11,11 @@ use std::hash::Hash;
 use std::time::Duration;
 use tokio_util::time::{delay_queue, DelayQueue};
 
+/// The furthest a timer is set (about a year): the wheel refuses deadlines
+/// past 2^36 ms, and a configured value may be larger (a timer that far out
+/// only has to fire eventually; a state machine re-arms what it still needs).
+pub const TIMER_MS_MAX: u64 = 1 << 35;
+
 pub struct Timers<K> {
     queue: DelayQueue<K>,
     slots: HashMap<K, delay_queue::Key>,
@@ -28,7 +33,7 @@ impl<K: Clone + Eq + Hash> Default for Timers<K> {
 impl<K: Clone + Eq + Hash> Timers<K> {
     /// Fires `key` once, `after_ms` from now (re-arms it if set).
     pub fn set(&mut self, key: K, after_ms: u64) {
-        let after = Duration::from_millis(after_ms);
+        let after = Duration::from_millis(after_ms.min(TIMER_MS_MAX));
         match self.slots.get(&key) {
             Some(slot) => self.queue.reset(slot, after),
             None => {
@@ -89,5 +94,9 @@ mod tests {
         assert!(t.is_empty());
         let none = tokio::time::timeout(Duration::from_secs(3600), t.next()).await;
         assert!(none.is_err(), "no timer set: nothing fires");
+        // A configured duration beyond what the wheel takes is clamped, not a panic.
+        t.set("far", u64::MAX);
+        t.set("far", i64::MAX as u64);
+        assert!(t.is_set(&"far"));
     }
 }

@@ -15,7 +15,7 @@
 use super::messages::{PeerMessage, INTERNAL_MAGIC};
 use crate::io::TcpStream;
 use crate::wire::{
-    self, FrameDecoder, Handshake, LinkIdentity, LinkRole, Proof, HANDSHAKE_BYTES_MAX,
+    self, FrameDecoder, Handshake, LinkIdentity, LinkRole, Proof, Side, HANDSHAKE_BYTES_MAX,
 };
 use runnel_model::core::NodeId;
 use serde::de::DeserializeOwned;
@@ -83,7 +83,20 @@ pub async fn connector(
     timeouts: LinkTimeouts,
     events: mpsc::Sender<NetEvent>,
 ) {
-    loop {
+    let never = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    connector_until(address, me, timeouts, events, never).await
+}
+
+/// As [`connector`], but stops reconnecting once `stop` is set (the link it
+/// has lives until it breaks, and reports `Down` as always).
+pub async fn connector_until(
+    address: String,
+    me: LinkIdentity,
+    timeouts: LinkTimeouts,
+    events: mpsc::Sender<NetEvent>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    while !stop.load(Ordering::Relaxed) {
         if let Ok(Ok(stream)) = tokio::time::timeout(
             Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
             TcpStream::connect(address.as_str()),
@@ -126,8 +139,10 @@ pub async fn accepted(
 }
 
 /// Both handshakes and proofs, on a fresh connection: who the peer is, and
-/// (for a peer) that it knows the cluster secret. Returns the peer's
-/// handshake; `decoder` keeps whatever followed.
+/// (for a peer) that it knows the cluster secret. The dialer proves first;
+/// the acceptor checks that proof before it sends its own, and never proves
+/// anything to a tool, so an unauthenticated party can never obtain a proof
+/// to relay. Returns the peer's handshake; `decoder` keeps whatever followed.
 async fn introduce(
     stream: &mut TcpStream,
     me: &LinkIdentity,
@@ -146,19 +161,36 @@ async fn introduce(
     let exchange = async {
         let peer: Handshake = read_frame(stream, decoder).await?;
         mine.check_peer(&peer).map_err(|e| e.to_string())?;
-        let proof = wire::encode(&me.secret.prove(&mine, &peer)).map_err(|e| e.to_string())?;
-        stream.write_all(&proof).await.map_err(|e| e.to_string())?;
-        let theirs: Proof = read_frame(stream, decoder).await?;
-        match (me.role, peer.role) {
-            (LinkRole::Peer, LinkRole::Peer) => me
-                .secret
-                .verify(&mine, &peer, &theirs)
-                .map_err(|e| e.to_string())?,
-            // A tool has no secret to check a node with.
-            (LinkRole::Tool, LinkRole::Peer) => {}
-            // A tool proves nothing; the node lets it ask for status only.
-            (LinkRole::Peer, LinkRole::Tool) if !outbound => {}
-            _ => return Err("a link needs a node on the accepting side".into()),
+        let send = |proof: Proof| wire::encode(&proof).map_err(|e| e.to_string());
+        match (outbound, me.role, peer.role) {
+            // A node dials a node: prove, then check the acceptor's proof.
+            (true, LinkRole::Peer, LinkRole::Peer) => {
+                let proof = me.secret.prove(Side::Dialer, &mine, &peer);
+                stream
+                    .write_all(&send(proof)?)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let theirs: Proof = read_frame(stream, decoder).await?;
+                me.secret
+                    .verify(Side::Acceptor, &mine, &peer, &theirs)
+                    .map_err(|e| e.to_string())?;
+            }
+            // A node is dialled by a node: check its proof, then prove.
+            (false, LinkRole::Peer, LinkRole::Peer) => {
+                let theirs: Proof = read_frame(stream, decoder).await?;
+                me.secret
+                    .verify(Side::Dialer, &peer, &mine, &theirs)
+                    .map_err(|e| e.to_string())?;
+                let proof = me.secret.prove(Side::Acceptor, &peer, &mine);
+                stream
+                    .write_all(&send(proof)?)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            // A tool dials a node: it proves nothing and gets no proof (it
+            // could not check one); the node lets it ask for status only.
+            (true, LinkRole::Tool, LinkRole::Peer) | (false, LinkRole::Peer, LinkRole::Tool) => {}
+            _ => return Err("a link joins a dialer and a node accepting it".into()),
         }
         Ok(peer)
     };

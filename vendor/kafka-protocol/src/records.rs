@@ -516,7 +516,9 @@ impl RecordBatchDecoder {
     ) -> Result<()> {
         // RUNNEL PATCH: the count comes from the input; every record takes
         // at least one byte, so reserve no more than the bytes left.
-        records.reserve((batch_decode_info.record_count as usize).min(buf.remaining()));
+        let reserve = (batch_decode_info.record_count as usize).min(buf.remaining());
+        crate::protocol::types::charge_decoded(reserve.saturating_mul(std::mem::size_of::<Record>()))?;
+        records.reserve(reserve);
         for _ in 0..batch_decode_info.record_count {
             records.push(Record::decode_new(buf, batch_decode_info, version)?);
         }
@@ -896,7 +898,9 @@ impl Record {
         let num_headers = num_headers as usize;
 
         // RUNNEL PATCH: as for the record count.
-        let mut headers = IndexMap::with_capacity(num_headers.min(bytes::Buf::remaining(buf)));
+        let reserve = num_headers.min(bytes::Buf::remaining(buf));
+        crate::protocol::types::charge_decoded(reserve.saturating_mul(64))?;
+        let mut headers = IndexMap::with_capacity(reserve);
         for _ in 0..num_headers {
             // Key len
             let key_len: i32 = types::VarInt.decode(buf)?;
