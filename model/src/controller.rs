@@ -73,7 +73,77 @@ pub enum MetadataRecord {
 /// broker never shows half a topic; a leader change never commits a prefix.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct MetadataDecision {
+    /// The request it carries out, when a broker asked (the controller's
+    /// own decisions, such as fencing on session expiry, have none).
+    pub request: Option<RequestKey>,
     pub records: Vec<MetadataRecord>,
+}
+
+/// Which request a decision carries out: a broker process's session (drawn
+/// fresh when the process starts) and the request's number in it. A
+/// re-sent request carries the same key, so the controller can tell it
+/// from a new one (Raft's client sessions, Ongaro's dissertation §6.3).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub struct RequestKey {
+    pub session: u64,
+    pub seq: u64,
+}
+
+/// Sessions whose applied requests the metadata remembers; the least
+/// recently active is forgotten first.
+pub const REQUEST_SESSIONS_MAX: usize = 1024;
+/// Applied requests remembered per session; the oldest is forgotten first.
+/// A broker re-sends only requests still outstanding, far fewer than this.
+pub const REQUESTS_PER_SESSION_MAX: usize = 1024;
+
+/// The requests the committed metadata has carried out, and where: part of
+/// the replicated state (a fold of the log like the rest of the image), so
+/// a new controller knows them. Bounded by the two constants above; what
+/// is forgotten is forgotten the same way on every node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RequestLedger {
+    sessions: BTreeMap<u64, SessionRequests>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+struct SessionRequests {
+    /// The end offset of the session's latest decision (its activity).
+    last_end_offset: u64,
+    /// seq → the end offset of the decision that carried it out.
+    applied: BTreeMap<u64, u64>,
+}
+
+impl RequestLedger {
+    /// Where the decision that carried out `key` ends, if it was applied
+    /// (and is still remembered).
+    pub fn applied(&self, key: RequestKey) -> Option<u64> {
+        self.sessions
+            .get(&key.session)?
+            .applied
+            .get(&key.seq)
+            .copied()
+    }
+
+    fn note(&mut self, key: RequestKey, end_offset: u64) {
+        let session = self.sessions.entry(key.session).or_default();
+        session.last_end_offset = end_offset;
+        session.applied.insert(key.seq, end_offset);
+        if session.applied.len() > REQUESTS_PER_SESSION_MAX {
+            session.applied.pop_first();
+        }
+        if self.sessions.len() > REQUEST_SESSIONS_MAX {
+            let idlest = self
+                .sessions
+                .iter()
+                .min_by_key(|(id, s)| (s.last_end_offset, **id))
+                .map(|(id, _)| *id);
+            if let Some(id) = idlest {
+                self.sessions.remove(&id);
+            }
+        }
+    }
 }
 
 impl MetadataRecord {
@@ -235,13 +305,19 @@ pub struct MetadataImage {
     pub last_broker_epoch: BrokerEpoch,
     /// The first producer id no block has included yet.
     pub next_producer_id: u64,
+    /// Which brokers' requests were carried out, and where.
+    pub requests: RequestLedger,
 }
 
 impl MetadataImage {
-    /// Applies one committed decision, all its records in order.
-    pub fn apply_decision(&mut self, decision: &MetadataDecision) {
+    /// Applies one decision, all its records in order; `end_offset` is the
+    /// metadata-log offset after its entry.
+    pub fn apply_decision(&mut self, decision: &MetadataDecision, end_offset: u64) {
         for r in &decision.records {
             self.apply(r);
+        }
+        if let Some(key) = decision.request {
+            self.requests.note(key, end_offset);
         }
     }
 
@@ -365,6 +441,9 @@ pub struct ControllerConfig {
     pub policy: ElectionPolicy,
     /// Accept an ISR change from a broker whose epoch is stale (seeded bug).
     pub bug_ignore_broker_epoch: bool,
+    /// Decide a re-sent request again instead of answering it with its
+    /// first outcome (seeded bug).
+    pub bug_decide_resent_requests: bool,
 }
 
 impl Default for ControllerConfig {
@@ -374,6 +453,7 @@ impl Default for ControllerConfig {
             default_replication_factor: 1,
             policy: ElectionPolicy::default(),
             bug_ignore_broker_epoch: false,
+            bug_decide_resent_requests: false,
         }
     }
 }
@@ -465,9 +545,39 @@ pub struct Controller {
 
 pub type Decision = Result<Vec<MetadataRecord>, ControllerError>;
 
+/// What the controller does with a request that may have been sent before.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// New: these records carry it out (none: nothing to change).
+    Decided(Vec<MetadataRecord>),
+    /// Carried out already, by the decision ending at `end_offset`: its
+    /// answer is that decision's, not a second one.
+    AlreadyApplied { end_offset: u64 },
+}
+
 impl Controller {
     pub fn new(config: ControllerConfig) -> Self {
         Self { config }
+    }
+
+    /// A request is decided once: one the image shows carried out (sent
+    /// again after a lost answer, a timeout or a controller change) gets its
+    /// first decision back, never a second decision against a state that
+    /// already holds the first (which answered a retried CreateTopics with
+    /// TOPIC_ALREADY_EXISTS although the topic was created for it).
+    pub fn decide_once(
+        &self,
+        image: &MetadataImage,
+        key: Option<RequestKey>,
+        request: &ControllerRequest,
+    ) -> Result<Outcome, ControllerError> {
+        if let Some(end_offset) = key
+            .filter(|_| !self.config.bug_decide_resent_requests)
+            .and_then(|k| image.requests.applied(k))
+        {
+            return Ok(Outcome::AlreadyApplied { end_offset });
+        }
+        self.decide(image, request).map(Outcome::Decided)
     }
 
     /// The records that carry out `request` against `image`, or why not.
@@ -1169,6 +1279,61 @@ mod tests {
             c.decide(&image, &huge),
             Err(ControllerError::PolicyViolation(_))
         ));
+    }
+
+    /// A re-sent request is answered with its first decision; with the
+    /// seeded bug it is decided again and the copy's rejection comes back.
+    #[test]
+    fn a_request_is_decided_once() {
+        let (mut c, mut image) = cluster(&[0, 1, 2]);
+        let key = RequestKey { session: 9, seq: 1 };
+        let request = ControllerRequest::CreateTopic {
+            name: "t".into(),
+            partitions: Some(3),
+            replication_factor: Some(3),
+            configs: BTreeMap::new(),
+        };
+        let Ok(Outcome::Decided(records)) = c.decide_once(&image, Some(key), &request) else {
+            panic!("decided")
+        };
+        let decision = MetadataDecision {
+            request: Some(key),
+            records,
+        };
+        image.apply_decision(&decision, 42);
+        assert_eq!(
+            c.decide_once(&image, Some(key), &request),
+            Ok(Outcome::AlreadyApplied { end_offset: 42 })
+        );
+        let other = RequestKey { session: 9, seq: 2 };
+        assert_eq!(
+            c.decide_once(&image, Some(other), &request),
+            Err(ControllerError::TopicAlreadyExists),
+            "a new request for the same topic is a new decision"
+        );
+        c.config.bug_decide_resent_requests = true;
+        assert_eq!(
+            c.decide_once(&image, Some(key), &request),
+            Err(ControllerError::TopicAlreadyExists)
+        );
+    }
+
+    #[test]
+    fn the_request_ledger_is_bounded() {
+        let mut ledger = RequestLedger::default();
+        for session in 0..(REQUEST_SESSIONS_MAX as u64 + 10) {
+            for seq in 0..3 {
+                ledger.note(RequestKey { session, seq }, session * 3 + seq + 1);
+            }
+        }
+        assert_eq!(ledger.sessions.len(), REQUEST_SESSIONS_MAX);
+        assert_eq!(ledger.applied(RequestKey { session: 0, seq: 0 }), None, "idlest gone");
+        for seq in 0..(REQUESTS_PER_SESSION_MAX as u64 + 5) {
+            ledger.note(RequestKey { session: 1 << 40, seq }, 1 << 41);
+        }
+        let s = &ledger.sessions[&(1 << 40)];
+        assert_eq!(s.applied.len(), REQUESTS_PER_SESSION_MAX);
+        assert!(!s.applied.contains_key(&0), "oldest request gone");
     }
 
     #[test]

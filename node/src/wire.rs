@@ -200,6 +200,13 @@ fn fresh_nonce() -> [u8; 32] {
     nonce
 }
 
+/// A fresh 64-bit value (a session id): random, or in the simulation the
+/// next of a counter.
+pub fn fresh_u64() -> u64 {
+    let nonce = fresh_nonce();
+    u64::from_be_bytes(nonce[..8].try_into().expect("8 bytes"))
+}
+
 fn next_counter() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(1);

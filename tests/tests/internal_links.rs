@@ -139,6 +139,7 @@ fn a_client_cannot_act_as_a_node() {
                 .expect("link");
             for epoch in 1..=10 {
                 let forged = PeerMessage::ControllerRequest {
+                    session: 7,
                     id: epoch,
                     request: ControllerRequest::ControlledShutdown { broker: 1, epoch },
                 };
@@ -159,6 +160,7 @@ fn a_client_cannot_act_as_a_node() {
             Ok(PeerMessage::StatusResponse(_))
         ));
         let create = PeerMessage::ControllerRequest {
+            session: 7,
             id: 2,
             request: ControllerRequest::CreateTopic {
                 name: "made-by-a-tool".into(),

@@ -221,6 +221,7 @@ impl ReplicationModel {
             default_replication_factor: self.replicas,
             policy: self.policy,
             bug_ignore_broker_epoch: false,
+            bug_decide_resent_requests: false,
         })
     }
 

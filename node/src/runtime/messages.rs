@@ -36,7 +36,10 @@ pub enum PeerMessage {
     /// Everything one turn of the event loop has for this peer, for every
     /// partition: one frame, like Kafka's per-broker replica fetchers.
     Replication(Vec<PartitionMessage>),
+    /// `session` and `id` name the request (`RequestKey`): a re-sent copy
+    /// carries the same pair, so the controller decides it once.
     ControllerRequest {
+        session: u64,
         id: u64,
         request: ControllerRequest,
     },

@@ -22,7 +22,8 @@ use crate::storage::log_dirs::LogDirs;
 use crate::wire::{self, LinkIdentity, LinkRole};
 use bytes::Bytes;
 use runnel_model::controller::{
-    Controller, ControllerError, ControllerRequest, MetadataDecision, MetadataImage, MetadataRecord,
+    Controller, ControllerError, ControllerRequest, MetadataDecision, MetadataImage,
+    MetadataRecord, Outcome, RequestKey,
 };
 use runnel_model::core::{BrokerEpoch, Effect, NodeId, Offset, RequestId};
 use runnel_model::idempotence::SequenceCheck;
@@ -290,6 +291,10 @@ pub struct Node {
     heartbeats: BTreeMap<NodeId, Instant>,
     outstanding: BTreeMap<u64, Outstanding>,
     next_outstanding: u64,
+    /// This process's session: with an outstanding id, the key of a request
+    /// to the controller (fresh at every start, so a restarted broker's
+    /// requests are never taken for its previous life's).
+    session: u64,
     next_produce_call: u64,
     broker: Option<BrokerState>,
     groups: groups::GroupHost,
@@ -371,6 +376,7 @@ impl Node {
             heartbeats: BTreeMap::new(),
             outstanding: BTreeMap::new(),
             next_outstanding: 1,
+            session: wire::fresh_u64(),
             next_produce_call: 1,
             broker,
             groups: Default::default(),
@@ -765,9 +771,9 @@ impl Node {
     fn on_became_controller(&mut self) {
         let meta = self.meta.as_ref().expect("leader has a quorum");
         let mut image = MetadataImage::default();
-        for entry in meta.quorum.log() {
+        for (i, entry) in meta.quorum.log().iter().enumerate() {
             if let Payload::Record(d) = &entry.payload {
-                image.apply_decision(d);
+                image.apply_decision(d, i as Offset + 1);
             }
         }
         tracing::info!(
@@ -802,9 +808,9 @@ impl Node {
         if commit <= meta.applied {
             return;
         }
-        for entry in &meta.quorum.log()[meta.applied as usize..commit as usize] {
-            if let Payload::Record(d) = &entry.payload {
-                meta.image.apply_decision(d);
+        for offset in meta.applied..commit {
+            if let Payload::Record(d) = &meta.quorum.log()[offset as usize].payload {
+                meta.image.apply_decision(d, offset + 1);
             }
         }
         meta.applied = commit;
@@ -956,8 +962,13 @@ impl Node {
                     self.on_replication(from, pm);
                 }
             }
-            PeerMessage::ControllerRequest { id, request } => {
-                self.controller_request(request, Waiter::Remote { peer: from, id })
+            PeerMessage::ControllerRequest {
+                session,
+                id,
+                request,
+            } => {
+                let key = RequestKey { session, seq: id };
+                self.controller_request(request, Some(key), Waiter::Remote { peer: from, id })
             }
             PeerMessage::ControllerResponse { id, result } => {
                 self.on_remote_controller_response(from, id, result)
@@ -1010,7 +1021,15 @@ impl Node {
 
     // ----- active controller ---------------------------------------------------------
 
-    fn controller_request(&mut self, request: ControllerRequest, waiter: Waiter) {
+    /// Decides a request once (`Controller::decide_once`): a re-sent copy of
+    /// one already carried out is answered with that decision, when it is
+    /// committed, never decided a second time.
+    fn controller_request(
+        &mut self,
+        request: ControllerRequest,
+        key: Option<RequestKey>,
+        waiter: Waiter,
+    ) {
         let Some(meta) = self.meta.as_mut() else {
             return self.answer(
                 waiter,
@@ -1032,8 +1051,20 @@ impl Node {
             }
             _ => {}
         }
-        let records = match self.controller.decide(image, &request) {
-            Ok(records) => records,
+        let records = match self.controller.decide_once(image, key, &request) {
+            Ok(Outcome::Decided(records)) => records,
+            Ok(Outcome::AlreadyApplied { end_offset }) => {
+                // Its first decision's answer, once that is committed.
+                let records = match meta.quorum.log().get(end_offset as usize - 1) {
+                    Some(runnel_model::quorum::Entry {
+                        payload: Payload::Record(d),
+                        ..
+                    }) => d.records.clone(),
+                    _ => Vec::new(),
+                };
+                self.pending_commits.push((end_offset, records, waiter));
+                return self.apply_committed();
+            }
             Err(e) => return self.answer(waiter, Err(ControllerFailure::Rejected(e))),
         };
         if records.is_empty() {
@@ -1048,13 +1079,16 @@ impl Node {
             );
         }
         // One decision, one entry: it commits and applies whole or not at all.
-        let decision = MetadataDecision { records };
-        image.apply_decision(&decision);
+        let decision = MetadataDecision {
+            request: key,
+            records,
+        };
         let mut out = QuorumEffects::new();
         let end = match meta.quorum.propose(decision.clone(), &mut out) {
             Ok(offset) => offset + 1,
             Err(_) => unreachable!("checked leadership above"),
         };
+        image.apply_decision(&decision, end);
         self.execute_quorum(out);
         self.pending_commits.push((end, decision.records, waiter));
         self.apply_committed();
@@ -1095,6 +1129,7 @@ impl Node {
             );
             self.controller_request(
                 ControllerRequest::SessionExpired { broker, epoch },
+                None,
                 Waiter::Nobody,
             );
         }
@@ -1127,7 +1162,13 @@ impl Node {
     fn send_outstanding(&mut self, id: u64, request: ControllerRequest) {
         let leader = self.meta.as_ref().and_then(|m| m.quorum.leader());
         match leader {
-            Some(l) if l == self.s.node_id => self.controller_request(request, Waiter::Broker(id)),
+            Some(l) if l == self.s.node_id => {
+                let key = RequestKey {
+                    session: self.session,
+                    seq: id,
+                };
+                self.controller_request(request, Some(key), Waiter::Broker(id))
+            }
             Some(l) => self.ask_controller(l, id, request),
             None => {} // retried on a tick once a leader is known
         }
@@ -1137,7 +1178,15 @@ impl Node {
         if let Some(o) = self.outstanding.get_mut(&id) {
             o.asked.insert(to);
         }
-        self.send(to, PeerMessage::ControllerRequest { id, request });
+        let session = self.session;
+        self.send(
+            to,
+            PeerMessage::ControllerRequest {
+                session,
+                id,
+                request,
+            },
+        );
     }
 
     /// A peer's answer counts only if the request went to that peer: no
@@ -1967,7 +2016,11 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn request(request: ControllerRequest) -> PeerMessage {
-        PeerMessage::ControllerRequest { id: 1, request }
+        PeerMessage::ControllerRequest {
+            session: 1,
+            id: 1,
+            request,
+        }
     }
 
     #[test]

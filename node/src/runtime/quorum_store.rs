@@ -188,6 +188,7 @@ mod tests {
         Entry {
             epoch,
             payload: Payload::Record(MetadataDecision {
+                request: None,
                 records: vec![MetadataRecord::UnfenceBroker { broker, epoch: 1 }],
             }),
         }

@@ -445,6 +445,7 @@ fn apply_numbers(s: &mut NodeSettings, p: &Properties) {
             ..ElectionPolicy::default()
         },
         bug_ignore_broker_epoch: false,
+        bug_decide_resent_requests: false,
     };
     s.min_insync_replicas = u("min.insync.replicas", 1).max(1) as usize;
     s.replica_lag_time_max_ms = u("replica.lag.time.max.ms", 30_000);
