@@ -1327,9 +1327,19 @@ mod tests {
             }
         }
         assert_eq!(ledger.sessions.len(), REQUEST_SESSIONS_MAX);
-        assert_eq!(ledger.applied(RequestKey { session: 0, seq: 0 }), None, "idlest gone");
+        assert_eq!(
+            ledger.applied(RequestKey { session: 0, seq: 0 }),
+            None,
+            "idlest gone"
+        );
         for seq in 0..(REQUESTS_PER_SESSION_MAX as u64 + 5) {
-            ledger.note(RequestKey { session: 1 << 40, seq }, 1 << 41);
+            ledger.note(
+                RequestKey {
+                    session: 1 << 40,
+                    seq,
+                },
+                1 << 41,
+            );
         }
         let s = &ledger.sessions[&(1 << 40)];
         assert_eq!(s.applied.len(), REQUESTS_PER_SESSION_MAX);
