@@ -679,6 +679,7 @@ impl Node {
     fn end_turn(&mut self) {
         self.sync_group_leadership();
         self.group_commit();
+        self.sync_metadata_log();
         self.flush_outbox();
         self.report_unreachable();
         // Effects of the reports (fetch backoff timers) need no flush now.
@@ -796,7 +797,24 @@ impl Node {
         }
     }
 
-    /// Folds newly committed records into the image; answers decisions now committed.
+    /// One fsync for every metadata entry this turn wrote (group commit),
+    /// before any message of the turn leaves; then what that made durable
+    /// may be answered.
+    fn sync_metadata_log(&mut self) {
+        let Some(meta) = self.meta.as_mut() else {
+            return;
+        };
+        if let Err(e) = meta.store.sync() {
+            // Going on would break a promise about to be made.
+            tracing::error!("cannot sync the metadata log: {e}; stopping");
+            std::process::exit(2);
+        }
+        self.apply_committed();
+    }
+
+    /// Folds newly committed records into the image; answers decisions now
+    /// committed. Only entries this node has on disk count: a single voter
+    /// commits what it appended at once, but answers after the turn's fsync.
     fn apply_committed(&mut self) {
         let Some(meta) = self.meta.as_mut() else {
             return;
@@ -804,7 +822,8 @@ impl Node {
         let commit = meta
             .quorum
             .commit_offset()
-            .min(meta.quorum.log().len() as Offset);
+            .min(meta.quorum.log().len() as Offset)
+            .min(meta.store.synced_entries() as Offset);
         if commit <= meta.applied {
             return;
         }
