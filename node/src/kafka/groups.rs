@@ -131,7 +131,11 @@ async fn create_offsets_topic(node: &NodeHandle) {
     let (tx, _rx) = oneshot::channel();
     let _ = node
         .events
-        .send(Event::Kafka(KafkaCall::Controller { request, reply: tx }))
+        .send(Event::Kafka(KafkaCall::Controller {
+            request,
+            timeout_ms: crate::runtime::node::CONTROLLER_INTERNAL_TIMEOUT_MS,
+            reply: tx,
+        }))
         .await;
 }
 

@@ -269,6 +269,7 @@ async fn metadata(r: MetadataRequest, v: i16, node: &NodeHandle) -> MetadataResp
                     .events
                     .send(crate::runtime::node::Event::Kafka(KafkaCall::Controller {
                         request,
+                        timeout_ms: crate::runtime::node::CONTROLLER_INTERNAL_TIMEOUT_MS,
                         reply: tx,
                     }))
                     .await;
@@ -297,12 +298,18 @@ async fn metadata(r: MetadataRequest, v: i16, node: &NodeHandle) -> MetadataResp
     response
 }
 
+/// Asks the controller, answered within `timeout_ms` (the client's).
 async fn call_controller(
     node: &NodeHandle,
     request: ControllerRequest,
+    timeout_ms: i32,
 ) -> Result<ControllerAck, ControllerFailure> {
     let (tx, rx) = oneshot::channel();
-    let call = KafkaCall::Controller { request, reply: tx };
+    let call = KafkaCall::Controller {
+        request,
+        timeout_ms: timeout_ms.max(1) as u64,
+        reply: tx,
+    };
     if node
         .events
         .send(crate::runtime::node::Event::Kafka(call))
@@ -315,15 +322,25 @@ async fn call_controller(
         .unwrap_or(Err(ControllerFailure::NotController { leader: None }))
 }
 
-/// Waits (bounded) until this broker's metadata includes a controller
-/// decision, so that a client's next Metadata request sees it.
-async fn await_metadata(node: &NodeHandle, offset: u64) {
+/// Waits (up to the request's deadline) until this broker's metadata
+/// includes a controller decision, so that a client's next Metadata request
+/// sees it.
+async fn await_metadata(node: &NodeHandle, offset: u64, deadline: Instant) {
     let mut view = node.view.clone();
-    let _ = tokio::time::timeout(
-        Duration::from_secs(5),
-        view.wait_for(|v| v.metadata_offset >= offset),
-    )
-    .await;
+    let _ = tokio::time::timeout_at(deadline, view.wait_for(|v| v.metadata_offset >= offset)).await;
+}
+
+/// When an admin request's `timeout_ms` (Kafka's: for the whole request)
+/// runs out.
+fn admin_deadline(timeout_ms: i32) -> Instant {
+    Instant::now() + Duration::from_millis(timeout_ms.max(0) as u64)
+}
+
+fn remaining_ms(deadline: Instant) -> i32 {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .as_millis()
+        .min(i32::MAX as u128) as i32
 }
 
 fn controller_error(e: &ControllerFailure) -> (i16, String) {
@@ -331,6 +348,10 @@ fn controller_error(e: &ControllerFailure) -> (i16, String) {
         ControllerFailure::NotController { .. } => {
             (code::NOT_CONTROLLER, "no active controller (yet)".into())
         }
+        ControllerFailure::TimedOut => (
+            code::REQUEST_TIMED_OUT,
+            "Not answered within the request's timeout; it is carried out all the same.".into(),
+        ),
         ControllerFailure::Rejected(e) => match e {
             ControllerError::TopicAlreadyExists => {
                 (code::TOPIC_ALREADY_EXISTS, "Topic already exists.".into())
@@ -352,6 +373,7 @@ fn controller_error(e: &ControllerFailure) -> (i16, String) {
 }
 
 async fn create_topics(r: CreateTopicsRequest, v: i16, node: &NodeHandle) -> CreateTopicsResponse {
+    let deadline = admin_deadline(r.timeout_ms);
     let mut results = Vec::new();
     for t in r.topics {
         let name = t.name.0.to_string();
@@ -403,9 +425,9 @@ async fn create_topics(r: CreateTopicsRequest, v: i16, node: &NodeHandle) -> Cre
             results.push(result);
             continue;
         }
-        match call_controller(node, request).await {
+        match call_controller(node, request, remaining_ms(deadline)).await {
             Ok(ack) => {
-                await_metadata(node, ack.end_offset).await;
+                await_metadata(node, ack.end_offset, deadline).await;
                 if v >= 5 {
                     let view = node.view.borrow().clone();
                     if let Some(topic) = view.image.topics.get(&name) {
@@ -432,6 +454,7 @@ async fn create_topics(r: CreateTopicsRequest, v: i16, node: &NodeHandle) -> Cre
 }
 
 async fn delete_topics(r: DeleteTopicsRequest, v: i16, node: &NodeHandle) -> DeleteTopicsResponse {
+    let deadline = admin_deadline(r.timeout_ms);
     let names: Vec<String> = if v >= 6 {
         r.topics
             .iter()
@@ -446,8 +469,9 @@ async fn delete_topics(r: DeleteTopicsRequest, v: i16, node: &NodeHandle) -> Del
         if v >= 6 {
             result.topic_id = topic_id(&name);
         }
-        match call_controller(node, ControllerRequest::DeleteTopic { name }).await {
-            Ok(ack) => await_metadata(node, ack.end_offset).await,
+        let request = ControllerRequest::DeleteTopic { name };
+        match call_controller(node, request, remaining_ms(deadline)).await {
+            Ok(ack) => await_metadata(node, ack.end_offset, deadline).await,
             Err(e) => {
                 let (c, m) = controller_error(&e);
                 result.error_code = c;
@@ -465,6 +489,7 @@ async fn create_partitions(
     r: kafka_protocol::messages::CreatePartitionsRequest,
     node: &NodeHandle,
 ) -> kafka_protocol::messages::CreatePartitionsResponse {
+    let deadline = admin_deadline(r.timeout_ms);
     use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
     let mut results = Vec::new();
     for t in r.topics {
@@ -483,8 +508,8 @@ async fn create_partitions(
                 name,
                 count: t.count as u32,
             };
-            match call_controller(node, request).await {
-                Ok(ack) => await_metadata(node, ack.end_offset).await,
+            match call_controller(node, request, remaining_ms(deadline)).await {
+                Ok(ack) => await_metadata(node, ack.end_offset, deadline).await,
                 Err(e) => {
                     let (c, m) = controller_error(&e);
                     result.error_code = c;

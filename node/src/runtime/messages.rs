@@ -86,6 +86,9 @@ pub enum ControllerFailure {
         leader: Option<NodeId>,
     },
     Rejected(ControllerError),
+    /// Not answered within the request's timeout (REQUEST_TIMED_OUT); the
+    /// request itself is still carried out, once.
+    TimedOut,
 }
 
 /// One coordinator's view, like `zkServer.sh status`.

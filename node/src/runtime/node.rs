@@ -48,8 +48,11 @@ pub const CONTROLLER_ADDRESS: NodeId = u32::MAX;
 const TOOL_LINKS_MAX: usize = 32;
 /// How long a request to the controller may stay unanswered before it is sent again.
 const CONTROLLER_RETRY_MS: u64 = 1_000;
-/// How long a client's admin request waits for the controller.
-const CONTROLLER_CLIENT_TIMEOUT_MS: u64 = 15_000;
+/// The longest a client's admin request waits for the controller, whatever
+/// its own timeout says (Kafka's admin clients default to 60 s).
+const CONTROLLER_CLIENT_TIMEOUT_MS: u64 = 300_000;
+/// What the node's own admin requests (auto-created topics) allow.
+pub const CONTROLLER_INTERNAL_TIMEOUT_MS: u64 = 30_000;
 /// Async mode: flush (and move the recovery point) this often.
 const BACKGROUND_FLUSH_MS: u64 = 5_000;
 pub const TICK_MS: u64 = 100;
@@ -117,8 +120,11 @@ pub enum KafkaCall {
         parts: Vec<(String, u32, i64)>,
         reply: oneshot::Sender<Vec<Result<(i64, i32), PartError>>>,
     },
+    /// Answered within `timeout_ms` (the client's): past it, TimedOut, and
+    /// the request goes on being carried out (once) all the same.
     Controller {
         request: ControllerRequest,
+        timeout_ms: u64,
         reply: oneshot::Sender<Result<ControllerAck, ControllerFailure>>,
     },
     InitProducerId {
@@ -204,7 +210,10 @@ enum Purpose {
         partition: u32,
         request: runnel_model::partition::AlterPartitionRequest,
     },
-    Client(oneshot::Sender<Result<ControllerAck, ControllerFailure>>),
+    Client {
+        reply: oneshot::Sender<Result<ControllerAck, ControllerFailure>>,
+        timeout_ms: u64,
+    },
     /// A block of producer ids for this broker's incarnation `epoch`.
     ProducerIds {
         epoch: BrokerEpoch,
@@ -1161,7 +1170,7 @@ impl Node {
         self.next_outstanding += 1;
         let now = Instant::now();
         let timeout = match purpose {
-            Purpose::Client(_) => CONTROLLER_CLIENT_TIMEOUT_MS,
+            Purpose::Client { timeout_ms, .. } => timeout_ms.clamp(1, CONTROLLER_CLIENT_TIMEOUT_MS),
             Purpose::Alter { .. } => u64::MAX / 4,
             _ => self.s.session_timeout_ms,
         };
@@ -1234,7 +1243,7 @@ impl Node {
             let o = self.outstanding.get_mut(&id).expect("listed");
             if now >= o.deadline {
                 let o = self.outstanding.remove(&id).expect("listed");
-                self.finish_outstanding(o, Err(ControllerFailure::NotController { leader: None }));
+                self.finish_outstanding(o, Err(ControllerFailure::TimedOut));
             } else if now.duration_since(o.sent_at) >= retry {
                 o.sent_at = now;
                 let request = o.request.clone();
@@ -1270,8 +1279,8 @@ impl Node {
         result: Result<ControllerAck, ControllerFailure>,
     ) {
         match o.purpose {
-            Purpose::Client(tx) => {
-                let _ = tx.send(result);
+            Purpose::Client { reply, .. } => {
+                let _ = reply.send(result);
             }
             Purpose::Register => {
                 let me = self.s.node_id;
@@ -1668,9 +1677,11 @@ impl Node {
                     .collect();
                 let _ = reply.send(results);
             }
-            KafkaCall::Controller { request, reply } => {
-                self.submit(request, Purpose::Client(reply))
-            }
+            KafkaCall::Controller {
+                request,
+                timeout_ms,
+                reply,
+            } => self.submit(request, Purpose::Client { reply, timeout_ms }),
             KafkaCall::InitProducerId { reply } => {
                 // Ids come from the controller's blocks (model/src/producer_ids.rs):
                 // unique cluster-wide, across restarts and failovers.
