@@ -18,6 +18,8 @@
 #                     with RUSTC_BOOTSTRAP=1 (set here for that case)
 #   FUZZ_SKIP_REPLAY  1: fuzz without replaying first
 #   FUZZ_ARGS         extra libFuzzer arguments (e.g. -jobs=... -workers=...)
+#   FUZZ_SUMMARY_FILE a Markdown file to append each target's result to as
+#                     soon as its run ends (a table row)
 #   CARGO_TARGET_DIR  build and work directory (default: ./target)
 #
 # The hour-long run of specs/testing.md is scripts/fuzz.sh 900 (four
@@ -126,6 +128,15 @@ for t in "${targets[@]}"; do
     files=$(find "$corpus" -type f | wc -l)
     summary[$t]="executions ${execs:-?} in ${elapsed} s, exec/s ${rate:-?}, corpus ${corp:-?} (entries/bytes; $files files in $corpus), crashes $crashes"
     echo "   $t: ${summary[$t]}"
+    if [ -n "${FUZZ_SUMMARY_FILE:-}" ]; then
+        if [ ! -s "$FUZZ_SUMMARY_FILE" ]; then
+            {
+                echo "| target | ended (UTC) | seconds | executions | exec/s | corpus (entries/bytes) | corpus files | crashes |"
+                echo "|---|---|---|---|---|---|---|---|"
+            } >>"$FUZZ_SUMMARY_FILE"
+        fi
+        echo "| $t | $(date -u '+%Y-%m-%d %H:%M') | $elapsed | ${execs:-?} | ${rate:-?} | ${corp:-?} | $files | $crashes$([ "$crashes" != 0 ] && echo " (see $log)") |" >>"$FUZZ_SUMMARY_FILE"
+    fi
     if [ "$crashes" != 0 ]; then
         status=1
         echo "!! $t crashed (log: $log):"
