@@ -606,12 +606,17 @@ pub mod segment_recovery {
     ///   overflows `Offset` (disk_log.rs `append_as_leader`,
     ///   regressions/segment_recovery/segment-base-u64-max-append-overflow).
     ///   Bases are kept within i64 instead.
-    /// - segments below the recovery point are not scanned on open, and the
-    ///   read path trusts their batch headers: a corrupt length there makes
-    ///   `read` allocate up to 2 GiB and `locate` return a slice past the
-    ///   end of the file (disk_log.rs `span`,
-    ///   regressions/segment_recovery/trusted-segment-read-past-end).
-    ///   Reads then start at the first scanned segment instead.
+    /// - segments below the recovery point are trusted: not scanned on
+    ///   open, their batch headers believed. A corrupt batch length there
+    ///   makes `read` allocate up to 2 GiB and `locate` return a slice past
+    ///   the end of the file (disk_log.rs `span`,
+    ///   regressions/segment_recovery/trusted-segment-read-past-end); a
+    ///   batch whose base offset is below the segment's name underflows
+    ///   when its index is rebuilt (disk_log.rs `rebuild_index`,
+    ///   regressions/segment_recovery/trusted-segment-base-below-name).
+    ///   The recovery point is dropped instead, so that every segment is
+    ///   scanned on the first open (the second open, after the append,
+    ///   still trusts what the first one recovered).
     pub fn avoid_known() -> bool {
         static AVOID: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *AVOID.get_or_init(|| std::env::var_os("RUNNEL_FUZZ_AVOID_KNOWN").is_some_and(|v| v == "1"))
@@ -623,6 +628,7 @@ pub mod segment_recovery {
             for segment in &mut log.segments {
                 segment.0 &= i64::MAX as u64;
             }
+            log.recovery_point = None;
         }
         let root = scratch();
         let _ = std::fs::remove_dir_all(&root);
@@ -632,20 +638,6 @@ pub mod segment_recovery {
         let _ = std::fs::remove_dir_all(&root);
     }
 
-    /// The base of the first segment `DiskLog::open` scans: those before
-    /// it end at or below the recovery point.
-    fn first_scanned_base(log: &LogDir) -> u64 {
-        let mut bases: Vec<u64> = log.segments.iter().map(|s| s.0).collect();
-        bases.sort_unstable();
-        bases.dedup();
-        let recovery_point = log.recovery_point.unwrap_or(0);
-        let trusted = bases
-            .windows(2)
-            .take_while(|w| w[1] <= recovery_point)
-            .count();
-        bases.get(trusted).copied().unwrap_or(0)
-    }
-
     /// Opens the log (recovery), reads all of it, looks a timestamp up,
     /// appends one batch; optionally opens it once more.
     pub fn exercise(path: &Path, log: &LogDir) {
@@ -653,10 +645,7 @@ pub mod segment_recovery {
         let Ok((mut disk, _report)) = DiskLog::open(path, config.clone()) else {
             return;
         };
-        let (mut start, end) = (disk.start_offset(), disk.end_offset());
-        if avoid_known() {
-            start = start.max(first_scanned_base(log));
-        }
+        let (start, end) = (disk.start_offset(), disk.end_offset());
         let mut from = start;
         for _ in 0..10_000 {
             if from >= end {
