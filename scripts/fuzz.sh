@@ -129,7 +129,7 @@ for t in "${targets[@]}"; do
     summary[$t]="executions ${execs:-?} in ${elapsed} s, exec/s ${rate:-?}, corpus ${corp:-?} (entries/bytes; $files files in $corpus), crashes $crashes"
     echo "   $t: ${summary[$t]}"
     if [ -n "${FUZZ_SUMMARY_FILE:-}" ]; then
-        if [ ! -s "$FUZZ_SUMMARY_FILE" ]; then
+        if ! grep -q '^| target |' "$FUZZ_SUMMARY_FILE" 2>/dev/null; then
             {
                 echo "| target | ended (UTC) | seconds | executions | exec/s | corpus (entries/bytes) | corpus files | crashes |"
                 echo "|---|---|---|---|---|---|---|---|"
