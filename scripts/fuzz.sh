@@ -31,7 +31,9 @@ root=$PWD
 seconds=${1:-60}
 read -r -a targets <<<"${FUZZ_TARGETS:-kafka_request internal_frame batch_check segment_recovery}"
 sanitizer=${FUZZ_SANITIZER:-none}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
+# Absolute: cargo fuzz builds from fuzz/.
+CARGO_TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-$root/target}")
+export CARGO_TARGET_DIR
 work=$CARGO_TARGET_DIR/fuzz
 triple=x86_64-unknown-linux-gnu
 bin=$CARGO_TARGET_DIR/$triple/release
