@@ -202,7 +202,8 @@ fn empty_durable() -> QuorumDurable<MetadataDecision> {
     }
 }
 
-fn encode_entry(entry: &MetaEntry) -> Vec<u8> {
+/// One `metadata-2.log` entry: length, CRC-32C of the body, postcard body.
+pub fn encode_entry(entry: &MetaEntry) -> Vec<u8> {
     let body = postcard::to_stdvec(entry).expect("metadata entries serialize");
     let mut out = Vec::with_capacity(body.len() + 8);
     out.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -211,7 +212,9 @@ fn encode_entry(entry: &MetaEntry) -> Vec<u8> {
     out
 }
 
-fn decode_entry(bytes: &[u8]) -> Option<(MetaEntry, usize)> {
+/// The entry at the start of `bytes` and the bytes it takes; `None` if it
+/// is torn or corrupt (public for the fuzz targets, `fuzz/`).
+pub fn decode_entry(bytes: &[u8]) -> Option<(MetaEntry, usize)> {
     let len = u32::from_be_bytes(bytes.get(0..4)?.try_into().ok()?) as usize;
     let crc = u32::from_be_bytes(bytes.get(4..8)?.try_into().ok()?);
     if len > ENTRY_BYTES_MAX {
