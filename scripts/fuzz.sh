@@ -99,10 +99,6 @@ if [ "${FUZZ_SKIP_REPLAY:-0}" != 1 ]; then
 fi
 
 echo "== fuzzing each target for $seconds s"
-# Known bugs (regressions that still crash) are steered around while
-# fuzzing, so that a run searches past them (see avoid_known in
-# fuzz/src/lib.rs); the replay above still fails on them.
-export RUNNEL_FUZZ_AVOID_KNOWN=1
 for t in "${targets[@]}"; do
     corpus=$work/corpus/$t
     artifacts=$work/artifacts/$t

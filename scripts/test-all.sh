@@ -40,5 +40,8 @@ cargo test --workspace -- --nocapture
 # own workspace, so the feature never reaches the binary above), sharing the
 # target directory so that common dependencies are built once.
 CARGO_TARGET_DIR="$PWD/target" cargo test --manifest-path sim/Cargo.toml -- --nocapture
+# Fuzzing: replay every regression and seed, then 30 s per target
+# (specs/testing.md; the hour-long run is scripts/fuzz.sh 3600).
+./scripts/fuzz.sh 30
 # The README's quick start, exactly as written (release build, dev cluster, kcat).
 ./scripts/readme-quickstart.sh

@@ -596,40 +596,8 @@ pub mod segment_recovery {
         base.join(format!("runnel-fuzz-{}", std::process::id()))
     }
 
-    /// Known bugs this target steers around while fuzzing, so that a run
-    /// searches past them (`RUNNEL_FUZZ_AVOID_KNOWN=1`, which
-    /// scripts/fuzz.sh sets for its fuzzing phase, never for the replay of
-    /// `regressions/`, which must still crash until the node is fixed):
-    ///
-    /// - a segment file named with a base offset above `i64::MAX` (Kafka
-    ///   offsets are i64) opens as a log ending there, and an append then
-    ///   overflows `Offset` (disk_log.rs `append_as_leader`,
-    ///   regressions/segment_recovery/segment-base-u64-max-append-overflow).
-    ///   Bases are kept within i64 instead.
-    /// - segments below the recovery point are trusted: not scanned on
-    ///   open, their batch headers believed. A corrupt batch length there
-    ///   makes `read` allocate up to 2 GiB and `locate` return a slice past
-    ///   the end of the file (disk_log.rs `span`,
-    ///   regressions/segment_recovery/trusted-segment-read-past-end); a
-    ///   batch whose base offset is below the segment's name underflows
-    ///   when its index is rebuilt (disk_log.rs `rebuild_index`,
-    ///   regressions/segment_recovery/trusted-segment-base-below-name).
-    ///   The recovery point is dropped instead, so that every segment is
-    ///   scanned on the first open (the second open, after the append,
-    ///   still trusts what the first one recovered).
-    pub fn avoid_known() -> bool {
-        static AVOID: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *AVOID.get_or_init(|| std::env::var_os("RUNNEL_FUZZ_AVOID_KNOWN").is_some_and(|v| v == "1"))
-    }
-
     pub fn run(data: &[u8]) {
-        let mut log = parse(data);
-        if avoid_known() {
-            for segment in &mut log.segments {
-                segment.0 &= i64::MAX as u64;
-            }
-            log.recovery_point = None;
-        }
+        let log = parse(data);
         let root = scratch();
         let _ = std::fs::remove_dir_all(&root);
         let path = root.join("topic-0");

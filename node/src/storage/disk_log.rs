@@ -149,6 +149,20 @@ struct Segment {
 
 /// The largest offset a segment may hold relative to its base.
 const RELATIVE_OFFSET_MAX: Offset = i32::MAX as Offset;
+/// Kafka offsets are non-negative i64s.
+const OFFSET_MAX: Offset = i64::MAX as Offset;
+
+/// Do `headers` run without a gap from `base` to `end`?
+fn batches_follow(headers: &[(u64, BatchHeader)], base: Offset, end: Offset) -> bool {
+    let mut expected = base;
+    for (_, h) in headers {
+        if h.base_offset != expected {
+            return false;
+        }
+        expected = h.end_offset();
+    }
+    expected == end
+}
 
 fn io_error(e: io::Error) -> LogError {
     LogError::Io(e.to_string())
@@ -545,6 +559,17 @@ impl DiskLog {
                 let base = name.strip_suffix(".log")?;
                 (base.len() == 20).then(|| base.parse().ok()).flatten()
             })
+            // Kafka offsets are i64: a name beyond is no segment of ours.
+            .filter(|&base: &Offset| {
+                let ours = base <= OFFSET_MAX;
+                if !ours {
+                    tracing::warn!(
+                        "{}: ignoring {base:020}.log (beyond any offset)",
+                        dir.display()
+                    );
+                }
+                ours
+            })
             .collect();
         bases.sort_unstable();
         let mut segments = Vec::new();
@@ -586,6 +611,16 @@ impl DiskLog {
             None => log.epochs_from_batches().map_err(io_error)?,
         };
         log.epochs.retain(|&(_, start)| start < end);
+        // Batches of a damaged segment below the recovery point (not
+        // scanned) may go back in epoch or offset: keep only a history
+        // that only goes forward, never trust one that does not.
+        let mut forward: Vec<(LeaderEpoch, Offset)> = Vec::with_capacity(log.epochs.len());
+        for (epoch, start) in log.epochs.drain(..) {
+            if forward.last().is_none_or(|&(e, s)| epoch > e && start >= s) {
+                forward.push((epoch, start));
+            }
+        }
+        log.epochs = forward;
         log.write_epochs()?;
         // What recovery kept may still be only in the page cache (after a
         // process crash): fsync it, then move the recovery point, so the
@@ -633,21 +668,34 @@ impl DiskLog {
             max_timestamp_rel: 0,
         };
         let below_recovery_point = next_base.is_some_and(|n| n <= recovery_point);
-        if below_recovery_point {
-            // Trusted: fsynced before the recovery point was written.
-            segment.end_offset = next_base.expect("checked");
-            if !(segment.load_index(file_len) && segment.load_time_index()) {
-                let (headers, _, _) = segment.scan(0, file_len);
-                segment
-                    .rebuild_index(&headers, config.index_interval_bytes)
-                    .map_err(io_error)?;
-                report.indexes_rebuilt += 1;
+        if let Some(next) = next_base.filter(|_| below_recovery_point) {
+            // Trusted: fsynced before the recovery point was written. Its
+            // indexes are rebuilt from its batches only if those run from
+            // its base to the next segment's; a segment that is not what
+            // its name and the recovery point say is recovered like any
+            // untrusted one (scanned and cut), never indexed from lies.
+            segment.end_offset = next;
+            let mut trusted = segment.load_index(file_len) && segment.load_time_index();
+            if !trusted {
+                let (headers, end, _) = segment.scan(0, file_len);
+                if end == file_len && batches_follow(&headers, base, next) {
+                    segment
+                        .rebuild_index(&headers, config.index_interval_bytes)
+                        .map_err(io_error)?;
+                    report.indexes_rebuilt += 1;
+                    trusted = true;
+                }
             }
-            // A closed segment's time index ends with its largest timestamp.
-            if let Some(&(t, o)) = segment.time_entries.last() {
-                (segment.max_timestamp_ms, segment.max_timestamp_rel) = (t, o);
+            if trusted {
+                // A closed segment's time index ends with its largest timestamp.
+                if let Some(&(t, o)) = segment.time_entries.last() {
+                    (segment.max_timestamp_ms, segment.max_timestamp_rel) = (t, o);
+                }
+                return Ok((segment, false));
             }
-            return Ok((segment, false));
+            segment.end_offset = base;
+            segment.entries.clear();
+            segment.time_entries.clear();
         }
         report.segments_scanned += 1;
         // Past the recovery point nothing is known to be on stable storage.
@@ -882,6 +930,13 @@ impl DiskLog {
         let mut last = first;
         while last < s.size_bytes {
             let h = batch::validate_header_only(&s.read_header(last).map_err(io_error)?);
+            if last + h.size_bytes as u64 > s.size_bytes {
+                // Only a damaged file says a batch runs past its end.
+                return Err(LogError::Corrupt(format!(
+                    "segment {}: a batch at byte {last} runs past the file's {} bytes",
+                    s.base_offset, s.size_bytes
+                )));
+            }
             let taken = last - first;
             if h.end_offset() > until
                 || (taken > 0 && taken + h.size_bytes as u64 > max_bytes as u64)
