@@ -16,8 +16,35 @@ pub use turmoil::fs::shim::std::fs;
 #[cfg(feature = "sim")]
 pub use turmoil::net::{TcpListener, TcpStream};
 
+/// fsyncs (of files and directories) this process has made: every one
+/// goes through [`sync_all`], [`sync_data`] or [`sync_dir`], so that the
+/// cost of an operation in fsyncs can be measured (`runnel quorum status`).
+static FSYNCS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many fsyncs this process has made so far.
+pub fn fsyncs() -> u64 {
+    FSYNCS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn count_fsync() {
+    FSYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// `File::sync_all`, counted.
+pub fn sync_all(file: &fs::File) -> std::io::Result<()> {
+    count_fsync();
+    file.sync_all()
+}
+
+/// `File::sync_data` (fdatasync), counted.
+pub fn sync_data(file: &fs::File) -> std::io::Result<()> {
+    count_fsync();
+    file.sync_data()
+}
+
 /// Makes a directory's entries (new, renamed, removed files) durable.
 pub fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    count_fsync();
     #[cfg(not(feature = "sim"))]
     return fs::File::open(dir)?.sync_all();
     #[cfg(feature = "sim")]

@@ -457,7 +457,13 @@ impl Drop for SeedCluster {
         if std::thread::panicking() {
             for p in self.brokers.iter().chain(self.coordinators.iter()) {
                 let log = std::fs::read_to_string(&p.log).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                // Per-partition "opened log" lines would hide everything else.
+                let tail: Vec<&str> = log
+                    .lines()
+                    .rev()
+                    .filter(|l| !l.contains(": opened log "))
+                    .take(40)
+                    .collect();
                 eprintln!("---- last lines of {} ----", p.name);
                 for l in tail.iter().rev() {
                     eprintln!("{l}");

@@ -56,7 +56,7 @@ fn ensure_secret(dir: &Path) -> Result<()> {
         .mode(0o600)
         .open(&path)?;
     writeln!(f, "{hex}")?;
-    f.sync_all()?;
+    crate::io::sync_all(&f)?;
     Ok(())
 }
 

@@ -48,8 +48,9 @@ pub async fn status(servers: &str, cluster_id: &str) -> Result<bool> {
         match ask_status(address, cluster_id, Duration::from_secs(3)).await {
             Ok(s) => {
                 println!(
-                    "{address}\tnode {}\tMode: {}\tepoch: {}\tcommit offset: {}\tlog end offset: {}",
-                    display_id(s.node_id), s.mode, s.epoch, s.commit_offset, s.log_end_offset
+                    "{address}\tnode {}\tMode: {}\tepoch: {}\tcommit offset: {}\tlog end offset: {}\tmetadata log fsyncs: {}\tfsyncs: {}",
+                    display_id(s.node_id), s.mode, s.epoch, s.commit_offset, s.log_end_offset,
+                    s.metadata_log_fsyncs, s.fsyncs
                 );
                 statuses.push(s);
             }

@@ -102,6 +102,10 @@ pub struct QuorumStatus {
     pub commit_offset: Offset,
     /// Leader only: each voter's and observer's fetched end offset.
     pub followers: Vec<(NodeId, Offset)>,
+    /// fsyncs of the metadata log since this process started.
+    pub metadata_log_fsyncs: u64,
+    /// fsyncs of any file or directory since this process started.
+    pub fsyncs: u64,
 }
 
 impl serde::Serialize for BatchBytes {

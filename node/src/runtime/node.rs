@@ -58,6 +58,20 @@ const BACKGROUND_FLUSH_MS: u64 = 5_000;
 pub const TICK_MS: u64 = 100;
 /// Events one loop turn handles before it flushes (fsync, frames to peers).
 const TURN_EVENTS_MAX: usize = 256;
+/// Replicas [`Node::reconcile_partitions`] opens or updates in one turn.
+/// Opening a log creates files: a decision that adds thousands of
+/// partitions is carried out a slice per turn, the rest when the loop is
+/// otherwise idle, so that the quorum's heartbeats and elections, client
+/// calls and replication keep running in between (a 2,000-partition grow
+/// done in one turn stalled the loop past the election timeout).
+const RECONCILE_PER_TURN_MAX: usize = 128;
+/// Logs opened on blocking threads at once. Opening creates or scans
+/// files (a new log: a directory and three files, ~1.5 ms on this host's
+/// ext4; an existing one: recovery), so it never runs on the loop.
+const OPENS_IN_FLIGHT_MAX: usize = 64;
+/// A turn at least this long is logged (a quarter of Kafka's default
+/// controller.quorum.election.timeout.ms).
+const SLOW_TURN_MS: u64 = 250;
 /// Internal messages queued for the loop (links to every peer, all
 /// partitions). Client requests queue separately, `queued.max.requests`.
 pub const NET_QUEUE_MAX: usize = 65_536;
@@ -150,6 +164,31 @@ pub enum Event {
     Tick,
     /// The background write-back of these partitions' files finished.
     WrittenBack(Vec<(String, u32)>),
+    /// Nothing else is ready and replicas are still to be reconciled.
+    Reconcile,
+    /// A partition's log was opened off the loop (or could not be).
+    Opened {
+        key: (String, u32),
+        log: Result<DiskLog, String>,
+    },
+}
+
+impl Event {
+    /// What kind of event this is, for logs.
+    fn kind(&self) -> &'static str {
+        match self {
+            Event::Net(NetEvent::Up { .. }) => "link up",
+            Event::Net(NetEvent::Down { .. }) => "link down",
+            Event::Net(NetEvent::Message { .. }) => "peer message",
+            Event::Timer(_) => "timer",
+            Event::Kafka(_) => "client call",
+            Event::Status(_) => "status",
+            Event::Tick => "tick",
+            Event::WrittenBack(_) => "write-back",
+            Event::Reconcile => "reconcile",
+            Event::Opened { .. } => "log opened",
+        }
+    }
 }
 
 /// What the Kafka front end reads without asking the loop.
@@ -262,6 +301,11 @@ struct BrokerState {
     last_heartbeat: Instant,
     log_dirs: LogDirs,
     slots: BTreeMap<(String, u32), Slot>,
+    /// Logs being opened off the loop ([`Node::start_open`]), at most
+    /// [`OPENS_IN_FLIGHT_MAX`].
+    opening: std::collections::BTreeSet<(String, u32)>,
+    /// A reconcile left partitions unopened because `opening` was full.
+    opens_waiting: bool,
     /// Model request id → (produce call, index of the partition in it).
     produce_waiters: BTreeMap<RequestId, (u64, usize)>,
     produce_calls: BTreeMap<u64, ProduceCall>,
@@ -309,6 +353,8 @@ pub struct Node {
     groups: groups::GroupHost,
     view_tx: watch::Sender<Arc<ClusterView>>,
     data_tx: watch::Sender<u64>,
+    /// [`Node::reconcile_partitions`] stopped at its per-turn bound.
+    reconcile_pending: bool,
 }
 
 impl Node {
@@ -356,6 +402,8 @@ impl Node {
                 last_heartbeat: Instant::now(),
                 log_dirs,
                 slots: BTreeMap::new(),
+                opening: Default::default(),
+                opens_waiting: false,
                 produce_waiters: BTreeMap::new(),
                 produce_calls: BTreeMap::new(),
                 next_request_id: 1,
@@ -391,6 +439,7 @@ impl Node {
             groups: Default::default(),
             view_tx,
             data_tx,
+            reconcile_pending: false,
         };
         if !s.voters.is_empty() {
             let voters = s
@@ -498,6 +547,7 @@ impl Node {
                     key = self.timers.next() => Some(Event::Timer(key)),
                     Some(e) = net.recv() => Some(Event::Net(e)),
                     Some(e) = events.recv() => Some(e),
+                    _ = std::future::ready(()), if self.reconcile_pending => Some(Event::Reconcile),
                     else => None,
                 },
                 false => tokio::select! {
@@ -506,11 +556,14 @@ impl Node {
                     key = self.timers.next() => Some(Event::Timer(key)),
                     Some(e) = events.recv() => Some(e),
                     Some(e) = net.recv() => Some(Event::Net(e)),
+                    _ = std::future::ready(()), if self.reconcile_pending => Some(Event::Reconcile),
                     else => None,
                 },
             };
             let Some(event) = event else { break };
             net_first = !net_first;
+            let started = Instant::now();
+            let kind = event.kind();
             self.on_event(event);
             // Drain what is already queued before flushing (one fsync and one
             // frame per peer serve all of it), a message from each queue in
@@ -526,6 +579,12 @@ impl Node {
                 }
             }
             self.end_turn();
+            // A turn holds everything else back, the quorum's heartbeats
+            // included: one long enough to risk an election is worth a line.
+            let took_ms = started.elapsed().as_millis() as u64;
+            if took_ms >= SLOW_TURN_MS {
+                tracing::warn!("a slow event-loop turn: {took_ms} ms (began with {kind})");
+            }
         }
     }
 
@@ -551,6 +610,8 @@ impl Node {
             }
             Event::Tick => self.on_tick(),
             Event::WrittenBack(keys) => self.finish_background_flush(keys),
+            Event::Reconcile => self.reconcile_partitions(),
+            Event::Opened { key, log } => self.finish_open(key, log),
         }
     }
 
@@ -911,6 +972,8 @@ impl Node {
                 log_end_offset: 0,
                 commit_offset: 0,
                 followers: Vec::new(),
+                metadata_log_fsyncs: 0,
+                fsyncs: crate::io::fsyncs(),
             };
         };
         let q = &meta.quorum;
@@ -933,6 +996,8 @@ impl Node {
             log_end_offset: q.log().len() as Offset,
             commit_offset: q.commit_offset(),
             followers,
+            metadata_log_fsyncs: meta.store.log_syncs,
+            fsyncs: crate::io::fsyncs(),
         }
     }
 
@@ -1454,7 +1519,7 @@ impl Node {
                 if reg.replicas.contains(&me) {
                     let key = (topic.clone(), p as u32);
                     let known = b.slots.get(&key).and_then(|s| s.delivered.as_ref());
-                    if known != Some(reg) {
+                    if known != Some(reg) && !b.opening.contains(&key) {
                         deliveries.push((key, reg.clone()));
                     }
                 }
@@ -1470,38 +1535,108 @@ impl Node {
             })
             .cloned()
             .collect();
-        for key in removed {
+        // Removals first (they free what new replicas may need), all within
+        // one turn's bound.
+        let work = removed.len() + deliveries.len();
+        self.reconcile_pending = work > RECONCILE_PER_TURN_MAX;
+        let removals = removed.len().min(RECONCILE_PER_TURN_MAX);
+        for key in removed.into_iter().take(removals) {
             self.remove_partition(&key);
         }
-        for (key, reg) in deliveries {
-            if self.slot_mut(&key).is_none() {
-                if let Err(e) = self.open_partition(&key) {
-                    tracing::error!("{}-{}: cannot open the log: {e}", key.0, key.1);
-                    continue;
+        let budget = RECONCILE_PER_TURN_MAX - removals;
+        let mut opens_waiting = false;
+        for (key, reg) in deliveries.into_iter().take(budget) {
+            let b = self.broker.as_mut().expect("checked");
+            if !b.slots.contains_key(&key) {
+                // Delivered once the log is open (finish_open).
+                match b.opening.len() < OPENS_IN_FLIGHT_MAX {
+                    true => self.start_open(key),
+                    false => opens_waiting = true,
                 }
+                continue;
             }
-            let slot = self.slot_mut(&key).expect("opened");
-            slot.delivered = Some(reg.clone());
-            let out = slot
-                .runner
-                .on_message(CONTROLLER_ADDRESS, ReplicationMessage::PartitionState(reg));
-            self.on_runner_output(&key, out);
+            self.deliver(&key, reg);
+        }
+        if let Some(b) = self.broker.as_mut() {
+            b.opens_waiting = opens_waiting;
         }
     }
 
-    fn open_partition(&mut self, key: &(String, u32)) -> anyhow::Result<()> {
-        let s = self.s.clone();
+    /// Hands the replica of `key` its current registration.
+    fn deliver(&mut self, key: &(String, u32), reg: PartitionRegistration) {
+        let Some(slot) = self.slot_mut(key) else {
+            return;
+        };
+        slot.delivered = Some(reg.clone());
+        let out = slot
+            .runner
+            .on_message(CONTROLLER_ADDRESS, ReplicationMessage::PartitionState(reg));
+        self.on_runner_output(key, out);
+    }
+
+    /// Opens the log of `key` on a blocking thread (in the simulation, one
+    /// thread per host, at once); [`Event::Opened`] brings it back.
+    fn start_open(&mut self, key: (String, u32)) {
         let b = self.broker.as_mut().expect("broker");
         let dir = b.log_dirs.partition_dir(&key.0, key.1);
-        let (log, report) =
-            DiskLog::open(&dir, s.log.clone()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        tracing::info!("{}-{}: opened log {report:?}", key.0, key.1);
+        b.opening.insert(key.clone());
+        let config = self.s.log.clone();
+        let open = move || -> Result<DiskLog, String> {
+            let (log, report) = DiskLog::open(&dir, config).map_err(|e| format!("{e:?}"))?;
+            tracing::info!("{}: opened log {report:?}", dir.display());
+            Ok(log)
+        };
+        if crate::io::SIMULATED {
+            let log = open();
+            return self.finish_open(key, log);
+        }
+        let events = self.events_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let log = open();
+            let _ = events.blocking_send(Event::Opened { key, log });
+        });
+    }
+
+    /// A log opened off the loop becomes the partition's replica, if the
+    /// partition is still hosted here (else its directory goes).
+    fn finish_open(&mut self, key: (String, u32), log: Result<DiskLog, String>) {
+        let me = self.s.node_id;
+        let Some(b) = self.broker.as_mut() else {
+            return;
+        };
+        b.opening.remove(&key);
+        if b.opens_waiting {
+            self.reconcile_pending = true;
+        }
+        let log = match log {
+            Ok(log) => log,
+            Err(e) => {
+                // Tried again at the next metadata change.
+                tracing::error!("{}-{}: cannot open the log: {e}", key.0, key.1);
+                return;
+            }
+        };
+        let reg = self
+            .meta
+            .as_ref()
+            .and_then(|m| m.image.partition(&key.0, key.1))
+            .filter(|r| r.replicas.contains(&me))
+            .cloned();
+        let Some(reg) = reg else {
+            // Deleted or moved away while it was being opened.
+            drop(log);
+            let b = self.broker.as_mut().expect("checked");
+            let _ = crate::io::fs::remove_dir_all(b.log_dirs.partition_dir(&key.0, key.1));
+            return;
+        };
+        let s = &self.s;
         let mut config = ReplicaConfig::new(s.node_id, CONTROLLER_ADDRESS);
         config.min_insync_replicas = s.min_insync_replicas;
         config.flush_mode = s.flush_mode;
         config.replica_lag_time_max_ms = s.replica_lag_time_max_ms;
         config.fetch_backoff_ms = s.replica_fetch_backoff_ms;
         let runner = PartitionRunner::new(Replica::recover(config, log));
+        let b = self.broker.as_mut().expect("checked");
         b.slots.insert(
             key.clone(),
             Slot {
@@ -1509,7 +1644,7 @@ impl Node {
                 delivered: None,
             },
         );
-        Ok(())
+        self.deliver(&key, reg);
     }
 
     fn remove_partition(&mut self, key: &(String, u32)) {
@@ -1633,14 +1768,14 @@ impl Node {
         if crate::io::SIMULATED {
             // One thread per simulated host: flush in the loop.
             for f in files {
-                let _ = f.sync_data();
+                let _ = crate::io::sync_data(&f);
             }
             return self.finish_background_flush(keys);
         }
         let events = self.events_tx.clone();
         tokio::task::spawn_blocking(move || {
             for f in files {
-                let _ = f.sync_data();
+                let _ = crate::io::sync_data(&f);
             }
             let _ = events.blocking_send(Event::WrittenBack(keys));
         });

@@ -96,7 +96,7 @@ impl QuorumStore {
                         bytes.len() - pos
                     ));
                     file.set_len(pos as u64)?;
-                    file.sync_all()?;
+                    crate::io::sync_all(&file)?;
                     break;
                 }
             }
@@ -181,7 +181,7 @@ impl QuorumStore {
             return Ok(());
         }
         if let Some(file) = &self.log {
-            file.sync_data()?;
+            crate::io::sync_data(file)?;
             self.log_syncs += 1;
         }
         self.synced_entries = self.durable.log.len();

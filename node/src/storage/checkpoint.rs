@@ -23,7 +23,7 @@ pub fn replace_file(path: &Path, content: &[u8], fsync: bool) -> io::Result<()> 
             .open(&tmp)?;
         f.write_all(content)?;
         if fsync {
-            f.sync_all()?;
+            crate::io::sync_all(&f)?;
         }
     }
     fs::rename(&tmp, path)?;

@@ -508,7 +508,7 @@ impl Segment {
 
     fn truncate_to_position(&mut self, position: u64, end_offset: Offset) -> io::Result<()> {
         self.log.set_len(position)?;
-        self.log.sync_all()?;
+        crate::io::sync_all(&self.log)?;
         self.size_bytes = position;
         self.durable_bytes = self.durable_bytes.min(position);
         self.end_offset = end_offset;
@@ -536,6 +536,19 @@ pub struct DiskLog {
     segments: Vec<Segment>,
     epochs: Vec<(LeaderEpoch, Offset)>,
     flushed: Offset,
+    /// Directory entries not yet fsynced: a segment file created since the
+    /// last flush (in `dir`), and `dir` itself when the log created it (in
+    /// its parent). As Kafka (KAFKA-12190), they are made durable by the
+    /// first flush that needs them, so that creating a log costs no fsync:
+    /// a new replica holds nothing acknowledged, and creating thousands at
+    /// once must not stall the node for thousands of fsyncs.
+    unsynced_dirs: UnsyncedDirs,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct UnsyncedDirs {
+    dir: bool,
+    parent: bool,
 }
 
 impl DiskLog {
@@ -545,12 +558,13 @@ impl DiskLog {
     /// recovery point is dropped.
     pub fn open(dir: &Path, config: LogConfig) -> Result<(DiskLog, RecoveryReport), LogError> {
         assert!(config.segment_bytes > 0 && config.index_interval_bytes > 0);
+        let created = !dir.exists();
         fs::create_dir_all(dir).map_err(io_error)?;
         let mut report = RecoveryReport::default();
-        let recovery_point: Offset = fs::read_to_string(dir.join(RECOVERY_POINT))
+        let recovery_point_found: Option<Offset> = fs::read_to_string(dir.join(RECOVERY_POINT))
             .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
+            .and_then(|s| s.trim().parse().ok());
+        let recovery_point = recovery_point_found.unwrap_or(0);
         let mut bases: Vec<Offset> = fs::read_dir(dir)
             .map_err(io_error)?
             .filter_map(|e| e.ok())
@@ -591,8 +605,13 @@ impl DiskLog {
             cut = tail_cut || gap;
             segments.push(segment);
         }
+        let mut unsynced_dirs = UnsyncedDirs {
+            dir: false,
+            parent: created,
+        };
         if segments.is_empty() {
             segments.push(Segment::create(dir, 0).map_err(io_error)?);
+            unsynced_dirs.dir = true;
         }
         report.segments = segments.len();
         let end = segments.last().map_or(0, |s| s.end_offset);
@@ -602,11 +621,10 @@ impl DiskLog {
             segments,
             epochs: Vec::new(),
             flushed: end,
+            unsynced_dirs,
         };
-        log.epochs = match fs::read(dir.join(EPOCH_CHECKPOINT))
-            .ok()
-            .and_then(|b| decode_epochs(&b))
-        {
+        let checkpoint = fs::read(dir.join(EPOCH_CHECKPOINT)).ok();
+        log.epochs = match checkpoint.as_deref().and_then(decode_epochs) {
             Some(epochs) => epochs,
             None => log.epochs_from_batches().map_err(io_error)?,
         };
@@ -621,13 +639,29 @@ impl DiskLog {
             }
         }
         log.epochs = forward;
-        log.write_epochs()?;
+        // Each write below is skipped when the file already says it: a node
+        // restarting with thousands of clean logs, or creating thousands of
+        // new ones, must not pay four fsyncs per log.
+        let epochs_found = checkpoint.unwrap_or_default();
+        if encode_epochs(&log.epochs) != epochs_found
+            && !(epochs_found.is_empty() && log.epochs.is_empty())
+        {
+            log.write_epochs()?;
+        }
         // What recovery kept may still be only in the page cache (after a
         // process crash): fsync it, then move the recovery point, so the
-        // next start scans only what is written from now on.
-        log.flush()?;
-        write_atomically(&dir.join(RECOVERY_POINT), end.to_string().as_bytes())
-            .map_err(io_error)?;
+        // next start scans only what is written from now on. A log that
+        // ends where its recovery point says has nothing to recover.
+        if recovery_point_found != Some(end) && !(recovery_point_found.is_none() && end == 0) {
+            log.flush()?;
+            write_atomically(&dir.join(RECOVERY_POINT), end.to_string().as_bytes())
+                .map_err(io_error)?;
+        } else {
+            // Everything up to the recovery point was fsynced before it was written.
+            for s in &mut log.segments {
+                s.durable_bytes = s.size_bytes;
+            }
+        }
         log.check_invariants();
         Ok((log, report))
     }
@@ -803,6 +837,7 @@ impl DiskLog {
             active.close_time_index().map_err(io_error)?;
             let segment = Segment::create(&self.dir, first_offset).map_err(io_error)?;
             self.segments.push(segment);
+            self.unsynced_dirs.dir = true;
         }
         for h in headers {
             self.note_epoch(h.leader_epoch, h.base_offset)?;
@@ -1115,10 +1150,22 @@ impl PartitionLog for DiskLog {
     fn flush(&mut self) -> Result<Offset, LogError> {
         for s in &mut self.segments {
             if s.durable_bytes < s.size_bytes {
-                s.log.sync_data().map_err(io_error)?;
-                s.index.sync_data().map_err(io_error)?;
+                crate::io::sync_data(&s.log).map_err(io_error)?;
+                crate::io::sync_data(&s.index).map_err(io_error)?;
                 s.durable_bytes = s.size_bytes;
             }
+        }
+        // The files' data is durable; now their names (and the log's own
+        // directory, if it was new), before a recovery point vouches for them.
+        if self.unsynced_dirs.dir {
+            crate::io::sync_dir(&self.dir).map_err(io_error)?;
+            self.unsynced_dirs.dir = false;
+        }
+        if self.unsynced_dirs.parent {
+            if let Some(parent) = self.dir.parent() {
+                crate::io::sync_dir(parent).map_err(io_error)?;
+            }
+            self.unsynced_dirs.parent = false;
         }
         let end = self.end_offset();
         if end != self.flushed || fs::metadata(self.dir.join(RECOVERY_POINT)).is_err() {
