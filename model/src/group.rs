@@ -39,6 +39,10 @@ pub const PENDING_IDS_MAX: usize = 1024;
 /// bound keeps every input below `EFFECTS_MAX`. Kafka's `group.max.size`
 /// defaults to unbounded; Runnel's default and ceiling is this.
 pub const GROUP_MAX_SIZE_LIMIT: usize = crate::core::EFFECTS_MAX / 4;
+/// Kafka's `offset.metadata.max.bytes` default: a commit's metadata string
+/// beyond it gets OFFSET_METADATA_TOO_LARGE (the front end checks it), and a
+/// record holding more is no coordinator's.
+pub const OFFSET_METADATA_MAX_BYTES_LIMIT: usize = 4096;
 
 /// Kafka's group limits (`group.max.size`, `group.min.session.timeout.ms`,
 /// `group.max.session.timeout.ms`), enforced on every JoinGroup.
@@ -70,9 +74,18 @@ fn check_record(record: &GroupRecord) -> Result<(), String> {
         }
         // Only names Kafka allows: the live path commits for existing topics
         // alone, so anything else is not a coordinator's record.
-        GroupRecord::Offsets { offsets, .. } => {
+        GroupRecord::OffsetsWithoutMetadata { offsets, .. } => {
             for ((topic, _), _) in offsets {
                 crate::controller::validate_topic_name(topic).map_err(|e| format!("{e:?}"))?;
+            }
+            Ok(())
+        }
+        GroupRecord::Offsets { offsets, .. } => {
+            for ((topic, _), o) in offsets {
+                crate::controller::validate_topic_name(topic).map_err(|e| format!("{e:?}"))?;
+                if o.metadata.len() > OFFSET_METADATA_MAX_BYTES_LIMIT {
+                    return Err(format!("{} bytes of offset metadata", o.metadata.len()));
+                }
             }
             Ok(())
         }
@@ -211,10 +224,11 @@ pub enum GroupTimer {
 /// new coordinator rebuilds the group by [`Group::replay`]ing them.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum GroupRecord {
-    Offsets {
+    /// Offsets as the first releases wrote them (no metadata, no epoch):
+    /// still replayed, never written.
+    OffsetsWithoutMetadata {
         generation: i32,
         offsets: Vec<((String, u32), i64)>,
-        /// The coordinator's clock at the commit (offsets retention).
         commit_timestamp_ms: u64,
     },
     /// A generation was opened: after a failover generations go on from it,
@@ -222,6 +236,35 @@ pub enum GroupRecord {
     Generation { generation: i32 },
     /// DeleteGroups: the group and its offsets are gone.
     Deleted,
+    /// Committed offsets (postcard variant 3: variants are appended, never
+    /// reordered, so older records stay readable).
+    Offsets {
+        generation: i32,
+        offsets: Vec<((String, u32), CommittedOffset)>,
+        /// The coordinator's clock at the commit (offsets retention).
+        commit_timestamp_ms: u64,
+    },
+}
+
+/// A committed position, as Kafka's OffsetAndMetadata: the offset, the
+/// leader epoch of the record before it (-1: unknown; KIP-320) and the
+/// client's metadata string (at most `offset.metadata.max.bytes`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+}
+
+impl CommittedOffset {
+    /// An offset with no epoch and no metadata.
+    pub fn bare(offset: i64) -> CommittedOffset {
+        CommittedOffset {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+        }
+    }
 }
 
 /// One member as DescribeGroups shows it.
@@ -261,7 +304,7 @@ pub struct Group {
     /// Ids handed out with MEMBER_ID_REQUIRED, not joined yet.
     pending_ids: Vec<String>,
     next_member: u64,
-    offsets: BTreeMap<(String, u32), i64>,
+    offsets: BTreeMap<(String, u32), CommittedOffset>,
     /// When offsets were last committed (durable, in the Offsets record).
     last_commit_ms: u64,
     /// The first rebalance of an empty group is held until this timer.
@@ -299,9 +342,11 @@ impl Group {
         self.members.keys().map(String::as_str)
     }
     pub fn committed(&self, topic: &str, partition: u32) -> Option<i64> {
-        self.offsets.get(&(topic.to_string(), partition)).copied()
+        self.offsets
+            .get(&(topic.to_string(), partition))
+            .map(|o| o.offset)
     }
-    pub fn offsets(&self) -> &BTreeMap<(String, u32), i64> {
+    pub fn offsets(&self) -> &BTreeMap<(String, u32), CommittedOffset> {
         &self.offsets
     }
     pub fn protocol_type(&self) -> Option<&str> {
@@ -339,13 +384,24 @@ impl Group {
         debug_assert!(self.members.is_empty(), "replay happens before serving");
         check_record(record)?;
         match record {
+            GroupRecord::OffsetsWithoutMetadata {
+                offsets,
+                commit_timestamp_ms,
+                ..
+            } => {
+                for (tp, offset) in offsets {
+                    self.offsets
+                        .insert(tp.clone(), CommittedOffset::bare(*offset));
+                }
+                self.last_commit_ms = self.last_commit_ms.max(*commit_timestamp_ms);
+            }
             GroupRecord::Offsets {
                 offsets,
                 commit_timestamp_ms,
                 ..
             } => {
                 for (tp, offset) in offsets {
-                    self.offsets.insert(tp.clone(), *offset);
+                    self.offsets.insert(tp.clone(), offset.clone());
                 }
                 self.last_commit_ms = self.last_commit_ms.max(*commit_timestamp_ms);
             }
@@ -525,14 +581,14 @@ impl Group {
         request: RequestId,
         member_id: &str,
         generation: i32,
-        offsets: Vec<((String, u32), i64)>,
+        offsets: Vec<((String, u32), CommittedOffset)>,
         now_ms: u64,
         out: &mut GroupEffects,
     ) {
         let result = self.check_commit(member_id, generation);
         if result.is_ok() {
             for (tp, offset) in &offsets {
-                self.offsets.insert(tp.clone(), *offset);
+                self.offsets.insert(tp.clone(), offset.clone());
             }
             self.last_commit_ms = self.last_commit_ms.max(now_ms);
             out.persist(GroupRecord::Offsets {
@@ -943,7 +999,7 @@ mod tests {
             .is_err());
         let long_name = GroupRecord::Offsets {
             generation: 1,
-            offsets: vec![(("t".repeat(100_000), 0), 5)],
+            offsets: vec![(("t".repeat(100_000), 0), CommittedOffset::bare(5))],
             commit_timestamp_ms: 0,
         };
         assert!(g.replay(&long_name).is_err());
@@ -1065,7 +1121,14 @@ mod tests {
     fn stale_commits_are_refused_and_standalone_commits_need_an_empty_group() {
         let mut g = group(0);
         let mut out = GroupEffects::new();
-        g.on_commit(1, "", -1, vec![(("t".into(), 0), 5)], 0, &mut out);
+        g.on_commit(
+            1,
+            "",
+            -1,
+            vec![(("t".into(), 0), CommittedOffset::bare(5))],
+            0,
+            &mut out,
+        );
         assert_eq!(
             replies(&mut out),
             vec![GroupReply::Commit {
@@ -1075,7 +1138,14 @@ mod tests {
         );
         let a = new_member(&mut g, 2);
         join(&mut g, 3, &a);
-        g.on_commit(4, &a, 1, vec![(("t".into(), 0), 6)], 0, &mut out);
+        g.on_commit(
+            4,
+            &a,
+            1,
+            vec![(("t".into(), 0), CommittedOffset::bare(6))],
+            0,
+            &mut out,
+        );
         assert_eq!(
             replies(&mut out),
             vec![GroupReply::Commit {
@@ -1085,7 +1155,14 @@ mod tests {
         );
         g.on_sync(5, &a, 1, vec![], &mut out);
         out.drain().for_each(drop);
-        g.on_commit(6, &a, 0, vec![(("t".into(), 0), 7)], 0, &mut out);
+        g.on_commit(
+            6,
+            &a,
+            0,
+            vec![(("t".into(), 0), CommittedOffset::bare(7))],
+            0,
+            &mut out,
+        );
         assert_eq!(
             replies(&mut out),
             vec![GroupReply::Commit {
@@ -1093,7 +1170,14 @@ mod tests {
                 result: Err(GroupError::IllegalGeneration)
             }]
         );
-        g.on_commit(7, "", -1, vec![(("t".into(), 0), 8)], 0, &mut out);
+        g.on_commit(
+            7,
+            "",
+            -1,
+            vec![(("t".into(), 0), CommittedOffset::bare(8))],
+            0,
+            &mut out,
+        );
         assert_eq!(
             replies(&mut out),
             vec![GroupReply::Commit {
@@ -1101,7 +1185,14 @@ mod tests {
                 result: Err(GroupError::UnknownMemberId)
             }]
         );
-        g.on_commit(8, &a, 1, vec![(("t".into(), 0), 9)], 0, &mut out);
+        g.on_commit(
+            8,
+            &a,
+            1,
+            vec![(("t".into(), 0), CommittedOffset::bare(9))],
+            0,
+            &mut out,
+        );
         assert_eq!(
             replies(&mut out),
             vec![GroupReply::Commit {
@@ -1174,7 +1265,14 @@ mod tests {
     fn offsets_of_an_empty_group_expire_after_the_retention() {
         let mut g = group(0);
         let mut out = GroupEffects::new();
-        g.on_commit(1, "", -1, vec![(("t".into(), 0), 5)], 1_000, &mut out);
+        g.on_commit(
+            1,
+            "",
+            -1,
+            vec![(("t".into(), 0), CommittedOffset::bare(5))],
+            1_000,
+            &mut out,
+        );
         assert!(!g.on_retention_check(60_999, 60_000, &mut out));
         assert_eq!(g.committed("t", 0), Some(5));
         out.drain().for_each(drop);
@@ -1187,7 +1285,14 @@ mod tests {
         let a = new_member(&mut g, 2);
         join(&mut g, 3, &a);
         g.on_sync(4, &a, 1, vec![], &mut out);
-        g.on_commit(5, &a, 1, vec![(("t".into(), 0), 6)], 0, &mut out);
+        g.on_commit(
+            5,
+            &a,
+            1,
+            vec![(("t".into(), 0), CommittedOffset::bare(6))],
+            0,
+            &mut out,
+        );
         assert!(!g.on_retention_check(u64::MAX, 1, &mut out));
     }
 
@@ -1220,7 +1325,14 @@ mod tests {
             &mut out,
         );
         g.on_sync(3, &a, 1, vec![], &mut out);
-        g.on_commit(4, &a, 1, vec![(("t".into(), 0), 42)], 0, &mut out);
+        g.on_commit(
+            4,
+            &a,
+            1,
+            vec![(("t".into(), 0), CommittedOffset::bare(42))],
+            0,
+            &mut out,
+        );
         let records: Vec<GroupRecord> = out
             .drain()
             .filter_map(|e| match e {

@@ -285,7 +285,10 @@ impl Model for GroupModel {
                     request,
                     &id,
                     generation,
-                    vec![(("t".into(), 0), 1)],
+                    vec![(
+                        ("t".into(), 0),
+                        runnel_model::group::CommittedOffset::bare(1),
+                    )],
                     0,
                     &mut out,
                 );

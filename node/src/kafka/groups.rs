@@ -15,6 +15,7 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestPartition;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -24,7 +25,10 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::*;
 use runnel_model::controller::ControllerRequest;
-use runnel_model::group::{offsets_partition, GroupError, GroupReply, GroupState, JoinRequest};
+use runnel_model::group::{
+    offsets_partition, CommittedOffset, GroupError, GroupReply, GroupState, JoinRequest,
+    OFFSET_METADATA_MAX_BYTES_LIMIT,
+};
 use std::collections::BTreeMap;
 use tokio::sync::oneshot;
 
@@ -32,6 +36,7 @@ use tokio::sync::oneshot;
 pub mod code {
     pub const NONE: i16 = 0;
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
     pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
     pub const NOT_COORDINATOR: i16 = 16;
     pub const ILLEGAL_GENERATION: i16 = 22;
@@ -372,14 +377,31 @@ pub async fn offset_commit(r: OffsetCommitRequest, node: &NodeHandle) -> OffsetC
             .get(t)
             .is_some_and(|topic| p >= 0 && (p as usize) < topic.partitions.len())
     };
+    // Kafka's per-partition checks: an unknown partition and metadata over
+    // offset.metadata.max.bytes are refused alone, the rest is committed.
+    let check = |t: &str, p: &OffsetCommitRequestPartition| -> i16 {
+        let metadata_bytes = p.committed_metadata.as_ref().map_or(0, |m| m.len());
+        if !known(t, p.partition_index) {
+            code::UNKNOWN_TOPIC_OR_PARTITION
+        } else if metadata_bytes > OFFSET_METADATA_MAX_BYTES_LIMIT {
+            code::OFFSET_METADATA_TOO_LARGE
+        } else {
+            code::NONE
+        }
+    };
     let mut offsets = Vec::new();
     for t in &r.topics {
         for p in &t.partitions {
-            if known(&t.name.0, p.partition_index) {
-                offsets.push((
-                    (t.name.0.to_string(), p.partition_index as u32),
-                    p.committed_offset,
-                ));
+            if check(&t.name.0, p) == code::NONE {
+                let committed = CommittedOffset {
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p
+                        .committed_metadata
+                        .as_ref()
+                        .map_or_else(String::new, |m| m.to_string()),
+                };
+                offsets.push(((t.name.0.to_string(), p.partition_index as u32), committed));
             }
         }
     }
@@ -401,13 +423,10 @@ pub async fn offset_commit(r: OffsetCommitRequest, node: &NodeHandle) -> OffsetC
                 .partitions
                 .iter()
                 .map(|p| {
+                    let own = check(&t.name.0, p);
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(if known(&t.name.0, p.partition_index) {
-                            c
-                        } else {
-                            code::UNKNOWN_TOPIC_OR_PARTITION
-                        })
+                        .with_error_code(if own == code::NONE { c } else { own })
                 })
                 .collect();
             OffsetCommitResponseTopic::default()
@@ -418,12 +437,13 @@ pub async fn offset_commit(r: OffsetCommitRequest, node: &NodeHandle) -> OffsetC
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-/// One group's committed offsets for `wanted` (None: every committed partition).
+/// One group's committed offsets for `wanted` (None: every committed
+/// partition); a partition with none gets Kafka's -1, epoch -1, "".
 async fn fetch_offsets(
     node: &NodeHandle,
     group_id: &str,
     wanted: Option<Vec<(TopicName, Vec<i32>)>>,
-) -> (i16, Vec<(TopicName, Vec<(i32, i64)>)>) {
+) -> (i16, Vec<(TopicName, Vec<(i32, CommittedOffset)>)>) {
     let committed = match call(node, group_id, GroupOp::FetchOffsets).await {
         GroupAnswer::Offsets(o) => o,
         other => return (fallback_code(&other), Vec::new()),
@@ -437,8 +457,8 @@ async fn fetch_offsets(
                     .map(|p| {
                         let o = committed
                             .get(&(name.0.to_string(), p as u32))
-                            .copied()
-                            .unwrap_or(-1);
+                            .cloned()
+                            .unwrap_or_else(|| CommittedOffset::bare(-1));
                         (p, o)
                     })
                     .collect();
@@ -446,7 +466,7 @@ async fn fetch_offsets(
             })
             .collect(),
         None => {
-            let mut by_topic: BTreeMap<String, Vec<(i32, i64)>> = BTreeMap::new();
+            let mut by_topic: BTreeMap<String, Vec<(i32, CommittedOffset)>> = BTreeMap::new();
             for ((t, p), o) in committed {
                 by_topic.entry(t).or_default().push((p as i32, o));
             }
@@ -477,8 +497,9 @@ pub async fn offset_fetch(r: OffsetFetchRequest, v: i16, node: &NodeHandle) -> O
                         .map(|(p, o)| {
                             OffsetFetchResponsePartitions::default()
                                 .with_partition_index(p)
-                                .with_committed_offset(o)
-                                .with_metadata(Some(str_bytes("")))
+                                .with_committed_offset(o.offset)
+                                .with_committed_leader_epoch(o.leader_epoch)
+                                .with_metadata(Some(str_bytes(&o.metadata)))
                         })
                         .collect();
                     OffsetFetchResponseTopics::default()
@@ -509,8 +530,9 @@ pub async fn offset_fetch(r: OffsetFetchRequest, v: i16, node: &NodeHandle) -> O
                 .map(|(p, o)| {
                     let mut out = OffsetFetchResponsePartition::default()
                         .with_partition_index(p)
-                        .with_committed_offset(o)
-                        .with_metadata(Some(str_bytes("")));
+                        .with_committed_offset(o.offset)
+                        .with_committed_leader_epoch(o.leader_epoch)
+                        .with_metadata(Some(str_bytes(&o.metadata)));
                     // v1 has no top-level error: report it per partition.
                     if v < 2 {
                         out.error_code = error;

@@ -13,8 +13,8 @@ use crate::storage::disk_log::BatchBytes;
 use bytes::Bytes;
 use runnel_model::core::{Effect, RequestId};
 use runnel_model::group::{
-    offsets_partition, Group, GroupConfig, GroupEffects, GroupRecord, GroupReply, GroupState,
-    GroupTimer, JoinRequest, MemberDescription,
+    offsets_partition, CommittedOffset, Group, GroupConfig, GroupEffects, GroupRecord, GroupReply,
+    GroupState, GroupTimer, JoinRequest, MemberDescription,
 };
 use runnel_model::log::PartitionLog;
 use runnel_model::replication::{Acks, ProduceRequest};
@@ -47,7 +47,7 @@ pub enum GroupOp {
     Commit {
         member_id: String,
         generation: i32,
-        offsets: Vec<((String, u32), i64)>,
+        offsets: Vec<((String, u32), CommittedOffset)>,
     },
     FetchOffsets,
     Describe,
@@ -67,7 +67,7 @@ pub struct GroupSummary {
 pub enum GroupAnswer {
     /// The state machine's answer (join, sync, heartbeat, leave, commit, delete).
     Reply(GroupReply),
-    Offsets(BTreeMap<(String, u32), i64>),
+    Offsets(BTreeMap<(String, u32), CommittedOffset>),
     Described(GroupSummary),
     /// The offsets topic does not exist yet or its partition has no leader.
     CoordinatorNotAvailable,

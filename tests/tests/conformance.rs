@@ -1,0 +1,218 @@
+//! Client-visible behaviours that librdkafka's integration suite found
+//! different from Kafka (specs/conformance.md), each pinned here on a real
+//! 3-process cluster with exact request versions, so that the project's
+//! own tests keep them fixed.
+
+use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::{GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use runnel::client::{Client, Connection};
+use runnel_tests::*;
+use std::time::Duration;
+
+fn cluster() -> SeedCluster {
+    let mut c = SeedCluster::combined(&[]);
+    c.start_all();
+    c
+}
+
+fn name(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// A connection to `group`'s coordinator (retrying while it loads).
+async fn coordinator(bootstrap: &str, group: &str) -> Connection {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let request = FindCoordinatorRequest::default().with_key(name(group));
+        let client = Client::connect(bootstrap).await;
+        let answer = match client {
+            Ok(mut client) => client.call_any(&request, 2).await.ok(),
+            Err(_) => None,
+        };
+        if let Some(r) = answer {
+            if r.error_code == 0 {
+                let address = format!("{}:{}", r.host, r.port);
+                if let Ok(conn) = Connection::connect(&address).await {
+                    return conn;
+                }
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no coordinator for {group}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn commit_partition(
+    p: i32,
+    offset: i64,
+    epoch: i32,
+    metadata: Option<&str>,
+) -> OffsetCommitRequestPartition {
+    OffsetCommitRequestPartition::default()
+        .with_partition_index(p)
+        .with_committed_offset(offset)
+        .with_committed_leader_epoch(epoch)
+        .with_committed_metadata(metadata.map(name))
+}
+
+/// (partition, offset, leader epoch, metadata) of `topic` as OffsetFetch v`v` answers.
+async fn fetched(
+    conn: &mut Connection,
+    group: &str,
+    topic: &str,
+    v: i16,
+) -> Vec<(i32, i64, i32, String)> {
+    let row = |p: i32, o: i64, e: i32, m: Option<&StrBytes>| {
+        (p, o, e, m.map(|m| m.to_string()).unwrap_or_default())
+    };
+    if v >= 8 {
+        let request =
+            OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(name(group)))
+                .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                    .with_name(TopicName(name(topic)))
+                    .with_partition_indexes(vec![0, 1, 2])]))]);
+        let r = conn.call(&request, v).await.expect("offset fetch");
+        assert_eq!(r.groups[0].error_code, 0, "OffsetFetch v{v}");
+        return r.groups[0].topics[0]
+            .partitions
+            .iter()
+            .map(|p| {
+                row(
+                    p.partition_index,
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    p.metadata.as_ref(),
+                )
+            })
+            .collect();
+    }
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(name(group)))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(name(topic)))
+            .with_partition_indexes(vec![0, 1, 2])]));
+    let r = conn.call(&request, v).await.expect("offset fetch");
+    assert_eq!(r.error_code, 0, "OffsetFetch v{v}");
+    r.topics[0]
+        .partitions
+        .iter()
+        .map(|p| {
+            row(
+                p.partition_index,
+                p.committed_offset,
+                p.committed_leader_epoch,
+                p.metadata.as_ref(),
+            )
+        })
+        .collect()
+}
+
+/// librdkafka 0099_commit_metadata / 0140_commit_metadata: the metadata
+/// string and leader epoch of a commit come back from OffsetFetch, also
+/// after every node restarted (the group is rebuilt from its records);
+/// metadata over offset.metadata.max.bytes (4096) is refused for its
+/// partition alone with OFFSET_METADATA_TOO_LARGE, as Kafka does.
+#[test]
+fn commit_metadata_and_leader_epoch_come_back() {
+    let mut c = cluster();
+    c.create_topic("meta", 3, 3);
+    let bootstrap: String = c
+        .kafka_ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let too_big = "x".repeat(4097);
+    rt.block_on(async {
+        let mut conn = coordinator(&bootstrap, "g-meta").await;
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(name("g-meta")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_member_id(name(""))
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(name("meta")))
+                .with_partitions(vec![
+                    commit_partition(0, 7, 3, Some("where I was")),
+                    commit_partition(1, 9, -1, None),
+                    commit_partition(2, 11, 1, Some(&too_big)),
+                ])]);
+        let r = conn.call(&request, 8).await.expect("offset commit");
+        let codes: Vec<i16> = r.topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.error_code)
+            .collect();
+        assert_eq!(
+            codes,
+            vec![0, 0, 12],
+            "OFFSET_METADATA_TOO_LARGE for partition 2 alone"
+        );
+        let expected = vec![
+            (0, 7, 3, "where I was".to_string()),
+            (1, 9, -1, String::new()),
+            (2, -1, -1, String::new()),
+        ];
+        assert_eq!(
+            fetched(&mut conn, "g-meta", "meta", 8).await,
+            expected,
+            "v8"
+        );
+        assert_eq!(
+            fetched(&mut conn, "g-meta", "meta", 7).await,
+            expected,
+            "v7"
+        );
+        let v1: Vec<_> = fetched(&mut conn, "g-meta", "meta", 1).await;
+        assert_eq!(
+            v1[0].3, "where I was",
+            "v1 has metadata too (no epoch before v5)"
+        );
+    });
+    for b in 0..3 {
+        c.brokers[b].kill9();
+    }
+    for b in 0..3 {
+        c.start_broker(b);
+    }
+    rt.block_on(async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut conn = coordinator(&bootstrap, "g-meta").await;
+            let request = OffsetFetchRequest::default()
+                .with_group_id(GroupId(name("g-meta")))
+                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                    .with_name(TopicName(name("meta")))
+                    .with_partition_indexes(vec![0])]));
+            if let Ok(r) = conn.call(&request, 7).await {
+                // Loading: COORDINATOR_LOAD_IN_PROGRESS / NOT_COORDINATOR.
+                if r.error_code == 0 {
+                    let p = &r.topics[0].partitions[0];
+                    assert_eq!(
+                        (
+                            p.committed_offset,
+                            p.committed_leader_epoch,
+                            p.metadata.as_deref()
+                        ),
+                        (7, 3, Some("where I was")),
+                        "after a restart of every node"
+                    );
+                    break;
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "group never loaded");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+}
