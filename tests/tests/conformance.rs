@@ -4,14 +4,20 @@
 //! own tests keep them fixed.
 
 use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, ProduceRequest};
 use kafka_protocol::messages::{GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use runnel::client::{Client, Connection};
 use runnel_tests::*;
 use std::time::Duration;
@@ -215,4 +221,154 @@ fn commit_metadata_and_leader_epoch_come_back() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
+}
+
+/// One v2 batch whose records carry the given timestamps (compressed or not).
+fn batch_with_timestamps(timestamps: &[i64], compression: Compression) -> bytes::Bytes {
+    let records: Vec<Record> = timestamps
+        .iter()
+        .enumerate()
+        .map(|(i, &timestamp)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder starts a new batch where offset - sequence changes.
+            sequence: i as i32 - 1,
+            timestamp,
+            key: None,
+            value: Some(bytes::Bytes::from(format!("v{i}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .expect("encodes");
+    buf.freeze()
+}
+
+/// (error, offset, timestamp, leader epoch) ListOffsets v`v` answers for `ts`.
+async fn list(client: &mut Client, topic: &str, ts: i64, v: i16) -> (i16, i64, i64, i32) {
+    let leader = client.leader(topic, 0).expect("a leader");
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(name(topic)))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(ts)])]);
+    let r = client
+        .call_at(&leader, &request, v)
+        .await
+        .expect("list offsets");
+    let p = &r.topics[0].partitions[0];
+    (p.error_code, p.offset, p.timestamp, p.leader_epoch)
+}
+
+/// librdkafka 0054_offset_time: ListOffsets by time finds the first
+/// *record* (not batch) whose timestamp is at or after the one asked, with
+/// that record's timestamp; -1/-2 answer the high watermark and the log
+/// start with timestamp -1; -3 (MAX_TIMESTAMP, KIP-734) the first record
+/// with the largest timestamp; a time after every record answers -1 —
+/// for plain and compressed batches alike.
+#[test]
+fn list_offsets_by_time_finds_the_record() {
+    let c = cluster();
+    let bootstrap: String = c
+        .kafka_ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let t0 = now - 60_000;
+    for (topic, compression) in [
+        ("times", Compression::None),
+        ("times-gz", Compression::Gzip),
+    ] {
+        c.create_topic(topic, 1, 3);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let mut client = Client::connect(&bootstrap).await.expect("connect");
+            let leader = loop {
+                client
+                    .refresh(Some(&[topic.to_string()]))
+                    .await
+                    .expect("metadata");
+                if let Some(l) = client.leader(topic, 0) {
+                    break l;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            // Offsets 0..=2 in one batch, 3 in a second; the largest
+            // timestamp (t0 + 2000) first appears at offset 1.
+            for timestamps in [vec![t0, t0 + 2000, t0 + 2000], vec![t0 + 1500]] {
+                let produce = ProduceRequest::default()
+                    .with_acks(-1)
+                    .with_timeout_ms(10_000)
+                    .with_topic_data(vec![TopicProduceData::default()
+                        .with_name(TopicName(name(topic)))
+                        .with_partition_data(vec![PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(batch_with_timestamps(
+                                &timestamps,
+                                compression,
+                            )))])]);
+                let r = client.call_at(&leader, &produce, 8).await.expect("produce");
+                let pr = &r.responses[0].partition_responses[0];
+                assert_eq!(pr.error_code, 0, "produce: {:?}", pr.error_message);
+            }
+            let epoch = list(&mut client, topic, -1, 7).await.3;
+            assert!(epoch >= 0, "a leader epoch from v4 on");
+            assert_eq!(
+                list(&mut client, topic, -1, 7).await,
+                (0, 4, -1, epoch),
+                "{topic}: latest"
+            );
+            assert_eq!(
+                list(&mut client, topic, -2, 7).await,
+                (0, 0, -1, epoch),
+                "{topic}: earliest"
+            );
+            assert_eq!(
+                list(&mut client, topic, t0 + 1000, 7).await,
+                (0, 1, t0 + 2000, epoch),
+                "{topic}: the first record at or after t0+1000 is offset 1, inside the first batch"
+            );
+            assert_eq!(
+                list(&mut client, topic, t0, 7).await,
+                (0, 0, t0, epoch),
+                "{topic}: t0"
+            );
+            assert_eq!(
+                list(&mut client, topic, t0 + 2001, 7).await,
+                (0, -1, -1, -1),
+                "{topic}: after every record"
+            );
+            assert_eq!(
+                list(&mut client, topic, -3, 7).await,
+                (0, 1, t0 + 2000, epoch),
+                "{topic}: max timestamp"
+            );
+            assert_eq!(
+                list(&mut client, topic, t0 + 1000, 1).await.1,
+                1,
+                "{topic}: v1 too"
+            );
+        });
+    }
 }

@@ -56,7 +56,7 @@ fn ensure_secret(dir: &Path) -> Result<()> {
         .mode(0o600)
         .open(&path)?;
     writeln!(f, "{hex}")?;
-    crate::io::sync_all(&f)?;
+    f.sync_all()?;
     Ok(())
 }
 

@@ -158,6 +158,40 @@ fn check_timestamp(ts: i64, limits: &BatchLimits) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// The timestamp of each record of one stored batch (v2), in order:
+/// the base timestamp plus each record's delta, or the batch's max
+/// timestamp for every record of a LogAppendTime batch (as Kafka reads them).
+pub fn record_timestamps(batch: &[u8]) -> Result<Vec<i64>, Refusal> {
+    if batch.len() < HEADER_BYTES {
+        return Err(Refusal::Corrupt("a batch shorter than its header".into()));
+    }
+    let i16_at = |at: usize| i16::from_be_bytes([batch[at], batch[at + 1]]);
+    let i32_at = |at: usize| i32::from_be_bytes(batch[at..at + 4].try_into().expect("4"));
+    let i64_at = |at: usize| i64::from_be_bytes(batch[at..at + 8].try_into().expect("8"));
+    let (attributes, count) = (i16_at(21), i32_at(57));
+    let (base_timestamp, max_timestamp) = (i64_at(27), i64_at(35));
+    let count = usize::try_from(count)
+        .map_err(|_| Refusal::Corrupt(format!("a batch of {count} records")))?;
+    // Each record takes at least 7 bytes: a count beyond that is a lie.
+    if count > batch.len() {
+        return Err(Refusal::Corrupt(format!(
+            "{count} records in {} bytes",
+            batch.len()
+        )));
+    }
+    if attributes & ATTR_LOG_APPEND_TIME != 0 {
+        return Ok(vec![max_timestamp; count]);
+    }
+    let body = Bytes::copy_from_slice(&batch[HEADER_BYTES..]);
+    let body = decompress(attributes & ATTR_COMPRESSION_MASK, body)?;
+    let mut out = Vec::with_capacity(count);
+    walk_records(&body, count, |delta| {
+        out.push(base_timestamp.saturating_add(delta));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 /// The record section, decompressed (bounded by the vendored codecs).
 fn decompress(compression: i16, body: Bytes) -> Result<Bytes, Refusal> {
     use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};

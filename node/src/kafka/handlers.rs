@@ -850,10 +850,11 @@ async fn list_offsets(r: ListOffsetsRequest, v: i16, node: &NodeHandle) -> ListO
                         .with_timestamp(-1)
                         .with_offset(-1);
                     match results.next() {
-                        Some(Ok((offset, epoch))) => {
-                            pr.offset = offset;
+                        Some(Ok(found)) => {
+                            pr.offset = found.offset;
+                            pr.timestamp = found.timestamp;
                             if v >= 4 {
-                                pr.leader_epoch = epoch;
+                                pr.leader_epoch = found.leader_epoch;
                             }
                         }
                         Some(Err(e)) => pr.error_code = part_error_code(&e),

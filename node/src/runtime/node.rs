@@ -103,6 +103,23 @@ pub enum PartError {
     NotReady,
 }
 
+/// One partition's ListOffsets answer (Kafka's TimestampAndOffset): -1s
+/// for "none".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListedOffset {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub leader_epoch: i32,
+}
+
+impl ListedOffset {
+    const NONE: ListedOffset = ListedOffset {
+        offset: -1,
+        timestamp: -1,
+        leader_epoch: -1,
+    };
+}
+
 pub struct FetchPart {
     pub topic: String,
     pub partition: u32,
@@ -132,7 +149,7 @@ pub enum KafkaCall {
     /// Timestamp -2 earliest, -1 latest, else the first offset at or after it.
     ListOffsets {
         parts: Vec<(String, u32, i64)>,
-        reply: oneshot::Sender<Vec<Result<(i64, i32), PartError>>>,
+        reply: oneshot::Sender<Vec<Result<ListedOffset, PartError>>>,
     },
     /// Answered within `timeout_ms` (the client's): past it, TimedOut, and
     /// the request goes on being carried out (once) all the same.
@@ -894,15 +911,17 @@ impl Node {
             .commit_offset()
             .min(meta.quorum.log().len() as Offset)
             .min(meta.store.synced_entries() as Offset);
-        if commit <= meta.applied {
-            return;
-        }
+        let advanced = commit > meta.applied;
         for offset in meta.applied..commit {
             if let Payload::Record(d) = &meta.quorum.log()[offset as usize].payload {
                 meta.image.apply_decision(d, offset + 1);
             }
         }
+        let commit = commit.max(meta.applied);
         meta.applied = commit;
+        // Answers for decisions applied by now, including a re-sent
+        // request's first decision that was applied before it came back:
+        // answered at once, not at the next unrelated commit.
         let done: Vec<_> = {
             let (done, waiting) = std::mem::take(&mut self.pending_commits)
                 .into_iter()
@@ -919,8 +938,10 @@ impl Node {
                 }),
             );
         }
-        self.publish_view();
-        self.reconcile_partitions();
+        if advanced {
+            self.publish_view();
+            self.reconcile_partitions();
+        }
     }
 
     fn publish_view(&mut self) {
@@ -2083,7 +2104,7 @@ impl Node {
         &mut self,
         key: &(String, u32),
         timestamp: i64,
-    ) -> Result<(i64, i32), PartError> {
+    ) -> Result<ListedOffset, PartError> {
         let known = self
             .meta
             .as_ref()
@@ -2096,20 +2117,55 @@ impl Node {
             });
         };
         let replica = slot.runner.replica();
-        let Some(epoch) = replica.leader_epoch().filter(|_| replica.is_leader()) else {
+        let Some(leader_epoch) = replica.leader_epoch().filter(|_| replica.is_leader()) else {
             return Err(PartError::NotLeaderOrFollower);
         };
+        // Kafka's Partition.fetchOffsetForTimestamp for a client: nothing
+        // past the high watermark (the last stable offset, without
+        // transactions) is visible.
+        let log = replica.log();
         let hw = replica.high_watermark();
-        let offset = match timestamp {
-            -2 => replica.log().start_offset(),
-            -1 | -3 => hw,
-            ts => match replica.log().offset_for_timestamp(ts) {
-                Ok(Some(o)) if o < hw => o,
-                Ok(_) => return Ok((-1, epoch as i32)),
-                Err(e) => return Err(PartError::Storage(format!("{e:?}"))),
-            },
+        let epoch_of = |o: u64| log.epoch_of_offset(o).map_or(-1, |e| e as i32);
+        let storage = |e: runnel_model::log::LogError| PartError::Storage(format!("{e:?}"));
+        let found = match timestamp {
+            // LATEST: the high watermark, with the leader's epoch.
+            -1 => Some(ListedOffset {
+                offset: hw as i64,
+                timestamp: -1,
+                leader_epoch: leader_epoch as i32,
+            }),
+            // EARLIEST and EARLIEST_LOCAL (KIP-405; all of it is local).
+            -2 | -4 => {
+                let start = log.start_offset();
+                Some(ListedOffset {
+                    offset: start as i64,
+                    timestamp: -1,
+                    leader_epoch: epoch_of(start),
+                })
+            }
+            // MAX_TIMESTAMP (KIP-734): the first record with the largest timestamp.
+            -3 => log
+                .max_timestamp_record()
+                .map_err(storage)?
+                .map(|(o, t)| ListedOffset {
+                    offset: o as i64,
+                    timestamp: t,
+                    leader_epoch: epoch_of(o),
+                }),
+            // The first record whose timestamp is at or after ts (any other
+            // negative ts too, as Kafka looks it up like a time).
+            ts => log
+                .record_for_timestamp(ts)
+                .map_err(storage)?
+                .map(|(o, t)| ListedOffset {
+                    offset: o as i64,
+                    timestamp: t,
+                    leader_epoch: epoch_of(o),
+                }),
         };
-        Ok((offset as i64, epoch as i32))
+        let special = matches!(timestamp, -1 | -2 | -4);
+        let visible = found.filter(|f| special || (f.offset as u64) < hw);
+        Ok(visible.unwrap_or(ListedOffset::NONE))
     }
 }
 

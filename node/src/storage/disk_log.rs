@@ -1000,6 +1000,7 @@ impl DiskLog {
 
     /// Kafka's ListOffsets by timestamp: the first offset whose batch's
     /// max timestamp is at or after `timestamp_ms`, `None` if none is.
+    /// The first batch whose max timestamp is at or after `timestamp_ms`.
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<Offset>, LogError> {
         for s in &self.segments {
             if s.max_timestamp_ms >= timestamp_ms {
@@ -1007,6 +1008,45 @@ impl DiskLog {
             }
         }
         Ok(None)
+    }
+
+    /// Kafka's `fetchOffsetByTimestamp` for a target time: the offset and
+    /// timestamp of the first *record* whose timestamp is at or after
+    /// `timestamp_ms` (the time index finds its batch; the batch's records
+    /// are read to find the record).
+    pub fn record_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<(Offset, i64)>, LogError> {
+        let Some(base) = self.offset_for_timestamp(timestamp_ms)? else {
+            return Ok(None);
+        };
+        let batch = self.read(base, self.end_offset(), 1)?;
+        let Some((header, bytes)) = batch.batches()?.into_iter().next() else {
+            return Ok(None);
+        };
+        let timestamps = crate::kafka::batch_check::record_timestamps(&bytes)
+            .map_err(|e| LogError::Corrupt(e.message()))?;
+        let found = timestamps
+            .iter()
+            .position(|&t| t >= timestamp_ms)
+            .map(|i| (header.base_offset + i as Offset, timestamps[i]));
+        Ok(found)
+    }
+
+    /// The largest timestamp in the log and the first record that has it
+    /// (ListOffsets' MAX_TIMESTAMP, KIP-734), if the log has records.
+    pub fn max_timestamp_record(&self) -> Result<Option<(Offset, i64)>, LogError> {
+        let Some(max) = self
+            .segments
+            .iter()
+            .map(|s| s.max_timestamp_ms)
+            .filter(|&t| t != i64::MIN)
+            .max()
+        else {
+            return Ok(None);
+        };
+        self.record_for_timestamp(max)
     }
 
     /// Size of the log's segments in bytes.
