@@ -233,6 +233,7 @@ fn meta_entry(epoch: u32) -> Entry<MetadataDecision> {
     Entry {
         epoch,
         payload: Payload::Record(MetadataDecision {
+            request: None,
             records: vec![
                 MetadataRecord::RegisterBroker {
                     broker: 1,
@@ -332,12 +333,14 @@ fn peer_messages() -> Vec<(&'static str, PeerMessage)> {
         (
             "controller-request",
             PeerMessage::ControllerRequest {
+                session: 7,
                 id: 9,
                 request: ControllerRequest::CreateTopic {
                     name: "orders".into(),
                     partitions: Some(3),
                     replication_factor: None,
                     configs: [("cleanup.policy".to_string(), "delete".to_string())].into(),
+                    assignment: None,
                 },
             },
         ),
@@ -371,6 +374,8 @@ fn peer_messages() -> Vec<(&'static str, PeerMessage)> {
                 log_end_offset: 10,
                 commit_offset: 9,
                 followers: vec![(2, 9), (3, 7)],
+                metadata_log_fsyncs: 4,
+                fsyncs: 12,
             }),
         ),
         ("keep-alive", PeerMessage::KeepAlive),

@@ -485,6 +485,10 @@ pub enum ControllerRequest {
         partitions: Option<u32>,
         replication_factor: Option<u32>,
         configs: BTreeMap<String, String>,
+        /// A manual replica assignment (partition i's replicas, preferred
+        /// leader first); then `partitions` and `replication_factor` are
+        /// None (the front end refuses both at once, as Kafka does).
+        assignment: Option<Vec<Vec<NodeId>>>,
     },
     /// An internal topic the cluster makes for itself (`__consumer_offsets`
     /// on first use): as `CreateTopic`, but its replication factor is
@@ -504,7 +508,13 @@ pub enum ControllerRequest {
     CreatePartitions {
         name: String,
         count: u32,
+        /// The new partitions' replicas (count minus the current number of
+        /// them), or None to place them.
+        assignment: Option<Vec<Vec<NodeId>>>,
     },
+    /// Kafka's validate_only: decided like the request inside, never
+    /// committed; the answer carries the records it would have written.
+    ValidateOnly(Box<ControllerRequest>),
     AlterPartition {
         topic: String,
         partition: u32,
@@ -525,6 +535,8 @@ pub enum ControllerError {
     UnknownTopicOrPartition,
     InvalidPartitions(String),
     InvalidReplicationFactor(String),
+    /// Kafka's INVALID_REPLICA_ASSIGNMENT.
+    InvalidReplicaAssignment(String),
     InvalidTopic(String),
     /// Too large to decide at once (Kafka's POLICY_VIOLATION).
     PolicyViolation(String),
@@ -605,14 +617,25 @@ impl Controller {
                 partitions,
                 replication_factor,
                 configs,
+                assignment,
             } => {
                 refuse_internal(name, "create")?;
                 validate_topic_configs(configs)?;
-                let records =
-                    self.create_topic(image, name, *partitions, *replication_factor, configs)?;
+                let records = match assignment {
+                    Some(a) => self.create_assigned_topic(image, name, a, configs)?,
+                    None => {
+                        self.create_topic(image, name, *partitions, *replication_factor, configs)?
+                    }
+                };
                 check_decision_size(&records)?;
                 Ok(records)
             }
+            ControllerRequest::ValidateOnly(inner) => match inner.as_ref() {
+                ControllerRequest::ValidateOnly(_) => Err(ControllerError::PolicyViolation(
+                    "validate-only requests do not nest".into(),
+                )),
+                inner => self.decide(image, inner),
+            },
             ControllerRequest::CreateInternalTopic {
                 name,
                 partitions,
@@ -623,9 +646,13 @@ impl Controller {
                 let rf = (*replication_factor).min(live);
                 self.create_topic(image, name, Some(*partitions), Some(rf), configs)
             }
-            ControllerRequest::CreatePartitions { name, count } => {
+            ControllerRequest::CreatePartitions {
+                name,
+                count,
+                assignment,
+            } => {
                 refuse_internal(name, "add partitions to")?;
-                let records = self.create_partitions(image, name, *count)?;
+                let records = self.create_partitions(image, name, *count, assignment.as_deref())?;
                 check_decision_size(&records)?;
                 Ok(records)
             }
@@ -837,11 +864,54 @@ impl Controller {
         Ok(records)
     }
 
+    /// CreateTopics with a manual assignment (Kafka's
+    /// ReplicationControlManager.createTopic): partition i gets the i-th
+    /// list, validated as Kafka validates it.
+    fn create_assigned_topic(
+        &self,
+        image: &MetadataImage,
+        name: &str,
+        assignment: &[Vec<NodeId>],
+        configs: &BTreeMap<String, String>,
+    ) -> Decision {
+        validate_topic_name(name)?;
+        if image.topics.contains_key(name) {
+            return Err(ControllerError::TopicAlreadyExists);
+        }
+        if assignment.is_empty() {
+            return Err(ControllerError::InvalidReplicaAssignment(
+                "The manual partition assignment is empty.".into(),
+            ));
+        }
+        check_partitions_per_request(assignment.len() as u32)?;
+        let mut records = vec![MetadataRecord::Topic {
+            name: name.to_string(),
+            configs: configs.clone(),
+        }];
+        for (p, registration) in assigned_partitions(image, assignment, None, 0)?
+            .into_iter()
+            .enumerate()
+        {
+            records.push(MetadataRecord::Partition {
+                topic: name.to_string(),
+                partition: p as u32,
+                registration,
+            });
+        }
+        Ok(records)
+    }
+
     /// New partitions keep the topic's replication factor and continue its
     /// placement (partition i's replicas start where partition 0's leader
     /// is, plus i); existing partitions are untouched, so keyed records of
     /// old partitions stay where they are.
-    fn create_partitions(&self, image: &MetadataImage, name: &str, count: u32) -> Decision {
+    fn create_partitions(
+        &self,
+        image: &MetadataImage,
+        name: &str,
+        count: u32,
+        assignment: Option<&[Vec<NodeId>]>,
+    ) -> Decision {
         let topic = image
             .topics
             .get(name)
@@ -859,6 +929,26 @@ impl Controller {
         }
         check_partitions_per_request(count - current)?;
         let rf = topic.partitions.first().map_or(1, |p| p.replicas.len()) as u32;
+        if let Some(assignment) = assignment {
+            let added = count - current;
+            if assignment.len() != added as usize {
+                return Err(ControllerError::InvalidReplicaAssignment(format!(
+                    "Increasing the number of partitions by {added} but {} assignments provided.",
+                    assignment.len()
+                )));
+            }
+            return Ok(
+                assigned_partitions(image, assignment, Some(rf as usize), current)?
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, registration)| MetadataRecord::Partition {
+                        topic: name.to_string(),
+                        partition: current + i as u32,
+                        registration,
+                    })
+                    .collect(),
+            );
+        }
         let mut brokers = image.active_brokers();
         brokers.sort_unstable();
         if rf == 0 || rf as usize > brokers.len() {
@@ -917,6 +1007,63 @@ impl Controller {
 }
 
 /// A client's decision writes at most [`DECISION_BYTES_MAX`].
+/// Registrations for manually assigned partitions numbered from `first`
+/// (Kafka's validateManualPartitionAssignment): no empty list, only
+/// registered brokers, none twice, every list as long as the first (or as
+/// `replication_factor`), and at least one active broker in each (it leads).
+fn assigned_partitions(
+    image: &MetadataImage,
+    assignment: &[Vec<NodeId>],
+    replication_factor: Option<usize>,
+    first: u32,
+) -> Result<Vec<PartitionRegistration>, ControllerError> {
+    let invalid = |m: String| ControllerError::InvalidReplicaAssignment(m);
+    let mut rf = replication_factor;
+    let mut out = Vec::with_capacity(assignment.len());
+    for (i, replicas) in assignment.iter().enumerate() {
+        let partition = first as usize + i;
+        if replicas.is_empty() {
+            return Err(invalid(
+                "The manual partition assignment includes an empty replica list.".into(),
+            ));
+        }
+        let mut sorted = replicas.clone();
+        sorted.sort_unstable();
+        for pair in sorted.windows(2) {
+            if pair[0] == pair[1] {
+                return Err(invalid(format!(
+                    "The manual partition assignment includes the broker {} more than once.",
+                    pair[0]
+                )));
+            }
+        }
+        if let Some(b) = sorted.iter().find(|b| !image.brokers.contains_key(b)) {
+            return Err(invalid(format!(
+                "The manual partition assignment includes broker {b}, but no such broker is registered."
+            )));
+        }
+        match rf {
+            Some(n) if n != replicas.len() => {
+                return Err(invalid(format!(
+                    "The manual partition assignment includes a partition with {} replica(s), but this is not consistent with previous partitions, which have {n} replica(s).",
+                    replicas.len()
+                )))
+            }
+            _ => rf = Some(replicas.len()),
+        }
+        if !replicas.iter().any(|&b| image.is_active(b)) {
+            return Err(invalid(format!(
+                "All brokers specified in the manual partition assignment for partition {partition} are fenced or in controlled shutdown."
+            )));
+        }
+        // Kafka: the ISR is the assigned replicas that are active now.
+        let mut registration = PartitionRegistration::new(replicas.clone(), |b| image.is_active(b));
+        registration.isr.retain(|&b| image.is_active(b));
+        out.push(registration);
+    }
+    Ok(out)
+}
+
 fn check_decision_size(records: &[MetadataRecord]) -> Result<(), ControllerError> {
     let bytes: usize = records.iter().map(MetadataRecord::size_bound).sum();
     if bytes > DECISION_BYTES_MAX {
@@ -992,6 +1139,7 @@ mod tests {
 
     fn create(c: &Controller, image: &mut MetadataImage, name: &str, p: u32, rf: u32) -> Decision {
         let request = ControllerRequest::CreateTopic {
+            assignment: None,
             name: name.into(),
             partitions: Some(p),
             replication_factor: Some(rf),
@@ -1002,6 +1150,103 @@ mod tests {
             image.apply(r);
         }
         Ok(records)
+    }
+
+    fn assigned(name: &str, lists: &[&[NodeId]]) -> ControllerRequest {
+        ControllerRequest::CreateTopic {
+            name: name.into(),
+            partitions: None,
+            replication_factor: None,
+            configs: BTreeMap::new(),
+            assignment: Some(lists.iter().map(|l| l.to_vec()).collect()),
+        }
+    }
+
+    fn refused_assignment(c: &Controller, image: &MetadataImage, r: &ControllerRequest) -> String {
+        match c.decide(image, r) {
+            Err(ControllerError::InvalidReplicaAssignment(m)) => m,
+            other => panic!("INVALID_REPLICA_ASSIGNMENT expected, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_manual_assignment_is_taken_as_given_or_refused_as_kafka_refuses_it() {
+        let (c, mut image) = cluster(&[0, 1, 2]);
+        run(&c, &mut image, assigned("m", &[&[2, 0], &[1, 2]]));
+        let parts = &image.topics["m"].partitions;
+        assert_eq!(parts[0].replicas, vec![2, 0]);
+        assert_eq!(parts[0].leader, Some(2), "the first listed replica leads");
+        assert_eq!(parts[1].replicas, vec![1, 2]);
+        for (lists, says) in [
+            (&[&[0, 0][..]][..], "more than once"),
+            (&[&[0, 7][..]][..], "no such broker is registered"),
+            (
+                &[&[0, 1][..], &[2][..]][..],
+                "not consistent with previous partitions",
+            ),
+            (&[&[][..]][..], "empty replica list"),
+        ] {
+            let m = refused_assignment(&c, &image, &assigned("bad", lists));
+            assert!(m.contains(says), "{lists:?}: {m}");
+        }
+        // Growing with an assignment: one list per new partition, same RF.
+        run(
+            &c,
+            &mut image,
+            ControllerRequest::CreatePartitions {
+                name: "m".into(),
+                count: 3,
+                assignment: Some(vec![vec![0, 1]]),
+            },
+        );
+        assert_eq!(image.topics["m"].partitions[2].replicas, vec![0, 1]);
+        let grow = |assignment: Vec<Vec<NodeId>>| ControllerRequest::CreatePartitions {
+            name: "m".into(),
+            count: 5,
+            assignment: Some(assignment),
+        };
+        assert!(
+            refused_assignment(&c, &image, &grow(vec![vec![0, 1]])).contains("but 1 assignments")
+        );
+        assert!(
+            refused_assignment(&c, &image, &grow(vec![vec![0, 1], vec![2]]))
+                .contains("1 replica(s)")
+        );
+        // Fenced brokers stay out of the ISR; all fenced is refused.
+        let epoch = image.brokers[&0].epoch;
+        run(
+            &c,
+            &mut image,
+            ControllerRequest::SessionExpired { broker: 0, epoch },
+        );
+        run(&c, &mut image, assigned("f", &[&[0, 1]]));
+        let p = &image.topics["f"].partitions[0];
+        assert_eq!(
+            (p.leader, p.isr.iter().copied().collect::<Vec<_>>()),
+            (Some(1), vec![1])
+        );
+        assert!(refused_assignment(&c, &image, &assigned("g", &[&[0]])).contains("fenced"));
+    }
+
+    #[test]
+    fn validate_only_decides_without_changing_anything() {
+        let (c, image) = cluster(&[0, 1, 2]);
+        let create = assigned("v", &[&[0, 1]]);
+        let records = c
+            .decide(
+                &image,
+                &ControllerRequest::ValidateOnly(Box::new(create.clone())),
+            )
+            .expect("valid");
+        assert_eq!(
+            records,
+            c.decide(&image, &create).unwrap(),
+            "the same decision"
+        );
+        let twice = ControllerRequest::ValidateOnly(Box::new(ControllerRequest::ValidateOnly(
+            Box::new(create),
+        )));
+        assert!(c.decide(&image, &twice).is_err());
     }
 
     #[test]
@@ -1058,6 +1303,7 @@ mod tests {
             &c,
             &mut image,
             ControllerRequest::CreatePartitions {
+                assignment: None,
                 name: "topic".into(),
                 count: 5,
             },
@@ -1077,6 +1323,7 @@ mod tests {
         let shrink = c.decide(
             &image,
             &ControllerRequest::CreatePartitions {
+                assignment: None,
                 name: "topic".into(),
                 count: 4,
             },
@@ -1085,6 +1332,7 @@ mod tests {
         let unknown = c.decide(
             &image,
             &ControllerRequest::CreatePartitions {
+                assignment: None,
                 name: "nope".into(),
                 count: 4,
             },
@@ -1221,6 +1469,7 @@ mod tests {
             "nothing of it applied"
         );
         let grow = |count| ControllerRequest::CreatePartitions {
+            assignment: None,
             name: "big".into(),
             count,
         };
@@ -1250,6 +1499,7 @@ mod tests {
     fn configs_and_decision_sizes_are_bounded() {
         let (c, mut image) = cluster(&[0, 1, 2]);
         let with = |configs: &[(&str, String)]| ControllerRequest::CreateTopic {
+            assignment: None,
             name: "t".into(),
             partitions: Some(1),
             replication_factor: Some(1),
@@ -1270,6 +1520,7 @@ mod tests {
         let brokers: Vec<NodeId> = (0..100).collect();
         let (c, image) = cluster(&brokers);
         let huge = ControllerRequest::CreateTopic {
+            assignment: None,
             name: "x".repeat(249),
             partitions: Some(PARTITIONS_PER_REQUEST_MAX),
             replication_factor: Some(100),
@@ -1288,6 +1539,7 @@ mod tests {
         let (mut c, mut image) = cluster(&[0, 1, 2]);
         let key = RequestKey { session: 9, seq: 1 };
         let request = ControllerRequest::CreateTopic {
+            assignment: None,
             name: "t".into(),
             partitions: Some(3),
             replication_factor: Some(3),
@@ -1361,6 +1613,7 @@ mod tests {
                 name: "__consumer_offsets".into(),
             },
             ControllerRequest::CreatePartitions {
+                assignment: None,
                 name: "__consumer_offsets".into(),
                 count: 5,
             },

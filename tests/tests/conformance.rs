@@ -372,3 +372,144 @@ fn list_offsets_by_time_finds_the_record() {
         });
     }
 }
+
+/// librdkafka 0081_admin: CreateTopics with a manual replica assignment is
+/// carried out as given (the first listed replica leads); validate-only
+/// answers as the real request would (counts included) and creates
+/// nothing; a bad assignment gets INVALID_REPLICA_ASSIGNMENT and one with
+/// counts set INVALID_REQUEST, as Kafka answers them.
+#[test]
+fn create_topics_takes_a_manual_assignment_and_validate_only() {
+    use kafka_protocol::messages::create_topics_request::{
+        CreatableReplicaAssignment, CreatableTopic,
+    };
+    use kafka_protocol::messages::CreateTopicsRequest;
+    let c = cluster();
+    let bootstrap: String = c
+        .kafka_ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let assignment = |lists: &[&[i32]]| -> Vec<CreatableReplicaAssignment> {
+        lists
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                CreatableReplicaAssignment::default()
+                    .with_partition_index(i as i32)
+                    .with_broker_ids(l.iter().map(|b| BrokerId(*b)).collect())
+            })
+            .collect()
+    };
+    let topic = |n: &str, p: i32, rf: i16, a: Vec<CreatableReplicaAssignment>| {
+        CreatableTopic::default()
+            .with_name(TopicName(name(n)))
+            .with_num_partitions(p)
+            .with_replication_factor(rf)
+            .with_assignments(a)
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut client = loop {
+            if let Ok(mut client) = Client::connect(&bootstrap).await {
+                if client
+                    .refresh(None)
+                    .await
+                    .is_ok_and(|m| m.brokers.len() == 3)
+                {
+                    break client;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let create = |topics: Vec<CreatableTopic>, validate_only: bool| {
+            CreateTopicsRequest::default()
+                .with_topics(topics)
+                .with_timeout_ms(30_000)
+                .with_validate_only(validate_only)
+        };
+        // Validate-only first: the answer of the real request, nothing made.
+        let r = client
+            .call_any(
+                &create(
+                    vec![topic(
+                        "manual",
+                        -1,
+                        -1,
+                        assignment(&[&[2, 0], &[1, 2], &[0, 1]]),
+                    )],
+                    true,
+                ),
+                5,
+            )
+            .await
+            .expect("create topics");
+        let t = &r.topics[0];
+        assert_eq!(
+            (t.error_code, t.num_partitions, t.replication_factor),
+            (0, 3, 2),
+            "validate-only: {:?}",
+            t.error_message
+        );
+        client.refresh(Some(&["manual".to_string()])).await.unwrap();
+        assert!(
+            client.partitions("manual").is_none(),
+            "validate-only creates nothing"
+        );
+        let r = client
+            .call_any(
+                &create(
+                    vec![
+                        topic("manual", -1, -1, assignment(&[&[2, 0], &[1, 2], &[0, 1]])),
+                        topic("dup", -1, -1, assignment(&[&[1, 1]])),
+                        topic(
+                            "gap",
+                            -1,
+                            -1,
+                            vec![CreatableReplicaAssignment::default()
+                                .with_partition_index(1)
+                                .with_broker_ids(vec![BrokerId(0)])],
+                        ),
+                        topic("both", 2, -1, assignment(&[&[0]])),
+                        topic("nobroker", -1, -1, assignment(&[&[9]])),
+                    ],
+                    false,
+                ),
+                5,
+            )
+            .await
+            .expect("create topics");
+        let codes: Vec<(String, i16)> = r
+            .topics
+            .iter()
+            .map(|t| (t.name.0.to_string(), t.error_code))
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                ("manual".to_string(), 0),
+                ("dup".to_string(), 39),
+                ("gap".to_string(), 39),
+                ("both".to_string(), 42),
+                ("nobroker".to_string(), 39),
+            ]
+        );
+        let leaders = loop {
+            client.refresh(Some(&["manual".to_string()])).await.unwrap();
+            let leaders: Vec<Option<String>> = (0..3).map(|p| client.leader("manual", p)).collect();
+            if leaders.iter().all(Option::is_some) {
+                break leaders;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let port_of = |b: usize| format!(":{}", c.kafka_ports[b]);
+        for (p, first) in [(0, 2), (1, 1), (2, 0)] {
+            let l = leaders[p].as_ref().unwrap();
+            assert!(
+                l.ends_with(&port_of(first)),
+                "partition {p} led by broker {first}: {l}"
+            );
+        }
+    });
+}

@@ -163,6 +163,7 @@ fn a_client_cannot_act_as_a_node() {
             session: 7,
             id: 2,
             request: ControllerRequest::CreateTopic {
+                assignment: None,
                 name: "made-by-a-tool".into(),
                 partitions: Some(1),
                 replication_factor: Some(1),

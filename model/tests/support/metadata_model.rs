@@ -50,6 +50,7 @@ impl MetadataModel {
     /// A CreateTopics of two partitions: a decision of three records.
     pub fn create_topic() -> Self {
         MetadataModel::new(ControllerRequest::CreateTopic {
+            assignment: None,
             name: "t".into(),
             partitions: Some(2),
             replication_factor: Some(1),

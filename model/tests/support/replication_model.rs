@@ -554,6 +554,7 @@ impl Model for ReplicationModel {
             records.iter().for_each(|r| s.image.apply(r));
         }
         let create = ControllerRequest::CreateTopic {
+            assignment: None,
             name: TOPIC.into(),
             partitions: Some(1),
             replication_factor: Some(self.replicas),

@@ -32,7 +32,9 @@ use kafka_protocol::messages::{
     ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestKind, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use runnel_model::controller::{ControllerError, ControllerRequest, MetadataImage};
+use runnel_model::controller::{ControllerError, ControllerRequest, MetadataImage, MetadataRecord};
+use runnel_model::core::NodeId;
+use runnel_model::partition::PartitionRegistration;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -64,6 +66,7 @@ pub mod code {
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     pub const INVALID_PARTITIONS: i16 = 37;
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
     pub const INVALID_REQUEST: i16 = 42;
     pub const POLICY_VIOLATION: i16 = 44;
     pub const INVALID_CONFIG: i16 = 40;
@@ -264,6 +267,7 @@ async fn metadata(r: MetadataRequest, v: i16, node: &NodeHandle) -> MetadataResp
                     partitions: None,
                     replication_factor: None,
                     configs: BTreeMap::new(),
+                    assignment: None,
                 };
                 let _ = node
                     .events
@@ -364,6 +368,9 @@ fn controller_error(e: &ControllerFailure) -> (i16, String) {
             ControllerError::InvalidReplicationFactor(m) => {
                 (code::INVALID_REPLICATION_FACTOR, m.clone())
             }
+            ControllerError::InvalidReplicaAssignment(m) => {
+                (code::INVALID_REPLICA_ASSIGNMENT, m.clone())
+            }
             ControllerError::InvalidTopic(m) => (code::INVALID_TOPIC_EXCEPTION, m.clone()),
             ControllerError::PolicyViolation(m) => (code::POLICY_VIOLATION, m.clone()),
             ControllerError::InvalidConfig(m) => (code::INVALID_CONFIG, m.clone()),
@@ -381,15 +388,21 @@ async fn create_topics(r: CreateTopicsRequest, v: i16, node: &NodeHandle) -> Cre
         if v >= 7 {
             result.topic_id = topic_id(&name);
         }
-        if !t.assignments.is_empty() {
-            result.error_code = code::INVALID_REQUEST;
-            result.error_message = Some(str_bytes("manual replica assignment is not supported; use --partitions and --replication-factor"));
-            results.push(result);
-            continue;
-        }
-        // -1 asks for the broker's default; 0 or below -1 is an error
-        // (Kafka checks the replication factor first).
-        let refused = if t.replication_factor == 0 || t.replication_factor < -1 {
+        let assigned = !t.assignments.is_empty();
+        // Kafka's checks of the request's shape, in its order: a manual
+        // assignment excludes both counts; else -1 asks for the broker's
+        // default and 0 or below -1 is an error.
+        let refused = if assigned && t.replication_factor != -1 {
+            Some((
+                code::INVALID_REQUEST,
+                "A manual partition assignment was specified, but replication factor was not set to -1.",
+            ))
+        } else if assigned && t.num_partitions != -1 {
+            Some((
+                code::INVALID_REQUEST,
+                "A manual partition assignment was specified, but numPartitions was not set to -1.",
+            ))
+        } else if t.replication_factor == 0 || t.replication_factor < -1 {
             Some((
                 code::INVALID_REPLICATION_FACTOR,
                 "Replication factor must be larger than 0, or -1 to use the default value.",
@@ -410,34 +423,52 @@ async fn create_topics(r: CreateTopicsRequest, v: i16, node: &NodeHandle) -> Cre
             results.push(result);
             continue;
         }
+        let assignment = match manual_assignment(&t.assignments) {
+            Ok(a) => a,
+            Err(m) => {
+                result.error_code = code::INVALID_REPLICA_ASSIGNMENT;
+                if v >= 1 {
+                    result.error_message = Some(str_bytes(&m));
+                }
+                results.push(result);
+                continue;
+            }
+        };
         let configs: BTreeMap<String, String> = t
             .configs
             .iter()
             .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
             .collect();
-        let request = ControllerRequest::CreateTopic {
+        let mut request = ControllerRequest::CreateTopic {
             name: name.clone(),
             partitions: (t.num_partitions > 0).then_some(t.num_partitions as u32),
             replication_factor: (t.replication_factor > 0).then_some(t.replication_factor as u32),
             configs,
+            assignment,
         };
         if r.validate_only {
-            results.push(result);
-            continue;
+            // Decided by the controller like any other, never committed.
+            request = ControllerRequest::ValidateOnly(Box::new(request));
         }
         match call_controller(node, request, remaining_ms(deadline)).await {
             Ok(ack) => {
-                await_metadata(node, ack.end_offset, deadline).await;
+                if !r.validate_only {
+                    await_metadata(node, ack.end_offset, deadline).await;
+                }
                 if v >= 5 {
-                    let view = node.view.borrow().clone();
-                    if let Some(topic) = view.image.topics.get(&name) {
-                        result.num_partitions = topic.partitions.len() as i32;
-                        result.replication_factor = topic
-                            .partitions
-                            .first()
-                            .map_or(-1, |p| p.replicas.len() as i16);
-                        result.configs = Some(Vec::new());
-                    }
+                    // What the decision holds: its partitions and their replicas.
+                    let partitions: Vec<&PartitionRegistration> = ack
+                        .records
+                        .iter()
+                        .filter_map(|r| match r {
+                            MetadataRecord::Partition { registration, .. } => Some(registration),
+                            _ => None,
+                        })
+                        .collect();
+                    result.num_partitions = partitions.len() as i32;
+                    result.replication_factor =
+                        partitions.first().map_or(-1, |p| p.replicas.len() as i16);
+                    result.configs = Some(Vec::new());
                 }
             }
             Err(e) => {
@@ -495,21 +526,35 @@ async fn create_partitions(
     for t in r.topics {
         let name = t.name.0.to_string();
         let mut result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-        if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
-            result.error_code = code::INVALID_REQUEST;
-            result.error_message = Some(str_bytes(
-                "manual replica assignment is not supported; give only the new count",
-            ));
-        } else if t.count <= 0 {
+        let assignment: Option<Vec<Vec<i32>>> = t.assignments.as_ref().map(|a| {
+            a.iter()
+                .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
+                .collect()
+        });
+        let assignment = match assignment.map(checked_broker_ids).transpose() {
+            Ok(a) => a,
+            Err(m) => {
+                result.error_code = code::INVALID_REPLICA_ASSIGNMENT;
+                result.error_message = Some(str_bytes(&m));
+                results.push(result);
+                continue;
+            }
+        };
+        if t.count <= 0 {
             result.error_code = code::INVALID_PARTITIONS;
             result.error_message = Some(str_bytes("the partition count must be positive"));
-        } else if !r.validate_only {
-            let request = ControllerRequest::CreatePartitions {
+        } else {
+            let mut request = ControllerRequest::CreatePartitions {
                 name,
                 count: t.count as u32,
+                assignment,
             };
+            if r.validate_only {
+                request = ControllerRequest::ValidateOnly(Box::new(request));
+            }
             match call_controller(node, request, remaining_ms(deadline)).await {
-                Ok(ack) => await_metadata(node, ack.end_offset, deadline).await,
+                Ok(ack) if !r.validate_only => await_metadata(node, ack.end_offset, deadline).await,
+                Ok(_) => {}
                 Err(e) => {
                     let (c, m) = controller_error(&e);
                     result.error_code = c;
@@ -520,6 +565,40 @@ async fn create_partitions(
         results.push(result);
     }
     kafka_protocol::messages::CreatePartitionsResponse::default().with_results(results)
+}
+
+/// CreateTopics' assignments as partition-ordered broker lists: partition
+/// indexes must run 0, 1, 2... (Kafka's "consecutive 0-based" rule).
+fn manual_assignment(
+    assignments: &[kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment],
+) -> Result<Option<Vec<Vec<NodeId>>>, String> {
+    if assignments.is_empty() {
+        return Ok(None);
+    }
+    let mut lists = Vec::with_capacity(assignments.len());
+    for (i, a) in assignments.iter().enumerate() {
+        if a.partition_index != i as i32 {
+            return Err("partitions should be a consecutive 0-based integer sequence".into());
+        }
+        lists.push(a.broker_ids.iter().map(|b| b.0).collect());
+    }
+    checked_broker_ids(lists).map(Some)
+}
+
+/// Broker ids are non-negative (the rest of each list the controller checks).
+fn checked_broker_ids(lists: Vec<Vec<i32>>) -> Result<Vec<Vec<NodeId>>, String> {
+    lists
+        .into_iter()
+        .map(|l| {
+            l.into_iter()
+                .map(|b| {
+                    NodeId::try_from(b).map_err(|_| {
+                        format!("The manual partition assignment includes broker {b}, but no such broker is registered.")
+                    })
+                })
+                .collect()
+        })
+        .collect()
 }
 
 fn part_error_code(e: &PartError) -> i16 {

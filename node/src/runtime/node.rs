@@ -1181,8 +1181,9 @@ impl Node {
             }
             Err(e) => return self.answer(waiter, Err(ControllerFailure::Rejected(e))),
         };
-        if records.is_empty() {
-            // Nothing to commit: answer now (a heartbeat of an unfenced broker).
+        if records.is_empty() || matches!(request, ControllerRequest::ValidateOnly(_)) {
+            // Nothing to commit: answer now (a heartbeat of an unfenced
+            // broker; a validate-only request, with what it would write).
             let end_offset = meta.quorum.log().len() as Offset;
             return self.answer(
                 waiter,
@@ -2190,7 +2191,8 @@ fn claims_match_sender(from: NodeId, message: &PeerMessage) -> Result<(), String
         ControllerRequest::CreateTopic { .. }
         | ControllerRequest::CreateInternalTopic { .. }
         | ControllerRequest::DeleteTopic { .. }
-        | ControllerRequest::CreatePartitions { .. } => None,
+        | ControllerRequest::CreatePartitions { .. }
+        | ControllerRequest::ValidateOnly(_) => None,
     };
     match claimed {
         Some(broker) if broker != from => Err(format!("request speaks for broker {broker}")),
