@@ -513,3 +513,148 @@ fn create_topics_takes_a_manual_assignment_and_validate_only() {
         }
     });
 }
+
+/// librdkafka 0053_stats: records produced without a timestamp (-1) come
+/// in a batch whose max timestamp librdkafka writes as 0; Kafka accepts
+/// it and stores the records' own max (-1), and so does Runnel.
+#[test]
+fn a_batch_of_untimed_records_is_accepted_with_its_max_timestamp_fixed() {
+    let c = cluster();
+    let bootstrap: String = c
+        .kafka_ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    c.create_topic("untimed", 1, 3);
+    let mut batch = batch_with_timestamps(&[-1, -1, -1], Compression::None).to_vec();
+    batch[35..43].copy_from_slice(&0i64.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut client = Client::connect(&bootstrap).await.expect("connect");
+        let leader = loop {
+            client
+                .refresh(Some(&["untimed".to_string()]))
+                .await
+                .expect("metadata");
+            if let Some(l) = client.leader("untimed", 0) {
+                break l;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let produce = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(name("untimed")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(bytes::Bytes::from(batch)))])]);
+        let r = client.call_at(&leader, &produce, 8).await.expect("produce");
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!(
+            (p.error_code, p.base_offset),
+            (0, 0),
+            "{:?}",
+            p.error_message
+        );
+        assert_eq!(
+            list(&mut client, "untimed", -1, 7).await.1,
+            3,
+            "three records stored"
+        );
+        assert_eq!(
+            list(&mut client, "untimed", 0, 7).await.1,
+            -1,
+            "no record has a timestamp at or after 0"
+        );
+    });
+}
+
+/// librdkafka 0082_fetch_max_bytes: a Fetch's max_bytes bounds the first
+/// partition's read too (Kafka reads min(partition_max_bytes, max_bytes),
+/// at least one batch); before, the first partition got its whole
+/// partition_max_bytes and librdkafka dropped the connection.
+#[test]
+fn fetch_max_bytes_bounds_the_first_partition() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::FetchRequest;
+    let c = cluster();
+    let bootstrap: String = c
+        .kafka_ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    c.create_topic("big-fetch", 1, 3);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut client = Client::connect(&bootstrap).await.expect("connect");
+        let leader = loop {
+            client
+                .refresh(Some(&["big-fetch".to_string()]))
+                .await
+                .expect("metadata");
+            if let Some(l) = client.leader("big-fetch", 0) {
+                break l;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let value = bytes::Bytes::from(vec![7u8; 10_000]);
+        for _ in 0..5 {
+            let batch = runnel::client::encode_batch(&[(None, Some(value.clone()))], 0).unwrap();
+            let produce = ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(10_000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(TopicName(name("big-fetch")))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch))])]);
+            let r = client.call_at(&leader, &produce, 8).await.expect("produce");
+            assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+        }
+        let fetch = |max_bytes: i32| {
+            FetchRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_max_wait_ms(100)
+                .with_max_bytes(max_bytes)
+                .with_topics(vec![FetchTopic::default()
+                    .with_topic(TopicName(name("big-fetch")))
+                    .with_partitions(vec![FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20)])])
+        };
+        let records_len = |r: &kafka_protocol::messages::FetchResponse| {
+            r.responses[0].partitions[0]
+                .records
+                .as_ref()
+                .map_or(0, |b| b.len())
+        };
+        let r = client
+            .call_at(&leader, &fetch(15_000), 12)
+            .await
+            .expect("fetch");
+        let got = records_len(&r);
+        assert!(
+            (10_000..15_000).contains(&got),
+            "one batch of ~10 KB within max_bytes, got {got}"
+        );
+        let r = client.call_at(&leader, &fetch(1), 12).await.expect("fetch");
+        assert!(
+            records_len(&r) >= 10_000,
+            "at least one whole batch, however small max_bytes"
+        );
+        let r = client
+            .call_at(&leader, &fetch(1 << 20), 12)
+            .await
+            .expect("fetch");
+        assert!(
+            records_len(&r) >= 50_000,
+            "all five within a large max_bytes"
+        );
+    });
+}

@@ -63,8 +63,34 @@ const ATTR_COMPRESSION_MASK: i16 = 0x07;
 const ATTR_LOG_APPEND_TIME: i16 = 0x08;
 const ATTR_CONTROL: i16 = 0x20;
 
+/// Kafka's RecordBatch.NO_TIMESTAMP.
+const NO_TIMESTAMP: i64 = -1;
+
+/// What a batch that passed needs before it is stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Checked {
+    /// The batch's max timestamp must be rewritten to this (the records'
+    /// largest): see [`Checked::apply`].
+    pub max_timestamp: Option<i64>,
+}
+
+impl Checked {
+    /// The batch as it is stored: its max timestamp rewritten if needed,
+    /// with its CRC (over the attributes onward) computed again.
+    pub fn apply(&self, records: Bytes) -> Bytes {
+        let Some(t) = self.max_timestamp else {
+            return records;
+        };
+        let mut b = bytes::BytesMut::from(&records[..]);
+        b[35..43].copy_from_slice(&t.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b.freeze()
+    }
+}
+
 /// Checks one partition's produced records (the whole `records` field).
-pub fn check(records: &[u8], limits: &BatchLimits) -> Result<(), Refusal> {
+pub fn check(records: &[u8], limits: &BatchLimits) -> Result<Checked, Refusal> {
     if records.len() > limits.max_batch_bytes {
         return Err(Refusal::TooLarge {
             bytes: records.len(),
@@ -123,24 +149,27 @@ pub fn check(records: &[u8], limits: &BatchLimits) -> Result<(), Refusal> {
         ));
     }
     let (base_timestamp, max_timestamp) = (i64_at(27), i64_at(35));
-    check_timestamp(max_timestamp, limits)?;
     let body = Bytes::copy_from_slice(&records[HEADER_BYTES..]);
     let body = decompress(compression, body)?;
-    let mut newest = i64::MIN;
+    // Kafka's NO_TIMESTAMP (-1) when no record has a timestamp.
+    let mut newest = NO_TIMESTAMP;
     walk_records(&body, record_count as usize, |delta| {
         let ts = base_timestamp.saturating_add(delta);
         newest = newest.max(ts);
         check_timestamp(ts, limits)
     })?;
-    if newest != max_timestamp {
-        return Err(Refusal::InvalidRecord(format!(
-            "the batch's max timestamp {max_timestamp} is not its records' ({newest})"
-        )));
-    }
-    Ok(())
+    // As Kafka's LogValidator: the batch's max timestamp becomes its
+    // records' own (librdkafka writes 0 for records without a timestamp).
+    Ok(Checked {
+        max_timestamp: (newest != max_timestamp).then_some(newest),
+    })
 }
 
 fn check_timestamp(ts: i64, limits: &BatchLimits) -> Result<(), Refusal> {
+    // Kafka checks the range of real timestamps only.
+    if ts == NO_TIMESTAMP {
+        return Ok(());
+    }
     let before = limits.now_ms.saturating_sub(ts);
     let after = ts.saturating_sub(limits.now_ms);
     if before > 0 && before as u64 > limits.before_max_ms {
@@ -345,7 +374,10 @@ mod tests {
     #[test]
     fn a_client_batch_passes() {
         let l = limits();
-        assert_eq!(check(&batch(&["a", "bb", "ccc"], l.now_ms), &l), Ok(()));
+        assert_eq!(
+            check(&batch(&["a", "bb", "ccc"], l.now_ms), &l),
+            Ok(Checked::default())
+        );
     }
 
     #[test]
@@ -423,12 +455,24 @@ mod tests {
             check(&with_crc(append_time), &l),
             Err(Refusal::InvalidRecord(_))
         ));
+        // A max timestamp that is not the records' is rewritten (Kafka's
+        // LogValidator), CRC and all: librdkafka writes 0 for records
+        // without a timestamp.
         let mut max_ts = good.clone();
         max_ts[35..43].copy_from_slice(&(l.now_ms + 1_000).to_be_bytes());
-        assert!(matches!(
-            check(&with_crc(max_ts), &l),
-            Err(Refusal::InvalidRecord(_))
-        ));
+        let checked = check(&with_crc(max_ts.clone()), &l).expect("accepted");
+        assert_eq!(checked.max_timestamp, Some(l.now_ms));
+        let stored = checked.apply(Bytes::from(with_crc(max_ts)));
+        assert_eq!(
+            &stored[..],
+            &good[..],
+            "rewritten to what the client should have sent"
+        );
+        let untimed = batch(&["x", "y"], NO_TIMESTAMP);
+        let mut zero = untimed.clone();
+        zero[35..43].copy_from_slice(&0i64.to_be_bytes());
+        let checked = check(&with_crc(zero), &l).expect("records without timestamps pass");
+        assert_eq!(checked.max_timestamp, Some(NO_TIMESTAMP));
         // Magic 1.
         let mut magic = good.clone();
         magic[16] = 1;
@@ -440,7 +484,7 @@ mod tests {
             Err(Refusal::InvalidTimestamp(_))
         ));
         let past = batch(&["x"], l.now_ms - 365 * 86_400_000);
-        assert_eq!(check(&past, &l), Ok(()));
+        assert_eq!(check(&past, &l), Ok(Checked::default()));
         let strict = BatchLimits {
             before_max_ms: 1_000,
             ..l

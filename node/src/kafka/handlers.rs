@@ -650,8 +650,8 @@ fn check_produce(
             } else {
                 let records = p.records.unwrap_or_default();
                 match batch_check::check(&records, &limits) {
-                    Ok(()) => {
-                        parts.push((name.clone(), p.index as u32, records));
+                    Ok(checked) => {
+                        parts.push((name.clone(), p.index as u32, checked.apply(records)));
                         None
                     }
                     Err(refusal) => {
@@ -806,7 +806,9 @@ pub async fn fetch(
                     // A negative index names no partition (u32::MAX never exists).
                     partition: u32::try_from(p.partition).unwrap_or(u32::MAX),
                     offset: p.fetch_offset,
-                    max_bytes: p.partition_max_bytes.max(1) as usize,
+                    // Kafka: no partition reads beyond the response's
+                    // max_bytes either (one batch always comes, however big).
+                    max_bytes: (p.partition_max_bytes.max(1) as usize).min(response_max_bytes),
                 })
             })
             .collect();
