@@ -2,7 +2,7 @@
 would run them (timeouts of 300 s), each followed by a producer that sends
 one record to every partition the moment the call returns.
 
-  metadata_scale.py create BOOTSTRAP TOPIC PARTITIONS
+  metadata_scale.py create BOOTSTRAP TOPIC PARTITIONS [REPLICATION_FACTOR]
   metadata_scale.py grow BOOTSTRAP TOPIC FROM TO
       prints "DONE <seconds>" after the admin call and every delivery.
 
@@ -45,11 +45,11 @@ def produce_everywhere(bootstrap, topic, partitions):
                          f"failures {failed[:5]}")
 
 
-def create(bootstrap, topic, partitions):
+def create(bootstrap, topic, partitions, replication_factor=3):
     started = time.monotonic()
     a = admin(bootstrap)  # kept alive: a dropped AdminClient fails its futures
     futures = a.create_topics(
-        [NewTopic(topic, num_partitions=partitions, replication_factor=3)],
+        [NewTopic(topic, num_partitions=partitions, replication_factor=replication_factor)],
         operation_timeout=TIMEOUT_S, request_timeout=TIMEOUT_S)
     futures[topic].result(timeout=TIMEOUT_S)
     created = time.monotonic() - started
@@ -92,7 +92,7 @@ def create_retrying(bootstrap, topic, partitions):
 def main():
     cmd, bootstrap, topic, *rest = sys.argv[1:]
     if cmd == "create":
-        create(bootstrap, topic, int(rest[0]))
+        create(bootstrap, topic, int(rest[0]), int(rest[1]) if len(rest) > 1 else 3)
     elif cmd == "grow":
         grow(bootstrap, topic, int(rest[0]), int(rest[1]))
     elif cmd == "create_retrying":

@@ -157,6 +157,22 @@ fn ten_thousand_partitions() {
     );
 }
 
+/// The 10,000-partition benchmark within this host's 20,000 descriptors
+/// per process: replication factor 1 (3,334 logs, ~10,000 descriptors per
+/// node). The controller's decision is the same size; the brokers open a
+/// third of the logs.
+#[test]
+#[ignore = "a benchmark (about a minute): cargo test -p runnel-tests --test metadata_scale -- --ignored --nocapture ten_thousand"]
+fn ten_thousand_partitions_replication_factor_one() {
+    let c = cluster();
+    carried_out_once(
+        &c,
+        &["create", "ten-thousand-rf1", "10000", "1"],
+        "ten-thousand-rf1",
+        10_000,
+    );
+}
+
 #[test]
 fn killing_the_controller_mid_create_leaves_the_topic_whole_or_absent() {
     let mut c = cluster();
