@@ -34,20 +34,39 @@ impl Dialled {
     /// sent on it before has then been handled by the node (one link, in
     /// order).
     async fn round_trip(&mut self) {
-        self.tx
-            .send(wire::encode(&PeerMessage::StatusRequest).unwrap())
-            .await
-            .unwrap();
-        loop {
-            match self.events.recv().await.expect("link events") {
-                NetEvent::Message {
-                    message: PeerMessage::StatusResponse(_),
-                    ..
-                } => return,
-                NetEvent::Down { .. } => panic!("the link closed"),
-                _ => continue,
+        // Asked again every 2 s: the node answers a peer on the link it
+        // picks for that peer, which may for a moment be an earlier link
+        // of the same node id still closing (its answer is then lost).
+        for _ in 0..10 {
+            self.tx
+                .send(wire::encode(&PeerMessage::StatusRequest).unwrap())
+                .await
+                .unwrap();
+            let answered = tokio::time::timeout(Duration::from_secs(2), async {
+                loop {
+                    match self.events.recv().await.expect("link events") {
+                        NetEvent::Message {
+                            message: PeerMessage::StatusResponse(_),
+                            ..
+                        } => return,
+                        NetEvent::Down { .. } => panic!("the link closed"),
+                        _ => continue,
+                    }
+                }
+            })
+            .await;
+            if answered.is_ok() {
+                return;
             }
         }
+        panic!("no status answer on the link in 20 s");
+    }
+}
+
+impl Drop for Dialled {
+    /// The connector would otherwise keep the link up (and redial).
+    fn drop(&mut self) {
+        self._task.abort();
     }
 }
 
