@@ -28,6 +28,53 @@ fn cluster() -> SeedCluster {
     c
 }
 
+/// The cluster's Kafka listeners, by address (not `localhost`).
+fn bootstrap(c: &SeedCluster) -> String {
+    c.kafka_ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Partition 0's leader of `topic`, once the client's metadata names one.
+async fn leader_of(client: &mut Client, topic: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        client
+            .refresh(Some(&[topic.to_string()]))
+            .await
+            .expect("metadata");
+        if let Some(l) = client.leader(topic, 0) {
+            return l;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no leader for {topic}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Produces one batch to partition 0 at `leader` (acks=all); the partition's answer.
+async fn produce(
+    client: &mut Client,
+    leader: &str,
+    topic: &str,
+    batch: bytes::Bytes,
+) -> kafka_protocol::messages::produce_response::PartitionProduceResponse {
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(name(topic)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch))])]);
+    let mut r = client.call_at(leader, &request, 8).await.expect("produce");
+    r.responses.remove(0).partition_responses.remove(0)
+}
+
 fn name(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
@@ -133,12 +180,7 @@ async fn fetched(
 fn commit_metadata_and_leader_epoch_come_back() {
     let mut c = cluster();
     c.create_topic("meta", 3, 3);
-    let bootstrap: String = c
-        .kafka_ports
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let bootstrap = bootstrap(&c);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let too_big = "x".repeat(4097);
     rt.block_on(async {
@@ -285,12 +327,7 @@ async fn list(client: &mut Client, topic: &str, ts: i64, v: i16) -> (i16, i64, i
 #[test]
 fn list_offsets_by_time_finds_the_record() {
     let c = cluster();
-    let bootstrap: String = c
-        .kafka_ports
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let bootstrap = bootstrap(&c);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -304,32 +341,12 @@ fn list_offsets_by_time_finds_the_record() {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
             let mut client = Client::connect(&bootstrap).await.expect("connect");
-            let leader = loop {
-                client
-                    .refresh(Some(&[topic.to_string()]))
-                    .await
-                    .expect("metadata");
-                if let Some(l) = client.leader(topic, 0) {
-                    break l;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            };
+            let leader = leader_of(&mut client, topic).await;
             // Offsets 0..=2 in one batch, 3 in a second; the largest
             // timestamp (t0 + 2000) first appears at offset 1.
             for timestamps in [vec![t0, t0 + 2000, t0 + 2000], vec![t0 + 1500]] {
-                let produce = ProduceRequest::default()
-                    .with_acks(-1)
-                    .with_timeout_ms(10_000)
-                    .with_topic_data(vec![TopicProduceData::default()
-                        .with_name(TopicName(name(topic)))
-                        .with_partition_data(vec![PartitionProduceData::default()
-                            .with_index(0)
-                            .with_records(Some(batch_with_timestamps(
-                                &timestamps,
-                                compression,
-                            )))])]);
-                let r = client.call_at(&leader, &produce, 8).await.expect("produce");
-                let pr = &r.responses[0].partition_responses[0];
+                let batch = batch_with_timestamps(&timestamps, compression);
+                let pr = produce(&mut client, &leader, topic, batch).await;
                 assert_eq!(pr.error_code, 0, "produce: {:?}", pr.error_message);
             }
             let epoch = list(&mut client, topic, -1, 7).await.3;
@@ -385,12 +402,7 @@ fn create_topics_takes_a_manual_assignment_and_validate_only() {
     };
     use kafka_protocol::messages::CreateTopicsRequest;
     let c = cluster();
-    let bootstrap: String = c
-        .kafka_ports
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let bootstrap = bootstrap(&c);
     let assignment = |lists: &[&[i32]]| -> Vec<CreatableReplicaAssignment> {
         lists
             .iter()
@@ -520,12 +532,7 @@ fn create_topics_takes_a_manual_assignment_and_validate_only() {
 #[test]
 fn a_batch_of_untimed_records_is_accepted_with_its_max_timestamp_fixed() {
     let c = cluster();
-    let bootstrap: String = c
-        .kafka_ports
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let bootstrap = bootstrap(&c);
     c.create_topic("untimed", 1, 3);
     let mut batch = batch_with_timestamps(&[-1, -1, -1], Compression::None).to_vec();
     batch[35..43].copy_from_slice(&0i64.to_be_bytes());
@@ -534,26 +541,8 @@ fn a_batch_of_untimed_records_is_accepted_with_its_max_timestamp_fixed() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut client = Client::connect(&bootstrap).await.expect("connect");
-        let leader = loop {
-            client
-                .refresh(Some(&["untimed".to_string()]))
-                .await
-                .expect("metadata");
-            if let Some(l) = client.leader("untimed", 0) {
-                break l;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        let produce = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(10_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(name("untimed")))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(bytes::Bytes::from(batch)))])]);
-        let r = client.call_at(&leader, &produce, 8).await.expect("produce");
-        let p = &r.responses[0].partition_responses[0];
+        let leader = leader_of(&mut client, "untimed").await;
+        let p = produce(&mut client, &leader, "untimed", bytes::Bytes::from(batch)).await;
         assert_eq!(
             (p.error_code, p.base_offset),
             (0, 0),
@@ -582,39 +571,17 @@ fn fetch_max_bytes_bounds_the_first_partition() {
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
     use kafka_protocol::messages::FetchRequest;
     let c = cluster();
-    let bootstrap: String = c
-        .kafka_ports
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let bootstrap = bootstrap(&c);
     c.create_topic("big-fetch", 1, 3);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut client = Client::connect(&bootstrap).await.expect("connect");
-        let leader = loop {
-            client
-                .refresh(Some(&["big-fetch".to_string()]))
-                .await
-                .expect("metadata");
-            if let Some(l) = client.leader("big-fetch", 0) {
-                break l;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let leader = leader_of(&mut client, "big-fetch").await;
         let value = bytes::Bytes::from(vec![7u8; 10_000]);
         for _ in 0..5 {
             let batch = runnel::client::encode_batch(&[(None, Some(value.clone()))], 0).unwrap();
-            let produce = ProduceRequest::default()
-                .with_acks(-1)
-                .with_timeout_ms(10_000)
-                .with_topic_data(vec![TopicProduceData::default()
-                    .with_name(TopicName(name("big-fetch")))
-                    .with_partition_data(vec![PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(batch))])]);
-            let r = client.call_at(&leader, &produce, 8).await.expect("produce");
-            assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+            let p = produce(&mut client, &leader, "big-fetch", batch).await;
+            assert_eq!(p.error_code, 0);
         }
         let fetch = |max_bytes: i32| {
             FetchRequest::default()
