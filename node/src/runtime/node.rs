@@ -1560,7 +1560,6 @@ impl Node {
         // Removals first (they free what new replicas may need), all within
         // one turn's bound.
         let work = removed.len() + deliveries.len();
-        self.reconcile_pending = work > RECONCILE_PER_TURN_MAX;
         let removals = removed.len().min(RECONCILE_PER_TURN_MAX);
         for key in removed.into_iter().take(removals) {
             self.remove_partition(&key);
@@ -1579,6 +1578,11 @@ impl Node {
             }
             self.deliver(&key, reg);
         }
+        // More to do next idle moment only if the per-turn bound cut this
+        // one short and opens can start: with every open slot taken, the
+        // next finished open asks again (finish_open), so the loop never
+        // spins rescanning while it waits for the disk.
+        self.reconcile_pending = work > RECONCILE_PER_TURN_MAX && !opens_waiting;
         if let Some(b) = self.broker.as_mut() {
             b.opens_waiting = opens_waiting;
         }
