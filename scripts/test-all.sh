@@ -26,6 +26,7 @@ fi
 
 cargo fmt --all -- --check
 cargo fmt --manifest-path sim/Cargo.toml -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo build --workspace --all-targets
 # Lints, where the toolchain has clippy (it cannot be fetched on every machine).
 if cargo clippy --version >/dev/null 2>&1; then
@@ -40,11 +41,13 @@ cargo test --workspace -- --nocapture
 # own workspace, so the feature never reaches the binary above), sharing the
 # target directory so that common dependencies are built once.
 CARGO_TARGET_DIR="$PWD/target" cargo test --manifest-path sim/Cargo.toml -- --nocapture
-# Fuzzing (specs/testing.md): installing cargo-fuzz and building the four
-# instrumented targets takes ~7 min on a fresh 2-core machine, more than the
-# 40-minute CI budget has left, so the default run leaves it out;
-# RUNNEL_FUZZ_SECONDS=N adds it (regressions and seeds replayed, then N s per
-# target).
+# The bounded fuzz run (fuzz/tests/bounded.rs): every fuzz target's body,
+# its regressions and seeds replayed, then 15 s of mutations per target, as
+# a plain test (no instrumentation). libFuzzer itself (cargo-fuzz install
+# and four instrumented builds, ~7 min on a fresh 2-core machine) is left
+# to RUNNEL_FUZZ_SECONDS=N (N s per target) and to the hour-long run of
+# specs/testing.md.
+CARGO_TARGET_DIR="$PWD/target" cargo test --manifest-path fuzz/Cargo.toml --test bounded -- --nocapture
 if [ -n "${RUNNEL_FUZZ_SECONDS:-}" ]; then
     ./scripts/fuzz.sh "$RUNNEL_FUZZ_SECONDS"
 fi
