@@ -11,6 +11,14 @@
 //! leader's assignment. Heartbeats keep a member's session; a silent member
 //! is removed and the group rebalances. Offset commits carry the generation
 //! and member id and are refused when stale.
+//!
+//! Static membership (KIP-345): a member that names a `group.instance.id`
+//! joins without MEMBER_ID_REQUIRED, and when a new process comes back
+//! under the same instance id (a restart, no LeaveGroup) it takes the old
+//! member's place, assignment and all, without a rebalance if the group is
+//! Stable. The member id it replaced is fenced: whoever still uses it with
+//! that instance id gets FENCED_INSTANCE_ID. At most one member holds an
+//! instance id (`OneMemberPerInstance` in the model check).
 
 use crate::core::{Effects, RequestId};
 use serde::{Deserialize, Serialize};
@@ -100,6 +108,9 @@ pub struct GroupBugs {
     pub accept_stale_generation_commit: bool,
     /// Complete the join phase as soon as one member has rejoined.
     pub complete_rebalance_early: bool,
+    /// A static member's rejoin adds a member instead of replacing the one
+    /// holding its instance id (both then hold the instance's partitions).
+    pub keep_replaced_static_member: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -140,6 +151,9 @@ pub enum GroupError {
     GroupMaxSizeReached,
     /// The session timeout is outside `group.{min,max}.session.timeout.ms`.
     InvalidSessionTimeout,
+    /// The instance id belongs to another member id now (KIP-345): this
+    /// member was replaced by a newer process with the same instance id.
+    FencedInstanceId,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -155,6 +169,17 @@ pub struct JoinRequest {
     pub protocol_type: String,
     /// (assignor name, subscription metadata), in the member's preference order.
     pub protocols: Vec<(String, Vec<u8>)>,
+    /// `group.instance.id` (JoinGroup v5+): a static member.
+    pub group_instance_id: Option<String>,
+}
+
+/// One member in the leader's JoinGroup answer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct JoinMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    /// Its subscription for the chosen protocol.
+    pub metadata: Vec<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -164,7 +189,7 @@ pub struct JoinResult {
     pub leader: String,
     pub member_id: String,
     /// The leader alone gets every member's subscription.
-    pub members: Vec<(String, Vec<u8>)>,
+    pub members: Vec<JoinMember>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -271,6 +296,7 @@ impl CommittedOffset {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberDescription {
     pub member_id: String,
+    pub group_instance_id: Option<String>,
     pub client_id: String,
     pub client_host: String,
     /// Its subscription for the chosen protocol.
@@ -282,6 +308,7 @@ pub type GroupEffects = Effects<(), GroupTimer, GroupReply, GroupRecord>;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Member {
+    instance_id: Option<String>,
     client_id: String,
     client_host: String,
     session_timeout_ms: u64,
@@ -303,6 +330,8 @@ pub struct Group {
     members: BTreeMap<String, Member>,
     /// Ids handed out with MEMBER_ID_REQUIRED, not joined yet.
     pending_ids: Vec<String>,
+    /// Static members: instance id → the member id holding it (one each).
+    static_members: BTreeMap<String, String>,
     next_member: u64,
     offsets: BTreeMap<(String, u32), CommittedOffset>,
     /// When offsets were last committed (durable, in the Offsets record).
@@ -322,6 +351,7 @@ impl Group {
             leader: None,
             members: BTreeMap::new(),
             pending_ids: Vec::new(),
+            static_members: BTreeMap::new(),
             next_member: 0,
             offsets: BTreeMap::new(),
             last_commit_ms: 0,
@@ -361,6 +391,7 @@ impl Group {
             .iter()
             .map(|(id, m)| MemberDescription {
                 member_id: id.clone(),
+                group_instance_id: m.instance_id.clone(),
                 client_id: m.client_id.clone(),
                 client_host: m.client_host.clone(),
                 metadata: m
@@ -447,13 +478,12 @@ impl Group {
         {
             return reply(out, Err(GroupError::InconsistentGroupProtocol));
         }
+        if let Some(instance) = j.group_instance_id.clone() {
+            return self.join_static(j, instance, out);
+        }
         if j.member_id.is_empty() {
             // KIP-394: hand out an id; the member rejoins with it.
-            let id = format!(
-                "{}-{}-{}",
-                j.client_id, self.config.incarnation, self.next_member
-            );
-            self.next_member += 1;
+            let id = self.new_member_id(&j.client_id);
             // Bounded: a client that never comes back with its id must not
             // grow the list forever (Kafka expires them after a session).
             if self.pending_ids.len() >= PENDING_IDS_MAX {
@@ -472,11 +502,140 @@ impl Group {
         if !known && self.members.len() >= limits.max_size {
             return reply(out, Err(GroupError::GroupMaxSizeReached));
         }
+        self.admit(j, out);
+    }
+
+    /// A JoinGroup naming a `group.instance.id` (KIP-345). A member that
+    /// knows its id must still hold the instance; a new process (no member
+    /// id) gets an id at once (no MEMBER_ID_REQUIRED) and takes the place
+    /// of the member holding its instance id, if any.
+    fn join_static(&mut self, mut j: JoinRequest, instance: String, out: &mut GroupEffects) {
+        let reply = |out: &mut GroupEffects, request, result| {
+            out.reply(GroupReply::Join { request, result })
+        };
+        let holder = self.static_members.get(&instance).cloned();
+        if !j.member_id.is_empty() {
+            return match holder {
+                Some(h) if h == j.member_id => self.admit(j, out),
+                Some(_) => reply(out, j.request, Err(GroupError::FencedInstanceId)),
+                None => reply(out, j.request, Err(GroupError::UnknownMemberId)),
+            };
+        }
+        let id = self.new_member_id(&instance);
+        match holder {
+            Some(old) if !self.config.bugs.keep_replaced_static_member => {
+                self.replace_static(old, id, instance, j, out)
+            }
+            _ => {
+                if self.members.len() >= self.config.limits.max_size {
+                    return reply(out, j.request, Err(GroupError::GroupMaxSizeReached));
+                }
+                self.static_members.insert(instance, id.clone());
+                j.member_id = id;
+                self.admit(j, out);
+            }
+        }
+    }
+
+    /// A new process under a static member's instance id takes its place:
+    /// same assignment, a new member id; the old id is fenced. A Stable
+    /// group whose protocol choice does not change answers at once, with
+    /// no rebalance (KIP-345's point: a restart does not move partitions);
+    /// otherwise the group rebalances (Kafka's
+    /// `updateStaticMemberAndRebalance`: in CompletingRebalance the leader
+    /// may be assigning to the old id, so a new round is needed).
+    fn replace_static(
+        &mut self,
+        old: String,
+        id: String,
+        instance: String,
+        j: JoinRequest,
+        out: &mut GroupEffects,
+    ) {
+        let mut member = self
+            .members
+            .remove(&old)
+            .expect("an instance id's holder is a member");
+        out.cancel_timer(GroupTimer::Session(old.clone()));
+        if let Some(request) = member.awaiting_join.take() {
+            out.reply(GroupReply::Join {
+                request,
+                result: Err(GroupError::FencedInstanceId),
+            });
+        }
+        if let Some(request) = member.awaiting_sync.take() {
+            out.reply(GroupReply::Sync {
+                request,
+                result: Err(GroupError::FencedInstanceId),
+            });
+        }
+        member.client_id = j.client_id;
+        member.client_host = j.client_host;
+        member.session_timeout_ms = j.session_timeout_ms;
+        member.rebalance_timeout_ms = j.rebalance_timeout_ms;
+        member.protocols = j.protocols;
+        self.members.insert(id.clone(), member);
+        self.static_members.insert(instance, id.clone());
+        if self.leader.as_deref() == Some(old.as_str()) {
+            self.leader = Some(id.clone());
+        }
+        out.set_timer(GroupTimer::Session(id.clone()), j.session_timeout_ms);
+        let unchanged = self.choose_protocol() == self.protocol;
+        match self.state {
+            GroupState::Stable if unchanged => {
+                let protocol = self
+                    .protocol
+                    .clone()
+                    .expect("a Stable group has a protocol");
+                let leader = self.leader.clone().expect("a Stable group has a leader");
+                let members = match leader == id {
+                    true => self.subscriptions(&protocol),
+                    false => Vec::new(),
+                };
+                out.reply(GroupReply::Join {
+                    request: j.request,
+                    result: Ok(JoinResult {
+                        generation: self.generation,
+                        protocol,
+                        leader,
+                        member_id: id,
+                        members,
+                    }),
+                });
+            }
+            GroupState::PreparingRebalance => {
+                self.member_mut(&id).awaiting_join = Some(j.request);
+                self.maybe_complete_join(out);
+            }
+            _ => {
+                self.member_mut(&id).awaiting_join = Some(j.request);
+                self.prepare_rebalance(out);
+            }
+        }
+    }
+
+    fn member_mut(&mut self, id: &str) -> &mut Member {
+        self.members.get_mut(id).expect("the member was just added")
+    }
+
+    /// A member id no coordinator of this group handed out before: the
+    /// prefix (client id, or instance id for a static member, as Kafka),
+    /// this coordinator's incarnation, a counter.
+    fn new_member_id(&mut self, prefix: &str) -> String {
+        let id = format!("{prefix}-{}-{}", self.config.incarnation, self.next_member);
+        self.next_member += 1;
+        id
+    }
+
+    /// Adds or updates the member `j.member_id` and (re)starts a rebalance
+    /// round with it.
+    fn admit(&mut self, j: JoinRequest, out: &mut GroupEffects) {
         self.protocol_type = Some(j.protocol_type.clone());
         let member = self
             .members
             .entry(j.member_id.clone())
             .or_insert_with(|| Member {
+                instance_id: j.group_instance_id.clone(),
                 client_id: j.client_id.clone(),
                 client_host: j.client_host.clone(),
                 session_timeout_ms: j.session_timeout_ms,
@@ -500,16 +659,28 @@ impl Group {
         }
     }
 
+    /// Kafka's `isStaticMemberFenced`: the request names an instance id
+    /// that another member id holds now.
+    fn fenced(&self, member_id: &str, instance_id: Option<&str>) -> bool {
+        instance_id
+            .and_then(|i| self.static_members.get(i))
+            .is_some_and(|holder| holder != member_id)
+    }
+
     pub fn on_sync(
         &mut self,
         request: RequestId,
-        member_id: &str,
+        member: (&str, Option<&str>),
         generation: i32,
         assignments: Vec<(String, Vec<u8>)>,
         out: &mut GroupEffects,
     ) {
         let reply =
             |out: &mut GroupEffects, result| out.reply(GroupReply::Sync { request, result });
+        let (member_id, instance_id) = member;
+        if self.fenced(member_id, instance_id) {
+            return reply(out, Err(GroupError::FencedInstanceId));
+        }
         let Some(member) = self.members.get_mut(member_id) else {
             return reply(out, Err(GroupError::UnknownMemberId));
         };
@@ -539,11 +710,13 @@ impl Group {
     pub fn on_heartbeat(
         &mut self,
         request: RequestId,
-        member_id: &str,
+        member: (&str, Option<&str>),
         generation: i32,
         out: &mut GroupEffects,
     ) {
+        let (member_id, instance_id) = member;
         let result = match self.members.get(member_id) {
+            _ if self.fenced(member_id, instance_id) => Err(GroupError::FencedInstanceId),
             None => Err(GroupError::UnknownMemberId),
             Some(_) if generation != self.generation => Err(GroupError::IllegalGeneration),
             Some(m) => {
@@ -560,14 +733,27 @@ impl Group {
         out.reply(GroupReply::Heartbeat { request, result });
     }
 
-    pub fn on_leave(&mut self, request: RequestId, member_id: &str, out: &mut GroupEffects) {
-        if !self.members.contains_key(member_id) {
-            return out.reply(GroupReply::Leave {
-                request,
-                result: Err(GroupError::UnknownMemberId),
-            });
+    /// LeaveGroup. From v3 a member may be named by its instance id alone
+    /// (an empty member id: `kafka-consumer-groups`-style removal of a
+    /// static member); naming both, they must match.
+    pub fn on_leave(
+        &mut self,
+        request: RequestId,
+        member: (&str, Option<&str>),
+        out: &mut GroupEffects,
+    ) {
+        let (member_id, instance_id) = member;
+        let reply =
+            |out: &mut GroupEffects, result| out.reply(GroupReply::Leave { request, result });
+        let id = match instance_id.and_then(|i| self.static_members.get(i)) {
+            Some(holder) if member_id.is_empty() || holder == member_id => holder.clone(),
+            Some(_) => return reply(out, Err(GroupError::FencedInstanceId)),
+            None => member_id.to_string(),
+        };
+        if !self.members.contains_key(&id) {
+            return reply(out, Err(GroupError::UnknownMemberId));
         }
-        self.remove_member(member_id, out);
+        self.remove_member(&id, out);
         out.reply(GroupReply::Leave {
             request,
             result: Ok(()),
@@ -579,13 +765,17 @@ impl Group {
     pub fn on_commit(
         &mut self,
         request: RequestId,
-        member_id: &str,
+        member: (&str, Option<&str>),
         generation: i32,
         offsets: Vec<((String, u32), CommittedOffset)>,
         now_ms: u64,
         out: &mut GroupEffects,
     ) {
-        let result = self.check_commit(member_id, generation);
+        let (member_id, instance_id) = member;
+        let result = match self.fenced(member_id, instance_id) {
+            true => Err(GroupError::FencedInstanceId),
+            false => self.check_commit(member_id, generation),
+        };
         if result.is_ok() {
             for (tp, offset) in &offsets {
                 self.offsets.insert(tp.clone(), offset.clone());
@@ -651,8 +841,7 @@ impl Group {
                     .map(|(id, _)| id.clone())
                     .collect();
                 for id in late {
-                    self.members.remove(&id);
-                    out.cancel_timer(GroupTimer::Session(id));
+                    self.forget_member(&id, out);
                 }
                 self.complete_join(out);
             }
@@ -741,8 +930,7 @@ impl Group {
             .map(|(id, _)| id.clone())
             .collect();
         for id in &late {
-            self.members.remove(id);
-            out.cancel_timer(GroupTimer::Session(id.clone()));
+            self.forget_member(id, out);
         }
         // Below GENERATION_MAX by construction (replay refuses more); a
         // generation never wraps to a value an old member could hold.
@@ -779,20 +967,7 @@ impl Group {
         out.persist(GroupRecord::Generation {
             generation: self.generation,
         });
-        let subscriptions: Vec<(String, Vec<u8>)> = self
-            .members
-            .iter()
-            .map(|(id, m)| {
-                (
-                    id.clone(),
-                    m.protocols
-                        .iter()
-                        .find(|(p, _)| *p == protocol)
-                        .map(|(_, meta)| meta.clone())
-                        .unwrap_or_default(),
-                )
-            })
-            .collect();
+        let subscriptions = self.subscriptions(&protocol);
         for (id, m) in self.members.iter_mut() {
             m.assignment.clear();
             let Some(request) = m.awaiting_join.take() else {
@@ -816,6 +991,23 @@ impl Group {
             });
         }
         debug_assert!(self.members.values().all(|m| m.awaiting_join.is_none()));
+    }
+
+    /// Every member's subscription for `protocol`: what the leader assigns from.
+    fn subscriptions(&self, protocol: &str) -> Vec<JoinMember> {
+        self.members
+            .iter()
+            .map(|(id, m)| JoinMember {
+                member_id: id.clone(),
+                group_instance_id: m.instance_id.clone(),
+                metadata: m
+                    .protocols
+                    .iter()
+                    .find(|(p, _)| p == protocol)
+                    .map(|(_, meta)| meta.clone())
+                    .unwrap_or_default(),
+            })
+            .collect()
     }
 
     /// The first protocol of the leader's (or first member's) list that every
@@ -849,11 +1041,23 @@ impl Group {
         }
     }
 
+    /// Drops a member and what refers to it (its session timer, its
+    /// instance id), answering nothing and starting no rebalance.
+    fn forget_member(&mut self, id: &str, out: &mut GroupEffects) -> Option<Member> {
+        let m = self.members.remove(id)?;
+        out.cancel_timer(GroupTimer::Session(id.to_string()));
+        if let Some(instance) = &m.instance_id {
+            if self.static_members.get(instance).is_some_and(|h| h == id) {
+                self.static_members.remove(instance);
+            }
+        }
+        Some(m)
+    }
+
     fn remove_member(&mut self, id: &str, out: &mut GroupEffects) {
-        let Some(m) = self.members.remove(id) else {
+        let Some(m) = self.forget_member(id, out) else {
             return;
         };
-        out.cancel_timer(GroupTimer::Session(id.to_string()));
         if let Some(request) = m.awaiting_join {
             out.reply(GroupReply::Join {
                 request,
@@ -906,6 +1110,7 @@ mod tests {
                 rebalance_timeout_ms: 300_000,
                 protocol_type: "consumer".into(),
                 protocols: vec![("range".into(), member.as_bytes().to_vec())],
+                group_instance_id: None,
             },
             &mut out,
         );
@@ -1035,6 +1240,7 @@ mod tests {
                     rebalance_timeout_ms: 300_000,
                     protocol_type: "consumer".into(),
                     protocols: vec![],
+                    group_instance_id: None,
                 },
                 &mut out,
             );
@@ -1062,7 +1268,13 @@ mod tests {
             matches!(&first[..], [GroupReply::Join { result: Ok(r), .. }] if r.generation == 1 && r.leader == a)
         );
         let mut out = GroupEffects::new();
-        g.on_sync(4, &a, 1, vec![(a.clone(), b"p0".to_vec())], &mut out);
+        g.on_sync(
+            4,
+            (&a, None),
+            1,
+            vec![(a.clone(), b"p0".to_vec())],
+            &mut out,
+        );
         assert_eq!(
             replies(&mut out),
             vec![GroupReply::Sync {
@@ -1074,7 +1286,7 @@ mod tests {
         join(&mut g, 5, &b);
         assert_eq!(g.state(), GroupState::PreparingRebalance);
         let mut out = GroupEffects::new();
-        g.on_heartbeat(6, &a, 1, &mut out);
+        g.on_heartbeat(6, (&a, None), 1, &mut out);
         assert_eq!(
             replies(&mut out),
             vec![GroupReply::Heartbeat {
@@ -1097,11 +1309,11 @@ mod tests {
         }
         // b's SyncGroup waits for the leader's assignment.
         let mut out = GroupEffects::new();
-        g.on_sync(8, &b, 2, vec![], &mut out);
+        g.on_sync(8, (&b, None), 2, vec![], &mut out);
         assert!(replies(&mut out).is_empty());
         g.on_sync(
             9,
-            &a,
+            (&a, None),
             2,
             vec![(a.clone(), b"p0".to_vec()), (b.clone(), b"p1".to_vec())],
             &mut out,
@@ -1117,13 +1329,170 @@ mod tests {
         }));
     }
 
+    fn join_static(
+        g: &mut Group,
+        request: RequestId,
+        member: &str,
+        instance: &str,
+    ) -> Vec<GroupReply> {
+        let mut out = GroupEffects::new();
+        g.on_join(
+            JoinRequest {
+                request,
+                member_id: member.into(),
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 300_000,
+                protocol_type: "consumer".into(),
+                protocols: vec![("range".into(), instance.as_bytes().to_vec())],
+                group_instance_id: Some(instance.into()),
+            },
+            &mut out,
+        );
+        replies(&mut out)
+    }
+
+    fn joined(replies: &[GroupReply]) -> JoinResult {
+        match replies {
+            [GroupReply::Join { result: Ok(r), .. }] => r.clone(),
+            other => panic!("expected one successful join, got {other:?}"),
+        }
+    }
+
+    /// Two static members in a Stable group; returns their member ids.
+    fn stable_static_pair(g: &mut Group) -> (String, String) {
+        let a = joined(&join_static(g, 1, "", "ia")).member_id;
+        let mut out = GroupEffects::new();
+        g.on_sync(
+            2,
+            (&a, Some("ia")),
+            1,
+            vec![(a.clone(), b"all".to_vec())],
+            &mut out,
+        );
+        let first_b = join_static(g, 3, "", "ib");
+        assert!(first_b.is_empty(), "b waits for a to rejoin: {first_b:?}");
+        let both = join_static(g, 4, &a, "ia");
+        assert_eq!(both.len(), 2, "{both:?}");
+        let b = g.members().find(|m| *m != a).unwrap().to_string();
+        g.on_sync(
+            5,
+            (&a, Some("ia")),
+            2,
+            vec![(a.clone(), b"p0".to_vec()), (b.clone(), b"p1".to_vec())],
+            &mut out,
+        );
+        g.on_sync(6, (&b, Some("ib")), 2, vec![], &mut out);
+        assert_eq!(g.state(), GroupState::Stable);
+        (a, b)
+    }
+
+    /// KIP-345: a static member joins without MEMBER_ID_REQUIRED; a new
+    /// process under its instance id takes its place and assignment in a
+    /// Stable group without a rebalance; the old id is fenced everywhere.
+    #[test]
+    fn a_static_member_restart_keeps_its_assignment_without_a_rebalance() {
+        let mut g = group(0);
+        let (a, b) = stable_static_pair(&mut g);
+        assert!(a.starts_with("ia-") && b.starts_with("ib-"), "{a} {b}");
+        let rejoined = joined(&join_static(&mut g, 10, "", "ib"));
+        assert_ne!(rejoined.member_id, b);
+        assert_eq!(rejoined.generation, 2, "no new generation");
+        assert!(
+            rejoined.members.is_empty(),
+            "not the leader: no member list"
+        );
+        assert_eq!(g.state(), GroupState::Stable);
+        let mut out = GroupEffects::new();
+        g.on_sync(11, (&rejoined.member_id, Some("ib")), 2, vec![], &mut out);
+        g.on_heartbeat(12, (&a, Some("ia")), 2, &mut out);
+        g.on_heartbeat(13, (&b, Some("ib")), 2, &mut out);
+        g.on_commit(14, (&b, Some("ib")), 2, vec![], 0, &mut out);
+        assert_eq!(
+            replies(&mut out),
+            vec![
+                GroupReply::Sync {
+                    request: 11,
+                    result: Ok(b"p1".to_vec())
+                },
+                GroupReply::Heartbeat {
+                    request: 12,
+                    result: Ok(())
+                },
+                GroupReply::Heartbeat {
+                    request: 13,
+                    result: Err(GroupError::FencedInstanceId)
+                },
+                GroupReply::Commit {
+                    request: 14,
+                    result: Err(GroupError::FencedInstanceId)
+                },
+            ]
+        );
+        let described = g.describe_members();
+        assert_eq!(described.len(), 2);
+        assert!(described
+            .iter()
+            .any(|m| m.member_id == rejoined.member_id
+                && m.group_instance_id.as_deref() == Some("ib")));
+        // The old id rejoining with the instance id is fenced too.
+        assert!(matches!(
+            &join_static(&mut g, 15, &b, "ib")[..],
+            [GroupReply::Join {
+                result: Err(GroupError::FencedInstanceId),
+                ..
+            }]
+        ));
+    }
+
+    /// The leader's restart hands the new process the member list (it is
+    /// the leader still), and a static member removed by instance id alone
+    /// (LeaveGroup v3+) starts a rebalance and frees the instance id.
+    #[test]
+    fn a_static_leader_restarts_and_a_static_member_leaves_by_instance_id() {
+        let mut g = group(0);
+        let (a, _b) = stable_static_pair(&mut g);
+        let rejoined = joined(&join_static(&mut g, 10, "", "ia"));
+        assert_eq!(g.leader(), Some(rejoined.member_id.as_str()));
+        assert_eq!(rejoined.members.len(), 2);
+        assert!(rejoined
+            .members
+            .iter()
+            .all(|m| m.group_instance_id.is_some()));
+        let mut out = GroupEffects::new();
+        g.on_leave(20, (&a, Some("ia")), &mut out);
+        g.on_leave(21, ("", Some("ib")), &mut out);
+        let r = replies(&mut out);
+        assert_eq!(
+            r[0],
+            GroupReply::Leave {
+                request: 20,
+                result: Err(GroupError::FencedInstanceId)
+            }
+        );
+        assert!(r.contains(&GroupReply::Leave {
+            request: 21,
+            result: Ok(())
+        }));
+        assert_eq!(g.members().count(), 1);
+        assert_eq!(g.state(), GroupState::PreparingRebalance);
+        // ib is free again: a new process joins as a new member.
+        let waits = join_static(&mut g, 22, "", "ib");
+        assert!(
+            waits.is_empty(),
+            "it waits for the leader to rejoin: {waits:?}"
+        );
+        assert_eq!(g.members().count(), 2);
+    }
+
     #[test]
     fn stale_commits_are_refused_and_standalone_commits_need_an_empty_group() {
         let mut g = group(0);
         let mut out = GroupEffects::new();
         g.on_commit(
             1,
-            "",
+            ("", None),
             -1,
             vec![(("t".into(), 0), CommittedOffset::bare(5))],
             0,
@@ -1140,7 +1509,7 @@ mod tests {
         join(&mut g, 3, &a);
         g.on_commit(
             4,
-            &a,
+            (&a, None),
             1,
             vec![(("t".into(), 0), CommittedOffset::bare(6))],
             0,
@@ -1153,11 +1522,11 @@ mod tests {
                 result: Err(GroupError::RebalanceInProgress)
             }]
         );
-        g.on_sync(5, &a, 1, vec![], &mut out);
+        g.on_sync(5, (&a, None), 1, vec![], &mut out);
         out.drain().for_each(drop);
         g.on_commit(
             6,
-            &a,
+            (&a, None),
             0,
             vec![(("t".into(), 0), CommittedOffset::bare(7))],
             0,
@@ -1172,7 +1541,7 @@ mod tests {
         );
         g.on_commit(
             7,
-            "",
+            ("", None),
             -1,
             vec![(("t".into(), 0), CommittedOffset::bare(8))],
             0,
@@ -1187,7 +1556,7 @@ mod tests {
         );
         g.on_commit(
             8,
-            &a,
+            (&a, None),
             1,
             vec![(("t".into(), 0), CommittedOffset::bare(9))],
             0,
@@ -1209,11 +1578,11 @@ mod tests {
         let a = new_member(&mut g, 1);
         join(&mut g, 2, &a);
         let mut out = GroupEffects::new();
-        g.on_sync(3, &a, 1, vec![], &mut out);
+        g.on_sync(3, (&a, None), 1, vec![], &mut out);
         let b = new_member(&mut g, 4);
         join(&mut g, 5, &b);
         join(&mut g, 6, &a);
-        g.on_sync(7, &a, 2, vec![], &mut out);
+        g.on_sync(7, (&a, None), 2, vec![], &mut out);
         assert_eq!(g.state(), GroupState::Stable);
         g.on_timer(GroupTimer::Session(b.clone()), &mut out);
         assert_eq!(g.state(), GroupState::PreparingRebalance);
@@ -1250,7 +1619,7 @@ mod tests {
         let a = new_member(&mut g, 1);
         join(&mut g, 2, &a);
         let mut out = GroupEffects::new();
-        g.on_commit(3, &a, 0, vec![], 0, &mut out);
+        g.on_commit(3, (&a, None), 0, vec![], 0, &mut out);
         assert_eq!(
             replies(&mut out),
             vec![GroupReply::Commit {
@@ -1267,7 +1636,7 @@ mod tests {
         let mut out = GroupEffects::new();
         g.on_commit(
             1,
-            "",
+            ("", None),
             -1,
             vec![(("t".into(), 0), CommittedOffset::bare(5))],
             1_000,
@@ -1284,10 +1653,10 @@ mod tests {
         // A group with members keeps its offsets.
         let a = new_member(&mut g, 2);
         join(&mut g, 3, &a);
-        g.on_sync(4, &a, 1, vec![], &mut out);
+        g.on_sync(4, (&a, None), 1, vec![], &mut out);
         g.on_commit(
             5,
-            &a,
+            (&a, None),
             1,
             vec![(("t".into(), 0), CommittedOffset::bare(6))],
             0,
@@ -1321,13 +1690,14 @@ mod tests {
                 rebalance_timeout_ms: 300_000,
                 protocol_type: "consumer".into(),
                 protocols: vec![("range".into(), vec![])],
+                group_instance_id: None,
             },
             &mut out,
         );
-        g.on_sync(3, &a, 1, vec![], &mut out);
+        g.on_sync(3, (&a, None), 1, vec![], &mut out);
         g.on_commit(
             4,
-            &a,
+            (&a, None),
             1,
             vec![(("t".into(), 0), CommittedOffset::bare(42))],
             0,

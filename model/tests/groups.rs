@@ -1,6 +1,8 @@
 //! Model check of the group coordinator (`model/src/group.rs`): two consumers
 //! joining, syncing, heartbeating, committing, leaving, crashing and timing
-//! out in any order against the real state machine.
+//! out in any order against the real state machine; in the static variant
+//! (KIP-345) each consumer has a `group.instance.id` and comes back from a
+//! crash under it, taking its old member's place.
 
 mod support;
 
@@ -37,6 +39,8 @@ enum Phase {
 struct Consumer {
     up: bool,
     id: String,
+    /// `group.instance.id` (static variant only); kept across crashes.
+    instance: Option<String>,
     phase: Phase,
     /// Partitions from the last successful SyncGroup, with its generation;
     /// given up (eager protocol) when told to rejoin.
@@ -57,6 +61,8 @@ struct State {
     stale_commit_accepted: bool,
     member_dropped_without_cause: bool,
     crashed_then_rebalanced: (bool, bool),
+    /// A static member came back from a crash into the generation it left.
+    static_rejoin_without_rebalance: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -73,6 +79,7 @@ enum Action {
 
 struct GroupModel {
     bugs: GroupBugs,
+    static_members: bool,
     crashes_max: u8,
     timeouts_max: u8,
     commits_max: u8,
@@ -123,7 +130,7 @@ impl GroupModel {
                 c.id = r.member_id;
                 c.phase = Phase::Joined {
                     generation: r.generation,
-                    members: r.members.into_iter().map(|(m, _)| m).collect(),
+                    members: r.members.into_iter().map(|m| m.member_id).collect(),
                 };
             }
             GroupReply::Join {
@@ -170,15 +177,16 @@ impl Model for GroupModel {
             limits: Default::default(),
             bugs: self.bugs,
         };
-        let consumer = Consumer {
+        let consumer = |i: usize| Consumer {
             up: true,
             id: String::new(),
+            instance: self.static_members.then(|| format!("i{i}")),
             phase: Phase::Idle,
             owned: None,
         };
         vec![State {
             group: Group::new(config),
-            consumers: vec![consumer.clone(), consumer],
+            consumers: vec![consumer(0), consumer(1)],
             timers: BTreeSet::new(),
             pending: BTreeMap::new(),
             next_request: 0,
@@ -189,6 +197,7 @@ impl Model for GroupModel {
             stale_commit_accepted: false,
             member_dropped_without_cause: false,
             crashed_then_rebalanced: (false, false),
+            static_rejoin_without_rebalance: false,
         }]
     }
 
@@ -229,6 +238,17 @@ impl Model for GroupModel {
         match action.clone() {
             Action::Join(i) => {
                 let request = Self::request(&mut s, i);
+                // A new process under an instance id replaces its holder.
+                if let (true, Some(instance)) =
+                    (s.consumers[i].id.is_empty(), &s.consumers[i].instance)
+                {
+                    allowed_removal = s
+                        .group
+                        .describe_members()
+                        .into_iter()
+                        .find(|m| m.group_instance_id.as_ref() == Some(instance))
+                        .map(|m| m.member_id);
+                }
                 let c = &mut s.consumers[i];
                 c.phase = Phase::Joining;
                 c.owned = None; // eager: give up partitions before rejoining
@@ -241,8 +261,18 @@ impl Model for GroupModel {
                     rebalance_timeout_ms: 60_000,
                     protocol_type: "consumer".into(),
                     protocols: vec![("range".into(), vec![])],
+                    group_instance_id: c.instance.clone(),
                 };
+                let generation = s.group.generation();
+                let replacing = allowed_removal.is_some();
                 s.group.on_join(join, &mut out);
+                let same_generation = out.iter().any(|e| {
+                    matches!(e, Effect::Reply(GroupReply::Join { result: Ok(r), .. })
+                        if r.generation == generation)
+                });
+                if replacing && same_generation && s.crashed_then_rebalanced.0 {
+                    s.static_rejoin_without_rebalance = true;
+                }
             }
             Action::Sync(i) => {
                 let Phase::Joined {
@@ -259,8 +289,14 @@ impl Model for GroupModel {
                     .map(|m| (m.clone(), assignment(&members, m)))
                     .collect();
                 s.consumers[i].phase = Phase::Syncing { generation };
-                s.group
-                    .on_sync(request, &id, generation, assignments, &mut out);
+                let instance = s.consumers[i].instance.clone();
+                s.group.on_sync(
+                    request,
+                    (&id, instance.as_deref()),
+                    generation,
+                    assignments,
+                    &mut out,
+                );
             }
             Action::Heartbeat(i) => {
                 let Phase::Member { generation } = s.consumers[i].phase else {
@@ -268,7 +304,9 @@ impl Model for GroupModel {
                 };
                 let request = Self::request(&mut s, i);
                 let id = s.consumers[i].id.clone();
-                s.group.on_heartbeat(request, &id, generation, &mut out);
+                let instance = s.consumers[i].instance.clone();
+                s.group
+                    .on_heartbeat(request, (&id, instance.as_deref()), generation, &mut out);
             }
             Action::Commit(i) => {
                 let generation = match s.consumers[i].phase {
@@ -281,9 +319,10 @@ impl Model for GroupModel {
                 let request = Self::request(&mut s, i);
                 let id = s.consumers[i].id.clone();
                 let current = s.group.generation();
+                let instance = s.consumers[i].instance.clone();
                 s.group.on_commit(
                     request,
-                    &id,
+                    (&id, instance.as_deref()),
                     generation,
                     vec![(
                         ("t".into(), 0),
@@ -303,13 +342,16 @@ impl Model for GroupModel {
                 let request = Self::request(&mut s, i);
                 let id = s.consumers[i].id.clone();
                 allowed_removal = Some(id.clone());
-                s.group.on_leave(request, &id, &mut out);
+                let instance = s.consumers[i].instance.clone();
+                s.group
+                    .on_leave(request, (&id, instance.as_deref()), &mut out);
             }
             Action::Crash(i) => {
                 s.crashes += 1;
                 s.consumers[i] = Consumer {
                     up: false,
                     id: String::new(),
+                    instance: s.consumers[i].instance.clone(),
                     phase: Phase::Idle,
                     owned: None,
                 };
@@ -375,6 +417,18 @@ impl Model for GroupModel {
             Property::always("NoMemberDroppedWithoutCause", |_, s: &State| {
                 !s.member_dropped_without_cause
             }),
+            Property::always("OneMemberPerInstance", |_, s: &State| {
+                let mut instances: Vec<String> = s
+                    .group
+                    .describe_members()
+                    .into_iter()
+                    .filter_map(|m| m.group_instance_id)
+                    .collect();
+                let all = instances.len();
+                instances.sort();
+                instances.dedup();
+                instances.len() == all
+            }),
             Property::sometimes("StableWithAllPartitionsAssigned", |_, s: &State| {
                 s.group.state() == GroupState::Stable
                     && s.consumers
@@ -393,6 +447,9 @@ impl Model for GroupModel {
             Property::sometimes("RebalanceAfterDeath", |_, s: &State| {
                 s.crashed_then_rebalanced.1
             }),
+            Property::sometimes("StaticRejoinWithoutRebalance", |_, s: &State| {
+                s.static_rejoin_without_rebalance
+            }),
         ]
     }
 }
@@ -402,12 +459,14 @@ const ALWAYS: &[&str] = &[
     "GenerationMonotonic",
     "StaleCommitRejected",
     "NoMemberDroppedWithoutCause",
+    "OneMemberPerInstance",
 ];
 const SOMETIMES: &[&str] = &["StableWithAllPartitionsAssigned", "RebalanceAfterDeath"];
 
 fn model(bugs: GroupBugs) -> GroupModel {
     GroupModel {
         bugs,
+        static_members: false,
         crashes_max: 1,
         timeouts_max: 3,
         commits_max: 2,
@@ -458,4 +517,42 @@ fn seeded_early_rebalance_completion_is_caught() {
         HasDiscoveries::AnyOf(set(&["NoMemberDroppedWithoutCause"])),
     )
     .assert_caught("NoMemberDroppedWithoutCause");
+}
+
+/// Static membership: the same safety, one member per instance id, and a
+/// crashed static member's successor rejoins its generation.
+#[test]
+fn static_membership_safety_holds_and_a_restart_keeps_the_generation() {
+    let depth = std::env::var("RUNNEL_CHECK_DEPTH")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(16);
+    let model = GroupModel {
+        static_members: true,
+        ..model(GroupBugs::default())
+    };
+    let run = check("groups/static", model, depth, HasDiscoveries::AnyFailures);
+    run.assert_holds(ALWAYS);
+    run.assert_reached(&[
+        "StableWithAllPartitionsAssigned",
+        "StaticRejoinWithoutRebalance",
+    ]);
+}
+
+#[test]
+fn seeded_kept_replaced_static_member_is_caught() {
+    let model = GroupModel {
+        static_members: true,
+        ..model(GroupBugs {
+            keep_replaced_static_member: true,
+            ..Default::default()
+        })
+    };
+    check(
+        "bug/keep-replaced-static-member",
+        model,
+        16,
+        HasDiscoveries::AnyOf(set(&["OneMemberPerInstance"])),
+    )
+    .assert_caught("OneMemberPerInstance");
 }

@@ -625,3 +625,207 @@ fn fetch_max_bytes_bounds_the_first_partition() {
         );
     });
 }
+
+async fn join_static(
+    bootstrap: &str,
+    group: &str,
+    member_id: &str,
+    instance: &str,
+) -> kafka_protocol::messages::JoinGroupResponse {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::JoinGroupRequest;
+    let request = JoinGroupRequest::default()
+        .with_group_id(GroupId(name(group)))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(30_000)
+        .with_member_id(name(member_id))
+        .with_group_instance_id(Some(name(instance)))
+        .with_protocol_type(name("consumer"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(name("range"))
+            .with_metadata(bytes::Bytes::from(instance.to_string()))]);
+    let mut conn = coordinator(bootstrap, group).await;
+    conn.call(&request, 5).await.expect("join group")
+}
+
+async fn sync_static(
+    conn: &mut Connection,
+    group: &str,
+    member_id: &str,
+    instance: &str,
+    generation: i32,
+    assignments: &[(&str, &str)],
+) -> kafka_protocol::messages::SyncGroupResponse {
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+    use kafka_protocol::messages::SyncGroupRequest;
+    let request = SyncGroupRequest::default()
+        .with_group_id(GroupId(name(group)))
+        .with_generation_id(generation)
+        .with_member_id(name(member_id))
+        .with_group_instance_id(Some(name(instance)))
+        .with_assignments(
+            assignments
+                .iter()
+                .map(|(m, a)| {
+                    SyncGroupRequestAssignment::default()
+                        .with_member_id(name(m))
+                        .with_assignment(bytes::Bytes::from(a.to_string()))
+                })
+                .collect(),
+        );
+    conn.call(&request, 3).await.expect("sync group")
+}
+
+async fn heartbeat_static(
+    conn: &mut Connection,
+    group: &str,
+    member_id: &str,
+    instance: &str,
+    generation: i32,
+) -> i16 {
+    use kafka_protocol::messages::HeartbeatRequest;
+    let request = HeartbeatRequest::default()
+        .with_group_id(GroupId(name(group)))
+        .with_generation_id(generation)
+        .with_member_id(name(member_id))
+        .with_group_instance_id(Some(name(instance)));
+    conn.call(&request, 3).await.expect("heartbeat").error_code
+}
+
+/// librdkafka 0102_static_group_rebalance and 0081's DescribeConsumerGroups
+/// (KIP-345): static members join without MEMBER_ID_REQUIRED; a restarted
+/// static member (a new process, no LeaveGroup, same `group.instance.id`)
+/// gets its place and assignment back at once, with no rebalance for the
+/// others; the member id it replaced is fenced with FENCED_INSTANCE_ID (82)
+/// on Heartbeat, OffsetCommit and JoinGroup; DescribeGroups shows the
+/// instance ids.
+#[test]
+fn a_static_member_restarts_without_a_rebalance_and_its_old_id_is_fenced() {
+    use kafka_protocol::messages::DescribeGroupsRequest;
+    let c = cluster();
+    let bootstrap = bootstrap(&c);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let g = "g-static";
+        let a = join_static(&bootstrap, g, "", "ia").await;
+        assert_eq!(a.error_code, 0, "no MEMBER_ID_REQUIRED for a static member");
+        let a_id = a.member_id.to_string();
+        let mut conn = coordinator(&bootstrap, g).await;
+        let s = sync_static(
+            &mut conn,
+            g,
+            &a_id,
+            "ia",
+            a.generation_id,
+            &[(&a_id, "all")],
+        )
+        .await;
+        assert_eq!(s.error_code, 0);
+        // b's join opens a rebalance: a learns it from its heartbeat and rejoins.
+        let b_join = {
+            let bootstrap = bootstrap.clone();
+            tokio::spawn(async move { join_static(&bootstrap, g, "", "ib").await })
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while heartbeat_static(&mut conn, g, &a_id, "ia", a.generation_id).await != 27 {
+            assert!(tokio::time::Instant::now() < deadline, "no rebalance for b");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let a2 = join_static(&bootstrap, g, &a_id, "ia").await;
+        let b = b_join.await.unwrap();
+        assert_eq!((a2.error_code, b.error_code), (0, 0));
+        let generation = a2.generation_id;
+        let b_id = b.member_id.to_string();
+        assert_eq!(a2.leader.to_string(), a_id);
+        let instances: Vec<Option<String>> = a2
+            .members
+            .iter()
+            .map(|m| m.group_instance_id.as_ref().map(|i| i.to_string()))
+            .collect();
+        assert_eq!(instances.len(), 2);
+        assert!(instances.contains(&Some("ib".into())), "{instances:?}");
+        let mut b_conn = coordinator(&bootstrap, g).await;
+        let b_sync = {
+            let (bootstrap, b_id) = (bootstrap.clone(), b_id.clone());
+            tokio::spawn(async move {
+                let mut conn = coordinator(&bootstrap, g).await;
+                sync_static(&mut conn, g, &b_id, "ib", generation, &[]).await
+            })
+        };
+        let s = sync_static(
+            &mut conn,
+            g,
+            &a_id,
+            "ia",
+            generation,
+            &[(&a_id, "p0"), (&b_id, "p1")],
+        )
+        .await;
+        assert_eq!(s.error_code, 0);
+        assert_eq!(&b_sync.await.unwrap().assignment[..], b"p1");
+
+        // b "restarts": a new process under ib, no LeaveGroup.
+        let b2 = join_static(&bootstrap, g, "", "ib").await;
+        assert_eq!(b2.error_code, 0);
+        assert_eq!(b2.generation_id, generation, "no new generation");
+        assert_ne!(b2.member_id.to_string(), b_id);
+        let b2_id = b2.member_id.to_string();
+        let s = sync_static(&mut b_conn, g, &b2_id, "ib", generation, &[]).await;
+        assert_eq!(
+            (s.error_code, &s.assignment[..]),
+            (0, &b"p1"[..]),
+            "b's assignment kept"
+        );
+        assert_eq!(
+            heartbeat_static(&mut conn, g, &a_id, "ia", generation).await,
+            0,
+            "a sees no rebalance"
+        );
+        assert_eq!(
+            heartbeat_static(&mut b_conn, g, &b_id, "ib", generation).await,
+            82,
+            "the old b is fenced"
+        );
+        let commit = OffsetCommitRequest::default()
+            .with_group_id(GroupId(name(g)))
+            .with_generation_id_or_member_epoch(generation)
+            .with_member_id(name(&b_id))
+            .with_group_instance_id(Some(name("ib")))
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(name("__consumer_offsets")))
+                .with_partitions(vec![commit_partition(0, 1, -1, None)])]);
+        let r = b_conn.call(&commit, 7).await.expect("offset commit");
+        assert_eq!(
+            r.topics[0].partitions[0].error_code, 82,
+            "a fenced member cannot commit"
+        );
+        let old = join_static(&bootstrap, g, &b_id, "ib").await;
+        assert_eq!(old.error_code, 82, "nor rejoin");
+
+        let described = conn
+            .call(
+                &DescribeGroupsRequest::default().with_groups(vec![GroupId(name(g))]),
+                4,
+            )
+            .await
+            .expect("describe groups");
+        let mut members: Vec<(String, Option<String>)> = described.groups[0]
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    m.member_id.to_string(),
+                    m.group_instance_id.as_ref().map(|i| i.to_string()),
+                )
+            })
+            .collect();
+        members.sort();
+        let mut expected = vec![
+            (a_id.clone(), Some("ia".to_string())),
+            (b2_id, Some("ib".to_string())),
+        ];
+        expected.sort();
+        assert_eq!(members, expected);
+        assert_eq!(described.groups[0].group_state.to_string(), "Stable");
+    });
+}

@@ -50,6 +50,7 @@ pub mod code {
     pub const MEMBER_ID_REQUIRED: i16 = 79;
     pub const INVALID_SESSION_TIMEOUT: i16 = 26;
     pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+    pub const FENCED_INSTANCE_ID: i16 = 82;
 }
 
 pub fn state_name(s: GroupState) -> &'static str {
@@ -73,6 +74,7 @@ fn error_code(e: &GroupError) -> i16 {
         GroupError::NonEmptyGroup => code::NON_EMPTY_GROUP,
         GroupError::GroupMaxSizeReached => code::GROUP_MAX_SIZE_REACHED,
         GroupError::InvalidSessionTimeout => code::INVALID_SESSION_TIMEOUT,
+        GroupError::FencedInstanceId => code::FENCED_INSTANCE_ID,
     }
 }
 
@@ -254,6 +256,8 @@ pub async fn join_group(
             .iter()
             .map(|p| (p.name.to_string(), p.metadata.to_vec()))
             .collect(),
+        // v5+ (the decoder leaves it None before).
+        group_instance_id: r.group_instance_id.as_ref().map(|i| i.to_string()),
     };
     // Before v4 a client cannot handle MEMBER_ID_REQUIRED: join again for it.
     let mut answer = call(node, &group_id, GroupOp::Join(join.clone())).await;
@@ -280,10 +284,11 @@ pub async fn join_group(
                 response.members = j
                     .members
                     .into_iter()
-                    .map(|(id, meta)| {
+                    .map(|m| {
                         JoinGroupResponseMember::default()
-                            .with_member_id(str_bytes(&id))
-                            .with_metadata(Bytes::from(meta))
+                            .with_member_id(str_bytes(&m.member_id))
+                            .with_group_instance_id(m.group_instance_id.as_deref().map(str_bytes))
+                            .with_metadata(Bytes::from(m.metadata))
                     })
                     .collect();
             }
@@ -303,6 +308,7 @@ pub async fn sync_group(r: SyncGroupRequest, v: i16, node: &NodeHandle) -> SyncG
     let group_id = r.group_id.0.to_string();
     let op = GroupOp::Sync {
         member_id: r.member_id.to_string(),
+        instance_id: r.group_instance_id.as_ref().map(|i| i.to_string()),
         generation: r.generation_id,
         assignments: r
             .assignments
@@ -328,6 +334,7 @@ pub async fn sync_group(r: SyncGroupRequest, v: i16, node: &NodeHandle) -> SyncG
 pub async fn heartbeat(r: HeartbeatRequest, node: &NodeHandle) -> HeartbeatResponse {
     let op = GroupOp::Heartbeat {
         member_id: r.member_id.to_string(),
+        instance_id: r.group_instance_id.as_ref().map(|i| i.to_string()),
         generation: r.generation_id,
     };
     let answer = call(node, &r.group_id.0, op).await;
@@ -339,6 +346,7 @@ pub async fn leave_group(r: LeaveGroupRequest, v: i16, node: &NodeHandle) -> Lea
     if v < 3 {
         let op = GroupOp::Leave {
             member_id: r.member_id.to_string(),
+            instance_id: None,
         };
         let answer = call(node, &group_id, op).await;
         return LeaveGroupResponse::default().with_error_code(unit_code(&answer));
@@ -348,6 +356,7 @@ pub async fn leave_group(r: LeaveGroupRequest, v: i16, node: &NodeHandle) -> Lea
     for m in &r.members {
         let op = GroupOp::Leave {
             member_id: m.member_id.to_string(),
+            instance_id: m.group_instance_id.as_ref().map(|i| i.to_string()),
         };
         let answer = call(node, &group_id, op).await;
         let c = unit_code(&answer);
@@ -410,6 +419,7 @@ pub async fn offset_commit(r: OffsetCommitRequest, node: &NodeHandle) -> OffsetC
     } else {
         let op = GroupOp::Commit {
             member_id: r.member_id.to_string(),
+            instance_id: r.group_instance_id.as_ref().map(|i| i.to_string()),
             generation: r.generation_id_or_member_epoch,
             offsets,
         };
@@ -601,6 +611,7 @@ pub async fn describe_groups(
                     .map(|m| {
                         DescribedGroupMember::default()
                             .with_member_id(str_bytes(&m.member_id))
+                            .with_group_instance_id(m.group_instance_id.as_deref().map(str_bytes))
                             .with_client_id(str_bytes(&m.client_id))
                             .with_client_host(str_bytes(&m.client_host))
                             .with_member_metadata(Bytes::from(m.metadata))

@@ -34,18 +34,23 @@ pub enum GroupOp {
     Join(JoinRequest),
     Sync {
         member_id: String,
+        /// `group.instance.id` (KIP-345): checked against the member id.
+        instance_id: Option<String>,
         generation: i32,
         assignments: Vec<(String, Vec<u8>)>,
     },
     Heartbeat {
         member_id: String,
+        instance_id: Option<String>,
         generation: i32,
     },
     Leave {
         member_id: String,
+        instance_id: Option<String>,
     },
     Commit {
         member_id: String,
+        instance_id: Option<String>,
         generation: i32,
         offsets: Vec<((String, u32), CommittedOffset)>,
     },
@@ -183,19 +188,34 @@ impl Node {
             }
             GroupOp::Sync {
                 member_id,
+                instance_id,
                 generation,
                 assignments,
-            } => group.on_sync(request, &member_id, generation, assignments, &mut out),
+            } => {
+                let member = (member_id.as_str(), instance_id.as_deref());
+                group.on_sync(request, member, generation, assignments, &mut out)
+            }
             GroupOp::Heartbeat {
                 member_id,
+                instance_id,
                 generation,
-            } => group.on_heartbeat(request, &member_id, generation, &mut out),
-            GroupOp::Leave { member_id } => group.on_leave(request, &member_id, &mut out),
+            } => {
+                let member = (member_id.as_str(), instance_id.as_deref());
+                group.on_heartbeat(request, member, generation, &mut out)
+            }
+            GroupOp::Leave {
+                member_id,
+                instance_id,
+            } => group.on_leave(request, (&member_id, instance_id.as_deref()), &mut out),
             GroupOp::Commit {
                 member_id,
+                instance_id,
                 generation,
                 offsets,
-            } => group.on_commit(request, &member_id, generation, offsets, now_ms(), &mut out),
+            } => {
+                let member = (member_id.as_str(), instance_id.as_deref());
+                group.on_commit(request, member, generation, offsets, now_ms(), &mut out)
+            }
             GroupOp::Delete => group.on_delete(request, &mut out),
             GroupOp::FetchOffsets | GroupOp::Describe => unreachable!("answered above"),
         }
