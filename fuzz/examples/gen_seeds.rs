@@ -341,6 +341,7 @@ fn peer_messages() -> Vec<(&'static str, PeerMessage)> {
                     replication_factor: None,
                     configs: [("cleanup.policy".to_string(), "delete".to_string())].into(),
                     assignment: None,
+                    topic_id: 0x0123_4567_89ab_4def_8123_4567_89ab_cdef,
                 },
             },
         ),

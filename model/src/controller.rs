@@ -65,6 +65,16 @@ pub enum MetadataRecord {
         broker_epoch: BrokerEpoch,
         next_producer_id: u64,
     },
+    /// A topic was created with its id (KIP-516; Kafka's TopicRecord): a
+    /// topic deleted and created again under the same name gets a new id,
+    /// which is how clients tell the two apart. Variants are appended,
+    /// never reordered (postcard): logs written with the id-less `Topic`
+    /// above still replay, their topics with id 0 ("none recorded").
+    TopicCreated {
+        name: String,
+        topic_id: u128,
+        configs: BTreeMap<String, String>,
+    },
 }
 
 /// One controller decision: every record that carries out one request,
@@ -157,7 +167,8 @@ impl MetadataRecord {
                 internal_endpoint,
                 ..
             } => FIXED + endpoint.len() + internal_endpoint.len(),
-            MetadataRecord::Topic { name, configs } => {
+            MetadataRecord::Topic { name, configs }
+            | MetadataRecord::TopicCreated { name, configs, .. } => {
                 FIXED
                     + name.len()
                     + configs
@@ -292,6 +303,10 @@ pub struct BrokerRegistration {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TopicImage {
+    /// The topic id (KIP-516) drawn when it was created; 0 for topics
+    /// created before ids were recorded.
+    #[serde(default)]
+    pub id: u128,
     pub configs: BTreeMap<String, String>,
     pub partitions: Vec<PartitionRegistration>,
 }
@@ -361,6 +376,15 @@ impl MetadataImage {
             MetadataRecord::Topic { name, configs } => {
                 let topic = self.topics.entry(name.clone()).or_default();
                 topic.configs = configs.clone();
+            }
+            MetadataRecord::TopicCreated {
+                name,
+                topic_id,
+                configs,
+            } => {
+                let topic = self.topics.entry(name.clone()).or_default();
+                topic.configs = configs.clone();
+                topic.id = *topic_id;
             }
             MetadataRecord::Partition {
                 topic,
@@ -489,6 +513,10 @@ pub enum ControllerRequest {
         /// leader first); then `partitions` and `replication_factor` are
         /// None (the front end refuses both at once, as Kafka does).
         assignment: Option<Vec<Vec<NodeId>>>,
+        /// The new topic's id, drawn at random by the broker that took the
+        /// request (the decision stays a pure function of its input; a
+        /// re-sent request carries the same id).
+        topic_id: u128,
     },
     /// An internal topic the cluster makes for itself (`__consumer_offsets`
     /// on first use): as `CreateTopic`, but its replication factor is
@@ -500,6 +528,7 @@ pub enum ControllerRequest {
         partitions: u32,
         replication_factor: u32,
         configs: BTreeMap<String, String>,
+        topic_id: u128,
     },
     DeleteTopic {
         name: String,
@@ -618,14 +647,14 @@ impl Controller {
                 replication_factor,
                 configs,
                 assignment,
+                topic_id,
             } => {
                 refuse_internal(name, "create")?;
                 validate_topic_configs(configs)?;
+                let topic = topic_record(image, name, *topic_id, configs)?;
                 let records = match assignment {
-                    Some(a) => self.create_assigned_topic(image, name, a, configs)?,
-                    None => {
-                        self.create_topic(image, name, *partitions, *replication_factor, configs)?
-                    }
+                    Some(a) => self.create_assigned_topic(image, topic, a)?,
+                    None => self.create_topic(image, topic, *partitions, *replication_factor)?,
                 };
                 check_decision_size(&records)?;
                 Ok(records)
@@ -641,10 +670,12 @@ impl Controller {
                 partitions,
                 replication_factor,
                 configs,
+                topic_id,
             } => {
                 let live = image.active_brokers().len().max(1) as u32;
                 let rf = (*replication_factor).min(live);
-                self.create_topic(image, name, Some(*partitions), Some(rf), configs)
+                let topic = topic_record(image, name, *topic_id, configs)?;
+                self.create_topic(image, topic, Some(*partitions), Some(rf))
             }
             ControllerRequest::CreatePartitions {
                 name,
@@ -817,18 +848,18 @@ impl Controller {
         records
     }
 
+    /// `topic`: its [`topic_record`].
     fn create_topic(
         &self,
         image: &MetadataImage,
-        name: &str,
+        topic: MetadataRecord,
         partitions: Option<u32>,
         replication_factor: Option<u32>,
-        configs: &BTreeMap<String, String>,
     ) -> Decision {
-        validate_topic_name(name)?;
-        if image.topics.contains_key(name) {
-            return Err(ControllerError::TopicAlreadyExists);
-        }
+        let MetadataRecord::TopicCreated { name, .. } = &topic else {
+            unreachable!("topic_record makes TopicCreated");
+        };
+        let name = name.clone();
         let partitions = partitions.unwrap_or(self.config.num_partitions);
         let rf = replication_factor.unwrap_or(self.config.default_replication_factor);
         if partitions == 0 {
@@ -846,10 +877,7 @@ impl Controller {
         }
         // Spread preferred leaders of successive topics across brokers.
         let start = image.topics.len() % brokers.len();
-        let mut records = vec![MetadataRecord::Topic {
-            name: name.to_string(),
-            configs: configs.clone(),
-        }];
+        let mut records = vec![topic];
         for (p, replicas) in place_replicas(&brokers, partitions, rf, start)
             .into_iter()
             .enumerate()
@@ -870,24 +898,20 @@ impl Controller {
     fn create_assigned_topic(
         &self,
         image: &MetadataImage,
-        name: &str,
+        topic: MetadataRecord,
         assignment: &[Vec<NodeId>],
-        configs: &BTreeMap<String, String>,
     ) -> Decision {
-        validate_topic_name(name)?;
-        if image.topics.contains_key(name) {
-            return Err(ControllerError::TopicAlreadyExists);
-        }
+        let MetadataRecord::TopicCreated { name, .. } = &topic else {
+            unreachable!("topic_record makes TopicCreated");
+        };
+        let name = name.clone();
         if assignment.is_empty() {
             return Err(ControllerError::InvalidReplicaAssignment(
                 "The manual partition assignment is empty.".into(),
             ));
         }
         check_partitions_per_request(assignment.len() as u32)?;
-        let mut records = vec![MetadataRecord::Topic {
-            name: name.to_string(),
-            configs: configs.clone(),
-        }];
+        let mut records = vec![topic];
         for (p, registration) in assigned_partitions(image, assignment, None, 0)?
             .into_iter()
             .enumerate()
@@ -1084,6 +1108,33 @@ fn check_partitions_per_request(new_partitions: u32) -> Result<(), ControllerErr
     Ok(())
 }
 
+/// The record that creates topic `name` with id `topic_id`, if the name
+/// is free and valid and the id is neither zero (Kafka's ZERO_UUID, "no
+/// id") nor held by a live topic. Ids are drawn at random (122 random
+/// bits), so the second refusal protects against a broken generator, not
+/// against chance.
+fn topic_record(
+    image: &MetadataImage,
+    name: &str,
+    topic_id: u128,
+    configs: &BTreeMap<String, String>,
+) -> Result<MetadataRecord, ControllerError> {
+    validate_topic_name(name)?;
+    if image.topics.contains_key(name) {
+        return Err(ControllerError::TopicAlreadyExists);
+    }
+    if topic_id == 0 || image.topics.values().any(|t| t.id == topic_id) {
+        return Err(ControllerError::InvalidTopic(format!(
+            "topic id {topic_id:032x} is zero or already in use"
+        )));
+    }
+    Ok(MetadataRecord::TopicCreated {
+        name: name.to_string(),
+        topic_id,
+        configs: configs.clone(),
+    })
+}
+
 /// Kafka's topic name rules: 1–249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
     let legal = name
@@ -1100,6 +1151,12 @@ pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A topic id no other test request has (ids must differ per creation).
+    fn fresh_topic_id() -> u128 {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as u128
+    }
     use std::collections::BTreeSet;
 
     fn cluster(brokers: &[NodeId]) -> (Controller, MetadataImage) {
@@ -1139,6 +1196,7 @@ mod tests {
 
     fn create(c: &Controller, image: &mut MetadataImage, name: &str, p: u32, rf: u32) -> Decision {
         let request = ControllerRequest::CreateTopic {
+            topic_id: fresh_topic_id(),
             assignment: None,
             name: name.into(),
             partitions: Some(p),
@@ -1154,6 +1212,7 @@ mod tests {
 
     fn assigned(name: &str, lists: &[&[NodeId]]) -> ControllerRequest {
         ControllerRequest::CreateTopic {
+            topic_id: fresh_topic_id(),
             name: name.into(),
             partitions: None,
             replication_factor: None,
@@ -1166,6 +1225,42 @@ mod tests {
         match c.decide(image, r) {
             Err(ControllerError::InvalidReplicaAssignment(m)) => m,
             other => panic!("INVALID_REPLICA_ASSIGNMENT expected, got {other:?}"),
+        }
+    }
+
+    /// KIP-516: a topic keeps the id it was created with; deleted and
+    /// created again under its name, it has the new request's id. A zero
+    /// id, or one a live topic holds, is refused.
+    #[test]
+    fn a_topic_keeps_the_id_it_was_created_with() {
+        let (c, mut image) = cluster(&[0, 1, 2]);
+        let named = |name: &str, id: u128| ControllerRequest::CreateTopic {
+            name: name.into(),
+            partitions: Some(1),
+            replication_factor: Some(1),
+            configs: BTreeMap::new(),
+            assignment: None,
+            topic_id: id,
+        };
+        let create = |id| named("t", id);
+        let other = |id| named("u", id);
+        run(&c, &mut image, create(0xa1));
+        assert_eq!(image.topics["t"].id, 0xa1);
+        run(
+            &c,
+            &mut image,
+            ControllerRequest::DeleteTopic { name: "t".into() },
+        );
+        run(&c, &mut image, create(0xb2));
+        assert_eq!(image.topics["t"].id, 0xb2, "a new id for the new topic");
+        for id in [0, 0xb2] {
+            assert!(
+                matches!(
+                    c.decide(&image, &other(id)),
+                    Err(ControllerError::InvalidTopic(_))
+                ),
+                "id {id:x}"
+            );
         }
     }
 
@@ -1253,6 +1348,7 @@ mod tests {
     fn an_internal_topic_takes_the_live_brokers_it_has() {
         let (c, mut image) = cluster(&[0]);
         let request = ControllerRequest::CreateInternalTopic {
+            topic_id: fresh_topic_id(),
             name: "__consumer_offsets".into(),
             partitions: 3,
             replication_factor: 3,
@@ -1499,6 +1595,7 @@ mod tests {
     fn configs_and_decision_sizes_are_bounded() {
         let (c, mut image) = cluster(&[0, 1, 2]);
         let with = |configs: &[(&str, String)]| ControllerRequest::CreateTopic {
+            topic_id: fresh_topic_id(),
             assignment: None,
             name: "t".into(),
             partitions: Some(1),
@@ -1520,6 +1617,7 @@ mod tests {
         let brokers: Vec<NodeId> = (0..100).collect();
         let (c, image) = cluster(&brokers);
         let huge = ControllerRequest::CreateTopic {
+            topic_id: fresh_topic_id(),
             assignment: None,
             name: "x".repeat(249),
             partitions: Some(PARTITIONS_PER_REQUEST_MAX),
@@ -1539,6 +1637,7 @@ mod tests {
         let (mut c, mut image) = cluster(&[0, 1, 2]);
         let key = RequestKey { session: 9, seq: 1 };
         let request = ControllerRequest::CreateTopic {
+            topic_id: fresh_topic_id(),
             assignment: None,
             name: "t".into(),
             partitions: Some(3),
@@ -1602,6 +1701,7 @@ mod tests {
     fn internal_topics_are_the_clusters_own() {
         let (c, mut image) = cluster(&[0]);
         let internal = ControllerRequest::CreateInternalTopic {
+            topic_id: fresh_topic_id(),
             name: "__consumer_offsets".into(),
             partitions: 3,
             replication_factor: 1,

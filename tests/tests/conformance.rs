@@ -829,3 +829,95 @@ fn a_static_member_restarts_without_a_rebalance_and_its_old_id_is_fenced() {
         assert_eq!(described.groups[0].group_state.to_string(), "Stable");
     });
 }
+
+/// The id Metadata v12 shows for `topic` at any broker, once it shows one.
+async fn metadata_topic_id(client: &mut Client, topic: &str) -> uuid::Uuid {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::MetadataRequest;
+    let request = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(TopicName(name(topic)))),
+    ]));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = client.call_any(&request, 12).await.expect("metadata");
+        let t = &r.topics[0];
+        if t.error_code == 0 {
+            return t.topic_id;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{topic} never shown"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// librdkafka 0107_topic_recreate (KIP-516): a topic's id is drawn when it
+/// is created and kept; deleted and created again under the same name, it
+/// gets a new id (librdkafka believes a partition-count decrease only when
+/// the id changes). CreateTopics v7, Metadata v12 and DeleteTopics v6
+/// agree on it.
+#[test]
+fn a_recreated_topic_gets_a_new_topic_id() {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+    use kafka_protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest};
+    let c = cluster();
+    let bootstrap = bootstrap(&c);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut client = loop {
+            if let Ok(mut client) = Client::connect(&bootstrap).await {
+                if client
+                    .refresh(None)
+                    .await
+                    .is_ok_and(|m| m.brokers.len() == 3)
+                {
+                    break client;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let create = |partitions: i32| {
+            CreateTopicsRequest::default()
+                .with_timeout_ms(30_000)
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(TopicName(name("again")))
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(3)])
+        };
+        let r = client
+            .call_any(&create(10), 7)
+            .await
+            .expect("create topics");
+        assert_eq!(r.topics[0].error_code, 0);
+        let first = r.topics[0].topic_id;
+        assert!(!first.is_nil(), "CreateTopics v7 names the id");
+        assert_eq!(metadata_topic_id(&mut client, "again").await, first);
+        let delete = DeleteTopicsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(vec![
+                DeleteTopicState::default().with_name(Some(TopicName(name("again"))))
+            ]);
+        let r = client.call_any(&delete, 6).await.expect("delete topics");
+        assert_eq!(
+            (r.responses[0].error_code, r.responses[0].topic_id),
+            (0, first)
+        );
+        // Created again: the same name, a new topic, a new id.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let second = loop {
+            let r = client.call_any(&create(3), 7).await.expect("create topics");
+            match r.topics[0].error_code {
+                0 => break r.topics[0].topic_id,
+                // The deletion may not have reached this broker's view yet.
+                36 => assert!(tokio::time::Instant::now() < deadline, "never re-created"),
+                other => panic!("CreateTopics: error {other}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(!second.is_nil());
+        assert_ne!(second, first, "a re-created topic has a new id");
+        assert_eq!(metadata_topic_id(&mut client, "again").await, second);
+    });
+}

@@ -187,6 +187,7 @@ fn a_client_cannot_act_as_a_node() {
                 partitions: Some(1),
                 replication_factor: Some(1),
                 configs: BTreeMap::new(),
+                topic_id: 1,
             },
         };
         let refused = tokio::time::timeout(Duration::from_secs(5), link.ask(&create)).await;

@@ -55,6 +55,7 @@ impl MetadataModel {
             partitions: Some(2),
             replication_factor: Some(1),
             configs: BTreeMap::new(),
+            topic_id: 1,
         })
     }
 

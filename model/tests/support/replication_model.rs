@@ -559,6 +559,7 @@ impl Model for ReplicationModel {
             partitions: Some(1),
             replication_factor: Some(self.replicas),
             configs: BTreeMap::new(),
+            topic_id: 1,
         };
         self.control(&mut s, create).expect("topic created");
         for id in self.ids() {

@@ -134,6 +134,7 @@ async fn create_offsets_topic(node: &NodeHandle) {
         partitions: s.offsets_topic_num_partitions,
         replication_factor: s.offsets_topic_replication_factor,
         configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
+        topic_id: super::handlers::new_topic_id(),
     };
     let (tx, _rx) = oneshot::channel();
     let _ = node

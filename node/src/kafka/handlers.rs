@@ -151,9 +151,26 @@ fn topic_name(s: &str) -> TopicName {
     TopicName(str_bytes(s))
 }
 
-/// A stable, non-zero topic id derived from the name (Kafka's are random;
-/// these only need to be unique per name for clients that display them).
-pub fn topic_id(name: &str) -> uuid::Uuid {
+/// A new topic's id: a random (v4) UUID, as Kafka's controller draws one
+/// (`Uuid.randomUuid`). Drawn here, at the broker that took the request,
+/// so that the controller's decision stays a pure function of it.
+pub fn new_topic_id() -> u128 {
+    uuid::Uuid::new_v4().as_u128()
+}
+
+/// A topic's id as clients see it (Metadata v10+, CreateTopics v7+,
+/// DeleteTopics v6+): the one recorded at its creation; Kafka's zero UUID
+/// for a topic that does not exist; for a topic created before ids were
+/// recorded, a stable id derived from its name.
+pub fn topic_id(image: &MetadataImage, name: &str) -> uuid::Uuid {
+    match image.topics.get(name) {
+        None => uuid::Uuid::nil(),
+        Some(t) if t.id != 0 => uuid::Uuid::from_u128(t.id),
+        Some(_) => legacy_topic_id(name),
+    }
+}
+
+fn legacy_topic_id(name: &str) -> uuid::Uuid {
     let a = crc32c::crc32c(name.as_bytes()) as u128;
     let b = crc32c::crc32c_append(0x5a5a_5a5a, name.as_bytes()) as u128;
     let c = name.len() as u128;
@@ -189,7 +206,7 @@ fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
 fn topic_metadata(view: &ClusterView, name: &str) -> MetadataResponseTopic {
     let mut t = MetadataResponseTopic::default()
         .with_name(Some(topic_name(name)))
-        .with_topic_id(topic_id(name))
+        .with_topic_id(topic_id(&view.image, name))
         .with_is_internal(runnel_model::controller::is_internal_topic(name));
     let Some(topic) = view.image.topics.get(name) else {
         return t.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION);
@@ -268,6 +285,7 @@ async fn metadata(r: MetadataRequest, v: i16, node: &NodeHandle) -> MetadataResp
                     replication_factor: None,
                     configs: BTreeMap::new(),
                     assignment: None,
+                    topic_id: new_topic_id(),
                 };
                 let _ = node
                     .events
@@ -385,9 +403,6 @@ async fn create_topics(r: CreateTopicsRequest, v: i16, node: &NodeHandle) -> Cre
     for t in r.topics {
         let name = t.name.0.to_string();
         let mut result = CreatableTopicResult::default().with_name(t.name.clone());
-        if v >= 7 {
-            result.topic_id = topic_id(&name);
-        }
         let assigned = !t.assignments.is_empty();
         // Kafka's checks of the request's shape, in its order: a manual
         // assignment excludes both counts; else -1 asks for the broker's
@@ -445,6 +460,7 @@ async fn create_topics(r: CreateTopicsRequest, v: i16, node: &NodeHandle) -> Cre
             replication_factor: (t.replication_factor > 0).then_some(t.replication_factor as u32),
             configs,
             assignment,
+            topic_id: new_topic_id(),
         };
         if r.validate_only {
             // Decided by the controller like any other, never committed.
@@ -469,6 +485,16 @@ async fn create_topics(r: CreateTopicsRequest, v: i16, node: &NodeHandle) -> Cre
                     result.replication_factor =
                         partitions.first().map_or(-1, |p| p.replicas.len() as i16);
                     result.configs = Some(Vec::new());
+                }
+                if v >= 7 {
+                    // The id the decision recorded (the first one's, for a
+                    // request answered again).
+                    if let Some(id) = ack.records.iter().find_map(|r| match r {
+                        MetadataRecord::TopicCreated { topic_id, .. } => Some(*topic_id),
+                        _ => None,
+                    }) {
+                        result.topic_id = uuid::Uuid::from_u128(id);
+                    }
                 }
             }
             Err(e) => {
@@ -498,7 +524,7 @@ async fn delete_topics(r: DeleteTopicsRequest, v: i16, node: &NodeHandle) -> Del
     for name in names {
         let mut result = DeletableTopicResult::default().with_name(Some(topic_name(&name)));
         if v >= 6 {
-            result.topic_id = topic_id(&name);
+            result.topic_id = topic_id(&node.view.borrow().image, &name);
         }
         let request = ControllerRequest::DeleteTopic { name };
         match call_controller(node, request, remaining_ms(deadline)).await {
