@@ -921,3 +921,95 @@ fn a_recreated_topic_gets_a_new_topic_id() {
         assert_eq!(metadata_topic_id(&mut client, "again").await, second);
     });
 }
+
+/// The issue's new-user case: a script starts a cluster and at once sends
+/// CreateTopics to the first Kafka listener that accepts. The request must
+/// get an answer (the result, or an error Kafka would give) within a
+/// second of the metadata quorum's first election, never the client's
+/// whole timeout. The election is observed by polling every coordinator's
+/// status (what `runnel quorum status` asks) every 20 ms. Asked before any
+/// broker registered, the answer is Kafka's INVALID_REPLICATION_FACTOR,
+/// and the same request succeeds once the brokers are in.
+#[test]
+fn admin_right_after_start_is_answered_within_a_second_of_the_election() {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::CreateTopicsRequest;
+    use runnel::cli::quorum::{ask_status_on, tool_handshake};
+    use runnel::runtime::transport::ToolLink;
+    use std::sync::{Arc, Mutex};
+    use tokio::time::Instant;
+    let mut c = SeedCluster::combined(&[]);
+    let first_kafka = format!("127.0.0.1:{}", c.kafka_ports[0]);
+    let coordinators: Vec<String> = c.coordinator_list().split(',').map(String::from).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let elected: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let observer = {
+        let elected = elected.clone();
+        rt.spawn(async move {
+            let mut links: Vec<Option<ToolLink>> = coordinators.iter().map(|_| None).collect();
+            loop {
+                for (i, address) in coordinators.iter().enumerate() {
+                    let asked = async {
+                        let mut link = match links[i].take() {
+                            Some(link) => link,
+                            None => ToolLink::connect(address, tool_handshake("runnel")).await?,
+                        };
+                        let status = ask_status_on(&mut link).await?;
+                        links[i] = Some(link);
+                        Ok::<_, String>(status)
+                    };
+                    let answer = tokio::time::timeout(Duration::from_millis(200), asked).await;
+                    if let Ok(Ok(status)) = answer {
+                        if status.mode == "leader" {
+                            elected.lock().unwrap().get_or_insert_with(Instant::now);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    c.start_all();
+    let (answered, code, message) = rt.block_on(async {
+        let mut conn = loop {
+            if let Ok(conn) = Connection::connect(&first_kafka).await {
+                break conn;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(
+            elected.lock().unwrap().is_none(),
+            "the listener opened after the election: the case needs a request that comes first"
+        );
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(60_000)
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(TopicName(name("early")))
+                .with_num_partitions(3)
+                .with_replication_factor(1)]);
+        let r = tokio::time::timeout(Duration::from_secs(90), conn.call(&request, 7))
+            .await
+            .expect("an answer before the client gives up")
+            .expect("create topics");
+        let t = &r.topics[0];
+        (Instant::now(), t.error_code, t.error_message.clone())
+    });
+    observer.abort();
+    let elected = elected.lock().unwrap().expect("a coordinator leads");
+    let after = answered.saturating_duration_since(elected);
+    println!("admin after start: answered {after:?} after the election, error {code} {message:?}");
+    assert!(
+        after <= Duration::from_secs(1),
+        "answered {after:?} after the election"
+    );
+    // Created, or Kafka's answer while fewer brokers have registered than
+    // the replication factor needs (KRaft's "only 0 broker(s) are
+    // registered"): the controller was elected before any broker joined.
+    assert!(
+        code == 0 || code == 38,
+        "created, or INVALID_REPLICATION_FACTOR: {code} {message:?}"
+    );
+    if code == 38 {
+        c.create_topic("early", 3, 1);
+    }
+}
