@@ -41,13 +41,12 @@ cargo test --workspace -- --nocapture
 # own workspace, so the feature never reaches the binary above), sharing the
 # target directory so that common dependencies are built once.
 CARGO_TARGET_DIR="$PWD/target" cargo test --manifest-path sim/Cargo.toml -- --nocapture
-# The bounded fuzz run (fuzz/tests/bounded.rs): every fuzz target's body,
-# its regressions and seeds replayed, then 15 s of mutations per target, as
-# a plain test (no instrumentation). libFuzzer itself (cargo-fuzz install
-# and four instrumented builds, ~7 min on a fresh 2-core machine) is left
-# to RUNNEL_FUZZ_SECONDS=N (N s per target) and to the hour-long run of
+# The bounded fuzz run of CI is tests/tests/fuzz_bounded.rs, in the cargo
+# test above (every fuzz target's regressions and seeds, then 15 s of
+# mutations per target). libFuzzer itself (cargo-fuzz install and four
+# instrumented builds, ~7 min on a fresh 2-core machine) is left to
+# RUNNEL_FUZZ_SECONDS=N (N s per target) and to the hour-long run of
 # specs/testing.md.
-CARGO_TARGET_DIR="$PWD/target" cargo test --manifest-path fuzz/Cargo.toml --test bounded -- --nocapture
 if [ -n "${RUNNEL_FUZZ_SECONDS:-}" ]; then
     ./scripts/fuzz.sh "$RUNNEL_FUZZ_SECONDS"
 fi

@@ -413,11 +413,13 @@ pub mod segment_recovery {
     use runnel_model::log::PartitionLog;
     use std::path::{Path, PathBuf};
 
+    /// One segment: (base offset, `.log`, `.index` (None: absent), `.timeindex`).
+    pub type SegmentFiles = (u64, Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
+
     /// A log directory as the input describes it.
     #[derive(Clone, Debug, Default)]
     pub struct LogDir {
-        /// (base offset, `.log`, `.index` (None: absent), `.timeindex`).
-        pub segments: Vec<(u64, Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>)>,
+        pub segments: Vec<SegmentFiles>,
         pub recovery_point: Option<u64>,
         pub epoch_checkpoint: Option<Vec<u8>>,
         /// 0..3: which `LogConfig` (see [`config`]).

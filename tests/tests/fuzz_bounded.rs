@@ -1,6 +1,7 @@
-//! The bounded fuzz run of CI: every target's body (`runnel_fuzz::*::run`,
-//! the code libFuzzer drives) fed by a plain mutation fuzzer, as an
-//! ordinary `cargo test` on the stable toolchain with no instrumentation.
+//! The bounded fuzz run of CI: every fuzz target's body (`fuzz/src/lib.rs`,
+//! the code libFuzzer drives, compiled in here as a module so that CI
+//! builds nothing extra) fed by a plain mutation fuzzer, as an ordinary
+//! `cargo test` on the stable toolchain with no instrumentation.
 //!
 //! Why not libFuzzer in CI: installing cargo-fuzz and building the four
 //! instrumented targets costs ~7 minutes on a fresh 2-core machine, more
@@ -17,6 +18,10 @@
 //! with the same seed and corpus makes the same inputs in the same order).
 //! A panicking input is written to `target/fuzz/artifacts/ci-<target>-<n>`
 //! and printed in hex; save it under `fuzz/regressions/<target>/`.
+
+#[path = "../../fuzz/src/lib.rs"]
+#[allow(dead_code)]
+mod runnel_fuzz;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -78,7 +83,7 @@ fn budget() -> Duration {
 
 /// The committed inputs of a target: regressions first, then seeds.
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
     let mut inputs = Vec::new();
     for dir in ["regressions", "seeds"] {
         let Ok(entries) = std::fs::read_dir(root.join(dir).join(target)) else {
