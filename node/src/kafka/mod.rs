@@ -6,4 +6,5 @@ pub mod fetch_encode;
 pub mod groups;
 pub mod handlers;
 pub mod server;
+pub mod unsupported;
 pub mod versions;

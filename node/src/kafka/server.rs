@@ -1,12 +1,17 @@
 //! Kafka client connections: size-prefixed frames in, one request at a time
 //! (so pipelined requests are answered in order, as Kafka does by muting a
 //! connection while it serves one), responses out. A frame above
-//! `socket.request.max.bytes`, an unknown API key, an unsupported version or
-//! a body that does not decode closes the connection (Kafka does the same);
-//! ApiVersions with a too-new version gets the v0 error answer (KIP-511).
+//! `socket.request.max.bytes`, an unknown API key or a body that does not
+//! decode closes the connection (Kafka does the same); ApiVersions with a
+//! too-new version gets the v0 error answer (KIP-511). A request that
+//! decodes but that this node does not serve (an API it does not implement,
+//! or a version outside its range) gets UNSUPPORTED_VERSION in that API's
+//! response, and the connection stays open (Kafka closes it; see
+//! `unsupported.rs` for why Runnel answers).
 
 use super::fetch_encode::Segment;
 use super::handlers;
+use super::unsupported::{self, Refusal};
 use super::versions;
 use crate::io::TcpStream;
 use crate::runtime::node::NodeHandle;
@@ -55,7 +60,7 @@ pub async fn serve(mut stream: TcpStream, first: [u8; 4], node: NodeHandle) {
         else {
             return;
         };
-        let segments = match answer(frame, &client_host, &node).await {
+        let segments = match answer(frame, &client_host, &peer, &node).await {
             Ok(segments) => segments, // empty for acks=0: no response at all
             Err(why) => {
                 tracing::warn!("{peer}: {why}; closing the connection");
@@ -155,6 +160,15 @@ pub enum Decoded {
     },
     /// ApiVersions newer than we know: answer it with the v0 error (KIP-511).
     TooNewApiVersions { correlation_id: i32 },
+    /// A request that decodes but that this node does not serve (the API
+    /// or its version): answered with UNSUPPORTED_VERSION, or not at all
+    /// (Produce with acks=0), and the connection stays open.
+    Unsupported {
+        header: RequestHeader,
+        api_key: ApiKey,
+        version: i16,
+        refusal: Refusal,
+    },
 }
 
 /// The memory one request may decode into: eight times its size (at least
@@ -168,8 +182,11 @@ pub fn decode_budget(frame_bytes: usize) -> usize {
 /// Decodes one request frame (the bytes after the size). A pure function
 /// of the bytes, and the fuzz targets' entry point: every count and length
 /// is checked against the bytes left (vendor/kafka-protocol), and the whole
-/// decode against [`decode_budget`]. An error says why the frame was
-/// refused (the connection is closed, as Kafka does).
+/// decode against [`decode_budget`]. A request this node does not serve is
+/// decoded all the same and comes back as [`Decoded::Unsupported`], its
+/// answer made. An error says why the frame was refused (the connection is
+/// closed, as Kafka does): no header, an unknown API key, or a body that
+/// does not decode.
 pub fn decode_request(frame: Bytes) -> Result<Decoded, String> {
     if frame.len() < 8 {
         return Err(format!("a request of {} bytes has no header", frame.len()));
@@ -184,12 +201,37 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, String> {
     if api_key == ApiKey::ApiVersions && supported.is_some_and(|r| version > r.1) {
         return Ok(Decoded::TooNewApiVersions { correlation_id });
     }
-    match supported {
-        Some((min, max)) if (min..=max).contains(&version) => {}
-        _ => return Err(format!("{api_key:?} v{version} is not supported")),
+    let served = supported.is_some_and(|(min, max)| (min..=max).contains(&version));
+    let (header, body) = decode_parts(frame, api_key, version).map_err(|why| match served {
+        true => why,
+        false => format!("{api_key:?} v{version} is not supported ({why})"),
+    })?;
+    if served {
+        return Ok(Decoded::Request {
+            header,
+            api_key,
+            version,
+            body,
+        });
     }
+    let Some(refusal) = unsupported::refuse(&body, version) else {
+        return Err(format!("{api_key:?} v{version} is not supported"));
+    };
+    Ok(Decoded::Unsupported {
+        header,
+        api_key,
+        version,
+        refusal,
+    })
+}
+
+/// The header and body of a request, decoded within [`decode_budget`].
+fn decode_parts(
+    mut frame: Bytes,
+    api_key: ApiKey,
+    version: i16,
+) -> Result<(RequestHeader, RequestKind), String> {
     let budget = decode_budget(frame.len());
-    let mut frame = frame;
     let (decoded, _) = kafka_protocol::protocol::types::with_decode_budget(budget, || {
         let header_version = api_key.request_header_version(version);
         let header = RequestHeader::decode(&mut frame, header_version)
@@ -198,18 +240,13 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, String> {
             .map_err(|e| format!("bad {api_key:?} v{version} body: {e:#}"))?;
         Ok::<_, String>((header, body))
     });
-    let (header, body) = decoded?;
-    Ok(Decoded::Request {
-        header,
-        api_key,
-        version,
-        body,
-    })
+    decoded
 }
 
 async fn answer(
     frame: Bytes,
     client_host: &str,
+    peer: &str,
     node: &NodeHandle,
 ) -> Result<Vec<Segment>, String> {
     let (header, api_key, version, body) = match decode_request(frame)? {
@@ -218,6 +255,12 @@ async fn answer(
                 versions::unsupported_api_versions(correlation_id).freeze(),
             )])
         }
+        Decoded::Unsupported {
+            header,
+            api_key,
+            version,
+            refusal,
+        } => return refused(&header, api_key, version, refusal, peer),
         Decoded::Request {
             header,
             api_key,
@@ -239,6 +282,33 @@ async fn answer(
         return Ok(Vec::new());
     };
     encode_response(api_key, version, correlation_id, &response)
+        .map(|b| vec![Segment::Bytes(b.freeze())])
+}
+
+/// The answer to a request this node does not serve, logged (one line per
+/// request, at debug: a client that skipped ApiVersions may send many, and
+/// each gets its reason on the wire).
+fn refused(
+    header: &RequestHeader,
+    api_key: ApiKey,
+    version: i16,
+    refusal: Refusal,
+    peer: &str,
+) -> Result<Vec<Segment>, String> {
+    let client = header.client_id.as_deref().unwrap_or("");
+    let response = match refusal {
+        Refusal::Silent => {
+            tracing::debug!(
+                "{peer} (client {client:?}): {api_key:?} v{version} is not supported; no answer (acks=0)"
+            );
+            return Ok(Vec::new());
+        }
+        Refusal::Answer(response) => response,
+    };
+    tracing::debug!(
+        "{peer} (client {client:?}): {api_key:?} v{version} is not supported; answered UNSUPPORTED_VERSION"
+    );
+    encode_response(api_key, version, header.correlation_id, &response)
         .map(|b| vec![Segment::Bytes(b.freeze())])
 }
 
