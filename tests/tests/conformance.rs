@@ -1013,3 +1013,39 @@ fn admin_right_after_start_is_answered_within_a_second_of_the_election() {
         c.create_topic("early", 3, 1);
     }
 }
+
+/// librdkafka 0081's DescribeTopics / DescribeCluster / DescribeConsumerGroups
+/// "with authorized operations" (KIP-430): asked for them, Metadata v8+ and
+/// DescribeGroups v3+ report every operation of the resource type, as Kafka
+/// does without an authorizer; not asked, Kafka's INT32_MIN.
+#[test]
+fn authorized_operations_are_reported_as_kafka_without_an_authorizer() {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{DescribeGroupsRequest, MetadataRequest};
+    let c = cluster();
+    let bootstrap = bootstrap(&c);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut client = Client::connect(&bootstrap).await.expect("connect");
+        let request = |asked: bool| {
+            MetadataRequest::default()
+                .with_topics(Some(vec![
+                    MetadataRequestTopic::default().with_name(Some(TopicName(name("ops"))))
+                ]))
+                .with_include_cluster_authorized_operations(asked)
+                .with_include_topic_authorized_operations(asked)
+        };
+        let r = client.call_any(&request(true), 9).await.expect("metadata");
+        assert_eq!(r.cluster_authorized_operations, 8080);
+        assert_eq!(r.topics[0].topic_authorized_operations, 3576);
+        let r = client.call_any(&request(false), 9).await.expect("metadata");
+        assert_eq!(r.cluster_authorized_operations, i32::MIN);
+        assert_eq!(r.topics[0].topic_authorized_operations, i32::MIN);
+        let mut conn = coordinator(&bootstrap, "g-ops").await;
+        let describe = DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(name("g-ops"))])
+            .with_include_authorized_operations(true);
+        let r = conn.call(&describe, 5).await.expect("describe groups");
+        assert_eq!(r.groups[0].authorized_operations, 328);
+    });
+}

@@ -601,6 +601,10 @@ pub async fn describe_groups(
         let mut d = DescribedGroup::default()
             .with_group_id(g.clone())
             .with_group_state(str_bytes("Dead"));
+        if r.include_authorized_operations {
+            // v3+ (the decoder leaves it false before): see handlers::authorized.
+            d.authorized_operations = super::handlers::authorized::GROUP;
+        }
         match call(node, &g.0, GroupOp::Describe).await {
             GroupAnswer::Described(s) => {
                 d.group_state = str_bytes(state_name(s.state));

@@ -302,6 +302,11 @@ async fn metadata(r: MetadataRequest, v: i16, node: &NodeHandle) -> MetadataResp
         }
         topics.push(t);
     }
+    if v >= 8 && r.include_topic_authorized_operations {
+        for t in &mut topics {
+            t.topic_authorized_operations = authorized::TOPIC;
+        }
+    }
     let brokers = brokers(&view.image);
     // Kafka names some broker as "controller" for admin requests; any
     // broker forwards them, so name one that is alive.
@@ -317,7 +322,41 @@ async fn metadata(r: MetadataRequest, v: i16, node: &NodeHandle) -> MetadataResp
     if v >= 2 {
         response.cluster_id = Some(str_bytes(&node.settings.cluster_id));
     }
+    if (8..=10).contains(&v) && r.include_cluster_authorized_operations {
+        response.cluster_authorized_operations = authorized::CLUSTER;
+    }
     response
+}
+
+/// The operations a client may perform, as Metadata (v8+) and
+/// DescribeGroups (v3+) report them when asked (KIP-430). Runnel has no
+/// authorizer, and Kafka without one reports every operation the resource
+/// type supports (`AuthHelper.authorizedOperations` with no authorizer:
+/// `AclEntry.supportedOperations`), as a bit field of operation codes.
+pub(super) mod authorized {
+    /// READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8,
+    /// DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11.
+    pub const TOPIC: i32 = bits(&[3, 4, 5, 6, 7, 8, 10, 11]);
+    /// CREATE 4, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10,
+    /// ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12.
+    pub const CLUSTER: i32 = bits(&[4, 7, 8, 9, 10, 11, 12]);
+    /// READ 3, DELETE 6, DESCRIBE 8.
+    pub const GROUP: i32 = bits(&[3, 6, 8]);
+
+    const fn bits(codes: &[u8]) -> i32 {
+        let mut field = 0;
+        let mut i = 0;
+        while i < codes.len() {
+            field |= 1 << codes[i];
+            i += 1;
+        }
+        field
+    }
+
+    #[test]
+    fn the_fields_are_kafkas() {
+        assert_eq!((TOPIC, CLUSTER, GROUP), (3576, 8080, 328));
+    }
 }
 
 /// Asks the controller, answered within `timeout_ms` (the client's).
