@@ -644,8 +644,20 @@ async fn join_static(
         .with_protocols(vec![JoinGroupRequestProtocol::default()
             .with_name(name("range"))
             .with_metadata(bytes::Bytes::from(instance.to_string()))]);
-    let mut conn = coordinator(bootstrap, group).await;
-    conn.call(&request, 5).await.expect("join group")
+    // A client retries a join the coordinator is not (yet) serving: right
+    // after the cluster starts, FindCoordinator can name the partition's
+    // leader before that node has taken the group partition over.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut conn = coordinator(bootstrap, group).await;
+        let response: kafka_protocol::messages::JoinGroupResponse =
+            conn.call(&request, 5).await.expect("join group");
+        let retriable = matches!(response.error_code, 14..=16);
+        if !retriable || tokio::time::Instant::now() > deadline {
+            return response;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn sync_static(
@@ -1024,6 +1036,9 @@ fn authorized_operations_are_reported_as_kafka_without_an_authorizer() {
     use kafka_protocol::messages::{DescribeGroupsRequest, MetadataRequest};
     let c = cluster();
     let bootstrap = bootstrap(&c);
+    // Creating the topic waits until the cluster answers: connecting the
+    // moment the processes start races their listeners (CI saw ECONNREFUSED).
+    c.create_topic("ops", 1, 3);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut client = Client::connect(&bootstrap).await.expect("connect");
@@ -1047,5 +1062,113 @@ fn authorized_operations_are_reported_as_kafka_without_an_authorizer() {
             .with_include_authorized_operations(true);
         let r = conn.call(&describe, 5).await.expect("describe groups");
         assert_eq!(r.groups[0].authorized_operations, 328);
+    });
+}
+
+/// librdkafka 0081's DeleteConsumerGroupOffsets (OffsetDelete, KIP-496): a
+/// group with a member subscribed to "od-a" keeps that topic's offsets
+/// (GROUP_SUBSCRIBED_TO_TOPIC, 86) and loses "od-b"'s; an unknown
+/// partition gets UNKNOWN_TOPIC_OR_PARTITION; an unknown group
+/// GROUP_ID_NOT_FOUND; once the group is empty every offset asked for goes.
+#[test]
+fn offset_delete_spares_the_topics_a_live_group_consumes() {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::offset_delete_request::{
+        OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+    };
+    use kafka_protocol::messages::{
+        ConsumerProtocolSubscription, JoinGroupRequest, LeaveGroupRequest, OffsetDeleteRequest,
+    };
+    use kafka_protocol::protocol::Encodable;
+    let c = cluster();
+    c.create_topic("od-a", 1, 3);
+    c.create_topic("od-b", 1, 3);
+    let bootstrap = bootstrap(&c);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let g = "g-od";
+        let mut conn = coordinator(&bootstrap, g).await;
+        for topic in ["od-a", "od-b"] {
+            let commit = OffsetCommitRequest::default()
+                .with_group_id(GroupId(name(g)))
+                .with_generation_id_or_member_epoch(-1)
+                .with_member_id(name(""))
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(name(topic)))
+                    .with_partitions(vec![commit_partition(0, 3, -1, None)])]);
+            let r = conn.call(&commit, 8).await.expect("commit");
+            assert_eq!(r.topics[0].partitions[0].error_code, 0);
+        }
+        // A consumer subscribed to od-a joins (version 0 subscription).
+        let mut metadata = bytes::BytesMut::new();
+        metadata.extend_from_slice(&0i16.to_be_bytes());
+        ConsumerProtocolSubscription::default()
+            .with_topics(vec![name("od-a")])
+            .encode(&mut metadata, 0)
+            .unwrap();
+        let join = |member: &str| {
+            JoinGroupRequest::default()
+                .with_group_id(GroupId(name(g)))
+                .with_session_timeout_ms(10_000)
+                .with_rebalance_timeout_ms(10_000)
+                .with_member_id(name(member))
+                .with_protocol_type(name("consumer"))
+                .with_protocols(vec![JoinGroupRequestProtocol::default()
+                    .with_name(name("range"))
+                    .with_metadata(metadata.clone().freeze())])
+        };
+        let first = conn.call(&join(""), 4).await.expect("join");
+        assert_eq!(first.error_code, 79, "MEMBER_ID_REQUIRED");
+        let joined = conn.call(&join(&first.member_id), 4).await.expect("join");
+        assert_eq!(joined.error_code, 0);
+        let delete = |group: &str, topics: &[(&str, i32)]| {
+            OffsetDeleteRequest::default()
+                .with_group_id(GroupId(name(group)))
+                .with_topics(
+                    topics
+                        .iter()
+                        .map(|(t, p)| {
+                            OffsetDeleteRequestTopic::default()
+                                .with_name(TopicName(name(t)))
+                                .with_partitions(vec![OffsetDeleteRequestPartition::default()
+                                    .with_partition_index(*p)])
+                        })
+                        .collect(),
+                )
+        };
+        let codes = |r: &kafka_protocol::messages::OffsetDeleteResponse| -> Vec<i16> {
+            r.topics
+                .iter()
+                .map(|t| t.partitions[0].error_code)
+                .collect()
+        };
+        let r = conn
+            .call(&delete(g, &[("od-a", 0), ("od-b", 0), ("od-b", 7)]), 0)
+            .await
+            .expect("offset delete");
+        assert_eq!((r.error_code, codes(&r)), (0, vec![86, 0, 3]));
+        let left = |rows: Vec<(i32, i64, i32, String)>| rows[0].1;
+        assert_eq!(left(fetched(&mut conn, g, "od-a", 7).await), 3, "kept");
+        assert_eq!(left(fetched(&mut conn, g, "od-b", 7).await), -1, "deleted");
+        let mut nobody = coordinator(&bootstrap, "g-nobody").await;
+        let r = nobody
+            .call(&delete("g-nobody", &[("od-a", 0)]), 0)
+            .await
+            .expect("offset delete");
+        assert_eq!(r.error_code, 69, "GROUP_ID_NOT_FOUND");
+        let leave = LeaveGroupRequest::default()
+            .with_group_id(GroupId(name(g)))
+            .with_member_id(joined.member_id.clone());
+        assert_eq!(conn.call(&leave, 0).await.expect("leave").error_code, 0);
+        let r = conn
+            .call(&delete(g, &[("od-a", 0)]), 0)
+            .await
+            .expect("offset delete");
+        assert_eq!((r.error_code, codes(&r)), (0, vec![0]));
+        assert_eq!(
+            left(fetched(&mut conn, g, "od-a", 7).await),
+            -1,
+            "an empty group's go"
+        );
     });
 }
