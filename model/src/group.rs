@@ -154,6 +154,10 @@ pub enum GroupError {
     /// The instance id belongs to another member id now (KIP-345): this
     /// member was replaced by a newer process with the same instance id.
     FencedInstanceId,
+    /// OffsetDelete of a topic the group's members consume.
+    GroupSubscribedToTopic,
+    /// OffsetDelete of a deleted (Dead) group.
+    GroupIdNotFound,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -218,7 +222,15 @@ pub enum GroupReply {
         request: RequestId,
         result: Result<(), GroupError>,
     },
+    /// OffsetDelete: each partition asked, with its own outcome.
+    DeleteOffsets {
+        request: RequestId,
+        result: Result<Vec<PartitionOutcome>, GroupError>,
+    },
 }
+
+/// One partition of a request that decides per partition.
+pub type PartitionOutcome = ((String, u32), Result<(), GroupError>);
 
 impl GroupReply {
     /// The request this answers.
@@ -229,7 +241,8 @@ impl GroupReply {
             | GroupReply::Heartbeat { request, .. }
             | GroupReply::Leave { request, .. }
             | GroupReply::Commit { request, .. }
-            | GroupReply::Delete { request, .. } => *request,
+            | GroupReply::Delete { request, .. }
+            | GroupReply::DeleteOffsets { request, .. } => *request,
         }
     }
 }
@@ -269,6 +282,9 @@ pub enum GroupRecord {
         /// The coordinator's clock at the commit (offsets retention).
         commit_timestamp_ms: u64,
     },
+    /// OffsetDelete: these partitions' committed offsets are gone (Kafka
+    /// writes a tombstone per partition).
+    OffsetsDeleted { partitions: Vec<(String, u32)> },
 }
 
 /// A committed position, as Kafka's OffsetAndMetadata: the offset, the
@@ -442,6 +458,11 @@ impl Group {
             GroupRecord::Deleted => {
                 self.offsets.clear();
                 self.generation = 0;
+            }
+            GroupRecord::OffsetsDeleted { partitions } => {
+                for tp in partitions {
+                    self.offsets.remove(tp);
+                }
             }
         }
         Ok(())
@@ -825,6 +846,72 @@ impl Group {
             request,
             result: Ok(()),
         });
+    }
+
+    /// OffsetDelete (KIP-496): an Empty group loses the offsets asked for;
+    /// a consumer group with members keeps those of the topics it is
+    /// subscribed to (GROUP_SUBSCRIBED_TO_TOPIC for each), and loses the
+    /// rest; a group of another protocol type with members refuses
+    /// (NON_EMPTY_GROUP). Which topics a member's subscription names is the
+    /// caller's to read (`subscribed_topics`: the consumer protocol's
+    /// encoding; None when it does not parse, and then, as Kafka does,
+    /// every topic counts as subscribed).
+    pub fn on_delete_offsets(
+        &mut self,
+        request: RequestId,
+        partitions: Vec<(String, u32)>,
+        subscribed_topics: &dyn Fn(&[u8]) -> Option<Vec<String>>,
+        out: &mut GroupEffects,
+    ) {
+        let reply = |out: &mut GroupEffects, result| {
+            out.reply(GroupReply::DeleteOffsets { request, result })
+        };
+        let subscribed = match self.state {
+            GroupState::Dead => return reply(out, Err(GroupError::GroupIdNotFound)),
+            GroupState::Empty => Some(Vec::new()),
+            _ if self.protocol_type.as_deref() == Some("consumer") => {
+                self.subscribed_topics(subscribed_topics)
+            }
+            _ => return reply(out, Err(GroupError::NonEmptyGroup)),
+        };
+        let consumed = |topic: &str| {
+            subscribed
+                .as_ref()
+                .is_none_or(|s| s.iter().any(|t| t == topic))
+        };
+        let mut outcomes = Vec::with_capacity(partitions.len());
+        let mut deleted = Vec::new();
+        for tp in partitions {
+            if consumed(&tp.0) {
+                outcomes.push((tp, Err(GroupError::GroupSubscribedToTopic)));
+                continue;
+            }
+            if self.offsets.remove(&tp).is_some() {
+                deleted.push(tp.clone());
+            }
+            outcomes.push((tp, Ok(())));
+        }
+        if !deleted.is_empty() {
+            out.persist(GroupRecord::OffsetsDeleted {
+                partitions: deleted,
+            });
+        }
+        reply(out, Ok(outcomes));
+    }
+
+    /// Every topic a member's subscription for the chosen protocol names;
+    /// None if any does not parse.
+    fn subscribed_topics(
+        &self,
+        parse: &dyn Fn(&[u8]) -> Option<Vec<String>>,
+    ) -> Option<Vec<String>> {
+        let protocol = self.protocol.as_deref()?;
+        let mut topics = Vec::new();
+        for m in self.members.values() {
+            let (_, metadata) = m.protocols.iter().find(|(p, _)| p == protocol)?;
+            topics.extend(parse(metadata)?);
+        }
+        Some(topics)
     }
 
     pub fn on_timer(&mut self, timer: GroupTimer, out: &mut GroupEffects) {
@@ -1484,6 +1571,97 @@ mod tests {
             "it waits for the leader to rejoin: {waits:?}"
         );
         assert_eq!(g.members().count(), 2);
+    }
+
+    /// KIP-496: an Empty group loses the offsets asked for (recorded, so a
+    /// replay agrees); with members, the offsets of subscribed topics stay
+    /// (GROUP_SUBSCRIBED_TO_TOPIC) and the others go; an unparsable
+    /// subscription counts as subscribed to everything.
+    #[test]
+    fn offset_delete_spares_the_topics_a_live_group_consumes() {
+        let parse = |m: &[u8]| -> Option<Vec<String>> {
+            let text = std::str::from_utf8(m).ok()?.strip_prefix("topics:")?;
+            Some(text.split(',').map(String::from).collect())
+        };
+        let mut g = group(0);
+        let mut out = GroupEffects::new();
+        let offsets = vec![
+            (("t".into(), 0), CommittedOffset::bare(5)),
+            (("u".into(), 0), CommittedOffset::bare(6)),
+        ];
+        g.on_commit(1, ("", None), -1, offsets, 0, &mut out);
+        out.drain().for_each(drop);
+        let a = new_member(&mut g, 2);
+        let join_a = |g: &mut Group, request, metadata: &[u8]| {
+            let mut out = GroupEffects::new();
+            g.on_join(
+                JoinRequest {
+                    request,
+                    member_id: a.clone(),
+                    client_id: "c".into(),
+                    client_host: "/127.0.0.1".into(),
+                    session_timeout_ms: 10_000,
+                    rebalance_timeout_ms: 300_000,
+                    protocol_type: "consumer".into(),
+                    protocols: vec![("range".into(), metadata.to_vec())],
+                    group_instance_id: None,
+                },
+                &mut out,
+            );
+        };
+        join_a(&mut g, 3, b"topics:t");
+        let asked = vec![("t".to_string(), 0), ("u".to_string(), 0)];
+        g.on_delete_offsets(4, asked.clone(), &parse, &mut out);
+        let records: Vec<GroupRecord> = out
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Persist(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            replies(&mut out),
+            vec![GroupReply::DeleteOffsets {
+                request: 4,
+                result: Ok(vec![
+                    (asked[0].clone(), Err(GroupError::GroupSubscribedToTopic)),
+                    (asked[1].clone(), Ok(())),
+                ])
+            }]
+        );
+        assert_eq!((g.committed("t", 0), g.committed("u", 0)), (Some(5), None));
+        let mut replayed = group(0);
+        replayed
+            .replay(&GroupRecord::Offsets {
+                generation: -1,
+                offsets: vec![
+                    (("t".into(), 0), CommittedOffset::bare(5)),
+                    (("u".into(), 0), CommittedOffset::bare(6)),
+                ],
+                commit_timestamp_ms: 0,
+            })
+            .unwrap();
+        for r in &records {
+            replayed.replay(r).unwrap();
+        }
+        assert_eq!(replayed.offsets(), g.offsets(), "a replay agrees");
+        // A subscription that does not parse protects every topic.
+        join_a(&mut g, 5, b"\xff\x00");
+        g.on_delete_offsets(6, asked[..1].to_vec(), &parse, &mut out);
+        assert!(matches!(
+            &replies(&mut out)[..],
+            [GroupReply::DeleteOffsets { result: Ok(r), .. }] if r[0].1 == Err(GroupError::GroupSubscribedToTopic)
+        ));
+        // Empty again: everything asked for goes.
+        g.on_leave(7, (&a, None), &mut out);
+        out.drain().for_each(drop);
+        assert_eq!(g.state(), GroupState::Empty);
+        g.on_delete_offsets(8, asked.clone(), &parse, &mut out);
+        assert!(matches!(
+            &replies(&mut out)[..],
+            [GroupReply::DeleteOffsets { result: Ok(r), .. }] if r.iter().all(|(_, e)| e.is_ok())
+        ));
+        assert!(g.offsets().is_empty());
     }
 
     #[test]

@@ -155,7 +155,8 @@ impl GroupModel {
             GroupReply::Leave { .. } => rejoin(c, true),
             GroupReply::Heartbeat { result: Ok(()), .. }
             | GroupReply::Commit { .. }
-            | GroupReply::Delete { .. } => {}
+            | GroupReply::Delete { .. }
+            | GroupReply::DeleteOffsets { .. } => {}
         }
     }
 

@@ -19,6 +19,9 @@ use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestPartitio
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -51,6 +54,7 @@ pub mod code {
     pub const INVALID_SESSION_TIMEOUT: i16 = 26;
     pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
     pub const FENCED_INSTANCE_ID: i16 = 82;
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 }
 
 pub fn state_name(s: GroupState) -> &'static str {
@@ -75,6 +79,8 @@ fn error_code(e: &GroupError) -> i16 {
         GroupError::GroupMaxSizeReached => code::GROUP_MAX_SIZE_REACHED,
         GroupError::InvalidSessionTimeout => code::INVALID_SESSION_TIMEOUT,
         GroupError::FencedInstanceId => code::FENCED_INSTANCE_ID,
+        GroupError::GroupSubscribedToTopic => code::GROUP_SUBSCRIBED_TO_TOPIC,
+        GroupError::GroupIdNotFound => code::GROUP_ID_NOT_FOUND,
     }
 }
 
@@ -644,4 +650,64 @@ pub async fn delete_groups(r: DeleteGroupsRequest, node: &NodeHandle) -> DeleteG
         );
     }
     DeleteGroupsResponse::default().with_results(results)
+}
+
+/// OffsetDelete (KIP-496, v0): a partition of an unknown topic gets
+/// UNKNOWN_TOPIC_OR_PARTITION; the rest is the group's decision
+/// (`Group::on_delete_offsets`). A group-level error leaves the topics
+/// empty, as Kafka's error response does.
+pub async fn offset_delete(r: OffsetDeleteRequest, node: &NodeHandle) -> OffsetDeleteResponse {
+    let group_id = r.group_id.0.to_string();
+    let view = node.view.borrow().clone();
+    let known = |t: &str, p: i32| {
+        view.image
+            .topics
+            .get(t)
+            .is_some_and(|topic| p >= 0 && (p as usize) < topic.partitions.len())
+    };
+    let partitions: Vec<(String, u32)> = r
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .filter(|p| known(&t.name.0, p.partition_index))
+                .map(|p| (t.name.0.to_string(), p.partition_index as u32))
+        })
+        .collect();
+    let op = GroupOp::DeleteOffsets { partitions };
+    let outcomes = match call(node, &group_id, op).await {
+        GroupAnswer::Reply(GroupReply::DeleteOffsets { result: Ok(o), .. }) => o,
+        GroupAnswer::Reply(GroupReply::DeleteOffsets { result: Err(e), .. }) => {
+            return OffsetDeleteResponse::default().with_error_code(error_code(&e));
+        }
+        other => return OffsetDeleteResponse::default().with_error_code(fallback_code(&other)),
+    };
+    let outcome = |t: &str, p: i32| -> i16 {
+        outcomes
+            .iter()
+            .find(|((topic, partition), _)| topic == t && *partition as i32 == p)
+            .map_or(code::UNKNOWN_TOPIC_OR_PARTITION, |(_, r)| {
+                r.as_ref().err().map_or(code::NONE, error_code)
+            })
+    };
+    let topics = r
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(outcome(&t.name.0, p.partition_index))
+                })
+                .collect();
+            OffsetDeleteResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetDeleteResponse::default().with_topics(topics)
 }

@@ -126,6 +126,9 @@ pub async fn handle(request: Request, node: &NodeHandle) -> Option<ResponseKind>
         RequestKind::DeleteGroups(r) => {
             ResponseKind::DeleteGroups(groups::delete_groups(r, node).await)
         }
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(groups::offset_delete(r, node).await)
+        }
         _ => return None,
     })
 }

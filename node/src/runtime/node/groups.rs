@@ -57,6 +57,10 @@ pub enum GroupOp {
     FetchOffsets,
     Describe,
     Delete,
+    /// OffsetDelete (KIP-496).
+    DeleteOffsets {
+        partitions: Vec<(String, u32)>,
+    },
 }
 
 /// A group as DescribeGroups and ListGroups show it.
@@ -116,6 +120,24 @@ fn summary(group_id: &str, g: &Group) -> GroupSummary {
     }
 }
 
+/// The topics a consumer-protocol subscription names (Kafka's
+/// ConsumerProtocolSubscription: a version, then the fields of that
+/// version); None if it does not decode.
+fn subscribed_topics(metadata: &[u8]) -> Option<Vec<String>> {
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::Decodable;
+    let mut bytes = bytes::Bytes::copy_from_slice(metadata);
+    if bytes.len() < 2 {
+        return None;
+    }
+    let version = i16::from_be_bytes([bytes[0], bytes[1]]);
+    bytes::Buf::advance(&mut bytes, 2);
+    // Newer versions only append fields: read them as the newest we know.
+    let version = version.clamp(0, 3);
+    let subscription = ConsumerProtocolSubscription::decode(&mut bytes, version).ok()?;
+    Some(subscription.topics.iter().map(|t| t.to_string()).collect())
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -165,7 +187,9 @@ impl Node {
                 let _ = reply.send(answer);
                 return;
             }
-            GroupOp::Delete if !self.groups.groups.contains_key(&group_id) => {
+            GroupOp::Delete | GroupOp::DeleteOffsets { .. }
+                if !self.groups.groups.contains_key(&group_id) =>
+            {
                 let _ = reply.send(GroupAnswer::GroupIdNotFound);
                 return;
             }
@@ -217,6 +241,9 @@ impl Node {
                 group.on_commit(request, member, generation, offsets, now_ms(), &mut out)
             }
             GroupOp::Delete => group.on_delete(request, &mut out),
+            GroupOp::DeleteOffsets { partitions } => {
+                group.on_delete_offsets(request, partitions, &subscribed_topics, &mut out)
+            }
             GroupOp::FetchOffsets | GroupOp::Describe => unreachable!("answered above"),
         }
         self.execute_group(&group_id, p, out);
