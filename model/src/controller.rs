@@ -13,6 +13,7 @@
 //! and is fenced when its session expires; partition leadership moves by the
 //! rules in [`crate::partition`].
 
+use crate::acl::{AclBinding, AclFilter, AclStore, ACLS_MAX};
 use crate::core::{BrokerEpoch, NodeId};
 use crate::partition::{
     AlterPartitionError, AlterPartitionRequest, ElectionPolicy, PartitionRegistration,
@@ -74,6 +75,15 @@ pub enum MetadataRecord {
         name: String,
         topic_id: u128,
         configs: BTreeMap<String, String>,
+    },
+    /// ACLs added (Kafka's AccessControlEntryRecord): one record carries a
+    /// whole CreateAcls request, which commits whole or not at all.
+    AclsCreated {
+        acls: Vec<AclBinding>,
+    },
+    /// ACLs removed (Kafka's RemoveAccessControlEntryRecord).
+    AclsDeleted {
+        acls: Vec<AclBinding>,
     },
 }
 
@@ -182,6 +192,9 @@ impl MetadataRecord {
                 ..
             } => FIXED + topic.len() + 10 * (registration.replicas.len() + registration.isr.len()),
             MetadataRecord::RemoveTopic { name } => FIXED + name.len(),
+            MetadataRecord::AclsCreated { acls } | MetadataRecord::AclsDeleted { acls } => {
+                FIXED + acls.iter().map(AclBinding::size_bound).sum::<usize>()
+            }
             _ => FIXED,
         }
     }
@@ -322,6 +335,8 @@ pub struct MetadataImage {
     pub next_producer_id: u64,
     /// Which brokers' requests were carried out, and where.
     pub requests: RequestLedger,
+    /// Every ACL of the cluster (what the authorizer decides by).
+    pub acls: AclStore,
 }
 
 impl MetadataImage {
@@ -409,6 +424,8 @@ impl MetadataImage {
             } => {
                 self.next_producer_id = self.next_producer_id.max(*next_producer_id);
             }
+            MetadataRecord::AclsCreated { acls } => acls.iter().for_each(|a| self.acls.insert(a)),
+            MetadataRecord::AclsDeleted { acls } => acls.iter().for_each(|a| self.acls.remove(a)),
         }
     }
 
@@ -554,6 +571,15 @@ pub enum ControllerRequest {
     AllocateProducerIds {
         broker: NodeId,
         broker_epoch: BrokerEpoch,
+    },
+    /// Kafka's CreateAcls: add these ACLs (each validated by the front end
+    /// with `AclBinding::from_wire`, Kafka's per-creation errors).
+    CreateAcls {
+        acls: Vec<AclBinding>,
+    },
+    /// Kafka's DeleteAcls: remove every ACL one of the filters selects.
+    DeleteAcls {
+        filters: Vec<AclFilter>,
     },
 }
 
@@ -716,7 +742,49 @@ impl Controller {
                     next_producer_id,
                 }])
             }
+            ControllerRequest::CreateAcls { acls } => self.create_acls(image, acls),
+            ControllerRequest::DeleteAcls { filters } => self.delete_acls(image, filters),
         }
+    }
+
+    /// CreateAcls: the ACLs not held yet, in one record (none: nothing to
+    /// change), unless the cluster would then hold more than [`ACLS_MAX`].
+    fn create_acls(&self, image: &MetadataImage, acls: &[AclBinding]) -> Decision {
+        let mut new: Vec<AclBinding> = acls
+            .iter()
+            .filter(|a| !image.acls.contains(a))
+            .cloned()
+            .collect();
+        new.sort();
+        new.dedup();
+        if new.is_empty() {
+            return Ok(Vec::new());
+        }
+        if image.acls.len() + new.len() > ACLS_MAX {
+            return Err(ControllerError::PolicyViolation(format!(
+                "The cluster holds {} ACLs; {} more would exceed the limit of {ACLS_MAX}.",
+                image.acls.len(),
+                new.len()
+            )));
+        }
+        let records = vec![MetadataRecord::AclsCreated { acls: new }];
+        check_decision_size(&records)?;
+        Ok(records)
+    }
+
+    /// DeleteAcls: every ACL some filter selects, removed in one record.
+    fn delete_acls(&self, image: &MetadataImage, filters: &[AclFilter]) -> Decision {
+        let gone: Vec<AclBinding> = image
+            .acls
+            .iter()
+            .filter(|a| filters.iter().any(|f| f.matches(a)))
+            .collect();
+        if gone.is_empty() {
+            return Ok(Vec::new());
+        }
+        let records = vec![MetadataRecord::AclsDeleted { acls: gone }];
+        check_decision_size(&records)?;
+        Ok(records)
     }
 
     /// The block a committed `ProducerIds` record gave its broker.
@@ -1192,6 +1260,61 @@ mod tests {
             image.apply(r);
         }
         records
+    }
+
+    #[test]
+    fn acls_are_created_once_and_deleted_by_filter() {
+        let (c, mut image) = cluster(&[0]);
+        let deny = AclBinding::from_wire(2, "t", 3, "User:*", "*", 2, 2).unwrap();
+        let allow = AclBinding::from_wire(2, "t", 3, "User:*", "*", 8, 3).unwrap();
+        let create = |acls: Vec<AclBinding>| ControllerRequest::CreateAcls { acls };
+        let records = run(&c, &mut image, create(vec![deny.clone(), deny.clone()]));
+        assert_eq!(
+            records,
+            vec![MetadataRecord::AclsCreated {
+                acls: vec![deny.clone()]
+            }]
+        );
+        // Held already: nothing to write; the new one alone is written.
+        assert!(run(&c, &mut image, create(vec![deny.clone()])).is_empty());
+        run(&c, &mut image, create(vec![deny.clone(), allow.clone()]));
+        assert_eq!(image.acls.len(), 2);
+        // Only the DENY ones (permission filter 2).
+        let filter = AclFilter::from_wire(2, Some("t"), 3, None, None, 1, 2).unwrap();
+        let records = run(
+            &c,
+            &mut image,
+            ControllerRequest::DeleteAcls {
+                filters: vec![filter],
+            },
+        );
+        assert_eq!(
+            records,
+            vec![MetadataRecord::AclsDeleted { acls: vec![deny] }]
+        );
+        assert_eq!(image.acls.iter().collect::<Vec<_>>(), vec![allow]);
+    }
+
+    #[test]
+    fn acls_beyond_the_limit_are_refused_whole() {
+        let (c, mut image) = cluster(&[0]);
+        let acl =
+            |i: usize| AclBinding::from_wire(2, &format!("t{i}"), 3, "User:*", "*", 2, 2).unwrap();
+        run(
+            &c,
+            &mut image,
+            ControllerRequest::CreateAcls {
+                acls: (0..ACLS_MAX).map(acl).collect(),
+            },
+        );
+        let request = ControllerRequest::CreateAcls {
+            acls: vec![acl(0), acl(ACLS_MAX)],
+        };
+        assert!(matches!(
+            c.decide(&image, &request),
+            Err(ControllerError::PolicyViolation(_))
+        ));
+        assert_eq!(image.acls.len(), ACLS_MAX);
     }
 
     fn create(c: &Controller, image: &mut MetadataImage, name: &str, p: u32, rf: u32) -> Decision {

@@ -11,6 +11,7 @@
 //! outputs are [`core::Effect`]s. Nothing in this crate reads a clock, draws a
 //! random number, spawns a task or touches a file or socket.
 
+pub mod acl;
 pub mod controller;
 pub mod core;
 pub mod group;

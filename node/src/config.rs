@@ -351,6 +351,7 @@ pub const SERVER_KEYS: &[(&str, Kind)] = &[
     ("controller.quorum.voters", Kind::Text),
     ("controller.quorum.bootstrap.servers", Kind::Text),
     ("auto.create.topics.enable", Kind::Bool),
+    ("allow.everyone.if.no.acl.found", Kind::Bool),
     ("cluster.id", Kind::Text),
     // Listeners: which protocol each serves, and which are internal.
     ("listener.security.protocol.map", Kind::Text),

@@ -66,6 +66,42 @@ enum Command {
         #[arg(long = "if-not-exists")]
         if_not_exists: bool,
     },
+    /// Add, remove or list ACLs (kafka-acls.sh).
+    Acls {
+        #[arg(long = "bootstrap-server")]
+        bootstrap_server: String,
+        #[arg(long)]
+        add: bool,
+        #[arg(long)]
+        remove: bool,
+        #[arg(long)]
+        list: bool,
+        /// --remove without asking (Runnel never asks).
+        #[arg(long)]
+        force: bool,
+        #[arg(long = "allow-principal")]
+        allow_principals: Vec<String>,
+        #[arg(long = "deny-principal")]
+        deny_principals: Vec<String>,
+        #[arg(long = "allow-host")]
+        allow_hosts: Vec<String>,
+        #[arg(long = "deny-host")]
+        deny_hosts: Vec<String>,
+        #[arg(long = "operation")]
+        operations: Vec<String>,
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        #[arg(long)]
+        cluster: bool,
+        #[arg(long = "transactional-id")]
+        transactional_ids: Vec<String>,
+        #[arg(long = "resource-pattern-type", default_value = "literal")]
+        resource_pattern_type: String,
+        #[arg(long)]
+        principal: Option<String>,
+    },
     /// Each live broker and the API versions it serves (kafka-broker-api-versions.sh).
     BrokerApiVersions {
         #[arg(long = "bootstrap-server")]
@@ -244,6 +280,43 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 if_not_exists,
             };
             cli::topics::run(args).await?;
+        }
+        Command::Acls {
+            bootstrap_server,
+            add,
+            remove,
+            list,
+            force: _,
+            allow_principals,
+            deny_principals,
+            allow_hosts,
+            deny_hosts,
+            operations,
+            topics,
+            groups,
+            cluster,
+            transactional_ids,
+            resource_pattern_type,
+            principal,
+        } => {
+            let args = cli::acls::AclsArgs {
+                bootstrap: bootstrap_server,
+                add,
+                remove,
+                list,
+                allow_principals,
+                deny_principals,
+                allow_hosts,
+                deny_hosts,
+                operations,
+                topics,
+                groups,
+                cluster,
+                transactional_ids,
+                pattern_type: resource_pattern_type,
+                principal,
+            };
+            cli::acls::run(args).await?;
         }
         Command::BrokerApiVersions { bootstrap_server } => {
             cli::topics::broker_api_versions(&bootstrap_server).await?;

@@ -1051,7 +1051,7 @@ fn authorized_operations_are_reported_as_kafka_without_an_authorizer() {
                 .with_include_topic_authorized_operations(asked)
         };
         let r = client.call_any(&request(true), 9).await.expect("metadata");
-        assert_eq!(r.cluster_authorized_operations, 8080);
+        assert_eq!(r.cluster_authorized_operations, 8096, "CREATE is 5, not 4");
         assert_eq!(r.topics[0].topic_authorized_operations, 3576);
         let r = client.call_any(&request(false), 9).await.expect("metadata");
         assert_eq!(r.cluster_authorized_operations, i32::MIN);
@@ -1170,5 +1170,214 @@ fn offset_delete_spares_the_topics_a_live_group_consumes() {
             -1,
             "an empty group's go"
         );
+    });
+}
+
+/// Metadata v9 for `topics` (None: every topic), with KIP-430's operations.
+async fn metadata_v9(
+    client: &mut Client,
+    topics: Option<&[&str]>,
+) -> kafka_protocol::messages::MetadataResponse {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::MetadataRequest;
+    let request = MetadataRequest::default()
+        .with_topics(topics.map(|ts| {
+            ts.iter()
+                .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(name(t)))))
+                .collect()
+        }))
+        .with_allow_auto_topic_creation(false)
+        .with_include_topic_authorized_operations(true);
+    client.call_any(&request, 9).await.expect("metadata")
+}
+
+/// The error of a Fetch v11 of partition 0 of `topic` at `leader`.
+async fn fetch_error(client: &mut Client, leader: &str, topic: &str) -> i16 {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::FetchRequest;
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(100)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(name(topic)))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let r = client.call_at(leader, &request, 11).await.expect("fetch");
+    r.responses[0].partitions[0].error_code
+}
+
+/// `runnel acls` (kafka-acls.sh) with these arguments; its stdout.
+fn acls(bootstrap: &str, args: &[&str]) -> String {
+    let mut all = vec!["acls", "--bootstrap-server", bootstrap];
+    all.extend_from_slice(args);
+    let out = tool(&all, None, Duration::from_secs(30));
+    assert!(out.status.success(), "runnel {all:?}: {out:?}");
+    stdout(&out)
+}
+
+/// librdkafka 0109, 0115 and 0119 (and 0081's ACL sub-tests): ACLs made
+/// with kafka-acls.sh's options are enforced as Kafka's authorizer does. A
+/// DENY of All for `User:*` hides the topic from an all-topics Metadata,
+/// answers TOPIC_AUTHORIZATION_FAILED (29) for it by name, for Produce and
+/// for Fetch; ALLOW Describe with DENY Read (0119) lets Metadata through
+/// but not Fetch, and nothing allows Write; KIP-430 reports exactly the
+/// allowed operations; removing the ACLs opens the topic again, and a
+/// topic no ACL names stays open throughout (allow.everyone.if.no.acl.found).
+#[test]
+fn acls_restrict_a_topic_as_kafkas_authorizer_does() {
+    let c = cluster();
+    c.create_topic("secret", 1, 3);
+    c.create_topic("open", 1, 3);
+    let bootstrap = bootstrap(&c);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut client = Client::connect(&bootstrap).await.expect("connect");
+        let leader = leader_of(&mut client, "secret").await;
+        let open_leader = leader_of(&mut client, "open").await;
+        let batch = || batch_with_timestamps(&[1_700_000_000_000], Compression::None);
+        assert_eq!(
+            produce(&mut client, &leader, "secret", batch())
+                .await
+                .error_code,
+            0
+        );
+
+        let added = acls(
+            &bootstrap,
+            &[
+                "--add",
+                "--deny-principal",
+                "User:*",
+                "--operation",
+                "All",
+                "--deny-host",
+                "*",
+                "--topic",
+                "secret",
+            ],
+        );
+        assert!(
+            added.contains("operation=ALL, permissionType=DENY"),
+            "{added}"
+        );
+        let listed = acls(&bootstrap, &["--list"]);
+        assert!(
+            listed.contains("name=secret, patternType=LITERAL")
+                && listed
+                    .contains("(principal=User:*, host=*, operation=ALL, permissionType=DENY)"),
+            "{listed}"
+        );
+        // Every node applies the ACL (it is cluster metadata): ask each.
+        for p in &c.kafka_ports {
+            let mut one = Client::connect(&format!("127.0.0.1:{p}")).await.unwrap();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while metadata_v9(&mut one, Some(&["secret"])).await.topics[0].error_code != 29 {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "node :{p} ignores the ACL"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let all = metadata_v9(&mut client, None).await;
+        let names: Vec<String> = all
+            .topics
+            .iter()
+            .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+            .collect();
+        assert!(!names.contains(&"secret".to_string()), "{names:?}");
+        assert!(names.contains(&"open".to_string()), "{names:?}");
+        assert_eq!(
+            produce(&mut client, &leader, "secret", batch())
+                .await
+                .error_code,
+            29
+        );
+        assert_eq!(fetch_error(&mut client, &leader, "secret").await, 29);
+        assert_eq!(
+            produce(&mut client, &open_leader, "open", batch())
+                .await
+                .error_code,
+            0
+        );
+        assert_eq!(fetch_error(&mut client, &open_leader, "open").await, 0);
+
+        // 0119: allow Describe, deny Read.
+        let removed = acls(
+            &bootstrap,
+            &[
+                "--remove",
+                "--force",
+                "--deny-principal",
+                "User:*",
+                "--operation",
+                "All",
+                "--deny-host",
+                "*",
+                "--topic",
+                "secret",
+            ],
+        );
+        assert!(removed.contains("Removed ACL"), "{removed}");
+        acls(
+            &bootstrap,
+            &[
+                "--add",
+                "--allow-principal",
+                "User:*",
+                "--operation",
+                "Describe",
+                "--allow-host",
+                "*",
+                "--topic",
+                "secret",
+            ],
+        );
+        acls(
+            &bootstrap,
+            &[
+                "--add",
+                "--deny-principal",
+                "User:*",
+                "--operation",
+                "Read",
+                "--deny-host",
+                "*",
+                "--topic",
+                "secret",
+            ],
+        );
+        let m = metadata_v9(&mut client, Some(&["secret"])).await;
+        assert_eq!(m.topics[0].error_code, 0);
+        assert_eq!(
+            m.topics[0].topic_authorized_operations,
+            1 << 8,
+            "DESCRIBE alone"
+        );
+        assert_eq!(fetch_error(&mut client, &leader, "secret").await, 29);
+        assert_eq!(
+            produce(&mut client, &leader, "secret", batch())
+                .await
+                .error_code,
+            29
+        );
+
+        // Removing every ACL of the topic (no principal named: all of
+        // them, as kafka-acls.sh does) opens it again.
+        let removed = acls(&bootstrap, &["--remove", "--force", "--topic", "secret"]);
+        assert_eq!(removed.matches("Removed ACL").count(), 2, "{removed}");
+        let listed = acls(&bootstrap, &["--list"]);
+        assert!(!listed.contains("name=secret"), "{listed}");
+        assert_eq!(
+            produce(&mut client, &leader, "secret", batch())
+                .await
+                .error_code,
+            0
+        );
+        let m = metadata_v9(&mut client, Some(&["secret"])).await;
+        assert_eq!(m.topics[0].topic_authorized_operations, 3576);
     });
 }

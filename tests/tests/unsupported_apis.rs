@@ -6,10 +6,11 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::alter_configs_request::AlterConfigsResource;
-use kafka_protocol::messages::create_acls_request::AclCreation;
+use kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource as IncrementalAlterConfigsResource;
 use kafka_protocol::messages::{
-    AlterConfigsRequest, AlterConfigsResponse, ApiKey, CreateAclsRequest, CreateAclsResponse,
-    MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
+    AlterConfigsRequest, AlterConfigsResponse, ApiKey, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, MetadataRequest, MetadataResponse, RequestHeader,
+    ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use runnel_tests::*;
@@ -79,20 +80,16 @@ fn unserved_apis_get_unsupported_version_and_the_connection_stays_open() {
     );
     assert!(!body.has_remaining());
 
-    // CreateAcls v3 (flexible: header v2, tagged fields): one result per creation.
-    let creation = AclCreation::default()
+    // IncrementalAlterConfigs v1 (flexible: header v2, tagged fields): one
+    // result per resource.
+    let resource = IncrementalAlterConfigsResource::default()
         .with_resource_type(2)
-        .with_resource_name(StrBytes::from_static_str("t"))
-        .with_resource_pattern_type(3)
-        .with_principal(StrBytes::from_static_str("User:alice"))
-        .with_host(StrBytes::from_static_str("*"))
-        .with_operation(2)
-        .with_permission_type(3);
-    let acls = CreateAclsRequest::default().with_creations(vec![creation]);
-    send(&mut s, ApiKey::CreateAcls, 3, 2, &acls);
-    let mut body = receive(&mut s, ApiKey::CreateAcls, 3, 2);
-    let r = CreateAclsResponse::decode(&mut body, 3).unwrap();
-    let codes: Vec<_> = r.results.iter().map(|a| a.error_code).collect();
+        .with_resource_name(StrBytes::from_static_str("t"));
+    let alter = IncrementalAlterConfigsRequest::default().with_resources(vec![resource]);
+    send(&mut s, ApiKey::IncrementalAlterConfigs, 1, 2, &alter);
+    let mut body = receive(&mut s, ApiKey::IncrementalAlterConfigs, 1, 2);
+    let r = IncrementalAlterConfigsResponse::decode(&mut body, 1).unwrap();
+    let codes: Vec<_> = r.responses.iter().map(|a| a.error_code).collect();
     assert_eq!(codes, [UNSUPPORTED_VERSION]);
 
     // The same connection still serves: Metadata v1 lists the brokers.

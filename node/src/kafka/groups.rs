@@ -4,6 +4,7 @@
 //! whose group state machines (`runnel_model::group`) decide; this module
 //! only translates shapes, versions and error codes.
 
+use super::access::{Access, GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED};
 use super::handlers::{split_endpoint, str_bytes};
 use crate::runtime::node::{
     Event, GroupAnswer, GroupOp, GroupSummary, KafkaCall, NodeHandle, OFFSETS_TOPIC,
@@ -27,6 +28,7 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::*;
+use runnel_model::acl::{Operation, ResourceType};
 use runnel_model::controller::ControllerRequest;
 use runnel_model::group::{
     offsets_partition, CommittedOffset, GroupError, GroupReply, GroupState, JoinRequest,
@@ -245,6 +247,10 @@ pub async fn join_group(
         response.error_code = code::INVALID_GROUP_ID;
         return response;
     }
+    if !may_group(node, client_host, Operation::Read, &group_id) {
+        response.error_code = GROUP_AUTHORIZATION_FAILED;
+        return response;
+    }
     let session_timeout_ms = r.session_timeout_ms.max(1) as u64;
     let rebalance_timeout_ms = match v {
         0 => session_timeout_ms,
@@ -311,8 +317,16 @@ pub async fn join_group(
     response
 }
 
-pub async fn sync_group(r: SyncGroupRequest, v: i16, node: &NodeHandle) -> SyncGroupResponse {
+pub async fn sync_group(
+    r: SyncGroupRequest,
+    v: i16,
+    client_host: &str,
+    node: &NodeHandle,
+) -> SyncGroupResponse {
     let group_id = r.group_id.0.to_string();
+    if !may_group(node, client_host, Operation::Read, &group_id) {
+        return SyncGroupResponse::default().with_error_code(GROUP_AUTHORIZATION_FAILED);
+    }
     let op = GroupOp::Sync {
         member_id: r.member_id.to_string(),
         instance_id: r.group_instance_id.as_ref().map(|i| i.to_string()),
@@ -338,7 +352,14 @@ pub async fn sync_group(r: SyncGroupRequest, v: i16, node: &NodeHandle) -> SyncG
     response
 }
 
-pub async fn heartbeat(r: HeartbeatRequest, node: &NodeHandle) -> HeartbeatResponse {
+pub async fn heartbeat(
+    r: HeartbeatRequest,
+    client_host: &str,
+    node: &NodeHandle,
+) -> HeartbeatResponse {
+    if !may_group(node, client_host, Operation::Read, &r.group_id.0) {
+        return HeartbeatResponse::default().with_error_code(GROUP_AUTHORIZATION_FAILED);
+    }
     let op = GroupOp::Heartbeat {
         member_id: r.member_id.to_string(),
         instance_id: r.group_instance_id.as_ref().map(|i| i.to_string()),
@@ -348,8 +369,16 @@ pub async fn heartbeat(r: HeartbeatRequest, node: &NodeHandle) -> HeartbeatRespo
     HeartbeatResponse::default().with_error_code(unit_code(&answer))
 }
 
-pub async fn leave_group(r: LeaveGroupRequest, v: i16, node: &NodeHandle) -> LeaveGroupResponse {
+pub async fn leave_group(
+    r: LeaveGroupRequest,
+    v: i16,
+    client_host: &str,
+    node: &NodeHandle,
+) -> LeaveGroupResponse {
     let group_id = r.group_id.0.to_string();
+    if !may_group(node, client_host, Operation::Read, &group_id) {
+        return LeaveGroupResponse::default().with_error_code(GROUP_AUTHORIZATION_FAILED);
+    }
     if v < 3 {
         let op = GroupOp::Leave {
             member_id: r.member_id.to_string(),
@@ -384,9 +413,21 @@ pub async fn leave_group(r: LeaveGroupRequest, v: i16, node: &NodeHandle) -> Lea
 
 // ----- offsets ------------------------------------------------------------------------
 
-pub async fn offset_commit(r: OffsetCommitRequest, node: &NodeHandle) -> OffsetCommitResponse {
+/// Whether a connection may do `operation` on group `group_id`.
+fn may_group(node: &NodeHandle, client_host: &str, operation: Operation, group_id: &str) -> bool {
+    let view = node.view.borrow().clone();
+    Access::new(&node.settings, &view, client_host).group(operation, group_id)
+}
+
+pub async fn offset_commit(
+    r: OffsetCommitRequest,
+    client_host: &str,
+    node: &NodeHandle,
+) -> OffsetCommitResponse {
     let group_id = r.group_id.0.to_string();
     let view = node.view.borrow().clone();
+    let access = Access::new(&node.settings, &view, client_host);
+    let group_denied = !access.group(Operation::Read, &group_id);
     let known = |t: &str, p: i32| {
         view.image
             .topics
@@ -397,7 +438,11 @@ pub async fn offset_commit(r: OffsetCommitRequest, node: &NodeHandle) -> OffsetC
     // offset.metadata.max.bytes are refused alone, the rest is committed.
     let check = |t: &str, p: &OffsetCommitRequestPartition| -> i16 {
         let metadata_bytes = p.committed_metadata.as_ref().map_or(0, |m| m.len());
-        if !known(t, p.partition_index) {
+        if group_denied {
+            GROUP_AUTHORIZATION_FAILED
+        } else if !access.topic(Operation::Read, t) {
+            TOPIC_AUTHORIZATION_FAILED
+        } else if !known(t, p.partition_index) {
             code::UNKNOWN_TOPIC_OR_PARTITION
         } else if metadata_bytes > OFFSET_METADATA_MAX_BYTES_LIMIT {
             code::OFFSET_METADATA_TOO_LARGE
@@ -423,6 +468,8 @@ pub async fn offset_commit(r: OffsetCommitRequest, node: &NodeHandle) -> OffsetC
     }
     let c = if group_id.is_empty() {
         code::INVALID_GROUP_ID
+    } else if group_denied {
+        GROUP_AUTHORIZATION_FAILED
     } else {
         let op = GroupOp::Commit {
             member_id: r.member_id.to_string(),
@@ -458,9 +505,13 @@ pub async fn offset_commit(r: OffsetCommitRequest, node: &NodeHandle) -> OffsetC
 /// partition); a partition with none gets Kafka's -1, epoch -1, "".
 async fn fetch_offsets(
     node: &NodeHandle,
+    client_host: &str,
     group_id: &str,
     wanted: Option<Vec<(TopicName, Vec<i32>)>>,
 ) -> (i16, Vec<(TopicName, Vec<(i32, CommittedOffset)>)>) {
+    if !may_group(node, client_host, Operation::Describe, group_id) {
+        return (GROUP_AUTHORIZATION_FAILED, Vec::new());
+    }
     let committed = match call(node, group_id, GroupOp::FetchOffsets).await {
         GroupAnswer::Offsets(o) => o,
         other => return (fallback_code(&other), Vec::new()),
@@ -496,7 +547,12 @@ async fn fetch_offsets(
     (code::NONE, topics)
 }
 
-pub async fn offset_fetch(r: OffsetFetchRequest, v: i16, node: &NodeHandle) -> OffsetFetchResponse {
+pub async fn offset_fetch(
+    r: OffsetFetchRequest,
+    v: i16,
+    client_host: &str,
+    node: &NodeHandle,
+) -> OffsetFetchResponse {
     if v >= 8 {
         let mut groups = Vec::new();
         for g in r.groups {
@@ -505,7 +561,7 @@ pub async fn offset_fetch(r: OffsetFetchRequest, v: i16, node: &NodeHandle) -> O
                     .map(|t| (t.name, t.partition_indexes))
                     .collect()
             });
-            let (error, topics) = fetch_offsets(node, &g.group_id.0, wanted).await;
+            let (error, topics) = fetch_offsets(node, client_host, &g.group_id.0, wanted).await;
             let topics = topics
                 .into_iter()
                 .map(|(name, ps)| {
@@ -538,7 +594,7 @@ pub async fn offset_fetch(r: OffsetFetchRequest, v: i16, node: &NodeHandle) -> O
             .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
-    let (error, topics) = fetch_offsets(node, &r.group_id.0, wanted).await;
+    let (error, topics) = fetch_offsets(node, client_host, &r.group_id.0, wanted).await;
     let topics = topics
         .into_iter()
         .map(|(name, ps)| {
@@ -571,7 +627,12 @@ pub async fn offset_fetch(r: OffsetFetchRequest, v: i16, node: &NodeHandle) -> O
 
 // ----- admin ----------------------------------------------------------------------------
 
-pub async fn list_groups(r: ListGroupsRequest, v: i16, node: &NodeHandle) -> ListGroupsResponse {
+pub async fn list_groups(
+    r: ListGroupsRequest,
+    v: i16,
+    client_host: &str,
+    node: &NodeHandle,
+) -> ListGroupsResponse {
     let (tx, rx) = oneshot::channel();
     let groups: Vec<GroupSummary> = match node
         .events
@@ -582,8 +643,14 @@ pub async fn list_groups(r: ListGroupsRequest, v: i16, node: &NodeHandle) -> Lis
         Err(_) => Vec::new(),
     };
     let filter: Vec<String> = r.states_filter.iter().map(|s| s.to_lowercase()).collect();
+    // Kafka lists every group to a client that may describe the cluster,
+    // else those it may describe.
+    let view = node.view.borrow().clone();
+    let access = Access::new(&node.settings, &view, client_host);
+    let all = access.cluster(Operation::Describe);
     let groups = groups
         .into_iter()
+        .filter(|g| all || access.group(Operation::Describe, &g.group_id))
         .filter(|g| filter.is_empty() || filter.contains(&state_name(g.state).to_lowercase()))
         .map(|g| {
             let mut l = ListedGroup::default()
@@ -600,6 +667,7 @@ pub async fn list_groups(r: ListGroupsRequest, v: i16, node: &NodeHandle) -> Lis
 
 pub async fn describe_groups(
     r: DescribeGroupsRequest,
+    client_host: &str,
     node: &NodeHandle,
 ) -> DescribeGroupsResponse {
     let mut out = Vec::new();
@@ -607,9 +675,21 @@ pub async fn describe_groups(
         let mut d = DescribedGroup::default()
             .with_group_id(g.clone())
             .with_group_state(str_bytes("Dead"));
+        let operations = {
+            let view = node.view.borrow().clone();
+            let access = Access::new(&node.settings, &view, client_host);
+            access.operations(ResourceType::Group, &g.0)
+        };
+        if operations & (1 << Operation::Describe.code()) == 0 {
+            out.push(
+                d.with_error_code(GROUP_AUTHORIZATION_FAILED)
+                    .with_group_state(str_bytes("")),
+            );
+            continue;
+        }
         if r.include_authorized_operations {
-            // v3+ (the decoder leaves it false before): see handlers::authorized.
-            d.authorized_operations = super::handlers::authorized::GROUP;
+            // v3+ (the decoder leaves it false before), KIP-430.
+            d.authorized_operations = operations;
         }
         match call(node, &g.0, GroupOp::Describe).await {
             GroupAnswer::Described(s) => {
@@ -639,10 +719,18 @@ pub async fn describe_groups(
     DescribeGroupsResponse::default().with_groups(out)
 }
 
-pub async fn delete_groups(r: DeleteGroupsRequest, node: &NodeHandle) -> DeleteGroupsResponse {
+pub async fn delete_groups(
+    r: DeleteGroupsRequest,
+    client_host: &str,
+    node: &NodeHandle,
+) -> DeleteGroupsResponse {
     let mut results = Vec::new();
     for g in r.groups_names {
-        let c = unit_code(&call(node, &g.0, GroupOp::Delete).await);
+        let c = if may_group(node, client_host, Operation::Delete, &g.0) {
+            unit_code(&call(node, &g.0, GroupOp::Delete).await)
+        } else {
+            GROUP_AUTHORIZATION_FAILED
+        };
         results.push(
             DeletableGroupResult::default()
                 .with_group_id(g)
@@ -656,8 +744,15 @@ pub async fn delete_groups(r: DeleteGroupsRequest, node: &NodeHandle) -> DeleteG
 /// UNKNOWN_TOPIC_OR_PARTITION; the rest is the group's decision
 /// (`Group::on_delete_offsets`). A group-level error leaves the topics
 /// empty, as Kafka's error response does.
-pub async fn offset_delete(r: OffsetDeleteRequest, node: &NodeHandle) -> OffsetDeleteResponse {
+pub async fn offset_delete(
+    r: OffsetDeleteRequest,
+    client_host: &str,
+    node: &NodeHandle,
+) -> OffsetDeleteResponse {
     let group_id = r.group_id.0.to_string();
+    if !may_group(node, client_host, Operation::Delete, &group_id) {
+        return OffsetDeleteResponse::default().with_error_code(GROUP_AUTHORIZATION_FAILED);
+    }
     let view = node.view.borrow().clone();
     let known = |t: &str, p: i32| {
         view.image

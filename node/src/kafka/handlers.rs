@@ -2,6 +2,8 @@
 //! (or reads of its committed metadata view) and the outcome into Kafka's
 //! response shape and error codes. No protocol decisions here.
 
+use super::access::{Access, CLUSTER_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED};
+use super::acls;
 use super::batch_check;
 use super::fetch_encode::{self, PartitionOut, RecordsOut, Segment};
 use super::groups;
@@ -32,6 +34,7 @@ use kafka_protocol::messages::{
     ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestKind, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use runnel_model::acl::{Operation, ResourceType};
 use runnel_model::controller::{ControllerError, ControllerRequest, MetadataImage, MetadataRecord};
 use runnel_model::core::NodeId;
 use runnel_model::partition::PartitionRegistration;
@@ -78,19 +81,37 @@ pub mod code {
 /// The response, or `None` when the client expects none (acks=0).
 pub async fn handle(request: Request, node: &NodeHandle) -> Option<ResponseKind> {
     let v = request.header.request_api_version;
+    let host = request.client_host.as_str();
     Some(match request.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions()),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata(r, v, node).await),
-        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics(r, v, node).await),
-        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics(r, v, node).await),
-        RequestKind::Produce(r) => ResponseKind::Produce(produce(r, v, node).await?),
-        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets(r, v, node).await),
-        RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(init_producer_id(r, node).await)
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata(r, v, host, node).await),
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(create_topics(r, v, host, node).await)
         }
-        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe_configs(r, node)),
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(delete_topics(r, v, host, node).await)
+        }
+        RequestKind::Produce(r) => ResponseKind::Produce(produce(r, v, host, node).await?),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(list_offsets(r, v, host, node).await)
+        }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(init_producer_id(r, host, node).await)
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(describe_configs(r, host, node))
+        }
         RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(create_partitions(r, node).await)
+            ResponseKind::CreatePartitions(create_partitions(r, host, node).await)
+        }
+        RequestKind::DescribeAcls(r) => {
+            ResponseKind::DescribeAcls(acls::describe_acls(r, host, node))
+        }
+        RequestKind::CreateAcls(r) => {
+            ResponseKind::CreateAcls(acls::create_acls(r, host, node).await)
+        }
+        RequestKind::DeleteAcls(r) => {
+            ResponseKind::DeleteAcls(acls::delete_acls(r, host, node).await)
         }
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(groups::find_coordinator(r, v, node).await)
@@ -106,28 +127,32 @@ pub async fn handle(request: Request, node: &NodeHandle) -> Option<ResponseKind>
                 groups::join_group(r, v, &client_id, &request.client_host, node).await,
             )
         }
-        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync_group(r, v, node).await),
-        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(r, node).await),
+        RequestKind::SyncGroup(r) => {
+            ResponseKind::SyncGroup(groups::sync_group(r, v, host, node).await)
+        }
+        RequestKind::Heartbeat(r) => {
+            ResponseKind::Heartbeat(groups::heartbeat(r, host, node).await)
+        }
         RequestKind::LeaveGroup(r) => {
-            ResponseKind::LeaveGroup(groups::leave_group(r, v, node).await)
+            ResponseKind::LeaveGroup(groups::leave_group(r, v, host, node).await)
         }
         RequestKind::OffsetCommit(r) => {
-            ResponseKind::OffsetCommit(groups::offset_commit(r, node).await)
+            ResponseKind::OffsetCommit(groups::offset_commit(r, host, node).await)
         }
         RequestKind::OffsetFetch(r) => {
-            ResponseKind::OffsetFetch(groups::offset_fetch(r, v, node).await)
+            ResponseKind::OffsetFetch(groups::offset_fetch(r, v, host, node).await)
         }
         RequestKind::ListGroups(r) => {
-            ResponseKind::ListGroups(groups::list_groups(r, v, node).await)
+            ResponseKind::ListGroups(groups::list_groups(r, v, host, node).await)
         }
         RequestKind::DescribeGroups(r) => {
-            ResponseKind::DescribeGroups(groups::describe_groups(r, node).await)
+            ResponseKind::DescribeGroups(groups::describe_groups(r, host, node).await)
         }
         RequestKind::DeleteGroups(r) => {
-            ResponseKind::DeleteGroups(groups::delete_groups(r, node).await)
+            ResponseKind::DeleteGroups(groups::delete_groups(r, host, node).await)
         }
         RequestKind::OffsetDelete(r) => {
-            ResponseKind::OffsetDelete(groups::offset_delete(r, node).await)
+            ResponseKind::OffsetDelete(groups::offset_delete(r, host, node).await)
         }
         _ => return None,
     })
@@ -263,12 +288,28 @@ async fn ready_view(node: &NodeHandle) -> std::sync::Arc<ClusterView> {
     current
 }
 
-async fn metadata(r: MetadataRequest, v: i16, node: &NodeHandle) -> MetadataResponse {
+async fn metadata(
+    r: MetadataRequest,
+    v: i16,
+    client_host: &str,
+    node: &NodeHandle,
+) -> MetadataResponse {
     let view = ready_view(node).await;
+    let access = Access::new(&node.settings, &view, client_host);
+    // Every topic: those the client may not describe are left out, as
+    // Kafka does (so a wildcard subscription never sees them).
+    let every_topic = || {
+        view.image
+            .topics
+            .keys()
+            .filter(|n| access.topic(Operation::Describe, n))
+            .cloned()
+            .collect()
+    };
     let names: Vec<String> = match &r.topics {
-        None => view.image.topics.keys().cloned().collect(),
+        None => every_topic(),
         // v0 has no null: an empty list means all topics.
-        Some(list) if list.is_empty() && v == 0 => view.image.topics.keys().cloned().collect(),
+        Some(list) if list.is_empty() && v == 0 => every_topic(),
         Some(list) => list
             .iter()
             .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
@@ -277,8 +318,20 @@ async fn metadata(r: MetadataRequest, v: i16, node: &NodeHandle) -> MetadataResp
     let auto_create = node.settings.auto_create_topics && (v < 4 || r.allow_auto_topic_creation);
     let mut topics = Vec::new();
     for name in names {
+        if !access.topic(Operation::Describe, &name) {
+            topics.push(unauthorized_topic(&name));
+            continue;
+        }
         let mut t = topic_metadata(&view, &name);
-        if t.error_code == code::UNKNOWN_TOPIC_OR_PARTITION && auto_create && !name.is_empty() {
+        let missing = t.error_code == code::UNKNOWN_TOPIC_OR_PARTITION;
+        if missing
+            && auto_create
+            && !(access.cluster(Operation::Create) || access.topic(Operation::Create, &name))
+        {
+            topics.push(unauthorized_topic(&name));
+            continue;
+        }
+        if missing && auto_create && !name.is_empty() {
             if runnel_model::controller::validate_topic_name(&name).is_ok() {
                 // Created in the background; the client retries on LEADER_NOT_AVAILABLE.
                 let (tx, _rx) = oneshot::channel();
@@ -306,8 +359,9 @@ async fn metadata(r: MetadataRequest, v: i16, node: &NodeHandle) -> MetadataResp
         topics.push(t);
     }
     if v >= 8 && r.include_topic_authorized_operations {
-        for t in &mut topics {
-            t.topic_authorized_operations = authorized::TOPIC;
+        for t in topics.iter_mut().filter(|t| t.error_code == code::NONE) {
+            let name = t.name.as_ref().map_or("", |n| n.0.as_str());
+            t.topic_authorized_operations = access.operations(ResourceType::Topic, name);
         }
     }
     let brokers = brokers(&view.image);
@@ -326,44 +380,21 @@ async fn metadata(r: MetadataRequest, v: i16, node: &NodeHandle) -> MetadataResp
         response.cluster_id = Some(str_bytes(&node.settings.cluster_id));
     }
     if (8..=10).contains(&v) && r.include_cluster_authorized_operations {
-        response.cluster_authorized_operations = authorized::CLUSTER;
+        response.cluster_authorized_operations = access.cluster_operations();
     }
     response
 }
 
-/// The operations a client may perform, as Metadata (v8+) and
-/// DescribeGroups (v3+) report them when asked (KIP-430). Runnel has no
-/// authorizer, and Kafka without one reports every operation the resource
-/// type supports (`AuthHelper.authorizedOperations` with no authorizer:
-/// `AclEntry.supportedOperations`), as a bit field of operation codes.
-pub(super) mod authorized {
-    /// READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8,
-    /// DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11.
-    pub const TOPIC: i32 = bits(&[3, 4, 5, 6, 7, 8, 10, 11]);
-    /// CREATE 4, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10,
-    /// ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12.
-    pub const CLUSTER: i32 = bits(&[4, 7, 8, 9, 10, 11, 12]);
-    /// READ 3, DELETE 6, DESCRIBE 8.
-    pub const GROUP: i32 = bits(&[3, 6, 8]);
-
-    const fn bits(codes: &[u8]) -> i32 {
-        let mut field = 0;
-        let mut i = 0;
-        while i < codes.len() {
-            field |= 1 << codes[i];
-            i += 1;
-        }
-        field
-    }
-
-    #[test]
-    fn the_fields_are_kafkas() {
-        assert_eq!((TOPIC, CLUSTER, GROUP), (3576, 8080, 328));
-    }
+/// A topic the client may not describe (or create): named, with
+/// TOPIC_AUTHORIZATION_FAILED and nothing else, as Kafka answers.
+fn unauthorized_topic(name: &str) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(name)))
+        .with_error_code(TOPIC_AUTHORIZATION_FAILED)
 }
 
 /// Asks the controller, answered within `timeout_ms` (the client's).
-async fn call_controller(
+pub(super) async fn call_controller(
     node: &NodeHandle,
     request: ControllerRequest,
     timeout_ms: i32,
@@ -389,7 +420,7 @@ async fn call_controller(
 /// Waits (up to the request's deadline) until this broker's metadata
 /// includes a controller decision, so that a client's next Metadata request
 /// sees it.
-async fn await_metadata(node: &NodeHandle, offset: u64, deadline: Instant) {
+pub(super) async fn await_metadata(node: &NodeHandle, offset: u64, deadline: Instant) {
     let mut view = node.view.clone();
     let _ = tokio::time::timeout_at(deadline, view.wait_for(|v| v.metadata_offset >= offset)).await;
 }
@@ -407,7 +438,7 @@ fn remaining_ms(deadline: Instant) -> i32 {
         .min(i32::MAX as u128) as i32
 }
 
-fn controller_error(e: &ControllerFailure) -> (i16, String) {
+pub(super) fn controller_error(e: &ControllerFailure) -> (i16, String) {
     match e {
         ControllerFailure::NotController { .. } => {
             (code::NOT_CONTROLLER, "no active controller (yet)".into())
@@ -439,12 +470,39 @@ fn controller_error(e: &ControllerFailure) -> (i16, String) {
     }
 }
 
-async fn create_topics(r: CreateTopicsRequest, v: i16, node: &NodeHandle) -> CreateTopicsResponse {
+/// TOPIC_AUTHORIZATION_FAILED's message, as Kafka words it.
+const TOPIC_DENIED: &str = "Authorization failed.";
+
+/// Whether a connection may do `operation` on topic `name` (read from the
+/// metadata as it is now).
+fn may_topic(node: &NodeHandle, client_host: &str, operation: Operation, name: &str) -> bool {
+    let view = node.view.borrow().clone();
+    Access::new(&node.settings, &view, client_host).topic(operation, name)
+}
+
+async fn create_topics(
+    r: CreateTopicsRequest,
+    v: i16,
+    client_host: &str,
+    node: &NodeHandle,
+) -> CreateTopicsResponse {
     let deadline = admin_deadline(r.timeout_ms);
+    let may_create_any = {
+        let view = node.view.borrow().clone();
+        Access::new(&node.settings, &view, client_host).cluster(Operation::Create)
+    };
     let mut results = Vec::new();
     for t in r.topics {
         let name = t.name.0.to_string();
         let mut result = CreatableTopicResult::default().with_name(t.name.clone());
+        if !(may_create_any || may_topic(node, client_host, Operation::Create, &name)) {
+            result.error_code = TOPIC_AUTHORIZATION_FAILED;
+            if v >= 1 {
+                result.error_message = Some(str_bytes(TOPIC_DENIED));
+            }
+            results.push(result);
+            continue;
+        }
         let assigned = !t.assignments.is_empty();
         // Kafka's checks of the request's shape, in its order: a manual
         // assignment excludes both counts; else -1 asks for the broker's
@@ -552,7 +610,12 @@ async fn create_topics(r: CreateTopicsRequest, v: i16, node: &NodeHandle) -> Cre
     CreateTopicsResponse::default().with_topics(results)
 }
 
-async fn delete_topics(r: DeleteTopicsRequest, v: i16, node: &NodeHandle) -> DeleteTopicsResponse {
+async fn delete_topics(
+    r: DeleteTopicsRequest,
+    v: i16,
+    client_host: &str,
+    node: &NodeHandle,
+) -> DeleteTopicsResponse {
     let deadline = admin_deadline(r.timeout_ms);
     let names: Vec<String> = if v >= 6 {
         r.topics
@@ -567,6 +630,14 @@ async fn delete_topics(r: DeleteTopicsRequest, v: i16, node: &NodeHandle) -> Del
         let mut result = DeletableTopicResult::default().with_name(Some(topic_name(&name)));
         if v >= 6 {
             result.topic_id = topic_id(&node.view.borrow().image, &name);
+        }
+        if !may_topic(node, client_host, Operation::Delete, &name) {
+            result.error_code = TOPIC_AUTHORIZATION_FAILED;
+            if v >= 5 {
+                result.error_message = Some(str_bytes(TOPIC_DENIED));
+            }
+            responses.push(result);
+            continue;
         }
         let request = ControllerRequest::DeleteTopic { name };
         match call_controller(node, request, remaining_ms(deadline)).await {
@@ -586,6 +657,7 @@ async fn delete_topics(r: DeleteTopicsRequest, v: i16, node: &NodeHandle) -> Del
 
 async fn create_partitions(
     r: kafka_protocol::messages::CreatePartitionsRequest,
+    client_host: &str,
     node: &NodeHandle,
 ) -> kafka_protocol::messages::CreatePartitionsResponse {
     let deadline = admin_deadline(r.timeout_ms);
@@ -594,6 +666,12 @@ async fn create_partitions(
     for t in r.topics {
         let name = t.name.0.to_string();
         let mut result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        if !may_topic(node, client_host, Operation::Alter, &name) {
+            result.error_code = TOPIC_AUTHORIZATION_FAILED;
+            result.error_message = Some(str_bytes(TOPIC_DENIED));
+            results.push(result);
+            continue;
+        }
         let assignment: Option<Vec<Vec<i32>>> = t.assignments.as_ref().map(|a| {
             a.iter()
                 .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
@@ -698,18 +776,23 @@ fn check_produce(
     topic_data: Vec<kafka_protocol::messages::produce_request::TopicProduceData>,
     view: &ClusterView,
     settings: &crate::runtime::settings::NodeSettings,
+    client_host: &str,
     v: i16,
     now_ms: i64,
 ) -> CheckedProduce {
+    let access = Access::new(settings, view, client_host);
     let mut shape: Vec<(TopicName, Vec<PartitionShape>)> = Vec::new();
     let mut parts = Vec::new();
     for t in topic_data {
         let name = t.name.0.to_string();
         let limits = batch_limits(view, &name, v, now_ms, settings);
+        let may_write = access.topic(Operation::Write, &name);
         let mut ps = Vec::new();
         for p in t.partition_data {
             let early = if v < 3 {
                 Some((code::UNSUPPORTED_VERSION, None))
+            } else if !may_write {
+                Some((TOPIC_AUTHORIZATION_FAILED, None))
             } else if runnel_model::controller::is_internal_topic(&name) {
                 let m = format!("Cannot append to internal topic {name}");
                 Some((code::INVALID_TOPIC_EXCEPTION, Some(m)))
@@ -735,7 +818,12 @@ fn check_produce(
     (shape, parts)
 }
 
-async fn produce(r: ProduceRequest, v: i16, node: &NodeHandle) -> Option<ProduceResponse> {
+async fn produce(
+    r: ProduceRequest,
+    v: i16,
+    client_host: &str,
+    node: &NodeHandle,
+) -> Option<ProduceResponse> {
     let acks = r.acks;
     let view = node.view.borrow().clone();
     let now_ms = std::time::SystemTime::now()
@@ -756,11 +844,14 @@ async fn produce(r: ProduceRequest, v: i16, node: &NodeHandle) -> Option<Produce
     let settings = node.settings.clone();
     let (shape, parts) = if compressed && !crate::io::SIMULATED {
         let topic_data = r.topic_data;
-        tokio::task::spawn_blocking(move || check_produce(topic_data, &view, &settings, v, now_ms))
-            .await
-            .unwrap_or_default()
+        let host = client_host.to_string();
+        tokio::task::spawn_blocking(move || {
+            check_produce(topic_data, &view, &settings, &host, v, now_ms)
+        })
+        .await
+        .unwrap_or_default()
     } else {
-        check_produce(r.topic_data, &view, &settings, v, now_ms)
+        check_produce(r.topic_data, &view, &settings, client_host, v, now_ms)
     };
     let (tx, rx) = oneshot::channel();
     let call = KafkaCall::Produce {
@@ -856,8 +947,20 @@ pub async fn fetch(
     r: FetchRequest,
     v: i16,
     correlation_id: i32,
+    client_host: &str,
     node: &NodeHandle,
 ) -> Vec<Segment> {
+    // Topics the client may not read: their partitions are answered
+    // TOPIC_AUTHORIZATION_FAILED at once and never read.
+    let denied: std::collections::BTreeSet<String> = {
+        let view = node.view.borrow().clone();
+        let access = Access::new(&node.settings, &view, client_host);
+        r.topics
+            .iter()
+            .map(|t| t.topic.0.to_string())
+            .filter(|name| !access.topic(Operation::Read, name))
+            .collect()
+    };
     let started = Instant::now();
     let max_wait = Duration::from_millis(r.max_wait_ms.clamp(0, 60_000) as u64);
     let min_bytes = r.min_bytes.max(0) as usize;
@@ -868,6 +971,7 @@ pub async fn fetch(
         let parts: Vec<FetchPart> = r
             .topics
             .iter()
+            .filter(|t| !denied.contains(t.topic.0.as_str()))
             .flat_map(|t| {
                 t.partitions.iter().map(move |p| FetchPart {
                     topic: t.topic.0.to_string(),
@@ -902,7 +1006,7 @@ pub async fn fetch(
                     .map_or(0, |s| s.len as usize)
             })
             .sum();
-        let any_error = outcomes.iter().any(|o| o.result.is_err());
+        let any_error = !denied.is_empty() || outcomes.iter().any(|o| o.result.is_err());
         let elapsed = started.elapsed();
         if !(total >= min_bytes.max(1) || any_error || elapsed >= max_wait) {
             // Long poll: wait for a high watermark to move, or the deadline.
@@ -927,7 +1031,9 @@ pub async fn fetch(
                             log_start_offset: -1,
                             records: Some(RecordsOut::Bytes(Bytes::new())),
                         };
-                        if let Some(o) = outcomes.next() {
+                        if denied.contains(t.topic.0.as_str()) {
+                            out.error_code = TOPIC_AUTHORIZATION_FAILED;
+                        } else if let Some(o) = outcomes.next() {
                             // last_stable_offset = HW: there are no transactions.
                             (
                                 out.high_watermark,
@@ -959,10 +1065,25 @@ pub async fn fetch(
     }
 }
 
-async fn list_offsets(r: ListOffsetsRequest, v: i16, node: &NodeHandle) -> ListOffsetsResponse {
+async fn list_offsets(
+    r: ListOffsetsRequest,
+    v: i16,
+    client_host: &str,
+    node: &NodeHandle,
+) -> ListOffsetsResponse {
+    let denied: std::collections::BTreeSet<String> = {
+        let view = node.view.borrow().clone();
+        let access = Access::new(&node.settings, &view, client_host);
+        r.topics
+            .iter()
+            .map(|t| t.name.0.to_string())
+            .filter(|name| !access.topic(Operation::Describe, name))
+            .collect()
+    };
     let parts: Vec<(String, u32, i64)> = r
         .topics
         .iter()
+        .filter(|t| !denied.contains(t.name.0.as_str()))
         .flat_map(|t| {
             t.partitions.iter().map(move |p| {
                 (
@@ -998,6 +1119,10 @@ async fn list_offsets(r: ListOffsetsRequest, v: i16, node: &NodeHandle) -> ListO
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1);
+                    if denied.contains(t.name.0.as_str()) {
+                        pr.error_code = TOPIC_AUTHORIZATION_FAILED;
+                        return pr;
+                    }
                     match results.next() {
                         Some(Ok(found)) => {
                             pr.offset = found.offset;
@@ -1020,8 +1145,21 @@ async fn list_offsets(r: ListOffsetsRequest, v: i16, node: &NodeHandle) -> ListO
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-async fn init_producer_id(r: InitProducerIdRequest, node: &NodeHandle) -> InitProducerIdResponse {
+async fn init_producer_id(
+    r: InitProducerIdRequest,
+    client_host: &str,
+    node: &NodeHandle,
+) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default();
+    let allowed = {
+        let view = node.view.borrow().clone();
+        Access::new(&node.settings, &view, client_host).cluster(Operation::IdempotentWrite)
+    };
+    if !allowed {
+        return response
+            .with_error_code(CLUSTER_AUTHORIZATION_FAILED)
+            .with_producer_id((-1).into());
+    }
     if r.transactional_id.is_some() {
         // Transactions are not supported.
         return response
@@ -1048,6 +1186,7 @@ async fn init_producer_id(r: InitProducerIdRequest, node: &NodeHandle) -> InitPr
 /// DYNAMIC_TOPIC_CONFIG) and this broker's main settings (STATIC_BROKER_CONFIG).
 fn describe_configs(
     r: kafka_protocol::messages::DescribeConfigsRequest,
+    client_host: &str,
     node: &NodeHandle,
 ) -> kafka_protocol::messages::DescribeConfigsResponse {
     use kafka_protocol::messages::describe_configs_response::{
@@ -1057,6 +1196,7 @@ fn describe_configs(
     const BROKER: i8 = 4;
     let view = node.view.borrow().clone();
     let s = &node.settings;
+    let access = Access::new(s, &view, client_host);
     let entry = |name: &str, value: &str, source: i8| {
         DescribeConfigsResourceResult::default()
             .with_name(str_bytes(name))
@@ -1076,6 +1216,10 @@ fn describe_configs(
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
             match res.resource_type {
+                TOPIC if !access.topic(Operation::DescribeConfigs, res.resource_name.as_str()) => {
+                    out.error_code = TOPIC_AUTHORIZATION_FAILED;
+                    out.error_message = Some(str_bytes(TOPIC_DENIED));
+                }
                 TOPIC => match view.image.topics.get(res.resource_name.as_str()) {
                     None => {
                         out.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;

@@ -1,6 +1,8 @@
 //! The Kafka wire protocol front end (decoding and encoding by the
 //! `kafka-protocol` crate): connections, the version table, and handlers.
 
+pub mod access;
+pub mod acls;
 pub mod batch_check;
 pub mod fetch_encode;
 pub mod groups;

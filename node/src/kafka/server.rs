@@ -270,7 +270,7 @@ async fn answer(
     };
     let correlation_id = header.correlation_id;
     if let RequestKind::Fetch(fetch) = body {
-        return Ok(handlers::fetch(fetch, version, correlation_id, node).await);
+        return Ok(handlers::fetch(fetch, version, correlation_id, client_host, node).await);
     }
     let request = Request {
         header,

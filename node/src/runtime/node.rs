@@ -2196,6 +2196,8 @@ fn claims_match_sender(from: NodeId, message: &PeerMessage) -> Result<(), String
         | ControllerRequest::CreateInternalTopic { .. }
         | ControllerRequest::DeleteTopic { .. }
         | ControllerRequest::CreatePartitions { .. }
+        | ControllerRequest::CreateAcls { .. }
+        | ControllerRequest::DeleteAcls { .. }
         | ControllerRequest::ValidateOnly(_) => None,
     };
     match claimed {

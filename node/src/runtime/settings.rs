@@ -142,6 +142,11 @@ pub struct NodeSettings {
     pub group_min_session_timeout_ms: u64,
     pub group_max_session_timeout_ms: u64,
     pub auto_create_topics: bool,
+    /// The authorizer (ACLs, `runnel_model::acl`); its
+    /// `allow.everyone.if.no.acl.found` defaults to true here (Kafka:
+    /// false, but Kafka without an authorizer allows everything, and that
+    /// is what a cluster without ACLs does here).
+    pub authorizer: runnel_model::acl::Authorizer,
     pub offsets_topic_replication_factor: u32,
     /// Kafka's `offsets.topic.num.partitions` (50).
     pub offsets_topic_num_partitions: u32,
@@ -225,6 +230,7 @@ impl NodeSettings {
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             auto_create_topics: true,
+            authorizer: runnel_model::acl::Authorizer::default(),
             offsets_topic_replication_factor: 3,
             offsets_topic_num_partitions: 50,
             offsets_retention_ms: 7 * 24 * 3_600_000,
@@ -495,6 +501,7 @@ fn apply_numbers(s: &mut NodeSettings, p: &Properties) {
     s.socket_request_max_bytes = u("socket.request.max.bytes", 104_857_600) as usize;
     s.connections_max_idle_ms = u("connections.max.idle.ms", 600_000);
     s.auto_create_topics = p.bool("auto.create.topics.enable", true);
+    s.authorizer.allow_everyone_if_no_acl_found = p.bool("allow.everyone.if.no.acl.found", true);
     s.offsets_topic_replication_factor = u("offsets.topic.replication.factor", 3) as u32;
     s.offsets_topic_num_partitions = u("offsets.topic.num.partitions", 50) as u32;
     s.offsets_retention_ms = u("offsets.retention.minutes", 10_080).saturating_mul(60_000);
