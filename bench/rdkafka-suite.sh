@@ -43,9 +43,10 @@
 # Some tests call Kafka's bin/kafka-topics.sh (test_kafka_topics(): --create
 # with --config, --alter --partitions, --delete) through KAFKA_PATH and
 # BROKERS, which trivup sets; here KAFKA_PATH is a folder whose
-# bin/kafka-topics.sh runs `runnel topics` (the same options). Other Kafka
-# scripts (kafka-acls.sh, kafka-configs.sh, the Java helpers) are absent, so
-# the tests that need them fail with "exit status 127".
+# bin/kafka-topics.sh runs `runnel topics` and bin/kafka-acls.sh runs
+# `runnel acls` (the same options). Other Kafka scripts (kafka-configs.sh,
+# the Java helpers) are absent, so the tests that need them fail with
+# "exit status 127".
 #
 # Ctrl-C (or kill -TERM of this script; a background job started from a
 # script ignores SIGINT) kills the running tests and stops the cluster.
@@ -348,7 +349,8 @@ main() {
     printf 'metadata.broker.list=%s\n' "$BROKERS" >"$RUN/test.conf"
     mkdir -p "$RUN/kafka/bin"
     printf '#!/bin/sh\nexec "%s" topics "$@"\n' "$RUNNEL" >"$RUN/kafka/bin/kafka-topics.sh"
-    chmod +x "$RUN/kafka/bin/kafka-topics.sh"
+    printf '#!/bin/sh\nexec "%s" acls "$@"\n' "$RUNNEL" >"$RUN/kafka/bin/kafka-acls.sh"
+    chmod +x "$RUN/kafka/bin/kafka-topics.sh" "$RUN/kafka/bin/kafka-acls.sh"
     log "$(echo "$tests" | wc -w) tests, $JOBS at a time, ${TMOUT}s each at most; logs in $RUN/logs"
 
     local active=0 t
