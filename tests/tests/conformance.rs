@@ -1379,5 +1379,25 @@ fn acls_restrict_a_topic_as_kafkas_authorizer_does() {
         );
         let m = metadata_v9(&mut client, Some(&["secret"])).await;
         assert_eq!(m.topics[0].topic_authorized_operations, 3576);
+
+        // A group with a DENY Read and nothing allowing DESCRIBE: its
+        // coordinator is not even named; a group no ACL names is served.
+        acls(
+            &bootstrap,
+            &[
+                "--add",
+                "--deny-principal",
+                "User:*",
+                "--operation",
+                "Read",
+                "--group",
+                "g-denied",
+            ],
+        );
+        let find = |g: &str| FindCoordinatorRequest::default().with_key(name(g));
+        let r = client.call_any(&find("g-denied"), 2).await.expect("find");
+        assert_eq!(r.error_code, 30, "GROUP_AUTHORIZATION_FAILED");
+        let r = client.call_any(&find("g-open"), 2).await.expect("find");
+        assert_ne!(r.error_code, 30);
     });
 }

@@ -371,6 +371,30 @@ mod tests {
         b
     }
 
+    /// A snappy block whose header claims more output than its bytes can
+    /// encode is refused before the claim is allocated (the batch_check
+    /// fuzz target found 130-byte batches claiming 64 MiB); the densest
+    /// real snappy (a run of zeros) still decompresses.
+    #[test]
+    fn snappy_claims_are_bounded_by_the_input() {
+        use kafka_protocol::compression::{Compressor, Snappy};
+        let zeros = vec![0u8; 1 << 20];
+        let mut dense = bytes::BytesMut::new();
+        Snappy::compress(&mut dense, |raw| {
+            raw.extend_from_slice(&zeros);
+            Ok(())
+        })
+        .unwrap();
+        assert!(dense.len() < zeros.len() / 20, "{} bytes", dense.len());
+        assert_eq!(decompress(2, dense.freeze()).unwrap().len(), zeros.len());
+        // Raw snappy: a varint claiming 64 MiB, then one literal byte.
+        let lying = Bytes::from_static(b"\x80\x80\x80\x20\x00a");
+        match decompress(2, lying) {
+            Err(Refusal::Corrupt(m)) => assert!(m.contains("claims"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn a_client_batch_passes() {
         let l = limits();

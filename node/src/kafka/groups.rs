@@ -182,6 +182,7 @@ async fn coordinator_of(node: &NodeHandle, key: &str) -> Result<(i32, String, i3
 pub async fn find_coordinator(
     r: FindCoordinatorRequest,
     v: i16,
+    client_host: &str,
     node: &NodeHandle,
 ) -> FindCoordinatorResponse {
     let keys: Vec<String> = match v {
@@ -195,6 +196,9 @@ pub async fn find_coordinator(
             .with_node_id(BrokerId(-1))
             .with_port(-1);
         let found = match r.key_type {
+            0 if !may_group(node, client_host, Operation::Describe, &key) => {
+                Err(GROUP_AUTHORIZATION_FAILED)
+            }
             0 => coordinator_of(node, &key).await,
             // Transactions are not supported (yet).
             _ => Err(code::COORDINATOR_NOT_AVAILABLE),
@@ -209,6 +213,7 @@ pub async fn find_coordinator(
                 c.error_code = e;
                 c.error_message = Some(str_bytes(match e {
                     code::COORDINATOR_NOT_AVAILABLE => "The coordinator is not available.",
+                    GROUP_AUTHORIZATION_FAILED => "Group authorization failed.",
                     _ => "error",
                 }));
             }

@@ -114,7 +114,7 @@ pub async fn handle(request: Request, node: &NodeHandle) -> Option<ResponseKind>
             ResponseKind::DeleteAcls(acls::delete_acls(r, host, node).await)
         }
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(groups::find_coordinator(r, v, node).await)
+            ResponseKind::FindCoordinator(groups::find_coordinator(r, v, host, node).await)
         }
         RequestKind::JoinGroup(r) => {
             let client_id = request
