@@ -39,6 +39,9 @@ pub const ANONYMOUS: &str = "User:ANONYMOUS";
 /// ACLs a cluster may hold (Runnel's limit; Kafka has none): each
 /// broker holds all of them and a check walks those of one resource.
 pub const ACLS_MAX: usize = 65_536;
+/// Filters one DeleteAcls request may carry (Runnel's limit; each is
+/// matched against every ACL on the controller's loop).
+pub const ACL_FILTERS_MAX: usize = 1_024;
 
 /// Kafka's resource types (wire codes); UNKNOWN (0) and ANY (1) are not
 /// resources.
@@ -410,12 +413,15 @@ fn pattern_applies(p: &ResourcePattern, name: &str) -> bool {
     }
 }
 
-/// Every ACL of the cluster, by resource pattern (part of the metadata
-/// image).
+/// Every ACL of the cluster, by resource type and pattern type, then name
+/// (part of the metadata image).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AclStore {
-    by_pattern: BTreeMap<ResourcePattern, BTreeSet<AclEntry>>,
+    by_kind: BTreeMap<(ResourceType, PatternType), BTreeMap<String, BTreeSet<AclEntry>>>,
     len: usize,
+    /// The longest prefixed pattern ever held (an upper bound: removals do
+    /// not lower it): a check tries no longer prefix of a name.
+    prefix_len_max: usize,
 }
 
 impl AclStore {
@@ -427,43 +433,73 @@ impl AclStore {
         self.len == 0
     }
 
+    fn names(
+        &self,
+        t: ResourceType,
+        p: PatternType,
+    ) -> Option<&BTreeMap<String, BTreeSet<AclEntry>>> {
+        self.by_kind.get(&(t, p))
+    }
+
     pub fn contains(&self, acl: &AclBinding) -> bool {
-        self.by_pattern
-            .get(&acl.pattern)
+        let p = &acl.pattern;
+        self.names(p.resource_type, p.pattern_type)
+            .and_then(|n| n.get(&p.name))
             .is_some_and(|e| e.contains(&acl.entry))
     }
 
     pub fn insert(&mut self, acl: &AclBinding) {
-        if self
-            .by_pattern
-            .entry(acl.pattern.clone())
+        let p = &acl.pattern;
+        let entries = self
+            .by_kind
+            .entry((p.resource_type, p.pattern_type))
             .or_default()
-            .insert(acl.entry.clone())
-        {
+            .entry(p.name.clone())
+            .or_default();
+        if entries.insert(acl.entry.clone()) {
             self.len += 1;
+            if p.pattern_type == PatternType::Prefixed {
+                self.prefix_len_max = self.prefix_len_max.max(p.name.len());
+            }
         }
     }
 
     pub fn remove(&mut self, acl: &AclBinding) {
-        let Some(entries) = self.by_pattern.get_mut(&acl.pattern) else {
+        let p = &acl.pattern;
+        let kind = (p.resource_type, p.pattern_type);
+        let Some(names) = self.by_kind.get_mut(&kind) else {
+            return;
+        };
+        let Some(entries) = names.get_mut(&p.name) else {
             return;
         };
         if entries.remove(&acl.entry) {
             self.len -= 1;
         }
         if entries.is_empty() {
-            self.by_pattern.remove(&acl.pattern);
+            names.remove(&p.name);
+        }
+        if names.is_empty() {
+            self.by_kind.remove(&kind);
         }
     }
 
     /// Every ACL, in order.
     pub fn iter(&self) -> impl Iterator<Item = AclBinding> + '_ {
-        self.by_pattern.iter().flat_map(|(p, entries)| {
-            entries.iter().map(|e| AclBinding {
-                pattern: p.clone(),
-                entry: e.clone(),
+        self.by_kind
+            .iter()
+            .flat_map(|(&(resource_type, pattern_type), names)| {
+                names.iter().flat_map(move |(name, entries)| {
+                    entries.iter().map(move |e| AclBinding {
+                        pattern: ResourcePattern {
+                            resource_type,
+                            pattern_type,
+                            name: name.clone(),
+                        },
+                        entry: e.clone(),
+                    })
+                })
             })
-        })
     }
 
     /// The ACLs a filter selects.
@@ -472,34 +508,27 @@ impl AclStore {
     }
 
     /// The entries of every pattern that applies to the resource: its
-    /// literal name, the literal wildcard and each prefix of the name.
-    /// Looked up by key, so a check costs O(name length · log patterns),
-    /// not a walk over every ACL.
+    /// literal name, the literal wildcard and each prefix of the name no
+    /// longer than the longest prefixed pattern. Looked up by `&str` (no
+    /// allocation), so a check costs at most min(name length, longest
+    /// prefix) lookups, not a walk over every ACL.
     fn applying<'a>(
         &'a self,
         resource_type: ResourceType,
         name: &'a str,
     ) -> impl Iterator<Item = &'a AclEntry> + 'a {
+        let literal = self.names(resource_type, PatternType::Literal);
         // `*` itself is one literal pattern, not two.
         let wildcard = (name != WILDCARD).then_some(WILDCARD);
-        let literal = std::iter::once(name)
+        let literal_hits = std::iter::once(name)
             .chain(wildcard)
-            .map(move |n| ResourcePattern {
-                resource_type,
-                pattern_type: PatternType::Literal,
-                name: n.to_string(),
-            });
-        let prefixes = (1..=name.len())
-            .filter(move |i| name.is_char_boundary(*i))
-            .map(move |i| ResourcePattern {
-                resource_type,
-                pattern_type: PatternType::Prefixed,
-                name: name[..i].to_string(),
-            });
-        literal
-            .chain(prefixes)
-            .filter_map(|p| self.by_pattern.get(&p))
-            .flatten()
+            .filter_map(move |n| literal.and_then(|m| m.get(n)));
+        let prefixed = self.names(resource_type, PatternType::Prefixed);
+        let longest = name.len().min(self.prefix_len_max);
+        let prefix_hits = (1..=longest)
+            .filter(move |i| prefixed.is_some() && name.is_char_boundary(*i))
+            .filter_map(move |i| prefixed.and_then(|m| m.get(&name[..i])));
+        literal_hits.chain(prefix_hits).flatten()
     }
 }
 
@@ -714,6 +743,8 @@ mod tests {
         let a = Authorizer::default();
         assert!(!a.authorize(&s, WHO, Write, Topic, "anything"));
         assert!(!a.authorize(&s, WHO, Read, Topic, "payments"));
+        // A long name tries no prefix longer than the longest pattern.
+        assert!(!a.authorize(&s, WHO, Read, Topic, &"pay".repeat(100_000)));
         // A prefix of "pay" or another type's ACL do not apply.
         assert!(a.authorize(&s, WHO, Read, Group, "payments"));
         // Bob's DENY is not ANONYMOUS's; the wildcard still makes ACLs

@@ -13,7 +13,7 @@
 //! and is fenced when its session expires; partition leadership moves by the
 //! rules in [`crate::partition`].
 
-use crate::acl::{AclBinding, AclFilter, AclStore, ACLS_MAX};
+use crate::acl::{AclBinding, AclFilter, AclStore, ACLS_MAX, ACL_FILTERS_MAX};
 use crate::core::{BrokerEpoch, NodeId};
 use crate::partition::{
     AlterPartitionError, AlterPartitionRequest, ElectionPolicy, PartitionRegistration,
@@ -774,6 +774,12 @@ impl Controller {
 
     /// DeleteAcls: every ACL some filter selects, removed in one record.
     fn delete_acls(&self, image: &MetadataImage, filters: &[AclFilter]) -> Decision {
+        // Each filter is matched against every ACL on the controller loop.
+        if filters.len() > ACL_FILTERS_MAX {
+            return Err(ControllerError::PolicyViolation(format!(
+                "One DeleteAcls request takes at most {ACL_FILTERS_MAX} filters."
+            )));
+        }
         let gone: Vec<AclBinding> = image
             .acls
             .iter()

@@ -1399,5 +1399,62 @@ fn acls_restrict_a_topic_as_kafkas_authorizer_does() {
         assert_eq!(r.error_code, 30, "GROUP_AUTHORIZATION_FAILED");
         let r = client.call_any(&find("g-open"), 2).await.expect("find");
         assert_ne!(r.error_code, 30);
+
+        // Hosts: a DENY for this client's address applies to it, one for
+        // another address does not.
+        acls(
+            &bootstrap,
+            &[
+                "--add",
+                "--deny-principal",
+                "User:*",
+                "--deny-host",
+                "10.9.9.9",
+                "--topic",
+                "open",
+            ],
+        );
+        assert_eq!(
+            produce(&mut client, &open_leader, "open", batch())
+                .await
+                .error_code,
+            29
+        );
+        acls(
+            &bootstrap,
+            &[
+                "--add",
+                "--allow-principal",
+                "User:*",
+                "--operation",
+                "Write",
+                "--topic",
+                "open",
+            ],
+        );
+        assert_eq!(
+            produce(&mut client, &open_leader, "open", batch())
+                .await
+                .error_code,
+            0
+        );
+        acls(
+            &bootstrap,
+            &[
+                "--add",
+                "--deny-principal",
+                "User:*",
+                "--deny-host",
+                "127.0.0.1",
+                "--topic",
+                "open",
+            ],
+        );
+        assert_eq!(
+            produce(&mut client, &open_leader, "open", batch())
+                .await
+                .error_code,
+            29
+        );
     });
 }

@@ -599,7 +599,23 @@ pub async fn offset_fetch(
             .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
-    let (error, topics) = fetch_offsets(node, client_host, &r.group_id.0, wanted).await;
+    let asked = wanted.clone();
+    let (error, mut topics) = fetch_offsets(node, client_host, &r.group_id.0, wanted).await;
+    if v < 2 && topics.is_empty() && error != code::NONE {
+        // v1 has no top-level error: echo what was asked, each partition
+        // carrying the error (Kafka's error response), never "no offsets".
+        topics = asked
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, ps)| {
+                let ps = ps
+                    .into_iter()
+                    .map(|p| (p, CommittedOffset::bare(-1)))
+                    .collect();
+                (name, ps)
+            })
+            .collect();
+    }
     let topics = topics
         .into_iter()
         .map(|(name, ps)| {

@@ -359,7 +359,10 @@ async fn metadata(
         topics.push(t);
     }
     if v >= 8 && r.include_topic_authorized_operations {
-        for t in topics.iter_mut().filter(|t| t.error_code == code::NONE) {
+        for t in topics
+            .iter_mut()
+            .filter(|t| t.error_code != TOPIC_AUTHORIZATION_FAILED)
+        {
             let name = t.name.as_ref().map_or("", |n| n.0.as_str());
             t.topic_authorized_operations = access.operations(ResourceType::Topic, name);
         }
@@ -628,9 +631,6 @@ async fn delete_topics(
     let mut responses = Vec::new();
     for name in names {
         let mut result = DeletableTopicResult::default().with_name(Some(topic_name(&name)));
-        if v >= 6 {
-            result.topic_id = topic_id(&node.view.borrow().image, &name);
-        }
         if !may_topic(node, client_host, Operation::Delete, &name) {
             result.error_code = TOPIC_AUTHORIZATION_FAILED;
             if v >= 5 {
@@ -638,6 +638,9 @@ async fn delete_topics(
             }
             responses.push(result);
             continue;
+        }
+        if v >= 6 {
+            result.topic_id = topic_id(&node.view.borrow().image, &name);
         }
         let request = ControllerRequest::DeleteTopic { name };
         match call_controller(node, request, remaining_ms(deadline)).await {
@@ -1006,7 +1009,11 @@ pub async fn fetch(
                     .map_or(0, |s| s.len as usize)
             })
             .sum();
-        let any_error = !denied.is_empty() || outcomes.iter().any(|o| o.result.is_err());
+        // Denied partitions do not cut the long poll short for the others
+        // (Kafka merges them into the answer); a request of nothing but
+        // denied partitions is answered at once.
+        let any_error = (outcomes.is_empty() && !denied.is_empty())
+            || outcomes.iter().any(|o| o.result.is_err());
         let elapsed = started.elapsed();
         if !(total >= min_bytes.max(1) || any_error || elapsed >= max_wait) {
             // Long poll: wait for a high watermark to move, or the deadline.
@@ -1153,7 +1160,15 @@ async fn init_producer_id(
     let response = InitProducerIdResponse::default();
     let allowed = {
         let view = node.view.borrow().clone();
-        Access::new(&node.settings, &view, client_host).cluster(Operation::IdempotentWrite)
+        let access = Access::new(&node.settings, &view, client_host);
+        // Kafka 2.8+: IDEMPOTENT_WRITE on the cluster, or WRITE on some
+        // topic (here: some existing topic).
+        access.cluster(Operation::IdempotentWrite)
+            || view
+                .image
+                .topics
+                .keys()
+                .any(|t| access.topic(Operation::Write, t))
     };
     if !allowed {
         return response

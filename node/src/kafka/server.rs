@@ -38,7 +38,9 @@ pub async fn serve(mut stream: TcpStream, first: [u8; 4], node: NodeHandle) {
     let peer_addr = stream.peer_addr().ok();
     let peer = peer_addr.map(|a| a.to_string()).unwrap_or_default();
     let client_host = peer_addr
-        .map(|a| format!("/{}", a.ip()))
+        // An IPv4 client of a dual-stack listener shows as itself, not as
+        // ::ffff:a.b.c.d (ACL hosts and DescribeGroups name it so, as Kafka).
+        .map(|a| format!("/{}", a.ip().to_canonical()))
         .unwrap_or_default();
     let idle = Duration::from_millis(node.settings.connections_max_idle_ms);
     let mut size_bytes = first;
