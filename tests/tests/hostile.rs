@@ -898,6 +898,53 @@ fn rich(key: ApiKey) -> RequestKind {
         ApiKey::DeleteGroups => RequestKind::DeleteGroups(
             DeleteGroupsRequest::default().with_groups_names(vec![gid("hostile-deleted")]),
         ),
+        ApiKey::OffsetDelete => RequestKind::OffsetDelete(
+            kafka_protocol::messages::OffsetDeleteRequest::default()
+                .with_group_id(gid("hostile-g"))
+                .with_topics(vec![
+                    kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestTopic::default()
+                        .with_name(TopicName(sb("hostile-acl")))
+                        .with_partitions(vec![
+                            kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestPartition::default()
+                                .with_partition_index(0),
+                        ]),
+                ]),
+        ),
+        // ACLs only on a topic no other request names.
+        ApiKey::CreateAcls => RequestKind::CreateAcls(
+            kafka_protocol::messages::CreateAclsRequest::default().with_creations(vec![
+                kafka_protocol::messages::create_acls_request::AclCreation::default()
+                    .with_resource_type(2)
+                    .with_resource_name(sb("hostile-acl"))
+                    .with_resource_pattern_type(3)
+                    .with_principal(sb("User:*"))
+                    .with_host(sb("*"))
+                    .with_operation(3)
+                    .with_permission_type(2),
+            ]),
+        ),
+        ApiKey::DescribeAcls => RequestKind::DescribeAcls(
+            kafka_protocol::messages::DescribeAclsRequest::default()
+                .with_resource_type_filter(1)
+                .with_resource_name_filter(None)
+                .with_pattern_type_filter(1)
+                .with_principal_filter(None)
+                .with_host_filter(None)
+                .with_operation(1)
+                .with_permission_type(1),
+        ),
+        ApiKey::DeleteAcls => RequestKind::DeleteAcls(
+            kafka_protocol::messages::DeleteAclsRequest::default().with_filters(vec![
+                kafka_protocol::messages::delete_acls_request::DeleteAclsFilter::default()
+                    .with_resource_type_filter(2)
+                    .with_resource_name_filter(Some(sb("hostile-acl")))
+                    .with_pattern_type_filter(3)
+                    .with_principal_filter(None)
+                    .with_host_filter(None)
+                    .with_operation(1)
+                    .with_permission_type(1),
+            ]),
+        ),
         other => panic!("no request built for {other:?}"),
     }
 }
@@ -1778,6 +1825,10 @@ fn default_request(key: ApiKey) -> RequestKind {
         ApiKey::DescribeGroups => RequestKind::DescribeGroups(Default::default()),
         ApiKey::ListGroups => RequestKind::ListGroups(Default::default()),
         ApiKey::DeleteGroups => RequestKind::DeleteGroups(Default::default()),
+        ApiKey::OffsetDelete => RequestKind::OffsetDelete(Default::default()),
+        ApiKey::CreateAcls => RequestKind::CreateAcls(Default::default()),
+        ApiKey::DescribeAcls => RequestKind::DescribeAcls(Default::default()),
+        ApiKey::DeleteAcls => RequestKind::DeleteAcls(Default::default()),
         other => panic!("no default request for {other:?}"),
     }
 }
