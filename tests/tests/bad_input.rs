@@ -402,10 +402,23 @@ fn produce_refusals_are_kafkas() {
             assert!(p.error_message.is_some(), "{what} says why");
         }
         let fine = encode_batch(&[(None, value(5))], now_ms).unwrap();
-        let r = client
-            .call_at(&leader, &produce("small", fine), 8)
-            .await
-            .unwrap();
+        // The leader may still be opening the new partition's log when the
+        // refusals above (decided before the partition is reached) are
+        // done: NOT_LEADER_OR_FOLLOWER / LEADER_NOT_AVAILABLE are retriable,
+        // and a Kafka producer retries them, as this does (bounded).
+        let mut tries = 0;
+        let r = loop {
+            let r = client
+                .call_at(&leader, &produce("small", fine.clone()), 8)
+                .await
+                .unwrap();
+            let code = r.responses[0].partition_responses[0].error_code;
+            tries += 1;
+            if !matches!(code, 5 | 6) || tries == 100 {
+                break r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         let p = &r.responses[0].partition_responses[0];
         assert_eq!(
             (p.error_code, p.base_offset),

@@ -817,6 +817,7 @@ impl Node {
             return;
         };
         let was_leader = meta.quorum.is_leader();
+        let known_leader = meta.quorum.leader();
         let mut out = QuorumEffects::new();
         f(&mut meta.quorum, &mut out);
         self.execute_quorum(out);
@@ -826,7 +827,32 @@ impl Node {
         } else if was_leader && !is_leader {
             self.on_lost_controller();
         }
+        let leader = self.meta.as_ref().and_then(|m| m.quorum.leader());
+        if leader.is_some() && leader != known_leader {
+            self.send_outstanding_to_new_leader();
+            // Register (or heartbeat) now rather than at the next tick.
+            self.broker_lifecycle(Instant::now());
+        }
         self.apply_committed();
+    }
+
+    /// A controller is known (first election, or a new one): requests that
+    /// waited for one go now, not at their next retry, so a request that
+    /// arrived before the election is answered as soon as the controller
+    /// can decide it (the admin-right-after-start case). Requests
+    /// the old controller held are asked again; their `RequestKey` makes
+    /// the new controller answer a decided one with its first decision.
+    fn send_outstanding_to_new_leader(&mut self) {
+        let now = Instant::now();
+        let ids: Vec<u64> = self.outstanding.keys().copied().collect();
+        for id in ids {
+            let Some(o) = self.outstanding.get_mut(&id) else {
+                continue; // answered while an earlier one was sent
+            };
+            o.sent_at = now;
+            let request = o.request.clone();
+            self.send_outstanding(id, request);
+        }
     }
 
     fn execute_quorum(&mut self, mut out: QuorumEffects<MetadataDecision>) {
