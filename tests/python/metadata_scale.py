@@ -35,6 +35,20 @@ def produce_everywhere(bootstrap, topic, partitions):
     delivered, failed = [], []
     p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
                   "message.timeout.ms": 120_000})
+    # The broker this producer asks may apply the decision a moment after
+    # the one that answered the admin call (as in Kafka, whose brokers
+    # follow the metadata log at their own pace): librdkafka refuses a
+    # partition its metadata does not show yet ("Unknown partition"), so
+    # wait, bounded, until it shows them all.
+    deadline = time.monotonic() + 60
+    while True:
+        shown = p.list_topics(topic, timeout=10).topics.get(topic)
+        count = len(shown.partitions) if shown and shown.error is None else 0
+        if count >= partitions:
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{topic}: metadata shows {count} of {partitions} partitions")
+        time.sleep(0.05)
     for i in range(partitions):
         p.produce(topic, value=str(i).encode(), partition=i,
                   on_delivery=lambda err, msg: (failed if err else delivered).append((msg.partition(), err)))
