@@ -1,45 +1,113 @@
 #!/usr/bin/env bash
-# First produce numbers (issue: networked node): rdkafka_performance, 1 M ×
-# SIZE-byte messages, acks=all, against librdkafka's mock broker (the
-# generator's ceiling), a 1-node Runnel (RF 1) and a 3-node Runnel (RF 3,
-# min.insync.replicas 2), interleaved, RUNS rounds after one warm-up.
+# Produce and consume throughput against the generator's own ceiling, in one
+# run (issue: performance). rdkafka_performance sends COUNT × SIZE-byte
+# messages, acks=all, linger 5 ms, 1 MiB batches, no compression, to:
+#   mock     librdkafka's mock broker (the generator's ceiling on this host)
+#   rf1      a 1-node Runnel (replication factor 1)
+#   rf3      a 3-node Runnel (replication factor 3, min.insync.replicas 2)
+# interleaved, RUNS rounds after one warm-up; then RUNS consumes of COUNT
+# messages from each cluster (sendfile from the segment files). Prints each
+# run, then a table of medians with each produce figure as a ratio of the
+# mock's (and RF 3's of RF 1's).
 # Flush policy: Kafka's default (page cache, no fsync before ack).
-# Then RUNS consume runs of 1 M messages from each cluster.
+#
 # Usage: bench/produce-bench.sh [SIZE=100] [RUNS=3]
+# Environment:
+#   BENCH_DIR    where the clusters keep their logs (default: a new
+#                directory under /dev/shm, tmpfs, so the figures are the
+#                software's; BENCH_DIR=/var/tmp/x for a disk)
+#   BENCH_COUNT  messages per run (default 1,000,000)
+#   RUNNEL_BIN   the binary to measure (default: target/release/runnel,
+#                built first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=${1:-100}
 RUNS=${2:-3}
+COUNT=${BENCH_COUNT:-1000000}
 PERF=$(bench/build-rdkafka-performance.sh)
-cargo build --release -q -p runnel
-R=target/release/runnel
-WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
+if [ -z "${RUNNEL_BIN:-}" ]; then
+    cargo build --release -q -p runnel
+fi
+R=${RUNNEL_BIN:-target/release/runnel}
+WORK=${BENCH_DIR:-$(mktemp -d /dev/shm/runnel-bench.XXXXXX)}
+mkdir -p "$WORK"
+RESULTS=$(mktemp)
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK" "$RESULTS"' EXIT
 $R dev --dir "$WORK/one" --nodes 1 --port 19092 >"$WORK/one.log" 2>&1 &
 $R dev --dir "$WORK/three" --nodes 3 --port 29092 >"$WORK/three.log" 2>&1 &
-sleep 4
-$R topics --bootstrap-server localhost:19092 --create --topic bench --partitions 1 --replication-factor 1 >/dev/null
-$R topics --bootstrap-server localhost:29092 --create --topic bench --partitions 1 --replication-factor 3 >/dev/null
-sleep 1
-run() { # target args...
+# Topic creation retries until the clusters answer (no sleep stands in).
+create() { # port rf
+    for _ in $(seq 100); do
+        if $R topics --bootstrap-server "localhost:$1" --create --topic bench \
+            --partitions 1 --replication-factor "$2" >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo "cannot create the topic on port $1" >&2
+    exit 1
+}
+produce() { # name args...
     local name=$1; shift
-    "$PERF" -P -t bench -p 0 -s "$SIZE" -c 1000000 -a -1 -X linger.ms=5 -X batch.size=1048576 \
+    local line
+    line=$("$PERF" -P -t bench -p 0 -s "$SIZE" -c "$COUNT" -a -1 -X linger.ms=5 -X batch.size=1048576 \
         -X queue.buffering.max.messages=2000000 -X enable.idempotence=false -X compression.type=none "$@" 2>&1 \
-        | grep "messages produced" | tail -1 | grep -o "[0-9]* msgs/s and [0-9.]* MB/s" | sed "s/^/$name: /"
+        | grep "messages produced" | tail -1 | grep -o "[0-9]* msgs/s and [0-9.]* MB/s")
+    echo "$name produce: $line"
+    echo "produce $name ${line%% *}" >>"$RESULTS"
+}
+consume() { # name args...
+    local name=$1; shift
+    local line
+    line=$("$PERF" -C -t bench -p 0 -o beginning -c "$COUNT" "$@" 2>&1 \
+        | grep "consumed in" | tail -1 | grep -o "[0-9]* msgs/s ([0-9.]* MB/s)")
+    echo "$name consume: $line"
+    echo "consume $name ${line%% *}" >>"$RESULTS"
+}
+# Each round writes to a new topic: on tmpfs the logs live in memory, and
+# rounds piling up gigabytes there slowed the later ones (memory pressure,
+# not software).
+fresh() { # port rf
+    $R topics --bootstrap-server "localhost:$1" --delete --topic bench >/dev/null 2>&1 || true
+    create "$1" "$2"
 }
 round() {
-    run mock -b 127.0.0.1:1 -X test.mock.num.brokers=1
-    run runnel-1-node -b 127.0.0.1:19092
-    run runnel-3-nodes-rf3 -b 127.0.0.1:29092
-}
-consume() { # name port
-    "$PERF" -C -t bench -p 0 -o beginning -c 1000000 -b "127.0.0.1:$2" 2>&1 \
-        | grep "consumed in" | tail -1 | grep -o "[0-9]* msgs/s ([0-9.]* MB/s)" | sed "s/^/$1 consume: /"
+    produce mock -b 127.0.0.1:1 -X test.mock.num.brokers=1
+    fresh 19092 1
+    produce rf1 -b 127.0.0.1:19092
+    fresh 29092 3
+    produce rf3 -b 127.0.0.1:29092
 }
 round >/dev/null # warm-up
-for i in $(seq "$RUNS"); do round; done
-# Consumers read what the rounds wrote (sendfile from the segment files).
-for i in $(seq "$RUNS"); do
-    consume runnel-1-node 19092
-    consume runnel-3-nodes-rf3 29092
+: >"$RESULTS"
+for _ in $(seq "$RUNS"); do round; done
+# Consumers read what the rounds wrote. (The mock cannot be the consume
+# ceiling: it keeps nothing between processes.)
+for _ in $(seq "$RUNS"); do
+    consume rf1 -b 127.0.0.1:19092
+    consume rf3 -b 127.0.0.1:29092
 done
+python3 - "$RESULTS" "$SIZE" "$COUNT" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+med = {}
+for kind, name, rate in rows:
+    med.setdefault((kind, name), []).append(int(rate))
+med = {k: statistics.median(v) for k, v in med.items()}
+size = int(sys.argv[2])
+def fmt(r):
+    return f"{r/1e3:,.0f} k msg/s ({r*size/1e6:,.0f} MB/s)"
+mock = med.get(("produce", "mock"))
+rf1 = med.get(("produce", "rf1"))
+print(f"\nmedians of {sys.argv[3]} x {size} B, acks=all")
+print("| figure | rate | ratio |")
+print("|---|---|---|")
+print(f"| produce, mock (ceiling) | {fmt(mock)} | 1.00 |")
+print(f"| produce, Runnel RF 1 | {fmt(rf1)} | {rf1/mock:.2f} of the mock |")
+rf3 = med.get(("produce", "rf3"))
+print(f"| produce, Runnel RF 3 | {fmt(rf3)} | {rf3/mock:.2f} of the mock, {rf3/rf1:.2f} of RF 1 |")
+for name in ("rf1", "rf3"):
+    c = med.get(("consume", name))
+    if c:
+        print(f"| consume, Runnel {name.upper().replace('RF', 'RF ')} | {fmt(c)} | — |")
+PY

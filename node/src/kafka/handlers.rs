@@ -968,9 +968,10 @@ pub async fn fetch(
     let max_wait = Duration::from_millis(r.max_wait_ms.clamp(0, 60_000) as u64);
     let min_bytes = r.min_bytes.max(0) as usize;
     let response_max_bytes = r.max_bytes.max(1) as usize;
-    let mut data_changed = node.data_changed.clone();
+    // Woken by a change a consumer can see on a partition it reads
+    // (runtime/parked_fetches.rs), not by every replication message.
+    let waker = std::sync::Arc::new(tokio::sync::Notify::new());
     loop {
-        data_changed.borrow_and_update();
         let parts: Vec<FetchPart> = r
             .topics
             .iter()
@@ -992,6 +993,7 @@ pub async fn fetch(
             .events
             .send(crate::runtime::node::Event::Kafka(KafkaCall::Fetch {
                 parts,
+                waker: waker.clone(),
                 reply: tx,
             }))
             .await
@@ -1016,8 +1018,8 @@ pub async fn fetch(
             || outcomes.iter().any(|o| o.result.is_err());
         let elapsed = started.elapsed();
         if !(total >= min_bytes.max(1) || any_error || elapsed >= max_wait) {
-            // Long poll: wait for a high watermark to move, or the deadline.
-            let _ = tokio::time::timeout(max_wait - elapsed, data_changed.changed()).await;
+            // Long poll: wait for a partition it reads to move, or the deadline.
+            let _ = tokio::time::timeout(max_wait - elapsed, waker.notified()).await;
             continue;
         }
         let mut outcomes = outcomes.into_iter();

@@ -5,6 +5,7 @@
 pub mod listener;
 pub mod messages;
 pub mod node;
+pub mod parked_fetches;
 pub mod quorum_store;
 pub mod settings;
 pub mod timers;
