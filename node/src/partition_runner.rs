@@ -104,6 +104,16 @@ impl PartitionRunner {
             }
             for raw in headers {
                 let header = batch::validate_header_only(&raw);
+                if header.end_offset() <= self.producers_to {
+                    // A base offset damaged on disk (outside the CRC, in a
+                    // segment recovery trusted) would walk the same headers
+                    // forever: stop; the table covers what came before.
+                    tracing::warn!(
+                        "a batch at or below offset {} does not move forward; producer table stops there",
+                        self.producers_to
+                    );
+                    return;
+                }
                 if let Some((producer_id, producer_epoch, first_sequence)) =
                     batch::producer_fields(&raw)
                 {
@@ -184,11 +194,20 @@ impl PartitionRunner {
 
     /// Flushes everything appended so far (the periodic flush of async mode,
     /// which also moves the recovery point so restarts scan little).
+    /// The background checkpoint: makes everything appended durable (if
+    /// it is not yet), syncs the index files and moves the recovery point.
     pub fn flush_now(&mut self) -> Result<Output, LogError> {
-        if self.replica.log().flushed_offset() < self.replica.log().end_offset() {
-            self.flush_wanted = Some(self.replica.log().end_offset());
+        let log = self.replica.log();
+        let behind = log.flushed_offset() < log.end_offset();
+        if !behind && log.recovery_point() == log.end_offset() {
+            return Ok(Output::default());
         }
-        self.group_commit()
+        let flushed = self.replica.log_mut().checkpoint()?;
+        self.fsyncs += 1;
+        self.flush_wanted = None;
+        let mut effects = ReplicaEffects::new();
+        self.replica.on_flushed(flushed, &mut effects);
+        Ok(self.execute(effects))
     }
 
     fn execute(&mut self, mut effects: ReplicaEffects<BatchBytes>) -> Output {

@@ -30,26 +30,43 @@ pub struct Visible {
 /// Wakers parked on one partition, at most [`WAKERS_MAX`] (a full list
 /// wakes everyone and starts again: a spurious wake costs one re-read).
 /// Keyed by the waker's address, so a request parks once however often it
-/// re-reads; an address reused by a later request just replaces the dead
-/// entry.
-#[derive(Debug, Default)]
+/// re-reads. A request that ended by its timeout leaves a dead entry (its
+/// `Weak` keeps the allocation, so the address is not reused); dead
+/// entries are pruned whenever the map doubles since the last prune, so
+/// they never outnumber the live ones by more than that, on a partition
+/// that never changes as on any other.
+#[derive(Debug)]
 pub struct ParkedFetches {
     wakers: HashMap<usize, Weak<Notify>>,
     seen: Visible,
+    prune_at: usize,
+}
+
+impl Default for ParkedFetches {
+    fn default() -> Self {
+        Self {
+            wakers: HashMap::new(),
+            seen: Visible::default(),
+            prune_at: PRUNE_AT_MIN,
+        }
+    }
 }
 
 /// Every live Fetch is one connection's one request in flight, so this is
 /// far above what `max.connections` lets in; dead entries are pruned first.
 const WAKERS_MAX: usize = 65_536;
+/// Entries below this are never pruned (a scan of a few is not worth it).
+const PRUNE_AT_MIN: usize = 64;
 
 impl ParkedFetches {
     /// Parks a request's waker here.
     pub fn park(&mut self, waker: &Arc<Notify>) {
-        if self.wakers.len() >= WAKERS_MAX {
+        if self.wakers.len() >= self.prune_at {
             self.wakers.retain(|_, w| w.strong_count() > 0);
-            if self.wakers.len() >= WAKERS_MAX {
-                self.wake_all();
-            }
+            self.prune_at = (self.wakers.len() * 2).max(PRUNE_AT_MIN);
+        }
+        if self.wakers.len() >= WAKERS_MAX {
+            self.wake_all();
         }
         let key = Arc::as_ptr(waker) as usize;
         self.wakers.insert(key, Arc::downgrade(waker));
@@ -111,11 +128,26 @@ mod tests {
     #[test]
     fn ended_requests_are_pruned_and_the_list_is_bounded() {
         let mut p = ParkedFetches::default();
-        for _ in 0..WAKERS_MAX + 10 {
+        let keep = Arc::new(Notify::new());
+        p.park(&keep);
+        // Long polls that ended by their timeout on a partition that never
+        // changes: dead entries stay within a small multiple of the live.
+        for _ in 0..10_000 {
             let gone = Arc::new(Notify::new());
             p.park(&gone);
         }
-        assert!(p.len() <= WAKERS_MAX, "{}", p.len());
+        assert!(p.len() <= PRUNE_AT_MIN, "{}", p.len());
+        p.wake_all();
+        assert!(woken(&keep), "the live request is still parked");
+        // Live requests up to the limit: the next one wakes them all.
+        let live: Vec<_> = (0..WAKERS_MAX).map(|_| Arc::new(Notify::new())).collect();
+        for n in &live {
+            p.park(n);
+        }
+        assert_eq!(p.len(), WAKERS_MAX);
+        p.park(&keep);
+        assert_eq!(p.len(), 1, "a full list woke everyone and started again");
+        assert!(woken(&live[0]) && woken(&live[WAKERS_MAX - 1]));
         let live: Vec<_> = (0..WAKERS_MAX).map(|_| Arc::new(Notify::new())).collect();
         for n in &live {
             p.park(n);

@@ -139,6 +139,9 @@ struct Segment {
     bytes_since_entry: u64,
     /// Bytes known to be on stable storage.
     durable_bytes: u64,
+    /// The index or time index was written since its last fsync: the next
+    /// checkpoint syncs it before the recovery point may pass this segment.
+    index_dirty: bool,
     /// Max timestamp of the first batch (for time-based rolls).
     first_timestamp_ms: Option<i64>,
     /// Largest record timestamp in the segment (for time-based retention),
@@ -204,6 +207,7 @@ impl Segment {
             entries: Vec::new(),
             bytes_since_entry: 0,
             durable_bytes: 0,
+            index_dirty: false,
             first_timestamp_ms: None,
             max_timestamp_ms: i64::MIN,
             max_timestamp_rel: 0,
@@ -268,10 +272,12 @@ impl Segment {
         }
         if !new_entries.is_empty() {
             self.index.write_all_at(&new_entries, index_position)?;
+            self.index_dirty = true;
         }
         if !new_time_entries.is_empty() {
             self.timeindex
                 .write_all_at(&new_time_entries, time_position)?;
+            self.index_dirty = true;
         }
         self.size_bytes = position;
         self.note_timestamps(headers);
@@ -423,6 +429,7 @@ impl Segment {
         }
         self.index.set_len(0)?;
         self.index.write_all_at(&file_bytes, 0)?;
+        self.index_dirty = true;
         self.rebuild_time_index(headers)
     }
 
@@ -529,6 +536,7 @@ impl Segment {
         crate::io::sync_all(&self.log)?;
         self.size_bytes = position;
         self.durable_bytes = self.durable_bytes.min(position);
+        self.index_dirty = true;
         self.end_offset = end_offset;
         self.entries.retain(|&(_, p)| u64::from(p) < position);
         let index_len = (self.entries.len() * INDEX_ENTRY_BYTES) as u64;
@@ -553,7 +561,11 @@ pub struct DiskLog {
     config: LogConfig,
     segments: Vec<Segment>,
     epochs: Vec<(LeaderEpoch, Offset)>,
+    /// Offsets whose batches are on stable storage (what durable mode acks).
     flushed: Offset,
+    /// What the recovery-point file says: at most `flushed`, and only past
+    /// segments whose index files are synced too (`checkpoint`).
+    recovery_point: Offset,
     /// Directory entries not yet fsynced: a segment file created since the
     /// last flush (in `dir`), and `dir` itself when the log created it (in
     /// its parent). As Kafka (KAFKA-12190), they are made durable by the
@@ -639,6 +651,7 @@ impl DiskLog {
             segments,
             epochs: Vec::new(),
             flushed: end,
+            recovery_point: recovery_point_found.unwrap_or(0).min(end),
             unsynced_dirs,
         };
         let checkpoint = fs::read(dir.join(EPOCH_CHECKPOINT)).ok();
@@ -671,9 +684,7 @@ impl DiskLog {
         // next start scans only what is written from now on. A log that
         // ends where its recovery point says has nothing to recover.
         if recovery_point_found != Some(end) && !(recovery_point_found.is_none() && end == 0) {
-            log.flush()?;
-            write_atomically(&dir.join(RECOVERY_POINT), end.to_string().as_bytes())
-                .map_err(io_error)?;
+            log.checkpoint()?;
         } else {
             // Everything up to the recovery point was fsynced before it was written.
             for s in &mut log.segments {
@@ -715,6 +726,7 @@ impl DiskLog {
             entries: Vec::new(),
             bytes_since_entry: 0,
             durable_bytes: file_len,
+            index_dirty: false,
             first_timestamp_ms: None,
             max_timestamp_ms: i64::MIN,
             max_timestamp_rel: 0,
@@ -1051,8 +1063,16 @@ impl DiskLog {
     pub fn unflushed_files(&self) -> Vec<File> {
         self.segments
             .iter()
-            .filter(|s| s.durable_bytes < s.size_bytes)
-            .flat_map(|s| [s.log.try_clone().ok(), s.index.try_clone().ok()])
+            .flat_map(|s| {
+                let data = s.durable_bytes < s.size_bytes;
+                [
+                    data.then(|| s.log.try_clone().ok()).flatten(),
+                    s.index_dirty.then(|| s.index.try_clone().ok()).flatten(),
+                    s.index_dirty
+                        .then(|| s.timeindex.try_clone().ok())
+                        .flatten(),
+                ]
+            })
             .flatten()
             .collect()
     }
@@ -1246,16 +1266,21 @@ impl PartitionLog for DiskLog {
         end_offset_for_epoch(&self.epochs, self.end_offset(), epoch)
     }
 
+    /// Makes every appended batch durable: an fsync of each segment file
+    /// with unsynced bytes (in practice the active one) and of new
+    /// directory entries. The index files and the recovery point wait for
+    /// the next [`DiskLog::checkpoint`]: recovery rebuilds the index of every
+    /// segment past the recovery point from its batches, so an ack needs
+    /// one fsync, not four (log, index, recovery-point file and its rename).
     fn flush(&mut self) -> Result<Offset, LogError> {
         for s in &mut self.segments {
             if s.durable_bytes < s.size_bytes {
                 crate::io::sync_data(&s.log).map_err(io_error)?;
-                crate::io::sync_data(&s.index).map_err(io_error)?;
                 s.durable_bytes = s.size_bytes;
             }
         }
         // The files' data is durable; now their names (and the log's own
-        // directory, if it was new), before a recovery point vouches for them.
+        // directory, if it was new), so recovery finds them.
         if self.unsynced_dirs.dir {
             crate::io::sync_dir(&self.dir).map_err(io_error)?;
             self.unsynced_dirs.dir = false;
@@ -1267,16 +1292,38 @@ impl PartitionLog for DiskLog {
             self.unsynced_dirs.parent = false;
         }
         let end = self.end_offset();
-        if end != self.flushed || fs::metadata(self.dir.join(RECOVERY_POINT)).is_err() {
-            write_atomically(&self.dir.join(RECOVERY_POINT), end.to_string().as_bytes())
-                .map_err(io_error)?;
-        }
         self.flushed = end;
         Ok(end)
     }
 }
 
 impl DiskLog {
+    /// Flushes, syncs the index files written since the last checkpoint,
+    /// then moves the recovery point to the log end, so the next start
+    /// scans only what comes after it (Kafka's recovery-point checkpoint,
+    /// on the background flush's timer). Returns the durable end.
+    pub fn checkpoint(&mut self) -> Result<Offset, LogError> {
+        let end = self.flush()?;
+        for s in &mut self.segments {
+            if s.index_dirty {
+                crate::io::sync_data(&s.index).map_err(io_error)?;
+                crate::io::sync_data(&s.timeindex).map_err(io_error)?;
+                s.index_dirty = false;
+            }
+        }
+        if end != self.recovery_point || fs::metadata(self.dir.join(RECOVERY_POINT)).is_err() {
+            write_atomically(&self.dir.join(RECOVERY_POINT), end.to_string().as_bytes())
+                .map_err(io_error)?;
+            self.recovery_point = end;
+        }
+        Ok(end)
+    }
+
+    /// Where the recovery-point file says recovery may start scanning.
+    pub fn recovery_point(&self) -> Offset {
+        self.recovery_point
+    }
+
     fn try_truncate_to(&mut self, end_offset: Offset) -> Result<(), LogError> {
         let end_offset = end_offset.max(self.start_offset());
         if end_offset < self.end_offset() {
@@ -1309,10 +1356,11 @@ impl DiskLog {
         if self.epochs.len() != before {
             self.write_epochs()?;
         }
-        if end < self.flushed {
+        self.flushed = self.flushed.min(end);
+        if end < self.recovery_point {
             // The recovery point must not claim offsets that are gone, or a
             // later recovery would trust bytes written after them unchecked.
-            self.flushed = end;
+            self.recovery_point = end;
             write_atomically(&self.dir.join(RECOVERY_POINT), end.to_string().as_bytes())
                 .map_err(io_error)?;
         }
@@ -1523,7 +1571,9 @@ mod tests {
                 "timestamp {ts}"
             );
         }
-        log.flush().unwrap();
+        // The checkpoint moves the recovery point past the first segments:
+        // recovery trusts them, and rebuilds only a missing index.
+        log.checkpoint().unwrap();
         drop(log);
         for f in std::fs::read_dir(d.path()).unwrap() {
             let p = f.unwrap().path();

@@ -42,8 +42,11 @@ impl Node {
         let mut keys = Vec::new();
         let mut files = Vec::new();
         for (key, slot) in &b.slots {
-            let f = slot.runner.replica().log().unflushed_files();
-            if !f.is_empty() {
+            let log = slot.runner.replica().log();
+            let f = log.unflushed_files();
+            // Durable mode leaves no unflushed data, but its recovery point
+            // still moves only here.
+            if !f.is_empty() || log.recovery_point() < log.end_offset() {
                 keys.push(key.clone());
                 files.extend(f);
             }
