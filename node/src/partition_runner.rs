@@ -8,7 +8,7 @@
 //! to the caller (the network and clock belong to the runtime).
 
 use crate::storage::batch;
-use crate::storage::disk_log::{BatchBytes, DiskLog};
+use crate::storage::disk_log::{BatchBytes, DiskLog, FlushTicket};
 use runnel_model::core::{Effect, NodeId, Offset};
 use runnel_model::idempotence::{ProducerBatch, ProducerTable, SequenceCheck};
 use runnel_model::log::{LogError, PartitionLog};
@@ -185,6 +185,31 @@ impl PartitionRunner {
         Ok(self.execute(effects))
     }
 
+    /// The group commit taken off the event loop: the flush the waiting
+    /// appends want, as a ticket whose fsyncs the caller runs elsewhere
+    /// and hands back to [`Self::finish_flush`]. `None` if none is wanted.
+    pub fn begin_flush(&mut self) -> Option<FlushTicket> {
+        self.flush_wanted.take()?;
+        Some(self.replica.log().begin_flush())
+    }
+
+    /// A ticket from [`Self::begin_flush`] came back run: what it made
+    /// durable goes to the state machine. If it vouches for nothing (it
+    /// failed, or the log was cut meanwhile), the flush is wanted again.
+    pub fn finish_flush(&mut self, ticket: FlushTicket) -> Output {
+        let Some(flushed) = self.replica.log_mut().complete_flush(ticket) else {
+            let end = self.replica.log().end_offset();
+            if self.replica.log().flushed_offset() < end {
+                self.flush_wanted = Some(self.flush_wanted.map_or(end, |o| o.max(end)));
+            }
+            return Output::default();
+        };
+        self.fsyncs += 1;
+        let mut effects = ReplicaEffects::new();
+        self.replica.on_flushed(flushed, &mut effects);
+        self.execute(effects)
+    }
+
     /// The link to `peer` broke: see `Replica::on_peer_disconnected`.
     pub fn on_peer_disconnected(&mut self, peer: NodeId) -> Output {
         let mut effects = ReplicaEffects::new();
@@ -192,8 +217,6 @@ impl PartitionRunner {
         self.execute(effects)
     }
 
-    /// Flushes everything appended so far (the periodic flush of async mode,
-    /// which also moves the recovery point so restarts scan little).
     /// The background checkpoint: makes everything appended durable (if
     /// it is not yet), syncs the index files and moves the recovery point.
     pub fn flush_now(&mut self) -> Result<Output, LogError> {

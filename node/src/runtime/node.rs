@@ -36,7 +36,7 @@ use super::quorum_store::QuorumStore;
 use super::settings::NodeSettings;
 use super::transport::{ConnId, NetEvent};
 use crate::partition_runner::{Output, PartitionRunner};
-use crate::storage::disk_log::{BatchBytes, DiskLog, FileSlice};
+use crate::storage::disk_log::{BatchBytes, DiskLog, FileSlice, FlushTicket};
 use crate::storage::log_dirs::LogDirs;
 use crate::wire::{self, LinkIdentity, LinkRole};
 use bytes::Bytes;
@@ -205,6 +205,8 @@ pub enum Event {
     WrittenBack(Vec<(String, u32)>),
     /// Nothing else is ready and replicas are still to be reconciled.
     Reconcile,
+    /// A group commit's fsyncs ran off the loop ([`Node::group_commit`]).
+    Flushed(Vec<((String, u32), FlushTicket)>),
     /// A partition's log was opened off the loop (or could not be).
     Opened {
         key: (String, u32),
@@ -226,6 +228,7 @@ impl Event {
             Event::WrittenBack(_) => "write-back",
             Event::Reconcile => "reconcile",
             Event::Opened { .. } => "log opened",
+            Event::Flushed(_) => "group commit done",
         }
     }
 }
@@ -352,6 +355,11 @@ struct BrokerState {
     /// The block of producer ids the controller gave this incarnation.
     producer_ids: runnel_model::producer_ids::BrokerProducerIds,
     last_flush: Instant,
+    /// A group commit's fsyncs are running off the loop
+    /// ([`Node::group_commit`]); the next waits for them.
+    flush_in_flight: bool,
+    /// When a group commit last failed: the next waits a little.
+    flush_failed_at: Option<Instant>,
 }
 
 pub struct Node {
@@ -446,6 +454,8 @@ impl Node {
                 next_request_id: 1,
                 producer_ids: Default::default(),
                 last_flush: Instant::now(),
+                flush_in_flight: false,
+                flush_failed_at: None,
             })
         } else {
             None
@@ -647,6 +657,7 @@ impl Node {
             Event::WrittenBack(keys) => self.finish_background_flush(keys),
             Event::Reconcile => self.reconcile_partitions(),
             Event::Opened { key, log } => self.finish_open(key, log),
+            Event::Flushed(tickets) => self.finish_group_commit(tickets),
         }
     }
 

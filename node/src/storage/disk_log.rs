@@ -573,13 +573,64 @@ pub struct DiskLog {
     /// a new replica holds nothing acknowledged, and creating thousands at
     /// once must not stall the node for thousands of fsyncs.
     unsynced_dirs: UnsyncedDirs,
+    /// This instance's id and truncation count, for [`FlushTicket`]s.
+    log_id: u64,
+    generation: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct UnsyncedDirs {
     dir: bool,
     parent: bool,
+    /// Bumped whenever `dir` is set: a flush that synced the directory
+    /// clears the flag only if no segment was created since it began.
+    dir_seq: u64,
 }
+
+/// A flush taken out of the event loop ([`DiskLog::begin_flush`]): the
+/// files and directories to fsync, run anywhere ([`FlushTicket::run`]),
+/// then handed back to [`DiskLog::complete_flush`]. What it claims durable
+/// is what was written when it began, and only if the log was not cut or
+/// replaced meanwhile.
+#[derive(Debug)]
+pub struct FlushTicket {
+    log_id: u64,
+    generation: u64,
+    end: Offset,
+    /// (segment base offset, bytes written when the flush began).
+    segments: Vec<(Offset, u64)>,
+    files: Vec<File>,
+    dir: Option<(PathBuf, u64)>,
+    parent: Option<PathBuf>,
+    synced: bool,
+}
+
+impl FlushTicket {
+    /// The fsyncs, on whatever thread the caller likes. An error leaves the
+    /// ticket unsynced: completing it then claims nothing.
+    pub fn run(&mut self) {
+        let files = self.files.iter().all(|f| crate::io::sync_data(f).is_ok());
+        let dir = self
+            .dir
+            .as_ref()
+            .is_none_or(|(d, _)| crate::io::sync_dir(d).is_ok());
+        let parent = self
+            .parent
+            .as_ref()
+            .is_none_or(|d| crate::io::sync_dir(d).is_ok());
+        self.synced = files && dir && parent;
+        self.files.clear();
+    }
+
+    /// Did [`FlushTicket::run`] sync everything it had to?
+    pub fn synced(&self) -> bool {
+        self.synced
+    }
+}
+
+/// Distinguishes log instances (a topic deleted and created again reuses
+/// the directory): a flush ticket completes only on the log it began on.
+static LOG_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl DiskLog {
     /// Opens (creating if needed) the log in `dir`, recovering from the
@@ -638,6 +689,7 @@ impl DiskLog {
         let mut unsynced_dirs = UnsyncedDirs {
             dir: false,
             parent: created,
+            dir_seq: 0,
         };
         if segments.is_empty() {
             segments.push(Segment::create(dir, 0).map_err(io_error)?);
@@ -653,6 +705,8 @@ impl DiskLog {
             flushed: end,
             recovery_point: recovery_point_found.unwrap_or(0).min(end),
             unsynced_dirs,
+            log_id: LOG_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            generation: 0,
         };
         let checkpoint = fs::read(dir.join(EPOCH_CHECKPOINT)).ok();
         log.epochs = match checkpoint.as_deref().and_then(decode_epochs) {
@@ -868,6 +922,7 @@ impl DiskLog {
             let segment = Segment::create(&self.dir, first_offset).map_err(io_error)?;
             self.segments.push(segment);
             self.unsynced_dirs.dir = true;
+            self.unsynced_dirs.dir_seq += 1;
         }
         for h in headers {
             self.note_epoch(h.leader_epoch, h.base_offset)?;
@@ -1298,6 +1353,78 @@ impl PartitionLog for DiskLog {
 }
 
 impl DiskLog {
+    /// What a flush now would sync, taken out so the fsyncs can run off the
+    /// event loop (duplicate handles: the segments may roll meanwhile).
+    pub fn begin_flush(&self) -> FlushTicket {
+        let mut segments = Vec::new();
+        let mut files = Vec::new();
+        for s in self
+            .segments
+            .iter()
+            .filter(|s| s.durable_bytes < s.size_bytes)
+        {
+            if let Ok(f) = s.log.try_clone() {
+                segments.push((s.base_offset, s.size_bytes));
+                files.push(f);
+            }
+        }
+        let complete = segments.len()
+            == self
+                .segments
+                .iter()
+                .filter(|s| s.durable_bytes < s.size_bytes)
+                .count();
+        FlushTicket {
+            log_id: self.log_id,
+            generation: self.generation,
+            // A handle that could not be duplicated (out of descriptors):
+            // the ticket vouches for nothing new, the next flush retries.
+            end: if complete {
+                self.end_offset()
+            } else {
+                self.flushed
+            },
+            segments,
+            files,
+            dir: self
+                .unsynced_dirs
+                .dir
+                .then(|| (self.dir.clone(), self.unsynced_dirs.dir_seq)),
+            parent: self
+                .unsynced_dirs
+                .parent
+                .then(|| self.dir.parent().map(Path::to_path_buf))
+                .flatten(),
+            synced: false,
+        }
+    }
+
+    /// Takes a run ticket back: the bytes it synced are durable, and the
+    /// durable end moves to where the log ended when it began. `None` if
+    /// it failed, or the log was cut or replaced since (flush again).
+    pub fn complete_flush(&mut self, ticket: FlushTicket) -> Option<Offset> {
+        if !ticket.synced || ticket.log_id != self.log_id || ticket.generation != self.generation {
+            return None;
+        }
+        for (base, size) in ticket.segments {
+            if let Some(s) = self.segments.iter_mut().find(|s| s.base_offset == base) {
+                s.durable_bytes = s.durable_bytes.max(size.min(s.size_bytes));
+            }
+        }
+        if ticket
+            .dir
+            .is_some_and(|(_, seq)| seq == self.unsynced_dirs.dir_seq)
+        {
+            self.unsynced_dirs.dir = false;
+        }
+        if ticket.parent.is_some() {
+            self.unsynced_dirs.parent = false;
+        }
+        self.flushed = self.flushed.max(ticket.end.min(self.end_offset()));
+        self.check_invariants();
+        Some(self.flushed)
+    }
+
     /// Flushes, syncs the index files written since the last checkpoint,
     /// then moves the recovery point to the log end, so the next start
     /// scans only what comes after it (Kafka's recovery-point checkpoint,
@@ -1325,6 +1452,9 @@ impl DiskLog {
     }
 
     fn try_truncate_to(&mut self, end_offset: Offset) -> Result<(), LogError> {
+        // A flush begun before the cut must not vouch for what is written
+        // after it at the same offsets.
+        self.generation += 1;
         let end_offset = end_offset.max(self.start_offset());
         if end_offset < self.end_offset() {
             // Drop whole segments past the new end (keeping the first).
@@ -1435,6 +1565,37 @@ mod tests {
                 .map(|slice| (slice.position, slice.len));
             proptest::prop_assert_eq!(got, expected);
         }
+    }
+
+    #[test]
+    fn a_flush_off_the_loop_vouches_only_for_what_it_saw() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(d.path(), small()).unwrap();
+        for t in 0..5 {
+            append(&mut log, t);
+        }
+        let mut ticket = log.begin_flush();
+        ticket.run();
+        assert!(ticket.synced());
+        // Appends while the fsync ran are not covered by it.
+        append(&mut log, 5);
+        append(&mut log, 6);
+        assert_eq!(log.complete_flush(ticket), Some(5));
+        assert_eq!(log.flushed_offset(), 5);
+        // A cut while a flush runs: the bytes now at those offsets are not
+        // the ones it synced, so it vouches for nothing.
+        let mut ticket = log.begin_flush();
+        log.truncate_to(3);
+        append(&mut log, 7);
+        ticket.run();
+        assert_eq!(log.complete_flush(ticket), None);
+        assert_eq!(log.flushed_offset(), 3);
+        // An unrun (failed) ticket claims nothing either.
+        let ticket = log.begin_flush();
+        assert_eq!(log.complete_flush(ticket), None);
+        let mut ticket = log.begin_flush();
+        ticket.run();
+        assert_eq!(log.complete_flush(ticket), Some(4));
     }
 
     #[test]

@@ -4,24 +4,87 @@
 
 use super::*;
 
+/// After a failed group commit, the next waits this long (no hot loop on
+/// a failing disk).
+const FLUSH_RETRY_MS: u64 = 100;
+
 impl Node {
-    /// One fsync per partition that asked for one this turn.
+    /// The group commit: one fsync per partition that asked for one (the
+    /// durable mode's appends, a follower's fetched batches), all of them
+    /// in one blocking task off the event loop, so a slow disk delays only
+    /// the acks waiting for it, never the loop. Partitions asking while one
+    /// is in flight wait for it to finish and go together in the next one.
+    /// What a flush vouches for comes back through the model's `on_flushed`
+    /// only once its fsync is done (`Node::finish_group_commit`).
     pub(super) fn group_commit(&mut self) {
-        let keys: Vec<_> = match self.broker.as_ref() {
-            Some(b) => b
-                .slots
-                .iter()
-                .filter(|(_, s)| s.runner.flush_wanted())
-                .map(|(k, _)| k.clone())
-                .collect(),
-            None => return,
+        let Some(b) = self.broker.as_mut() else {
+            return;
         };
+        let cooling = b
+            .flush_failed_at
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(FLUSH_RETRY_MS));
+        if b.flush_in_flight || cooling {
+            return;
+        }
+        let keys: Vec<_> = b
+            .slots
+            .iter()
+            .filter(|(_, s)| s.runner.flush_wanted())
+            .map(|(k, _)| k.clone())
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        if crate::io::SIMULATED {
+            // One thread per simulated host: flush in the loop.
+            return self.group_commit_inline(keys);
+        }
+        let mut tickets = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(t) = self.slot_mut(&key).and_then(|s| s.runner.begin_flush()) {
+                tickets.push((key, t));
+            }
+        }
+        let b = self.broker.as_mut().expect("checked above");
+        b.flush_in_flight = true;
+        let events = self.events_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            for (_, t) in &mut tickets {
+                t.run();
+            }
+            let _ = events.blocking_send(Event::Flushed(tickets));
+        });
+    }
+
+    /// The simulation's group commit: every fsync in the loop, at once.
+    fn group_commit_inline(&mut self, keys: Vec<(String, u32)>) {
         for key in keys {
             let result = self.slot_mut(&key).map(|s| s.runner.group_commit());
             match result {
                 Some(Ok(out)) => self.on_runner_output(&key, out),
                 Some(Err(e)) => tracing::error!("{}-{}: flush failed: {e:?}", key.0, key.1),
                 None => {}
+            }
+        }
+    }
+
+    /// A group commit's fsyncs are done: each partition learns what is
+    /// durable now (a partition removed meanwhile is skipped; a log cut
+    /// meanwhile wants its flush again).
+    pub(super) fn finish_group_commit(&mut self, tickets: Vec<((String, u32), FlushTicket)>) {
+        if let Some(b) = self.broker.as_mut() {
+            b.flush_in_flight = false;
+        }
+        for (key, ticket) in tickets {
+            let failed = !ticket.synced();
+            if failed {
+                tracing::error!("{}-{}: flush failed; retrying", key.0, key.1);
+                if let Some(b) = self.broker.as_mut() {
+                    b.flush_failed_at = Some(Instant::now());
+                }
+            }
+            if let Some(out) = self.slot_mut(&key).map(|s| s.runner.finish_flush(ticket)) {
+                self.on_runner_output(&key, out);
             }
         }
     }
