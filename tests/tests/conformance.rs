@@ -1312,6 +1312,24 @@ fn acls_restrict_a_topic_as_kafkas_authorizer_does() {
         let leader = leader_of(&mut client, "secret").await;
         let open_leader = leader_of(&mut client, "open").await;
         let batch = || batch_with_timestamps(&[1_700_000_000_000], Compression::None);
+        // Offsets of one group on both topics, committed while allowed.
+        let mut coord = coordinator(&bootstrap, "g-acl").await;
+        let commit = OffsetCommitRequest::default()
+            .with_group_id(GroupId(name("g-acl")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_member_id(name(""))
+            .with_topics(
+                ["secret", "open"]
+                    .iter()
+                    .map(|t| {
+                        OffsetCommitRequestTopic::default()
+                            .with_name(TopicName(name(t)))
+                            .with_partitions(vec![commit_partition(0, 5, -1, None)])
+                    })
+                    .collect(),
+            );
+        let r = coord.call(&commit, 8).await.expect("offset commit");
+        assert!(r.topics.iter().all(|t| t.partitions[0].error_code == 0));
         assert_eq!(
             produce(&mut client, &leader, "secret", batch())
                 .await
@@ -1380,6 +1398,80 @@ fn acls_restrict_a_topic_as_kafkas_authorizer_does() {
             0
         );
         assert_eq!(fetch_error(&mut client, &open_leader, "open").await, 0);
+        // OffsetFetch asks DESCRIBE of each topic too: a named topic the
+        // client may not describe answers TOPIC_AUTHORIZATION_FAILED on its
+        // partitions, and fetching all offsets leaves it out.
+        let ask = |topics: Option<Vec<&str>>| {
+            OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(name("g-acl")))
+                .with_topics(topics.map(|ts| {
+                    ts.iter()
+                        .map(|t| {
+                            OffsetFetchRequestTopics::default()
+                                .with_name(TopicName(name(t)))
+                                .with_partition_indexes(vec![0])
+                        })
+                        .collect()
+                }))])
+        };
+        let r = coord
+            .call(&ask(Some(vec!["secret", "open"])), 8)
+            .await
+            .expect("offset fetch");
+        let answered: Vec<(String, i16, i64)> = r.groups[0]
+            .topics
+            .iter()
+            .map(|t| {
+                let p = &t.partitions[0];
+                (t.name.0.to_string(), p.error_code, p.committed_offset)
+            })
+            .collect();
+        assert_eq!(
+            answered,
+            vec![("secret".into(), 29, -1), ("open".into(), 0, 5)],
+            "OffsetFetch naming the topics"
+        );
+        let r = coord.call(&ask(None), 8).await.expect("offset fetch");
+        let names: Vec<String> = r.groups[0]
+            .topics
+            .iter()
+            .map(|t| t.name.0.to_string())
+            .collect();
+        assert_eq!(names, vec!["open".to_string()], "OffsetFetch of all");
+        // OffsetDelete asks READ of each topic: the denied one keeps its
+        // offsets, the other's go.
+        {
+            use kafka_protocol::messages::offset_delete_request::{
+                OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+            };
+            use kafka_protocol::messages::OffsetDeleteRequest;
+            let delete = OffsetDeleteRequest::default()
+                .with_group_id(GroupId(name("g-acl")))
+                .with_topics(
+                    ["secret", "open"]
+                        .iter()
+                        .map(|t| {
+                            OffsetDeleteRequestTopic::default()
+                                .with_name(TopicName(name(t)))
+                                .with_partitions(vec![
+                                    OffsetDeleteRequestPartition::default().with_partition_index(0)
+                                ])
+                        })
+                        .collect(),
+                );
+            let r = coord.call(&delete, 0).await.expect("offset delete");
+            assert_eq!(r.error_code, 0);
+            let codes: Vec<i16> = r
+                .topics
+                .iter()
+                .map(|t| t.partitions[0].error_code)
+                .collect();
+            assert_eq!(
+                codes,
+                vec![29, 0],
+                "OffsetDelete: secret denied, open deleted"
+            );
+        }
 
         // 0119: allow Describe, deny Read.
         let removed = acls(

@@ -506,14 +506,21 @@ pub async fn offset_commit(
     OffsetCommitResponse::default().with_topics(topics)
 }
 
+/// One partition's answer to OffsetFetch: its committed offset (Kafka's
+/// -1, epoch -1, "" if none) and its own error code.
+type FetchedPartition = (i32, CommittedOffset, i16);
+
 /// One group's committed offsets for `wanted` (None: every committed
-/// partition); a partition with none gets Kafka's -1, epoch -1, "".
+/// partition). As Kafka's authorizer: the group needs DESCRIBE, and each
+/// topic DESCRIBE too. A named topic the client may not describe answers
+/// TOPIC_AUTHORIZATION_FAILED on each partition; with no topics named,
+/// such topics are left out.
 async fn fetch_offsets(
     node: &NodeHandle,
     client_host: &str,
     group_id: &str,
     wanted: Option<Vec<(TopicName, Vec<i32>)>>,
-) -> (i16, Vec<(TopicName, Vec<(i32, CommittedOffset)>)>) {
+) -> (i16, Vec<(TopicName, Vec<FetchedPartition>)>) {
     if !may_group(node, client_host, Operation::Describe, group_id) {
         return (GROUP_AUTHORIZATION_FAILED, Vec::new());
     }
@@ -521,27 +528,38 @@ async fn fetch_offsets(
         GroupAnswer::Offsets(o) => o,
         other => return (fallback_code(&other), Vec::new()),
     };
+    let view = node.view.borrow().clone();
+    let access = Access::new(&node.settings, &view, client_host);
     let topics = match wanted {
         Some(list) => list
             .into_iter()
             .map(|(name, ps)| {
+                let may = access.topic(Operation::Describe, &name.0);
                 let offsets = ps
                     .into_iter()
                     .map(|p| {
+                        if !may {
+                            return (p, CommittedOffset::bare(-1), TOPIC_AUTHORIZATION_FAILED);
+                        }
                         let o = committed
                             .get(&(name.0.to_string(), p as u32))
                             .cloned()
                             .unwrap_or_else(|| CommittedOffset::bare(-1));
-                        (p, o)
+                        (p, o, code::NONE)
                     })
                     .collect();
                 (name, offsets)
             })
             .collect(),
         None => {
-            let mut by_topic: BTreeMap<String, Vec<(i32, CommittedOffset)>> = BTreeMap::new();
+            let mut by_topic: BTreeMap<String, Vec<FetchedPartition>> = BTreeMap::new();
             for ((t, p), o) in committed {
-                by_topic.entry(t).or_default().push((p as i32, o));
+                if access.topic(Operation::Describe, &t) {
+                    by_topic
+                        .entry(t)
+                        .or_default()
+                        .push((p as i32, o, code::NONE));
+                }
             }
             by_topic
                 .into_iter()
@@ -572,12 +590,13 @@ pub async fn offset_fetch(
                 .map(|(name, ps)| {
                     let partitions = ps
                         .into_iter()
-                        .map(|(p, o)| {
+                        .map(|(p, o, e)| {
                             OffsetFetchResponsePartitions::default()
                                 .with_partition_index(p)
                                 .with_committed_offset(o.offset)
                                 .with_committed_leader_epoch(o.leader_epoch)
                                 .with_metadata(Some(str_bytes(&o.metadata)))
+                                .with_error_code(e)
                         })
                         .collect();
                     OffsetFetchResponseTopics::default()
@@ -610,7 +629,7 @@ pub async fn offset_fetch(
             .map(|(name, ps)| {
                 let ps = ps
                     .into_iter()
-                    .map(|p| (p, CommittedOffset::bare(-1)))
+                    .map(|p| (p, CommittedOffset::bare(-1), error))
                     .collect();
                 (name, ps)
             })
@@ -621,17 +640,20 @@ pub async fn offset_fetch(
         .map(|(name, ps)| {
             let partitions = ps
                 .into_iter()
-                .map(|(p, o)| {
-                    let mut out = OffsetFetchResponsePartition::default()
+                .map(|(p, o, e)| {
+                    // v1 has no top-level error: a group error goes on
+                    // each partition.
+                    let e = if v < 2 && error != code::NONE {
+                        error
+                    } else {
+                        e
+                    };
+                    OffsetFetchResponsePartition::default()
                         .with_partition_index(p)
                         .with_committed_offset(o.offset)
                         .with_committed_leader_epoch(o.leader_epoch)
-                        .with_metadata(Some(str_bytes(&o.metadata)));
-                    // v1 has no top-level error: report it per partition.
-                    if v < 2 {
-                        out.error_code = error;
-                    }
-                    out
+                        .with_metadata(Some(str_bytes(&o.metadata)))
+                        .with_error_code(e)
                 })
                 .collect();
             OffsetFetchResponseTopic::default()
@@ -781,9 +803,14 @@ pub async fn offset_delete(
             .get(t)
             .is_some_and(|topic| p >= 0 && (p as usize) < topic.partitions.len())
     };
+    // Kafka: each topic needs READ; a denied one is answered
+    // TOPIC_AUTHORIZATION_FAILED and its offsets stay.
+    let access = Access::new(&node.settings, &view, client_host);
+    let readable = |t: &str| access.topic(Operation::Read, t);
     let partitions: Vec<(String, u32)> = r
         .topics
         .iter()
+        .filter(|t| readable(&t.name.0))
         .flat_map(|t| {
             t.partitions
                 .iter()
@@ -800,6 +827,9 @@ pub async fn offset_delete(
         other => return OffsetDeleteResponse::default().with_error_code(fallback_code(&other)),
     };
     let outcome = |t: &str, p: i32| -> i16 {
+        if !readable(t) {
+            return TOPIC_AUTHORIZATION_FAILED;
+        }
         outcomes
             .iter()
             .find(|((topic, partition), _)| topic == t && *partition as i32 == p)
