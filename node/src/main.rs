@@ -450,6 +450,7 @@ fn main() -> ExitCode {
     if !is_tool {
         // Before any setting is read: max.connections defaults to a share of it.
         runnel::limits::raise_open_files_limit();
+        runnel::limits::tune_allocator();
     }
     if is_tool {
         // A tool piped into `head` should stop quietly when the pipe closes,
