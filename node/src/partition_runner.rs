@@ -197,6 +197,7 @@ impl PartitionRunner {
     /// durable goes to the state machine. If it vouches for nothing (it
     /// failed, or the log was cut meanwhile), the flush is wanted again.
     pub fn finish_flush(&mut self, ticket: FlushTicket) -> Output {
+        let complete = ticket.complete();
         let Some(flushed) = self.replica.log_mut().complete_flush(ticket) else {
             let end = self.replica.log().end_offset();
             if self.replica.log().flushed_offset() < end {
@@ -205,6 +206,12 @@ impl PartitionRunner {
             return Output::default();
         };
         self.fsyncs += 1;
+        if !complete {
+            // Not everything could be synced (no descriptor to duplicate):
+            // the appends it left out still want their flush.
+            let end = self.replica.log().end_offset();
+            self.flush_wanted = Some(self.flush_wanted.map_or(end, |o| o.max(end)));
+        }
         let mut effects = ReplicaEffects::new();
         self.replica.on_flushed(flushed, &mut effects);
         self.execute(effects)

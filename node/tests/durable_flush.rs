@@ -57,7 +57,6 @@ fn a_durable_flush_is_one_fsync_and_survives_power_loss() {
     log.lose_unflushed_bytes().unwrap();
     let (log, report) = DiskLog::open(&dir, config()).unwrap();
     assert_eq!(log.end_offset(), 10, "{report:?}");
-    assert!(report.segments_scanned >= 1, "{report:?}");
     for offset in 0..10 {
         let read = log.read(offset, 10, 1 << 20).unwrap();
         let (h, _) = read.batches().unwrap()[0];

@@ -358,8 +358,6 @@ struct BrokerState {
     /// A group commit's fsyncs are running off the loop
     /// ([`Node::group_commit`]); the next waits for them.
     flush_in_flight: bool,
-    /// When a group commit last failed: the next waits a little.
-    flush_failed_at: Option<Instant>,
 }
 
 pub struct Node {
@@ -455,7 +453,6 @@ impl Node {
                 producer_ids: Default::default(),
                 last_flush: Instant::now(),
                 flush_in_flight: false,
-                flush_failed_at: None,
             })
         } else {
             None

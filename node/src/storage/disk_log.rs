@@ -460,6 +460,9 @@ impl Segment {
         }
         self.timeindex.set_len(0)?;
         self.timeindex.write_all_at(&bytes, 0)?;
+        // A rewrite on roll too: the next checkpoint must sync it before
+        // the recovery point passes this segment.
+        self.index_dirty = true;
         Ok(())
     }
 
@@ -603,6 +606,10 @@ pub struct FlushTicket {
     dir: Option<(PathBuf, u64)>,
     parent: Option<PathBuf>,
     synced: bool,
+    /// Every file with unsynced bytes was duplicated: the ticket covers the
+    /// log end. If not (out of descriptors), it vouches for nothing new and
+    /// the flush must be asked for again.
+    complete: bool,
 }
 
 impl FlushTicket {
@@ -625,6 +632,11 @@ impl FlushTicket {
     /// Did [`FlushTicket::run`] sync everything it had to?
     pub fn synced(&self) -> bool {
         self.synced
+    }
+
+    /// Does it cover everything written when it began?
+    pub fn complete(&self) -> bool {
+        self.complete
     }
 }
 
@@ -738,7 +750,10 @@ impl DiskLog {
         // next start scans only what is written from now on. A log that
         // ends where its recovery point says has nothing to recover.
         if recovery_point_found != Some(end) && !(recovery_point_found.is_none() && end == 0) {
-            log.checkpoint()?;
+            // Written even where the recovery kept less than the file
+            // claims (a cut tail below it): a stale claim above the end
+            // would make a later restart trust segments written after it.
+            log.checkpoint_inner(true)?;
         } else {
             // Everything up to the recovery point was fsynced before it was written.
             for s in &mut log.segments {
@@ -1384,6 +1399,7 @@ impl DiskLog {
             } else {
                 self.flushed
             },
+            complete,
             segments,
             files,
             dir: self
@@ -1430,6 +1446,12 @@ impl DiskLog {
     /// scans only what comes after it (Kafka's recovery-point checkpoint,
     /// on the background flush's timer). Returns the durable end.
     pub fn checkpoint(&mut self) -> Result<Offset, LogError> {
+        self.checkpoint_inner(false)
+    }
+
+    /// [`DiskLog::checkpoint`]; `rewrite` writes the recovery-point file
+    /// even if this instance believes it already says the end.
+    fn checkpoint_inner(&mut self, rewrite: bool) -> Result<Offset, LogError> {
         let end = self.flush()?;
         for s in &mut self.segments {
             if s.index_dirty {
@@ -1438,7 +1460,10 @@ impl DiskLog {
                 s.index_dirty = false;
             }
         }
-        if end != self.recovery_point || fs::metadata(self.dir.join(RECOVERY_POINT)).is_err() {
+        if rewrite
+            || end != self.recovery_point
+            || fs::metadata(self.dir.join(RECOVERY_POINT)).is_err()
+        {
             write_atomically(&self.dir.join(RECOVERY_POINT), end.to_string().as_bytes())
                 .map_err(io_error)?;
             self.recovery_point = end;
@@ -1565,6 +1590,56 @@ mod tests {
                 .map(|slice| (slice.position, slice.len));
             proptest::prop_assert_eq!(got, expected);
         }
+    }
+
+    #[test]
+    fn a_reopen_below_the_recovery_point_rewrites_it() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(d.path(), small()).unwrap();
+        for t in 0..12 {
+            append(&mut log, t);
+        }
+        log.checkpoint().unwrap();
+        let last = log.segments.last().unwrap().base_offset;
+        drop(log);
+        // The last segment loses its tail (a torn write found on restart).
+        let path = segment_path(d.path(), last, "log");
+        let len = std::fs::metadata(&path).unwrap().len();
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(len - 10).unwrap();
+        let (log, report) = DiskLog::open(d.path(), small()).unwrap();
+        assert!(log.end_offset() < 12, "{report:?}");
+        let written: u64 = std::fs::read_to_string(d.path().join(RECOVERY_POINT))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            written,
+            log.end_offset(),
+            "the recovery point never claims more than the log holds"
+        );
+    }
+
+    #[test]
+    fn a_roll_after_a_checkpoint_leaves_the_index_to_sync() {
+        let d = tempfile::tempdir().unwrap();
+        // Two batches a segment; index entries only at a segment's start.
+        let config = LogConfig {
+            segment_bytes: 400,
+            index_interval_bytes: 4096,
+            roll_ms: None,
+        };
+        let (mut log, _) = DiskLog::open(d.path(), config).unwrap();
+        append(&mut log, 0);
+        append(&mut log, 1);
+        log.checkpoint().unwrap();
+        assert!(log.segments.iter().all(|s| !s.index_dirty));
+        // This batch rolls: the closed segment's time index gets its
+        // largest timestamp, rewritten, with nothing else written to it.
+        append(&mut log, 2);
+        assert_eq!(log.segment_count(), 2);
+        assert!(log.segments[0].index_dirty);
     }
 
     #[test]

@@ -4,10 +4,6 @@
 
 use super::*;
 
-/// After a failed group commit, the next waits this long (no hot loop on
-/// a failing disk).
-const FLUSH_RETRY_MS: u64 = 100;
-
 impl Node {
     /// The group commit: one fsync per partition that asked for one (the
     /// durable mode's appends, a follower's fetched batches), all of them
@@ -20,10 +16,7 @@ impl Node {
         let Some(b) = self.broker.as_mut() else {
             return;
         };
-        let cooling = b
-            .flush_failed_at
-            .is_some_and(|t| t.elapsed() < Duration::from_millis(FLUSH_RETRY_MS));
-        if b.flush_in_flight || cooling {
+        if b.flush_in_flight {
             return;
         }
         let keys: Vec<_> = b
@@ -70,18 +63,25 @@ impl Node {
 
     /// A group commit's fsyncs are done: each partition learns what is
     /// durable now (a partition removed meanwhile is skipped; a log cut
-    /// meanwhile wants its flush again).
+    /// meanwhile wants its flush again; a failed fsync stops the node).
     pub(super) fn finish_group_commit(&mut self, tickets: Vec<((String, u32), FlushTicket)>) {
         if let Some(b) = self.broker.as_mut() {
             b.flush_in_flight = false;
         }
         for (key, ticket) in tickets {
-            let failed = !ticket.synced();
-            if failed {
-                tracing::error!("{}-{}: flush failed; retrying", key.0, key.1);
-                if let Some(b) = self.broker.as_mut() {
-                    b.flush_failed_at = Some(Instant::now());
-                }
+            if !ticket.synced() && self.slot_mut(&key).is_some() {
+                // A failed fsync may have dropped the dirty pages it could
+                // not write (Linux marks them clean and reports the error
+                // once): a retry would succeed and vouch for bytes that are
+                // not on disk. Kafka takes the log dir offline; with one log
+                // dir per node here, the node stops (as for the metadata
+                // log) and its replicas recover from the others.
+                tracing::error!(
+                    "{}-{}: fsync of the partition log failed; stopping so no write is acknowledged that the disk may not hold",
+                    key.0,
+                    key.1
+                );
+                std::process::exit(2);
             }
             if let Some(out) = self.slot_mut(&key).map(|s| s.runner.finish_flush(ticket)) {
                 self.on_runner_output(&key, out);
