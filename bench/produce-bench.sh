@@ -17,6 +17,11 @@
 #                directory under /dev/shm, tmpfs, so the figures are the
 #                software's; BENCH_DIR=/var/tmp/x for a disk)
 #   BENCH_COUNT  messages per run (default 1,000,000)
+#   BENCH_PARTITIONS  partitions of the topic (default 1). Above 1 the
+#                producer's own partitioner spreads the messages (sticky
+#                batches), and the consume runs are skipped; compare with a
+#                1-partition run of the same binary (the mock makes its own
+#                partitions, so its ratio means less there).
 #   RUNNEL_BIN   the binary to measure (default: target/release/runnel,
 #                built first)
 set -euo pipefail
@@ -24,6 +29,8 @@ cd "$(dirname "$0")/.."
 SIZE=${1:-100}
 RUNS=${2:-3}
 COUNT=${BENCH_COUNT:-1000000}
+PARTITIONS=${BENCH_PARTITIONS:-1}
+if [ "$PARTITIONS" = 1 ]; then ONE_PARTITION=(-p 0); else ONE_PARTITION=(); fi
 PERF=$(bench/build-rdkafka-performance.sh)
 if [ -z "${RUNNEL_BIN:-}" ]; then
     cargo build --release -q -p runnel
@@ -39,7 +46,7 @@ $R dev --dir "$WORK/three" --nodes 3 --port 29092 >"$WORK/three.log" 2>&1 &
 create() { # port rf
     for _ in $(seq 100); do
         if $R topics --bootstrap-server "localhost:$1" --create --topic bench \
-            --partitions 1 --replication-factor "$2" >/dev/null 2>&1; then
+            --partitions "$PARTITIONS" --replication-factor "$2" >/dev/null 2>&1; then
             return 0
         fi
         sleep 0.2
@@ -50,7 +57,7 @@ create() { # port rf
 produce() { # name args...
     local name=$1; shift
     local line
-    line=$("$PERF" -P -t bench -p 0 -s "$SIZE" -c "$COUNT" -a -1 -X linger.ms=5 -X batch.size=1048576 \
+    line=$("$PERF" -P -t bench "${ONE_PARTITION[@]}" -s "$SIZE" -c "$COUNT" -a -1 -X linger.ms=5 -X batch.size=1048576 \
         -X queue.buffering.max.messages=2000000 -X enable.idempotence=false -X compression.type=none "$@" 2>&1 \
         | grep "messages produced" | tail -1 | grep -o "[0-9]* msgs/s and [0-9.]* MB/s")
     echo "$name produce: $line"
@@ -83,11 +90,13 @@ round >/dev/null # warm-up
 for _ in $(seq "$RUNS"); do round; done
 # Consumers read what the rounds wrote. (The mock cannot be the consume
 # ceiling: it keeps nothing between processes.)
-for _ in $(seq "$RUNS"); do
-    consume rf1 -b 127.0.0.1:19092
-    consume rf3 -b 127.0.0.1:29092
-done
-python3 - "$RESULTS" "$SIZE" "$COUNT" <<'PY'
+if [ "$PARTITIONS" = 1 ]; then
+    for _ in $(seq "$RUNS"); do
+        consume rf1 -b 127.0.0.1:19092
+        consume rf3 -b 127.0.0.1:29092
+    done
+fi
+python3 - "$RESULTS" "$SIZE" "$COUNT" "$PARTITIONS" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 med = {}
@@ -99,7 +108,7 @@ def fmt(r):
     return f"{r/1e3:,.0f} k msg/s ({r*size/1e6:,.0f} MB/s)"
 mock = med.get(("produce", "mock"))
 rf1 = med.get(("produce", "rf1"))
-print(f"\nmedians of {sys.argv[3]} x {size} B, acks=all")
+print(f"\nmedians of {sys.argv[3]} x {size} B, acks=all, {sys.argv[4]} partition(s)")
 print("| figure | rate | ratio |")
 print("|---|---|---|")
 print(f"| produce, mock (ceiling) | {fmt(mock)} | 1.00 |")
