@@ -1040,14 +1040,9 @@ impl DiskLog {
         }))
     }
 
-    /// Where [`DiskLog::locate`]'s batches are: (segment index, byte
-    /// position, length), `None` at the log end.
-    fn span(
-        &self,
-        from: Offset,
-        until: Offset,
-        max_bytes: usize,
-    ) -> Result<Option<(usize, u64, u64)>, LogError> {
+    /// The segment holding `from` and the byte position of the batch
+    /// holding it; `None` at the log end, an error outside the log.
+    fn position_of(&self, from: Offset) -> Result<Option<(usize, u64)>, LogError> {
         let (start, end) = (self.start_offset(), self.end_offset());
         if from < start || from > end {
             return Err(LogError::OffsetOutOfRange {
@@ -1060,8 +1055,22 @@ impl DiskLog {
             return Ok(None);
         }
         let i = self.segments.partition_point(|s| s.base_offset <= from) - 1;
+        let position = self.segments[i].position_of(from).map_err(io_error)?;
+        Ok(Some((i, position)))
+    }
+
+    /// Where [`DiskLog::locate`]'s batches are: (segment index, byte
+    /// position, length), `None` at the log end.
+    fn span(
+        &self,
+        from: Offset,
+        until: Offset,
+        max_bytes: usize,
+    ) -> Result<Option<(usize, u64, u64)>, LogError> {
+        let Some((i, first)) = self.position_of(from)? else {
+            return Ok(None);
+        };
         let s = &self.segments[i];
-        let first = s.position_of(from).map_err(io_error)?;
         let mut last = s.skip_by_index(first, until, max_bytes);
         // Header by header from there, bounded by the segment's size.
         while last < s.size_bytes {
@@ -1099,21 +1108,11 @@ impl DiskLog {
         until: Offset,
         batches_max: usize,
     ) -> Result<Vec<[u8; HEADER_BYTES]>, LogError> {
-        let (start, end) = (self.start_offset(), self.end_offset());
-        if from < start || from > end {
-            return Err(LogError::OffsetOutOfRange {
-                requested: from,
-                start,
-                end,
-            });
-        }
         let mut out = Vec::new();
-        if from == end {
+        let Some((i, mut position)) = self.position_of(from)? else {
             return Ok(out);
-        }
-        let i = self.segments.partition_point(|s| s.base_offset <= from) - 1;
+        };
         let s = &self.segments[i];
-        let mut position = s.position_of(from).map_err(io_error)?;
         // Bounded by batches_max and by the segment's size.
         while position < s.size_bytes && out.len() < batches_max {
             let raw = s.read_header(position).map_err(io_error)?;
