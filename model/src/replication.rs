@@ -202,8 +202,9 @@ pub enum ReplicaTimer {
     /// Follower: retry a fetch after an error.
     FetchBackoff,
     /// Leader: answer fetches held for new records (Kafka's
-    /// replica.fetch.wait.max.ms), so idle followers fetch again and an
-    /// out-of-sync one that caught up can rejoin the ISR.
+    /// replica.fetch.wait.max.ms). Set only while a follower outside the ISR
+    /// waits, so that it fetches again and can rejoin; an in-sync follower's
+    /// held fetch is answered only when there is news.
     FetchMaxWait,
 }
 
@@ -230,6 +231,15 @@ pub struct FollowerProgress {
     parked: Option<FetchRequest>,
     /// The high watermark the follower was last told.
     high_watermark_sent: Offset,
+}
+
+impl FollowerProgress {
+    /// Is this follower's fetch held here at `leader_end` (it has all of it)?
+    fn waits_at(&self, leader_end: Offset) -> bool {
+        self.parked
+            .as_ref()
+            .is_some_and(|r| r.fetch_offset >= leader_end)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -763,12 +773,17 @@ impl<L: PartitionLog> Replica<L> {
         };
         out.set_timer(ReplicaTimer::LagCheck, self.config.replica_lag_time_max_ms);
         let isr = &self.registration.as_ref().expect("leader").isr;
-        // Idle followers are not lagging: their held fetches are answered
-        // after the fetch max wait and they fetch (and catch up) again.
+        // An idle follower is not lagging: its fetch waits here at our log
+        // end (a fetch is held only there, and answered as soon as the log
+        // grows), so it has everything. Counting the held fetch, instead of
+        // answering it every fetch max wait to see the follower fetch again,
+        // is what makes an idle partition cost nothing: Kafka reaches the
+        // same with one fetch session per broker pair (KIP-227).
+        let leader_end = self.log.end_offset();
         let lagging: BTreeSet<NodeId> = ls
             .followers
             .iter()
-            .filter(|(r, p)| isr.contains(r) && !p.caught_up)
+            .filter(|(r, p)| isr.contains(r) && !p.caught_up && !p.waits_at(leader_end))
             .map(|(&r, _)| r)
             .collect();
         for p in ls.followers.values_mut() {
@@ -876,13 +891,25 @@ impl<L: PartitionLog> Replica<L> {
     fn answer_or_park(&mut self, request: FetchRequest, out: &mut ReplicaEffects<L::Records>) {
         let hw = self.high_watermark;
         let has_records = request.fetch_offset < self.log.end_offset();
-        let p = self.follower_mut(request.replica_id);
+        let request_replica = request.replica_id;
+        let p = self.follower_mut(request_replica);
         if !has_records && p.high_watermark_sent == hw {
             p.parked = Some(request);
+            // Only a follower outside the ISR needs its fetch answered
+            // without news: its next fetch is what lets it rejoin (a
+            // proposal pending when it parked made `maybe_expand_isr` pass).
+            // A held fetch of an ISR member keeps it in sync by itself
+            // (`on_lag_check`), so an idle in-sync partition sets no timer.
+            let maximal = self.maximal_isr();
             let Role::Leader(ls) = &self.role else {
                 unreachable!()
             };
-            if ls.followers.values().filter(|f| f.parked.is_some()).count() == 1 {
+            let parked_outside = ls
+                .followers
+                .iter()
+                .filter(|(r, f)| f.parked.is_some() && !maximal.contains(r))
+                .count();
+            if !maximal.contains(&request_replica) && parked_outside == 1 {
                 out.set_timer(ReplicaTimer::FetchMaxWait, self.config.fetch_max_wait_ms);
             }
             return;
@@ -1157,61 +1184,85 @@ mod tests {
         out
     }
 
-    #[test]
-    fn an_idle_follower_stays_in_the_isr_by_fetching_after_the_max_wait() {
-        let mut r = leader(&[0, 1, 2], 1, FlushMode::Async);
-        let out = fetch(&mut r, 1, 0);
-        assert!(
-            out.iter().all(|e| matches!(
-                e,
-                Effect::SetTimer {
-                    timer: ReplicaTimer::FetchMaxWait,
+    fn proposals(out: &mut ReplicaEffects<R>) -> Vec<BTreeSet<NodeId>> {
+        out.drain()
+            .filter_map(|e| match e {
+                Effect::Send {
+                    message: ReplicationMessage::AlterPartition(a),
                     ..
-                }
-            )),
-            "nothing to send: the fetch is held until the fetch max wait"
+                } => Some(a.new_isr),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_idle_follower_stays_in_the_isr_while_its_fetch_waits_and_costs_nothing() {
+        let mut r = leader(&[0, 1, 2], 1, FlushMode::Async);
+        let mut out = fetch(&mut r, 1, 0);
+        assert_eq!(
+            out.drain().count(),
+            0,
+            "nothing to send and no timer: the fetch waits for news"
         );
-        fetch(&mut r, 2, 0);
-        let proposals = |out: &mut ReplicaEffects<R>| -> Vec<BTreeSet<NodeId>> {
-            out.drain()
-                .filter_map(|e| match e {
-                    Effect::Send {
-                        message: ReplicationMessage::AlterPartition(a),
-                        ..
-                    } => Some(a.new_isr),
-                    _ => None,
-                })
-                .collect()
-        };
+        assert!(fetch(&mut r, 2, 0).is_empty());
         let mut out = ReplicaEffects::<R>::new();
-        r.on_timer(ReplicaTimer::LagCheck, &mut out);
-        assert!(
-            proposals(&mut out).is_empty(),
-            "both fetched since the start"
-        );
-        // The held fetches are answered; follower 1 fetches again, 2 is gone.
-        r.on_timer(ReplicaTimer::FetchMaxWait, &mut out);
-        out.drain().for_each(drop);
-        fetch(&mut r, 1, 0);
+        for _ in 0..3 {
+            r.on_timer(ReplicaTimer::LagCheck, &mut out);
+            assert!(
+                proposals(&mut out).is_empty(),
+                "both wait at the log end: neither lags, however long it is idle"
+            );
+        }
+        // A write answers both held fetches; follower 1 fetches again, 2 is gone.
+        produce(&mut r, 1, Acks::Leader);
+        fetch(&mut r, 1, 1);
         r.on_timer(ReplicaTimer::LagCheck, &mut out);
         assert_eq!(
             proposals(&mut out),
             vec![BTreeSet::from([0, 1])],
-            "only the silent follower 2 leaves"
+            "only the follower that did not fetch what was written leaves"
         );
     }
 
     #[test]
-    fn a_held_fetch_is_answered_after_the_fetch_max_wait() {
-        let mut r = leader(&[0, 1, 2], 1, FlushMode::Async);
-        fetch(&mut r, 1, 0);
+    fn a_follower_outside_the_isr_is_answered_after_the_fetch_max_wait_and_rejoins() {
+        let mut r = leader(&[0], 1, FlushMode::Async);
+        let mut out = fetch(&mut r, 1, 0);
+        assert_eq!(proposals(&mut out), vec![BTreeSet::from([0, 1])]);
+        // Follower 2 reaches the HW while that proposal is pending: it
+        // cannot be proposed now, so its fetch is held for the max wait only.
+        let out = fetch(&mut r, 2, 0);
+        assert!(out.iter().any(|e| matches!(
+            e,
+            Effect::SetTimer {
+                timer: ReplicaTimer::FetchMaxWait,
+                ..
+            }
+        )));
         let mut out = ReplicaEffects::<R>::new();
+        r.on_message(
+            CONTROLLER,
+            ReplicationMessage::AlterPartitionResponse {
+                request: AlterPartitionRequest {
+                    leader: 0,
+                    leader_epoch: 1,
+                    partition_epoch: 1,
+                    new_isr: BTreeSet::from([0, 1]),
+                },
+                result: Ok(PartitionRegistration {
+                    partition_epoch: 2,
+                    ..registration(&[0, 1])
+                }),
+            },
+            &mut out,
+        );
         r.on_timer(ReplicaTimer::FetchMaxWait, &mut out);
         let answered = out.drain().any(|e| {
             matches!(
                 e,
                 Effect::Send {
-                    to: 1,
+                    to: 2,
                     message: ReplicationMessage::FetchResponse(FetchResponse {
                         result: FetchResult::Records { .. },
                         ..
@@ -1219,7 +1270,16 @@ mod tests {
                 }
             )
         });
-        assert!(answered, "the idle follower hears from the leader");
+        assert!(
+            answered,
+            "the held fetch of the outside follower is answered"
+        );
+        let mut out = fetch(&mut r, 2, 0);
+        assert_eq!(
+            proposals(&mut out),
+            vec![BTreeSet::from([0, 1, 2])],
+            "its next fetch brings it back"
+        );
     }
 
     #[test]

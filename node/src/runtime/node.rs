@@ -53,7 +53,7 @@ use runnel_model::replication::{
     Acks, FetchError, ProduceError, ProduceReply, ProduceRequest, Replica, ReplicaConfig,
     ReplicaTimer, ReplicationMessage,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 // tokio's clock: the real one normally, the simulated one under turmoil.
@@ -355,6 +355,13 @@ struct BrokerState {
     /// The block of producer ids the controller gave this incarnation.
     producer_ids: runnel_model::producer_ids::BrokerProducerIds,
     last_flush: Instant,
+    /// Partitions whose runner asked for a group commit since the last one,
+    /// and partitions with data or a recovery point left to write back: the
+    /// flushes visit these, never every partition, so an idle partition
+    /// costs no turn and no tick anything (issue 17). Each holds slot keys
+    /// only, so it is bounded by the slots.
+    flush_asked: BTreeSet<(String, u32)>,
+    write_back_due: BTreeSet<(String, u32)>,
     /// A group commit's fsyncs are running off the loop
     /// ([`Node::group_commit`]); the next waits for them.
     flush_in_flight: bool,
@@ -452,6 +459,8 @@ impl Node {
                 next_request_id: 1,
                 producer_ids: Default::default(),
                 last_flush: Instant::now(),
+                flush_asked: BTreeSet::new(),
+                write_back_due: BTreeSet::new(),
                 flush_in_flight: false,
             })
         } else {

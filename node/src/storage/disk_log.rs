@@ -1129,6 +1129,16 @@ impl DiskLog {
     /// Duplicate handles of the files holding unflushed bytes, for a caller
     /// that wants to push them to disk off its own thread first (then
     /// `flush` finds little left to do).
+    /// Is anything left for a background flush: unsynced data or index
+    /// bytes, or a recovery point behind the log end?
+    pub fn needs_write_back(&self) -> bool {
+        self.recovery_point < self.end_offset()
+            || self
+                .segments
+                .iter()
+                .any(|s| s.durable_bytes < s.size_bytes || s.index_dirty)
+    }
+
     pub fn unflushed_files(&self) -> Vec<File> {
         self.segments
             .iter()

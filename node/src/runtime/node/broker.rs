@@ -286,6 +286,15 @@ impl Node {
                 is_leader: replica.is_leader(),
             };
             slot.parked.observe(visible);
+            let flush_wanted = slot.runner.flush_wanted();
+            let write_back = replica.log().needs_write_back();
+            let b = self.broker.as_mut().expect("a slot implies a broker");
+            if flush_wanted {
+                b.flush_asked.insert(key.clone());
+            }
+            if write_back {
+                b.write_back_due.insert(key.clone());
+            }
         }
     }
 

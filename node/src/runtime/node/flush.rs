@@ -19,11 +19,10 @@ impl Node {
         if b.flush_in_flight {
             return;
         }
-        let keys: Vec<_> = b
-            .slots
-            .iter()
-            .filter(|(_, s)| s.runner.flush_wanted())
-            .map(|(k, _)| k.clone())
+        let asked = std::mem::take(&mut b.flush_asked);
+        let keys: Vec<_> = asked
+            .into_iter()
+            .filter(|k| b.slots.get(k).is_some_and(|s| s.runner.flush_wanted()))
             .collect();
         if keys.is_empty() {
             return;
@@ -104,14 +103,16 @@ impl Node {
         b.last_flush = now;
         let mut keys = Vec::new();
         let mut files = Vec::new();
-        for (key, slot) in &b.slots {
+        for key in std::mem::take(&mut b.write_back_due) {
+            let Some(slot) = b.slots.get(&key) else {
+                continue;
+            };
             let log = slot.runner.replica().log();
-            let f = log.unflushed_files();
             // Durable mode leaves no unflushed data, but its recovery point
             // still moves only here.
-            if !f.is_empty() || log.recovery_point() < log.end_offset() {
-                keys.push(key.clone());
-                files.extend(f);
+            if log.needs_write_back() {
+                files.extend(log.unflushed_files());
+                keys.push(key);
             }
         }
         if keys.is_empty() {
