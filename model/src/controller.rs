@@ -282,6 +282,10 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "unclean.leader.election.enable",
 ];
 
+/// Topic keys the brokers apply as numbers (retention), checked as such
+/// at creation so that every broker reads the same policy.
+pub const TOPIC_RETENTION_KEYS: &[&str] = &["retention.ms", "retention.bytes"];
+
 /// The longest value a topic config may have.
 pub const TOPIC_CONFIG_VALUE_BYTES_MAX: usize = 16 << 10;
 
@@ -297,6 +301,14 @@ pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), 
         if value.len() > TOPIC_CONFIG_VALUE_BYTES_MAX {
             return Err(ControllerError::InvalidConfig(format!(
                 "The value of {key} is longer than {TOPIC_CONFIG_VALUE_BYTES_MAX} bytes"
+            )));
+        }
+        let long_at_least_minus_one = value.trim().parse::<i64>().is_ok_and(|v| v >= -1);
+        if TOPIC_RETENTION_KEYS.contains(&key.as_str()) && !long_at_least_minus_one {
+            // Kafka's ConfigDef message for a LONG with atLeast(-1).
+            let value: String = value.chars().take(100).collect();
+            return Err(ControllerError::InvalidConfig(format!(
+                "Invalid value {value} for configuration {key}: must be a number of type LONG, at least -1"
             )));
         }
     }
@@ -1742,6 +1754,15 @@ mod tests {
             c.decide(&image, &with(&[("retention.ms", "9".repeat(20_000))])),
             Err(ControllerError::InvalidConfig(_))
         ));
+        for junk in ["soon", "-2", "1.5"] {
+            assert!(
+                matches!(
+                    c.decide(&image, &with(&[("retention.bytes", junk.into())])),
+                    Err(ControllerError::InvalidConfig(_))
+                ),
+                "retention.bytes={junk}"
+            );
+        }
         run(&c, &mut image, with(&[("retention.ms", "1000".into())]));
         let brokers: Vec<NodeId> = (0..100).collect();
         let (c, image) = cluster(&brokers);

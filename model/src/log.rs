@@ -96,6 +96,11 @@ pub trait PartitionLog {
     /// removed, to drop an epoch a former leader assigned but never wrote.
     fn truncate_to(&mut self, end_offset: Offset);
 
+    /// Kafka's `truncateFullyAndStartAt`: drops every record and the whole
+    /// epoch cache and restarts the log, empty, at `start_offset` (which is
+    /// then both its start and end offset, and durable).
+    fn truncate_fully_and_start_at(&mut self, start_offset: Offset);
+
     /// Whole batches starting with the one containing `from`, none reaching
     /// `until` or beyond, at most `max_bytes` but always at least one batch.
     fn read(
@@ -185,6 +190,8 @@ pub struct MemLog<P> {
     /// Leader-epoch cache: (epoch, start offset), both strictly increasing.
     epochs: Vec<(LeaderEpoch, Offset)>,
     flushed: Offset,
+    /// The log start offset (0 until `truncate_fully_and_start_at`).
+    start: Offset,
 }
 
 impl<P: Payload> MemLog<P> {
@@ -193,6 +200,7 @@ impl<P: Payload> MemLog<P> {
             batches: Vec::new(),
             epochs: Vec::new(),
             flushed: 0,
+            start: 0,
         }
     }
 
@@ -212,7 +220,11 @@ impl<P: Payload> MemLog<P> {
     }
 
     fn check_invariants(&self) {
-        debug_assert!(self.flushed <= self.end_offset());
+        debug_assert!(self.start <= self.flushed && self.flushed <= self.end_offset());
+        debug_assert!(self
+            .batches
+            .first()
+            .is_none_or(|b| b.base_offset == self.start));
         debug_assert!(self
             .batches
             .windows(2)
@@ -246,11 +258,11 @@ impl<P: Payload> PartitionLog for MemLog<P> {
     type Records = MemRecords<P>;
 
     fn start_offset(&self) -> Offset {
-        0
+        self.start
     }
 
     fn end_offset(&self) -> Offset {
-        self.batches.last().map_or(0, MemBatch::end_offset)
+        self.batches.last().map_or(self.start, MemBatch::end_offset)
     }
 
     fn flushed_offset(&self) -> Offset {
@@ -331,6 +343,14 @@ impl<P: Payload> PartitionLog for MemLog<P> {
         self.check_invariants();
     }
 
+    fn truncate_fully_and_start_at(&mut self, start_offset: Offset) {
+        self.batches.clear();
+        self.epochs.clear();
+        self.start = start_offset;
+        self.flushed = start_offset;
+        self.check_invariants();
+    }
+
     fn read(
         &self,
         from: Offset,
@@ -338,10 +358,10 @@ impl<P: Payload> PartitionLog for MemLog<P> {
         max_bytes: usize,
     ) -> Result<MemRecords<P>, LogError> {
         let end = self.end_offset();
-        if from > end {
+        if from < self.start || from > end {
             return Err(LogError::OffsetOutOfRange {
                 requested: from,
-                start: 0,
+                start: self.start,
                 end,
             });
         }

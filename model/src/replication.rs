@@ -160,8 +160,10 @@ pub enum FetchResult<R> {
         end_offset: Offset,
         high_watermark: Offset,
     },
-    /// The fetch offset is past the leader's log end offset.
+    /// The fetch offset is past the leader's log end offset, or below its
+    /// log start offset (retention deleted what the follower lacks).
     OffsetOutOfRange {
+        log_start_offset: Offset,
         log_end_offset: Offset,
     },
     /// The follower's epoch is older than the leader's.
@@ -555,6 +557,7 @@ impl<L: PartitionLog> Replica<L> {
             // Same leader epoch, newer ISR: the leader adopts it.
             self.maybe_advance_high_watermark(out);
             self.complete_produces(out);
+            self.arm_fetch_max_wait(out);
             return;
         }
         self.resign(out);
@@ -591,6 +594,7 @@ impl<L: PartitionLog> Replica<L> {
         // On error the controller's newer registration is on its way.
         self.maybe_advance_high_watermark(out);
         self.complete_produces(out);
+        self.arm_fetch_max_wait(out);
     }
 
     // ----- leader ------------------------------------------------------------
@@ -680,8 +684,11 @@ impl<L: PartitionLog> Replica<L> {
             return answer(out, epoch, diverging);
         }
         if request.fetch_offset > self.log.end_offset() {
-            let log_end_offset = self.log.end_offset();
-            return answer(out, epoch, FetchResult::OffsetOutOfRange { log_end_offset });
+            let out_of_range = FetchResult::OffsetOutOfRange {
+                log_start_offset: self.log.start_offset(),
+                log_end_offset: self.log.end_offset(),
+            };
+            return answer(out, epoch, out_of_range);
         }
         self.record_follower_fetch(&request);
         self.maybe_expand_isr(&request, out);
@@ -891,30 +898,33 @@ impl<L: PartitionLog> Replica<L> {
     fn answer_or_park(&mut self, request: FetchRequest, out: &mut ReplicaEffects<L::Records>) {
         let hw = self.high_watermark;
         let has_records = request.fetch_offset < self.log.end_offset();
-        let request_replica = request.replica_id;
-        let p = self.follower_mut(request_replica);
+        let p = self.follower_mut(request.replica_id);
         if !has_records && p.high_watermark_sent == hw {
             p.parked = Some(request);
-            // Only a follower outside the ISR needs its fetch answered
-            // without news: its next fetch is what lets it rejoin (a
-            // proposal pending when it parked made `maybe_expand_isr` pass).
-            // A held fetch of an ISR member keeps it in sync by itself
-            // (`on_lag_check`), so an idle in-sync partition sets no timer.
-            let maximal = self.maximal_isr();
-            let Role::Leader(ls) = &self.role else {
-                unreachable!()
-            };
-            let parked_outside = ls
-                .followers
-                .iter()
-                .filter(|(r, f)| f.parked.is_some() && !maximal.contains(r))
-                .count();
-            if !maximal.contains(&request_replica) && parked_outside == 1 {
-                out.set_timer(ReplicaTimer::FetchMaxWait, self.config.fetch_max_wait_ms);
-            }
-            return;
+            return self.arm_fetch_max_wait(out);
         }
         self.answer_fetch(request, out);
+    }
+
+    /// Only a follower outside the ISR needs its held fetch answered without
+    /// news: its next fetch is what lets it rejoin (`maybe_expand_isr` did
+    /// not propose it when it fetched, because another proposal was pending,
+    /// or its proposal was refused since, or the controller took it out of
+    /// the ISR while its fetch was held). Called wherever one of those can
+    /// start. A held fetch of an ISR member keeps it in sync by itself
+    /// (`on_lag_check`), so an idle in-sync partition sets no timer.
+    fn arm_fetch_max_wait(&self, out: &mut ReplicaEffects<L::Records>) {
+        let Role::Leader(ls) = &self.role else {
+            return;
+        };
+        let maximal = self.maximal_isr();
+        let outside_held = ls
+            .followers
+            .iter()
+            .any(|(r, f)| f.parked.is_some() && !maximal.contains(r));
+        if outside_held {
+            out.set_timer(ReplicaTimer::FetchMaxWait, self.config.fetch_max_wait_ms);
+        }
     }
 
     /// The fetch max wait passed: answer every held fetch (nothing new).
@@ -967,6 +977,7 @@ impl<L: PartitionLog> Replica<L> {
                 high_watermark: hw,
             },
             Err(_) => FetchResult::OffsetOutOfRange {
+                log_start_offset: self.log.start_offset(),
                 log_end_offset: leader_end,
             },
         };
@@ -1047,13 +1058,10 @@ impl<L: PartitionLog> Replica<L> {
             FetchResult::DivergingEpoch {
                 epoch, end_offset, ..
             } => self.on_diverging_epoch(epoch, end_offset, out),
-            FetchResult::OffsetOutOfRange { log_end_offset } => {
-                // Only an unclean leader can be behind us: follow it.
-                if log_end_offset < self.log.end_offset() {
-                    self.truncate(log_end_offset);
-                }
-                out.set_timer(ReplicaTimer::FetchBackoff, self.config.fetch_backoff_ms);
-            }
+            FetchResult::OffsetOutOfRange {
+                log_start_offset,
+                log_end_offset,
+            } => self.on_offset_out_of_range(log_start_offset, log_end_offset, out),
             FetchResult::FencedLeaderEpoch
             | FetchResult::UnknownLeaderEpoch
             | FetchResult::NotLeader => {
@@ -1097,6 +1105,32 @@ impl<L: PartitionLog> Replica<L> {
         };
         self.truncate(target.min(self.log.end_offset()));
         self.maybe_send_fetch(out);
+    }
+
+    /// Kafka's `handleOutOfRangeError`. Our log ends below the leader's
+    /// start: retention there deleted what we lack (we were away longer than
+    /// the topic keeps data), so no fetch can continue our log. Start over
+    /// empty at the leader's start offset (`truncateFullyAndStartAt`) and
+    /// fetch from there at once. Nothing is lost that the leader still has:
+    /// retention deletes only below the high watermark, so everything below
+    /// its start was committed, and the HW moves to the new start as
+    /// Kafka's `updateLogStartOffset` does. Otherwise only an unclean
+    /// leader can be behind us: follow it, after the backoff.
+    fn on_offset_out_of_range(
+        &mut self,
+        leader_start_offset: Offset,
+        leader_end_offset: Offset,
+        out: &mut ReplicaEffects<L::Records>,
+    ) {
+        if self.log.end_offset() < leader_start_offset {
+            self.log.truncate_fully_and_start_at(leader_start_offset);
+            self.high_watermark = leader_start_offset;
+            return self.maybe_send_fetch(out);
+        }
+        if leader_end_offset < self.log.end_offset() {
+            self.truncate(leader_end_offset);
+        }
+        out.set_timer(ReplicaTimer::FetchBackoff, self.config.fetch_backoff_ms);
     }
 
     fn truncate(&mut self, end_offset: Offset) {
@@ -1471,6 +1505,93 @@ mod tests {
             )),
             "{sent:?}"
         );
+    }
+
+    /// Found by the kill -9 walk-through: a restarted broker fetched before
+    /// it was unfenced, its expansion was refused, and with no timer its
+    /// held fetch never came back to try again.
+    #[test]
+    fn a_refused_expansion_arms_the_fetch_max_wait_for_the_held_follower() {
+        let mut r = leader(&[0, 2], 1, FlushMode::Async);
+        let mut out = fetch(&mut r, 1, 0);
+        let proposed = proposals(&mut out);
+        assert_eq!(proposed, vec![BTreeSet::from([0, 1, 2])]);
+        r.on_message(
+            CONTROLLER,
+            ReplicationMessage::AlterPartitionResponse {
+                request: AlterPartitionRequest {
+                    leader: 0,
+                    leader_epoch: 1,
+                    partition_epoch: 1,
+                    new_isr: BTreeSet::from([0, 1, 2]),
+                },
+                result: Err(AlterPartitionError::IneligibleReplica),
+            },
+            &mut out,
+        );
+        assert!(
+            out.iter().any(|e| matches!(
+                e,
+                Effect::SetTimer {
+                    timer: ReplicaTimer::FetchMaxWait,
+                    ..
+                }
+            )),
+            "follower 1 waits outside the ISR: its fetch must come back"
+        );
+    }
+
+    #[test]
+    fn a_follower_behind_the_leaders_log_start_restarts_its_log_there() {
+        let mut f = replica(1, 1, FlushMode::Async);
+        let mut out = ReplicaEffects::<R>::new();
+        f.on_message(
+            CONTROLLER,
+            ReplicationMessage::PartitionState(registration(&[0, 1, 2])),
+            &mut out,
+        );
+        out.drain().for_each(drop);
+        // Retention on the leader deleted offsets 0..5, which we never had.
+        let response = |start, end| {
+            ReplicationMessage::FetchResponse(FetchResponse {
+                leader_epoch: 1,
+                result: FetchResult::OffsetOutOfRange {
+                    log_start_offset: start,
+                    log_end_offset: end,
+                },
+            })
+        };
+        f.on_message(0, response(5, 9), &mut out);
+        assert_eq!((f.log().start_offset(), f.log().end_offset()), (5, 5));
+        assert_eq!(
+            f.high_watermark(),
+            5,
+            "all below the leader's start was committed"
+        );
+        let fetches: Vec<FetchRequest> = out
+            .drain()
+            .filter_map(|e| match e {
+                Effect::Send {
+                    to: 0,
+                    message: ReplicationMessage::Fetch(r),
+                } => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            fetches,
+            vec![FetchRequest {
+                replica_id: 1,
+                leader_epoch: 1,
+                fetch_offset: 5,
+                last_fetched_epoch: None,
+            }],
+            "it fetches again at once, from the leader's start"
+        );
+        // A leader whose start we have reached is out of range only above
+        // us (an unclean leader): nothing restarts then.
+        f.on_message(0, response(5, 9), &mut out);
+        assert_eq!(f.log().start_offset(), 5);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! to the caller (the network and clock belong to the runtime).
 
 use crate::storage::batch;
-use crate::storage::disk_log::{BatchBytes, DiskLog, FlushTicket};
+use crate::storage::disk_log::{BatchBytes, DiskLog, FlushTicket, RetentionPolicy};
 use runnel_model::core::{Effect, NodeId, Offset};
 use runnel_model::idempotence::{ProducerBatch, ProducerTable, SequenceCheck};
 use runnel_model::log::{LogError, PartitionLog};
@@ -86,8 +86,11 @@ impl PartitionRunner {
     /// 61-byte read per batch, no copy of the records and no second CRC
     /// pass (the batches were validated when they were appended).
     fn sync_producers(&mut self) {
-        let end = self.replica.log().end_offset();
-        if end < self.producers_to {
+        let log = self.replica.log();
+        let end = log.end_offset();
+        // A truncation below what was folded, or a follower's log restarted
+        // past it (`truncate_fully_and_start_at`): the table must match the log.
+        if end < self.producers_to || self.producers_to < log.start_offset() {
             return self.rebuild_producers();
         }
         // Bounded: each round moves forward by at least one batch.
@@ -165,6 +168,19 @@ impl PartitionRunner {
         let mut effects = ReplicaEffects::new();
         self.replica.on_timer(timer, &mut effects);
         self.execute(effects)
+    }
+
+    /// Retention: deletes whole old segments the policy no longer keeps,
+    /// below the high watermark only; returns how many went.
+    pub fn enforce_retention(
+        &mut self,
+        now_ms: i64,
+        policy: RetentionPolicy,
+    ) -> Result<usize, LogError> {
+        let high_watermark = self.replica.high_watermark();
+        self.replica
+            .log_mut()
+            .enforce_retention(now_ms, policy, high_watermark)
     }
 
     /// Is a flush waiting (the runtime runs [`Self::group_commit`] soon)?

@@ -25,6 +25,7 @@ mod metadata;
 mod peers;
 mod produce;
 mod reads;
+mod retention;
 
 pub use groups::{GroupAnswer, GroupOp, GroupSummary, OFFSETS_TOPIC};
 
@@ -362,6 +363,7 @@ struct BrokerState {
     /// only, so it is bounded by the slots.
     flush_asked: BTreeSet<(String, u32)>,
     write_back_due: BTreeSet<(String, u32)>,
+    last_retention_check: Instant,
     /// A group commit's fsyncs are running off the loop
     /// ([`Node::group_commit`]); the next waits for them.
     flush_in_flight: bool,
@@ -461,6 +463,7 @@ impl Node {
                 last_flush: Instant::now(),
                 flush_asked: BTreeSet::new(),
                 write_back_due: BTreeSet::new(),
+                last_retention_check: Instant::now(),
                 flush_in_flight: false,
             })
         } else {
@@ -698,6 +701,7 @@ impl Node {
         self.broker_lifecycle(now);
         self.expire_produces(now);
         self.background_flush(now);
+        self.retention_check(now);
         self.expire_group_offsets();
     }
 }

@@ -175,6 +175,15 @@ fn segment_path(dir: &Path, base_offset: Offset, ext: &str) -> PathBuf {
     dir.join(format!("{base_offset:020}.{ext}"))
 }
 
+/// Removes a segment's log and index files (a time index may be missing:
+/// logs written before it existed have none).
+fn remove_segment_files(dir: &Path, base_offset: Offset) -> Result<(), LogError> {
+    fs::remove_file(segment_path(dir, base_offset, "log")).map_err(io_error)?;
+    fs::remove_file(segment_path(dir, base_offset, "index")).map_err(io_error)?;
+    let _ = fs::remove_file(segment_path(dir, base_offset, "timeindex"));
+    Ok(())
+}
+
 fn split_batches(bytes: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, LogError> {
     let mut out = Vec::new();
     let mut at = 0usize;
@@ -996,9 +1005,7 @@ impl DiskLog {
             }
             let s = self.segments.remove(0);
             total -= s.size_bytes;
-            fs::remove_file(segment_path(&self.dir, s.base_offset, "log")).map_err(io_error)?;
-            fs::remove_file(segment_path(&self.dir, s.base_offset, "index")).map_err(io_error)?;
-            let _ = fs::remove_file(segment_path(&self.dir, s.base_offset, "timeindex"));
+            remove_segment_files(&self.dir, s.base_offset)?;
             deleted += 1;
         }
         if deleted > 0 {
@@ -1302,6 +1309,13 @@ impl PartitionLog for DiskLog {
         }
     }
 
+    fn truncate_fully_and_start_at(&mut self, start_offset: Offset) {
+        if let Err(e) = self.try_truncate_fully_and_start_at(start_offset) {
+            // As a failed truncation: the disk is in an unknown state.
+            panic!("restarting the log failed in {}: {e:?}", self.dir.display());
+        }
+    }
+
     fn read(&self, from: Offset, until: Offset, max_bytes: usize) -> Result<BatchBytes, LogError> {
         // Read through the segment's own handle: replication must go on
         // even when the process is out of descriptors (no duplicate needed).
@@ -1485,6 +1499,34 @@ impl DiskLog {
         self.recovery_point
     }
 
+    /// Deletes every segment, oldest first (a crash part way leaves a
+    /// shorter log that is still whole, which the follower then cuts again),
+    /// and starts one empty segment at `start_offset`.
+    fn try_truncate_fully_and_start_at(&mut self, start_offset: Offset) -> Result<(), LogError> {
+        assert!(
+            start_offset > self.end_offset(),
+            "a log restarts only past its end (else it would reuse offsets)"
+        );
+        self.generation += 1;
+        for s in std::mem::take(&mut self.segments) {
+            remove_segment_files(&self.dir, s.base_offset)?;
+        }
+        self.segments
+            .push(Segment::create(&self.dir, start_offset).map_err(io_error)?);
+        crate::io::sync_dir(&self.dir).map_err(io_error)?;
+        self.epochs.clear();
+        self.write_epochs()?;
+        self.flushed = start_offset;
+        self.recovery_point = start_offset;
+        write_atomically(
+            &self.dir.join(RECOVERY_POINT),
+            start_offset.to_string().as_bytes(),
+        )
+        .map_err(io_error)?;
+        self.check_invariants();
+        Ok(())
+    }
+
     fn try_truncate_to(&mut self, end_offset: Offset) -> Result<(), LogError> {
         // A flush begun before the cut must not vouch for what is written
         // after it at the same offsets.
@@ -1496,10 +1538,7 @@ impl DiskLog {
                 && self.segments.last().expect("non-empty").base_offset >= end_offset
             {
                 let s = self.segments.pop().expect("non-empty");
-                fs::remove_file(segment_path(&self.dir, s.base_offset, "log")).map_err(io_error)?;
-                fs::remove_file(segment_path(&self.dir, s.base_offset, "index"))
-                    .map_err(io_error)?;
-                let _ = fs::remove_file(segment_path(&self.dir, s.base_offset, "timeindex"));
+                remove_segment_files(&self.dir, s.base_offset)?;
             }
             let active = self.active();
             // Batches are atomic: one straddling the new end goes too.
@@ -1737,6 +1776,33 @@ mod tests {
         drop(log);
         let (log, _) = DiskLog::open(d.path(), small()).unwrap();
         assert_eq!(log.start_offset(), start);
+    }
+
+    #[test]
+    fn a_log_restarted_past_its_end_is_empty_there_and_takes_the_leaders_batches() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(d.path(), small()).unwrap();
+        for t in 0..6 {
+            append(&mut log, t);
+        }
+        log.truncate_fully_and_start_at(40);
+        assert_eq!((log.start_offset(), log.end_offset()), (40, 40));
+        assert_eq!(log.flushed_offset(), 40);
+        assert_eq!(log.latest_epoch(), None, "the epoch cache starts over");
+        assert_eq!(log.segment_count(), 1);
+        // The leader's batch at the new start continues it.
+        let mut raw = batch::build(1, &[7u8; 50], 99);
+        batch::patch(&mut raw, 40, 3);
+        log.append_as_follower(BatchBytes(raw.into())).unwrap();
+        assert_eq!(log.end_offset(), 41);
+        assert_eq!(log.latest_epoch(), Some(3));
+        drop(log);
+        let (log, _) = DiskLog::open(d.path(), small()).unwrap();
+        assert_eq!((log.start_offset(), log.end_offset()), (40, 41));
+        assert!(
+            log.read(0, 41, 1000).is_err(),
+            "nothing below the new start"
+        );
     }
 
     #[test]
