@@ -14,7 +14,7 @@
 //! rules in [`crate::partition`].
 
 use crate::acl::{AclBinding, AclFilter, AclStore, ACLS_MAX, ACL_FILTERS_MAX};
-use crate::core::{BrokerEpoch, NodeId};
+use crate::core::{BrokerEpoch, LeaderEpoch, NodeId};
 use crate::partition::{
     AlterPartitionError, AlterPartitionRequest, ElectionPolicy, PartitionRegistration,
 };
@@ -349,6 +349,15 @@ pub struct MetadataImage {
     pub requests: RequestLedger,
     /// Every ACL of the cluster (what the authorizer decides by).
     pub acls: AclStore,
+    /// The leader epoch new partitions start at: above every epoch any
+    /// deleted topic reached. A topic deleted and created again under the
+    /// same name is another topic (Kafka tells them apart by topic id, which
+    /// replication messages here do not carry): starting above the old
+    /// epochs makes every replica of the old one fence the new one's
+    /// messages and the new one fence the old one's, by the epoch rules
+    /// alone, while brokers catch up with the change.
+    #[serde(default)]
+    pub leader_epoch_floor: LeaderEpoch,
 }
 
 impl MetadataImage {
@@ -429,7 +438,13 @@ impl MetadataImage {
                 }
             }
             MetadataRecord::RemoveTopic { name } => {
-                self.topics.remove(name);
+                if let Some(topic) = self.topics.remove(name) {
+                    let reached = topic.partitions.iter().map(|p| p.leader_epoch).max();
+                    if let Some(reached) = reached {
+                        self.leader_epoch_floor =
+                            self.leader_epoch_floor.max(reached.saturating_add(1));
+                    }
+                }
             }
             MetadataRecord::ProducerIds {
                 next_producer_id, ..
@@ -456,6 +471,15 @@ impl MetadataImage {
             .copied()
             .filter(|&b| self.is_active(b))
             .collect()
+    }
+
+    /// A new partition on `replicas`, led by the first active one, at the
+    /// image's leader epoch floor.
+    pub fn new_partition(&self, replicas: Vec<NodeId>) -> PartitionRegistration {
+        PartitionRegistration {
+            leader_epoch: self.leader_epoch_floor,
+            ..PartitionRegistration::new(replicas, |b| self.is_active(b))
+        }
     }
 
     pub fn partition(&self, topic: &str, partition: u32) -> Option<&PartitionRegistration> {
@@ -968,7 +992,7 @@ impl Controller {
             .into_iter()
             .enumerate()
         {
-            let registration = PartitionRegistration::new(replicas, |b| image.is_active(b));
+            let registration = image.new_partition(replicas);
             records.push(MetadataRecord::Partition {
                 topic: name.to_string(),
                 partition: p as u32,
@@ -1079,7 +1103,7 @@ impl Controller {
             .map(|(p, replicas)| MetadataRecord::Partition {
                 topic: name.to_string(),
                 partition: p as u32,
-                registration: PartitionRegistration::new(replicas, |b| image.is_active(b)),
+                registration: image.new_partition(replicas),
             })
             .collect())
     }
@@ -1167,7 +1191,7 @@ fn assigned_partitions(
             )));
         }
         // Kafka: the ISR is the assigned replicas that are active now.
-        let mut registration = PartitionRegistration::new(replicas.clone(), |b| image.is_active(b));
+        let mut registration = image.new_partition(replicas.clone());
         registration.isr.retain(|&b| image.is_active(b));
         out.push(registration);
     }
@@ -1728,6 +1752,46 @@ mod tests {
             create(&c, &mut image, "none", 0, 3),
             Err(ControllerError::InvalidPartitions(_))
         ));
+    }
+
+    /// A topic created again under a deleted one's name starts above every
+    /// leader epoch the deleted one reached, so the epoch rules fence the
+    /// old replicas' messages from the new ones (and back) on every broker.
+    #[test]
+    fn a_recreated_topic_starts_above_the_deleted_ones_leader_epochs() {
+        let (c, mut image) = cluster(&[0, 1, 2]);
+        create(&c, &mut image, "t", 3, 3).unwrap();
+        let epoch = image.brokers[&0].epoch;
+        // Broker 0 goes: the partitions it led get new leaders (epoch 1).
+        run(
+            &c,
+            &mut image,
+            ControllerRequest::SessionExpired { broker: 0, epoch },
+        );
+        let reached = image.topics["t"]
+            .partitions
+            .iter()
+            .map(|p| p.leader_epoch)
+            .max()
+            .unwrap();
+        assert!(reached >= 1);
+        run(
+            &c,
+            &mut image,
+            ControllerRequest::DeleteTopic { name: "t".into() },
+        );
+        create(&c, &mut image, "t", 3, 2).unwrap();
+        assert!(
+            image.topics["t"]
+                .partitions
+                .iter()
+                .all(|p| p.leader_epoch == reached + 1),
+            "{:?}",
+            image.topics["t"].partitions
+        );
+        // Other topics are unaffected by its own history but share the floor.
+        create(&c, &mut image, "u", 1, 2).unwrap();
+        assert_eq!(image.topics["u"].partitions[0].leader_epoch, reached + 1);
     }
 
     /// Topic configs are Kafka's keys with bounded values, and no client

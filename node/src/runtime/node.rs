@@ -211,6 +211,7 @@ pub enum Event {
     /// A partition's log was opened off the loop (or could not be).
     Opened {
         key: (String, u32),
+        topic_id: u128,
         log: Result<DiskLog, String>,
     },
 }
@@ -310,6 +311,9 @@ struct Outstanding {
 }
 
 struct Slot {
+    /// The id of the topic incarnation this replica belongs to: a topic
+    /// deleted and created again under the same name is another topic.
+    topic_id: u128,
     runner: PartitionRunner,
     delivered: Option<PartitionRegistration>,
     /// Consumer fetches waiting for this partition to move.
@@ -665,7 +669,7 @@ impl Node {
             Event::Tick => self.on_tick(),
             Event::WrittenBack(keys) => self.finish_background_flush(keys),
             Event::Reconcile => self.reconcile_partitions(),
-            Event::Opened { key, log } => self.finish_open(key, log),
+            Event::Opened { key, topic_id, log } => self.finish_open(key, topic_id, log),
             Event::Flushed(tickets) => self.finish_group_commit(tickets),
         }
     }

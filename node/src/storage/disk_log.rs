@@ -707,9 +707,11 @@ impl DiskLog {
             cut = tail_cut || gap;
             segments.push(segment);
         }
+        // A log without segments may sit in a directory someone else just
+        // made (`partition_metadata::claim`): its entry is synced too.
         let mut unsynced_dirs = UnsyncedDirs {
             dir: false,
-            parent: created,
+            parent: created || segments.is_empty(),
             dir_seq: 0,
         };
         if segments.is_empty() {

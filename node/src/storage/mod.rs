@@ -15,4 +15,5 @@ pub mod batch;
 pub mod checkpoint;
 pub mod disk_log;
 pub mod log_dirs;
+pub mod partition_metadata;
 pub mod torture;

@@ -95,22 +95,32 @@ impl Node {
             for (p, reg) in t.partitions.iter().enumerate() {
                 if reg.replicas.contains(&me) {
                     let key = (topic.clone(), p as u32);
-                    let known = b.slots.get(&key).and_then(|s| s.delivered.as_ref());
+                    let known = b
+                        .slots
+                        .get(&key)
+                        .filter(|s| s.topic_id == t.id)
+                        .and_then(|s| s.delivered.as_ref());
                     if known != Some(reg) && !b.opening.contains(&key) {
-                        deliveries.push((key, reg.clone()));
+                        deliveries.push((key, reg.clone(), t.id));
                     }
                 }
             }
         }
+        // Gone, moved away, or a replica of an earlier topic of the same
+        // name (deleted and created again): Kafka tells them apart by topic
+        // id too, so a new topic never starts from an old one's log.
         let removed: Vec<_> = b
             .slots
-            .keys()
-            .filter(|(t, p)| {
-                meta.image
-                    .partition(t, *p)
-                    .is_none_or(|r| !r.replicas.contains(&me))
+            .iter()
+            .filter(|((t, p), slot)| {
+                let topic = meta.image.topics.get(t);
+                topic.is_none_or(|topic| topic.id != slot.topic_id)
+                    || meta
+                        .image
+                        .partition(t, *p)
+                        .is_none_or(|r| !r.replicas.contains(&me))
             })
-            .cloned()
+            .map(|(k, _)| k.clone())
             .collect();
         // Removals first (they free what new replicas may need), all within
         // one turn's bound.
@@ -121,8 +131,13 @@ impl Node {
         }
         let budget = RECONCILE_PER_TURN_MAX - removals;
         let mut opens_waiting = false;
-        for (key, reg) in deliveries.into_iter().take(budget) {
+        for (key, reg, topic_id) in deliveries.into_iter().take(budget) {
             let b = self.broker.as_mut().expect("checked");
+            if b.slots.get(&key).is_some_and(|s| s.topic_id != topic_id) {
+                // An earlier topic's replica whose removal this turn's bound
+                // put off: it goes first, the new one opens after.
+                continue;
+            }
             if !b.slots.contains_key(&key) {
                 // Delivered once the log is open (finish_open).
                 match b.opening.len() < OPENS_IN_FLIGHT_MAX {
@@ -158,29 +173,46 @@ impl Node {
     /// Opens the log of `key` on a blocking thread (in the simulation, one
     /// thread per host, at once); [`Event::Opened`] brings it back.
     pub(super) fn start_open(&mut self, key: (String, u32)) {
+        let topic_id = self.topic_id(&key.0);
         let b = self.broker.as_mut().expect("broker");
         let dir = b.log_dirs.partition_dir(&key.0, key.1);
         b.opening.insert(key.clone());
         let config = self.s.log.clone();
         let open = move || -> Result<DiskLog, String> {
+            crate::storage::partition_metadata::claim(&dir, topic_id)
+                .map_err(|e| format!("partition.metadata: {e}"))?;
             let (log, report) = DiskLog::open(&dir, config).map_err(|e| format!("{e:?}"))?;
             tracing::info!("{}: opened log {report:?}", dir.display());
             Ok(log)
         };
         if crate::io::SIMULATED {
             let log = open();
-            return self.finish_open(key, log);
+            return self.finish_open(key, topic_id, log);
         }
         let events = self.events_tx.clone();
         tokio::task::spawn_blocking(move || {
             let log = open();
-            let _ = events.blocking_send(Event::Opened { key, log });
+            let _ = events.blocking_send(Event::Opened { key, topic_id, log });
         });
+    }
+
+    /// The id of the current topic called `topic` (0: none, or one created
+    /// before ids were recorded).
+    fn topic_id(&self, topic: &str) -> u128 {
+        self.meta
+            .as_ref()
+            .and_then(|m| m.image.topics.get(topic))
+            .map_or(0, |t| t.id)
     }
 
     /// A log opened off the loop becomes the partition's replica, if the
     /// partition is still hosted here (else its directory goes).
-    pub(super) fn finish_open(&mut self, key: (String, u32), log: Result<DiskLog, String>) {
+    pub(super) fn finish_open(
+        &mut self,
+        key: (String, u32),
+        topic_id: u128,
+        log: Result<DiskLog, String>,
+    ) {
         let me = self.s.node_id;
         let Some(b) = self.broker.as_mut() else {
             return;
@@ -200,14 +232,17 @@ impl Node {
         let reg = self
             .meta
             .as_ref()
+            .filter(|_| self.topic_id(&key.0) == topic_id)
             .and_then(|m| m.image.partition(&key.0, key.1))
             .filter(|r| r.replicas.contains(&me))
             .cloned();
         let Some(reg) = reg else {
-            // Deleted or moved away while it was being opened.
+            // Deleted, moved away, or deleted and created again while it
+            // was being opened: a new topic opens its own log next time.
             drop(log);
             let b = self.broker.as_mut().expect("checked");
             let _ = crate::io::fs::remove_dir_all(b.log_dirs.partition_dir(&key.0, key.1));
+            self.reconcile_pending = true;
             return;
         };
         let s = &self.s;
@@ -221,6 +256,7 @@ impl Node {
         b.slots.insert(
             key.clone(),
             Slot {
+                topic_id,
                 runner,
                 delivered: None,
                 parked: ParkedFetches::default(),

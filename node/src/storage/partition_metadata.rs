@@ -1,0 +1,81 @@
+//! `partition.metadata` (Kafka's file of that name, KIP-516): the id of the
+//! topic a partition directory belongs to. A topic deleted and created again
+//! under the same name has a new id, so a directory left by the old one (the
+//! node was down when it was deleted, or the deletion raced the creation)
+//! is recognised and emptied instead of serving the old records as the new
+//! topic's.
+
+use crate::io::fs;
+use std::io;
+use std::path::Path;
+
+const FILE: &str = "partition.metadata";
+
+/// Makes `dir` the directory of topic `topic_id`: an existing one recorded
+/// for another id is removed first; one without the file (new, or written
+/// before ids were recorded) is adopted. Id 0 (a topic created before ids
+/// were recorded) checks nothing. Not fsynced: creating thousands of
+/// partitions must not cost thousands of fsyncs; a power loss that undoes
+/// the file leaves a directory that is adopted again.
+pub fn claim(dir: &Path, topic_id: u128) -> io::Result<()> {
+    if topic_id == 0 {
+        return Ok(());
+    }
+    let path = dir.join(FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) if parse(&text) == Some(topic_id) => return Ok(()),
+        Ok(_) => {
+            tracing::info!(
+                "{}: left by an earlier topic of the same name; emptying it",
+                dir.display()
+            );
+            fs::remove_dir_all(dir)?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    fs::create_dir_all(dir)?;
+    let text = format!("version: 0\ntopic_id: {topic_id:032x}\n");
+    super::checkpoint::replace_file(&path, text.as_bytes(), false)
+}
+
+fn parse(text: &str) -> Option<u128> {
+    let hex = text
+        .lines()
+        .find_map(|l| l.strip_prefix("topic_id:"))?
+        .trim();
+    u128::from_str_radix(hex, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_of_an_earlier_topic_is_emptied_and_a_matching_one_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("t-0");
+        claim(&dir, 7).unwrap();
+        std::fs::write(dir.join("00000000000000000000.log"), b"old").unwrap();
+        claim(&dir, 7).unwrap();
+        assert!(
+            dir.join("00000000000000000000.log").exists(),
+            "same topic: kept"
+        );
+        claim(&dir, 8).unwrap();
+        assert!(
+            !dir.join("00000000000000000000.log").exists(),
+            "another topic: emptied"
+        );
+        assert_eq!(
+            parse(&std::fs::read_to_string(dir.join(FILE)).unwrap()),
+            Some(8)
+        );
+        // A directory from before ids were recorded is adopted as it is.
+        let old = root.path().join("t-1");
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join("00000000000000000000.log"), b"x").unwrap();
+        claim(&old, 9).unwrap();
+        assert!(old.join("00000000000000000000.log").exists());
+    }
+}
