@@ -15,8 +15,9 @@
 //! the socket delivered and yields whole messages. Malformed or oversized
 //! input is an error, never a panic.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::cell::RefCell;
 
 /// The internal protocol's version; peers must match. 2: keep-alives on
 /// idle links. 3: roles, nonces and the secret proof; one metadata-log
@@ -247,6 +248,26 @@ pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, WireError> {
     Ok(frame)
 }
 
+thread_local! {
+    /// The payload [`FrameDecoder::next_message`] is decoding on this thread.
+    static DECODING: RefCell<Option<Bytes>> = const { RefCell::new(None) };
+}
+
+/// `bytes` as a slice of the frame being decoded, sharing its memory, if it
+/// lies in it (a record batch in a replication message: the follower then
+/// writes the very bytes the socket delivered, with no copy in between).
+/// `None` outside a decode; the caller copies then.
+pub fn frame_slice(bytes: &[u8]) -> Option<Bytes> {
+    DECODING.with(|d| {
+        let d = d.borrow();
+        let frame = d.as_ref()?;
+        let start = frame.as_ptr() as usize;
+        let at = bytes.as_ptr() as usize;
+        let inside = at >= start && at + bytes.len() <= start + frame.len();
+        inside.then(|| frame.slice_ref(bytes))
+    })
+}
+
 /// Accumulates bytes from a connection and yields whole frames.
 pub struct FrameDecoder {
     buffer: BytesMut,
@@ -270,6 +291,13 @@ impl FrameDecoder {
         self.buffer.extend_from_slice(bytes);
     }
 
+    /// The buffer to read the socket into, with room for `at_least` more
+    /// bytes (`AsyncReadExt::read_buf`): no copy from a read buffer.
+    pub fn read_buffer(&mut self, at_least: usize) -> &mut BytesMut {
+        self.buffer.reserve(at_least);
+        &mut self.buffer
+    }
+
     /// The next whole message, `None` if more bytes are needed.
     pub fn next_message<T: DeserializeOwned>(&mut self) -> Result<Option<T>, WireError> {
         if self.buffer.len() < LENGTH_BYTES {
@@ -287,8 +315,11 @@ impl FrameDecoder {
             return Ok(None);
         }
         self.buffer.advance(LENGTH_BYTES);
-        let payload = self.buffer.split_to(len);
-        postcard::from_bytes(&payload)
+        let payload = self.buffer.split_to(len).freeze();
+        DECODING.with(|d| *d.borrow_mut() = Some(payload.clone()));
+        let message = postcard::from_bytes(&payload);
+        DECODING.with(|d| *d.borrow_mut() = None);
+        message
             .map(Some)
             .map_err(|e| WireError::Malformed(e.to_string()))
     }

@@ -125,6 +125,15 @@ impl<'de> serde::Deserialize<'de> for BatchBytes {
             fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<BatchBytes, E> {
                 Ok(BatchBytes(bytes::Bytes::copy_from_slice(v)))
             }
+            /// Decoding a frame (`wire::FrameDecoder`): share its memory.
+            fn visit_borrowed_bytes<E: serde::de::Error>(
+                self,
+                v: &'de [u8],
+            ) -> Result<BatchBytes, E> {
+                Ok(BatchBytes(
+                    crate::wire::frame_slice(v).unwrap_or_else(|| bytes::Bytes::copy_from_slice(v)),
+                ))
+            }
             fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<BatchBytes, E> {
                 Ok(BatchBytes(bytes::Bytes::from(v)))
             }
@@ -137,6 +146,44 @@ impl<'de> serde::Deserialize<'de> for BatchBytes {
 mod tests {
     use super::*;
     use runnel_model::replication::{FetchResponse, FetchResult};
+
+    /// A follower receives record batches without copying them out of the
+    /// frame: the decoded batch lies inside the bytes the socket delivered.
+    #[test]
+    fn decoded_batches_share_the_frames_memory() {
+        let batch = BatchBytes(bytes::Bytes::from(vec![7u8; 4096]));
+        let message = PeerMessage::Replication(vec![PartitionMessage {
+            topic: "t".into(),
+            partition: 0,
+            message: ReplicationMessage::FetchResponse(FetchResponse {
+                leader_epoch: 1,
+                result: FetchResult::Records {
+                    records: batch.clone(),
+                    high_watermark: 1,
+                },
+            }),
+        }]);
+        let frame = crate::wire::encode(&message).unwrap();
+        let mut d = crate::wire::FrameDecoder::new(1 << 20);
+        d.push(&frame);
+        let start = d.read_buffer(0).as_ptr() as usize;
+        let Some(PeerMessage::Replication(back)) = d.next_message::<PeerMessage>().unwrap() else {
+            panic!("wrong variant")
+        };
+        let ReplicationMessage::FetchResponse(FetchResponse {
+            result: FetchResult::Records { records, .. },
+            ..
+        }) = &back[0].message
+        else {
+            panic!()
+        };
+        assert_eq!(records, &batch);
+        let at = records.0.as_ptr() as usize;
+        assert!(
+            at >= start && at + records.0.len() <= start + frame.len(),
+            "the batch was copied out of the frame"
+        );
+    }
 
     #[test]
     fn replication_batches_round_trip_through_postcard() {

@@ -30,6 +30,8 @@ pub const CONNECTION_QUEUE_FRAMES_MAX: usize = 4096;
 /// Internal frames are bounded too (a full replication batch of a few MB).
 pub const INTERNAL_FRAME_BYTES_MAX: usize = 256 << 20;
 const CONNECT_RETRY_MS: u64 = 200;
+/// Room made in a link's read buffer before each read.
+const READ_CHUNK_BYTES: usize = 64 << 10;
 const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -238,7 +240,6 @@ async fn run_connection(
         }
     };
     let read = async {
-        let mut buf = vec![0u8; 64 * 1024];
         loop {
             loop {
                 match decoder.next_message::<PeerMessage>() {
@@ -261,9 +262,13 @@ async fn run_connection(
                 }
             }
             let idle = Duration::from_millis(timeouts.idle_timeout_ms);
-            match tokio::time::timeout(idle, reader.read(&mut buf)).await {
+            // Straight into the decoder's buffer: the frames (and the record
+            // batches in them, `wire::frame_slice`) are slices of what the
+            // socket wrote there.
+            let into = decoder.read_buffer(READ_CHUNK_BYTES);
+            match tokio::time::timeout(idle, reader.read_buf(into)).await {
                 Ok(Ok(0)) | Ok(Err(_)) => return,
-                Ok(Ok(n)) => decoder.push(&buf[..n]),
+                Ok(Ok(_)) => {}
                 Err(_) => {
                     tracing::warn!(
                         "node {}: nothing heard for {} ms; closing the link",
