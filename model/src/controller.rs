@@ -586,6 +586,16 @@ pub enum ControllerRequest {
     DeleteTopic {
         name: String,
     },
+    /// Kafka's IncrementalAlterConfigs (`set` and `delete` applied to the
+    /// topic's current configs) and AlterConfigs (`replace`: the topic's
+    /// configs become `set`), decided against the current image so that
+    /// two concurrent changes never lose one another's keys.
+    AlterTopicConfigs {
+        name: String,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+        replace: bool,
+    },
     /// Kafka's CreatePartitions: grow `name` to `count` partitions.
     CreatePartitions {
         name: String,
@@ -746,6 +756,42 @@ impl Controller {
             } => {
                 refuse_internal(name, "add partitions to")?;
                 let records = self.create_partitions(image, name, *count, assignment.as_deref())?;
+                check_decision_size(&records)?;
+                Ok(records)
+            }
+            ControllerRequest::AlterTopicConfigs {
+                name,
+                set,
+                delete,
+                replace,
+            } => {
+                let topic = image
+                    .topics
+                    .get(name)
+                    .ok_or(ControllerError::UnknownTopicOrPartition)?;
+                let mut configs = match replace {
+                    true => BTreeMap::new(),
+                    false => topic.configs.clone(),
+                };
+                for key in delete {
+                    configs.remove(key);
+                }
+                configs.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+                // Deleting a key the topic does not set is no error (Kafka).
+                let unknown_delete = delete
+                    .iter()
+                    .find(|k| !TOPIC_CONFIG_KEYS.contains(&k.as_str()));
+                if let Some(key) = unknown_delete {
+                    let key: String = key.chars().take(100).collect();
+                    return Err(ControllerError::InvalidConfig(format!(
+                        "Unknown topic config name: {key}"
+                    )));
+                }
+                validate_topic_configs(&configs)?;
+                let records = vec![MetadataRecord::Topic {
+                    name: name.clone(),
+                    configs,
+                }];
                 check_decision_size(&records)?;
                 Ok(records)
             }
@@ -1752,6 +1798,86 @@ mod tests {
             create(&c, &mut image, "none", 0, 3),
             Err(ControllerError::InvalidPartitions(_))
         ));
+    }
+
+    /// IncrementalAlterConfigs sets and deletes keys against the current
+    /// configs; AlterConfigs replaces them; the same validation as at
+    /// creation; an unknown topic or key is refused whole.
+    #[test]
+    fn topic_configs_are_altered_against_the_current_ones() {
+        let (c, mut image) = cluster(&[0, 1, 2]);
+        create(&c, &mut image, "t", 1, 1).unwrap();
+        let alter = |set: &[(&str, &str)], delete: &[&str], replace: bool| {
+            ControllerRequest::AlterTopicConfigs {
+                name: "t".into(),
+                set: set
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                delete: delete.iter().map(|k| k.to_string()).collect(),
+                replace,
+            }
+        };
+        let configs = |image: &MetadataImage| image.topics["t"].configs.clone();
+        run(
+            &c,
+            &mut image,
+            alter(
+                &[("retention.ms", "1000"), ("segment.bytes", "4096")],
+                &[],
+                false,
+            ),
+        );
+        run(
+            &c,
+            &mut image,
+            alter(
+                &[("retention.bytes", "10")],
+                &["retention.ms", "flush.ms"],
+                false,
+            ),
+        );
+        assert_eq!(
+            configs(&image),
+            BTreeMap::from([
+                ("retention.bytes".to_string(), "10".to_string()),
+                ("segment.bytes".to_string(), "4096".to_string()),
+            ])
+        );
+        run(
+            &c,
+            &mut image,
+            alter(&[("cleanup.policy", "delete")], &[], true),
+        );
+        assert_eq!(
+            configs(&image),
+            BTreeMap::from([("cleanup.policy".to_string(), "delete".to_string())])
+        );
+        for bad in [
+            alter(&[("no.such.key", "1")], &[], false),
+            alter(&[], &["no.such.key"], false),
+            alter(&[("retention.ms", "soon")], &[], false),
+        ] {
+            assert!(matches!(
+                c.decide(&image, &bad),
+                Err(ControllerError::InvalidConfig(_))
+            ));
+        }
+        let unknown = ControllerRequest::AlterTopicConfigs {
+            name: "nope".into(),
+            set: BTreeMap::new(),
+            delete: Vec::new(),
+            replace: false,
+        };
+        assert_eq!(
+            c.decide(&image, &unknown),
+            Err(ControllerError::UnknownTopicOrPartition)
+        );
+        assert_eq!(
+            configs(&image),
+            BTreeMap::from([("cleanup.policy".to_string(), "delete".to_string())]),
+            "a refused change changes nothing"
+        );
     }
 
     /// A topic created again under a deleted one's name starts above every

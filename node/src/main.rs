@@ -66,6 +66,23 @@ enum Command {
         #[arg(long = "if-not-exists")]
         if_not_exists: bool,
     },
+    /// Describe or change a topic's configs (kafka-configs.sh).
+    Configs {
+        #[arg(long = "bootstrap-server")]
+        bootstrap_server: String,
+        #[arg(long = "entity-type")]
+        entity_type: String,
+        #[arg(long = "entity-name")]
+        entity_name: String,
+        #[arg(long)]
+        describe: bool,
+        #[arg(long)]
+        alter: bool,
+        #[arg(long = "add-config")]
+        add_config: Option<String>,
+        #[arg(long = "delete-config")]
+        delete_config: Option<String>,
+    },
     /// Add, remove or list ACLs (kafka-acls.sh).
     Acls {
         #[arg(long = "bootstrap-server")]
@@ -280,6 +297,26 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 if_not_exists,
             };
             cli::topics::run(args).await?;
+        }
+        Command::Configs {
+            bootstrap_server,
+            entity_type,
+            entity_name,
+            describe,
+            alter,
+            add_config,
+            delete_config,
+        } => {
+            cli::configs::run(cli::configs::ConfigsArgs {
+                bootstrap: bootstrap_server,
+                entity_type,
+                entity_name,
+                describe,
+                alter,
+                add_config,
+                delete_config,
+            })
+            .await?;
         }
         Command::Acls {
             bootstrap_server,

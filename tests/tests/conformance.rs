@@ -92,8 +92,13 @@ async fn coordinator(bootstrap: &str, group: &str) -> Connection {
         if let Some(r) = answer {
             if r.error_code == 0 {
                 let address = format!("{}:{}", r.host, r.port);
-                if let Ok(conn) = Connection::connect(&address).await {
-                    return conn;
+                if let Ok(mut conn) = Connection::connect(&address).await {
+                    // The node named may not have taken the partition up yet
+                    // (its metadata lags the answering node's): a client
+                    // retries NOT_COORDINATOR and COORDINATOR_LOAD_IN_PROGRESS.
+                    if coordinates(&mut conn, group).await {
+                        return conn;
+                    }
                 }
             }
         }
@@ -103,6 +108,14 @@ async fn coordinator(bootstrap: &str, group: &str) -> Connection {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Whether `conn` answers for `group` (an OffsetFetch with no error).
+async fn coordinates(conn: &mut Connection, group: &str) -> bool {
+    let request = OffsetFetchRequest::default().with_groups(vec![
+        OffsetFetchRequestGroup::default().with_group_id(GroupId(name(group))),
+    ]);
+    matches!(conn.call(&request, 8).await, Ok(r) if r.groups.first().is_some_and(|g| g.error_code == 0))
 }
 
 fn commit_partition(
@@ -1470,6 +1483,35 @@ fn acls_restrict_a_topic_as_kafkas_authorizer_does() {
                 codes,
                 vec![29, 0],
                 "OffsetDelete: secret denied, open deleted"
+            );
+        }
+
+        // IncrementalAlterConfigs asks ALTER_CONFIGS of each topic.
+        {
+            use kafka_protocol::messages::incremental_alter_configs_request::{
+                AlterConfigsResource, AlterableConfig,
+            };
+            use kafka_protocol::messages::IncrementalAlterConfigsRequest;
+            let alter = IncrementalAlterConfigsRequest::default().with_resources(
+                ["secret", "open"]
+                    .iter()
+                    .map(|t| {
+                        AlterConfigsResource::default()
+                            .with_resource_type(2)
+                            .with_resource_name(name(t))
+                            .with_configs(vec![AlterableConfig::default()
+                                .with_name(name("retention.ms"))
+                                .with_config_operation(0)
+                                .with_value(Some(name("86400000")))])
+                    })
+                    .collect(),
+            );
+            let r = client.call_any(&alter, 0).await.expect("alter configs");
+            let codes: Vec<i16> = r.responses.iter().map(|r| r.error_code).collect();
+            assert_eq!(
+                codes,
+                vec![29, 0],
+                "AlterConfigs: secret denied, open altered"
             );
         }
 

@@ -945,6 +945,33 @@ fn rich(key: ApiKey) -> RequestKind {
                     .with_permission_type(1),
             ]),
         ),
+        ApiKey::AlterConfigs => RequestKind::AlterConfigs(
+            kafka_protocol::messages::AlterConfigsRequest::default().with_resources(vec![
+                kafka_protocol::messages::alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(sb("hostile-configs"))
+                    .with_configs(vec![
+                        kafka_protocol::messages::alter_configs_request::AlterableConfig::default()
+                            .with_name(sb("retention.ms"))
+                            .with_value(Some(sb("1000"))),
+                    ]),
+            ]),
+        ),
+        ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(
+            kafka_protocol::messages::IncrementalAlterConfigsRequest::default().with_resources(
+                vec![
+                    kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(sb("hostile-configs"))
+                        .with_configs(vec![
+                            kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig::default()
+                                .with_name(sb("retention.ms"))
+                                .with_config_operation(0)
+                                .with_value(Some(sb("1000"))),
+                        ]),
+                ],
+            ),
+        ),
         other => panic!("no request built for {other:?}"),
     }
 }

@@ -208,3 +208,59 @@ fn retention_deletes_old_segments_and_a_returning_follower_restarts_at_the_leade
         "the newest record is kept"
     );
 }
+
+/// A retention set after creation (`runnel configs --alter`, Kafka's
+/// IncrementalAlterConfigs) is applied at the next check: the topic keeps
+/// everything until then, and `configs --describe` shows the change.
+#[test]
+fn retention_altered_after_creation_applies() {
+    let mut c = SeedCluster::combined(&[
+        "log.segment.bytes=4096",
+        "log.retention.check.interval.ms=200",
+    ]);
+    c.start_all();
+    c.create_topic(TOPIC, 1, 3);
+    produce(&c, 200);
+    let leader = c.describe(0, TOPIC).expect("described")[&0]
+        .leader
+        .expect("led") as usize;
+    let node_dir = c.dir.path().join(format!("node{leader}"));
+    let before = segment_bases(&node_dir);
+    assert!(before.len() >= 5, "segments rolled: {before:?}");
+    assert_eq!(before[0], 0, "no retention yet");
+    let bootstrap = c.bootstrap(&[0, 1, 2]);
+    let alter = |args: &[&str]| {
+        let mut all = vec![
+            "configs",
+            "--bootstrap-server",
+            &bootstrap,
+            "--entity-type",
+            "topics",
+            "--entity-name",
+            TOPIC,
+        ];
+        all.extend_from_slice(args);
+        stdout(&tool(&all, None, Duration::from_secs(30)))
+    };
+    let out = alter(&["--alter", "--add-config", "retention.bytes=8192"]);
+    assert!(
+        out.contains("Completed updating config for topic r."),
+        "{out}"
+    );
+    let out = alter(&["--describe"]);
+    assert!(out.contains("  retention.bytes=8192 "), "{out}");
+    wait_for(
+        "retention after the change",
+        Duration::from_secs(30),
+        || {
+            let bases = segment_bases(&node_dir);
+            (bases.first().copied().unwrap_or(0) > 0 && bases.len() < before.len()).then_some(())
+        },
+    );
+    let first = wait_for(
+        "a consumer from the beginning",
+        Duration::from_secs(30),
+        || first_offset(&c),
+    );
+    assert!(first > 0, "the oldest records are gone");
+}

@@ -1,8 +1,9 @@
 //! The command-line tools, mirroring Kafka's and ZooKeeper's scripts and
-//! their options: topics, ACLs, console producer and consumer, quorum status, and
+//! their options: topics, configs, ACLs, console producer and consumer, quorum status, and
 //! `dev` (a local three-node cluster in one command).
 
 pub mod acls;
+pub mod configs;
 pub mod console;
 pub mod consumer_groups;
 pub mod dev;

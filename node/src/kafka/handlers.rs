@@ -5,6 +5,7 @@
 use super::access::{Access, CLUSTER_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED};
 use super::acls;
 use super::batch_check;
+use super::configs;
 use super::fetch_encode::{self, PartitionOut, RecordsOut, Segment};
 use super::groups;
 use super::server::Request;
@@ -71,7 +72,13 @@ pub async fn handle(request: Request, node: &NodeHandle) -> Option<ResponseKind>
             ResponseKind::InitProducerId(init_producer_id(r, host, node).await)
         }
         RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(describe_configs(r, host, node))
+            ResponseKind::DescribeConfigs(configs::describe_configs(r, host, node))
+        }
+        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+            configs::incremental_alter_configs(r, host, node).await,
+        ),
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(configs::alter_configs(r, host, node).await)
         }
         RequestKind::CreatePartitions(r) => {
             ResponseKind::CreatePartitions(create_partitions(r, host, node).await)
@@ -402,11 +409,11 @@ pub(super) async fn await_metadata(node: &NodeHandle, offset: u64, deadline: Ins
 
 /// When an admin request's `timeout_ms` (Kafka's: for the whole request)
 /// runs out.
-fn admin_deadline(timeout_ms: i32) -> Instant {
+pub(super) fn admin_deadline(timeout_ms: i32) -> Instant {
     Instant::now() + Duration::from_millis(timeout_ms.max(0) as u64)
 }
 
-fn remaining_ms(deadline: Instant) -> i32 {
+pub(super) fn remaining_ms(deadline: Instant) -> i32 {
     deadline
         .saturating_duration_since(Instant::now())
         .as_millis()
@@ -446,7 +453,7 @@ pub(super) fn controller_error(e: &ControllerFailure) -> (i16, String) {
 }
 
 /// TOPIC_AUTHORIZATION_FAILED's message, as Kafka words it.
-const TOPIC_DENIED: &str = "Authorization failed.";
+pub(super) const TOPIC_DENIED: &str = "Authorization failed.";
 
 /// Whether a connection may do `operation` on topic `name` (read from the
 /// metadata as it is now).
@@ -1169,112 +1176,4 @@ async fn init_producer_id(
             .with_error_code(code::COORDINATOR_LOAD_IN_PROGRESS)
             .with_producer_id((-1).into()),
     }
-}
-
-/// DescribeConfigs: a topic's configuration overrides (set at creation,
-/// DYNAMIC_TOPIC_CONFIG) and this broker's main settings (STATIC_BROKER_CONFIG).
-fn describe_configs(
-    r: kafka_protocol::messages::DescribeConfigsRequest,
-    client_host: &str,
-    node: &NodeHandle,
-) -> kafka_protocol::messages::DescribeConfigsResponse {
-    use kafka_protocol::messages::describe_configs_response::{
-        DescribeConfigsResourceResult, DescribeConfigsResult,
-    };
-    const TOPIC: i8 = 2;
-    const BROKER: i8 = 4;
-    let view = node.view.borrow().clone();
-    let s = &node.settings;
-    let access = Access::new(s, &view, client_host);
-    let entry = |name: &str, value: &str, source: i8| {
-        DescribeConfigsResourceResult::default()
-            .with_name(str_bytes(name))
-            .with_value(Some(str_bytes(value)))
-            .with_config_source(source)
-    };
-    let results = r
-        .resources
-        .iter()
-        .map(|res| {
-            let wanted = |k: &str| {
-                res.configuration_keys
-                    .as_ref()
-                    .is_none_or(|ks| ks.is_empty() || ks.iter().any(|x| x.as_str() == k))
-            };
-            let mut out = DescribeConfigsResult::default()
-                .with_resource_type(res.resource_type)
-                .with_resource_name(res.resource_name.clone());
-            match res.resource_type {
-                TOPIC if !access.topic(Operation::DescribeConfigs, res.resource_name.as_str()) => {
-                    out.error_code = TOPIC_AUTHORIZATION_FAILED;
-                    out.error_message = Some(str_bytes(TOPIC_DENIED));
-                }
-                TOPIC => match view.image.topics.get(res.resource_name.as_str()) {
-                    None => {
-                        out.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
-                        out.error_message =
-                            Some(str_bytes("This server does not host this topic-partition."));
-                    }
-                    Some(t) => {
-                        out.configs = t
-                            .configs
-                            .iter()
-                            .filter(|(k, _)| wanted(k))
-                            .map(|(k, v)| entry(k, v, 1))
-                            .collect()
-                    }
-                },
-                BROKER
-                    if res.resource_name.is_empty()
-                        || res.resource_name.as_str() == s.node_id.to_string() =>
-                {
-                    let settings = [
-                        ("num.partitions", s.controller.num_partitions.to_string()),
-                        (
-                            "default.replication.factor",
-                            s.controller.default_replication_factor.to_string(),
-                        ),
-                        ("min.insync.replicas", s.min_insync_replicas.to_string()),
-                        (
-                            "unclean.leader.election.enable",
-                            s.controller
-                                .policy
-                                .unclean_leader_election_enable
-                                .to_string(),
-                        ),
-                        (
-                            "replica.lag.time.max.ms",
-                            s.replica_lag_time_max_ms.to_string(),
-                        ),
-                        ("log.segment.bytes", s.log.segment_bytes.to_string()),
-                        (
-                            "auto.create.topics.enable",
-                            s.auto_create_topics.to_string(),
-                        ),
-                        (
-                            "offsets.topic.replication.factor",
-                            s.offsets_topic_replication_factor.to_string(),
-                        ),
-                        (
-                            "socket.request.max.bytes",
-                            s.socket_request_max_bytes.to_string(),
-                        ),
-                    ];
-                    out.configs = settings
-                        .iter()
-                        .filter(|(k, _)| wanted(k))
-                        .map(|(k, v)| entry(k, v, 4))
-                        .collect();
-                }
-                _ => {
-                    out.error_code = code::INVALID_REQUEST;
-                    out.error_message = Some(str_bytes(
-                        "only topic and this broker's configs can be described",
-                    ));
-                }
-            }
-            out
-        })
-        .collect();
-    kafka_protocol::messages::DescribeConfigsResponse::default().with_results(results)
 }

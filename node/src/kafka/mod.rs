@@ -5,6 +5,7 @@ pub mod access;
 pub mod acls;
 pub mod batch_check;
 pub mod code;
+pub mod configs;
 pub mod fetch_encode;
 pub mod groups;
 pub mod handlers;

@@ -1511,18 +1511,18 @@ mod tests {
             f.extend_from_slice(&[0, 0, 0, 0, 0, 1, 255, 255]);
             assert!(decode_request(f.freeze()).is_err(), "API key {key}");
         }
-        // AlterConfigs v0 declaring more resources than the bytes hold.
+        // DeleteRecords v0 declaring more topics than the bytes hold.
         let mut f = frame(
-            ApiKey::AlterConfigs,
+            ApiKey::DeleteRecords,
             0,
-            &m::AlterConfigsRequest::default().into(),
+            &m::DeleteRecordsRequest::default().into(),
         )
         .expect("encodes")
         .to_vec();
-        let at = f.len() - 5; // the resources count, before validate_only
+        let at = f.len() - 8; // the topics count, before timeout_ms
         f[at..at + 4].copy_from_slice(&1000i32.to_be_bytes());
         let err = decode_request(Bytes::from(f)).err().expect("refused");
-        assert!(err.contains("AlterConfigs v0 is not supported"), "{err}");
+        assert!(err.contains("DeleteRecords v0 is not supported"), "{err}");
         // A version kafka-protocol does not know.
         let f = Bytes::from_static(&[0, 33, 0, 9, 0, 0, 0, 1, 255, 255]);
         assert!(decode_request(f).is_err());

@@ -731,6 +731,7 @@ fn claims_match_sender(from: NodeId, message: &PeerMessage) -> Result<(), String
         ControllerRequest::CreateTopic { .. }
         | ControllerRequest::CreateInternalTopic { .. }
         | ControllerRequest::DeleteTopic { .. }
+        | ControllerRequest::AlterTopicConfigs { .. }
         | ControllerRequest::CreatePartitions { .. }
         | ControllerRequest::CreateAcls { .. }
         | ControllerRequest::DeleteAcls { .. }

@@ -1,0 +1,298 @@
+//! The config APIs for topics: DescribeConfigs (32), AlterConfigs (33) and
+//! IncrementalAlterConfigs (44), as kafka-configs.sh and the admin clients
+//! use them. A change is one controller decision per resource
+//! (`ControllerRequest::AlterTopicConfigs`), validated there as at creation;
+//! brokers apply what the metadata says (retention reads it at every check).
+//! Broker configs are static (server.properties): describing them works,
+//! altering them is refused with INVALID_REQUEST.
+
+use super::access::{Access, TOPIC_AUTHORIZATION_FAILED};
+use super::handlers::{
+    admin_deadline, await_metadata, call_controller, code, controller_error, remaining_ms,
+    str_bytes, TOPIC_DENIED,
+};
+use crate::runtime::node::NodeHandle;
+use kafka_protocol::protocol::StrBytes;
+use runnel_model::acl::Operation;
+use runnel_model::controller::ControllerRequest;
+use std::collections::BTreeMap;
+
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+
+/// IncrementalAlterConfigs' operations (KIP-339).
+const SET: i8 = 0;
+const DELETE: i8 = 1;
+
+/// One resource's change, as asked.
+struct Change {
+    set: BTreeMap<String, String>,
+    delete: Vec<String>,
+    replace: bool,
+}
+
+/// What happened to one resource: its error code and message (0, None: done).
+type Outcome = (i16, Option<String>);
+
+/// Carries out one topic's change (or refuses it) for the connection at
+/// `client_host`: ALTER_CONFIGS on the topic, then the controller.
+async fn alter_topic(
+    node: &NodeHandle,
+    client_host: &str,
+    name: &str,
+    change: Result<Change, String>,
+    validate_only: bool,
+    timeout_ms: i32,
+) -> Outcome {
+    let view = node.view.borrow().clone();
+    if !Access::new(&node.settings, &view, client_host).topic(Operation::AlterConfigs, name) {
+        return (TOPIC_AUTHORIZATION_FAILED, Some(TOPIC_DENIED.into()));
+    }
+    let change = match change {
+        Ok(c) => c,
+        Err(m) => return (code::INVALID_REQUEST, Some(m)),
+    };
+    let deadline = admin_deadline(timeout_ms);
+    let mut request = ControllerRequest::AlterTopicConfigs {
+        name: name.to_string(),
+        set: change.set,
+        delete: change.delete,
+        replace: change.replace,
+    };
+    if validate_only {
+        request = ControllerRequest::ValidateOnly(Box::new(request));
+    }
+    match call_controller(node, request, remaining_ms(deadline)).await {
+        Ok(ack) if !validate_only => {
+            await_metadata(node, ack.end_offset, deadline).await;
+            (0, None)
+        }
+        Ok(_) => (0, None),
+        Err(e) => {
+            let (c, m) = controller_error(&e);
+            (c, Some(m))
+        }
+    }
+}
+
+/// The answer for a resource that is not a topic.
+fn not_a_topic(resource_type: i8) -> Outcome {
+    let m = match resource_type {
+        BROKER => "broker configs are static here: set them in server.properties",
+        _ => "only topic configs can be altered",
+    };
+    (code::INVALID_REQUEST, Some(m.into()))
+}
+
+/// Admin requests carry no timeout of their own here; Kafka's default
+/// `request.timeout.ms` bounds the wait for the controller.
+const ALTER_TIMEOUT_MS: i32 = 30_000;
+
+pub(super) async fn incremental_alter_configs(
+    r: kafka_protocol::messages::IncrementalAlterConfigsRequest,
+    client_host: &str,
+    node: &NodeHandle,
+) -> kafka_protocol::messages::IncrementalAlterConfigsResponse {
+    use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+    let mut responses = Vec::with_capacity(r.resources.len());
+    for res in &r.resources {
+        let (error_code, message) = match res.resource_type {
+            TOPIC => {
+                let change = incremental_change(res);
+                let name = res.resource_name.as_str();
+                alter_topic(
+                    node,
+                    client_host,
+                    name,
+                    change,
+                    r.validate_only,
+                    ALTER_TIMEOUT_MS,
+                )
+                .await
+            }
+            other => not_a_topic(other),
+        };
+        responses.push(
+            AlterConfigsResourceResponse::default()
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name.clone())
+                .with_error_code(error_code)
+                .with_error_message(message.map(StrBytes::from_string)),
+        );
+    }
+    kafka_protocol::messages::IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// SET and DELETE; APPEND and SUBTRACT (list configs) are refused.
+fn incremental_change(
+    res: &kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource,
+) -> Result<Change, String> {
+    let mut change = Change {
+        set: BTreeMap::new(),
+        delete: Vec::new(),
+        replace: false,
+    };
+    for c in &res.configs {
+        let key = c.name.to_string();
+        match (c.config_operation, &c.value) {
+            (SET, Some(v)) => {
+                change.set.insert(key, v.to_string());
+            }
+            (SET, None) => return Err(format!("no value to set for {key}")),
+            (DELETE, _) => change.delete.push(key),
+            (op, _) => return Err(format!("config operation {op} on {key} is not supported")),
+        }
+    }
+    Ok(change)
+}
+
+/// The older AlterConfigs: the given configs replace all of the topic's.
+pub(super) async fn alter_configs(
+    r: kafka_protocol::messages::AlterConfigsRequest,
+    client_host: &str,
+    node: &NodeHandle,
+) -> kafka_protocol::messages::AlterConfigsResponse {
+    use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+    let mut responses = Vec::with_capacity(r.resources.len());
+    for res in &r.resources {
+        let (error_code, message) = match res.resource_type {
+            TOPIC => {
+                let set = res
+                    .configs
+                    .iter()
+                    .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+                    .collect();
+                let change = Ok(Change {
+                    set,
+                    delete: Vec::new(),
+                    replace: true,
+                });
+                let name = res.resource_name.as_str();
+                alter_topic(
+                    node,
+                    client_host,
+                    name,
+                    change,
+                    r.validate_only,
+                    ALTER_TIMEOUT_MS,
+                )
+                .await
+            }
+            other => not_a_topic(other),
+        };
+        responses.push(
+            AlterConfigsResourceResponse::default()
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name.clone())
+                .with_error_code(error_code)
+                .with_error_message(message.map(StrBytes::from_string)),
+        );
+    }
+    kafka_protocol::messages::AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// DescribeConfigs: a topic's configuration overrides (set at creation,
+/// DYNAMIC_TOPIC_CONFIG) and this broker's main settings (STATIC_BROKER_CONFIG).
+pub(super) fn describe_configs(
+    r: kafka_protocol::messages::DescribeConfigsRequest,
+    client_host: &str,
+    node: &NodeHandle,
+) -> kafka_protocol::messages::DescribeConfigsResponse {
+    use kafka_protocol::messages::describe_configs_response::{
+        DescribeConfigsResourceResult, DescribeConfigsResult,
+    };
+    let view = node.view.borrow().clone();
+    let s = &node.settings;
+    let access = Access::new(s, &view, client_host);
+    let entry = |name: &str, value: &str, source: i8| {
+        DescribeConfigsResourceResult::default()
+            .with_name(str_bytes(name))
+            .with_value(Some(str_bytes(value)))
+            .with_config_source(source)
+    };
+    let results = r
+        .resources
+        .iter()
+        .map(|res| {
+            let wanted = |k: &str| {
+                res.configuration_keys
+                    .as_ref()
+                    .is_none_or(|ks| ks.is_empty() || ks.iter().any(|x| x.as_str() == k))
+            };
+            let mut out = DescribeConfigsResult::default()
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name.clone());
+            match res.resource_type {
+                TOPIC if !access.topic(Operation::DescribeConfigs, res.resource_name.as_str()) => {
+                    out.error_code = TOPIC_AUTHORIZATION_FAILED;
+                    out.error_message = Some(str_bytes(TOPIC_DENIED));
+                }
+                TOPIC => match view.image.topics.get(res.resource_name.as_str()) {
+                    None => {
+                        out.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
+                        out.error_message =
+                            Some(str_bytes("This server does not host this topic-partition."));
+                    }
+                    Some(t) => {
+                        out.configs = t
+                            .configs
+                            .iter()
+                            .filter(|(k, _)| wanted(k))
+                            .map(|(k, v)| entry(k, v, 1))
+                            .collect()
+                    }
+                },
+                BROKER
+                    if res.resource_name.is_empty()
+                        || res.resource_name.as_str() == s.node_id.to_string() =>
+                {
+                    let settings = [
+                        ("num.partitions", s.controller.num_partitions.to_string()),
+                        (
+                            "default.replication.factor",
+                            s.controller.default_replication_factor.to_string(),
+                        ),
+                        ("min.insync.replicas", s.min_insync_replicas.to_string()),
+                        (
+                            "unclean.leader.election.enable",
+                            s.controller
+                                .policy
+                                .unclean_leader_election_enable
+                                .to_string(),
+                        ),
+                        (
+                            "replica.lag.time.max.ms",
+                            s.replica_lag_time_max_ms.to_string(),
+                        ),
+                        ("log.segment.bytes", s.log.segment_bytes.to_string()),
+                        (
+                            "auto.create.topics.enable",
+                            s.auto_create_topics.to_string(),
+                        ),
+                        (
+                            "offsets.topic.replication.factor",
+                            s.offsets_topic_replication_factor.to_string(),
+                        ),
+                        (
+                            "socket.request.max.bytes",
+                            s.socket_request_max_bytes.to_string(),
+                        ),
+                    ];
+                    out.configs = settings
+                        .iter()
+                        .filter(|(k, _)| wanted(k))
+                        .map(|(k, v)| entry(k, v, 4))
+                        .collect();
+                }
+                _ => {
+                    out.error_code = code::INVALID_REQUEST;
+                    out.error_message = Some(str_bytes(
+                        "only topic and this broker's configs can be described",
+                    ));
+                }
+            }
+            out
+        })
+        .collect();
+    kafka_protocol::messages::DescribeConfigsResponse::default().with_results(results)
+}
