@@ -16,6 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 use runnel_model::acl::Operation;
 use runnel_model::controller::ControllerRequest;
 use std::collections::BTreeMap;
+use tokio::time::Instant;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -42,7 +43,7 @@ async fn alter_topic(
     name: &str,
     change: Result<Change, String>,
     validate_only: bool,
-    timeout_ms: i32,
+    deadline: Instant,
 ) -> Outcome {
     let view = node.view.borrow().clone();
     if !Access::new(&node.settings, &view, client_host).topic(Operation::AlterConfigs, name) {
@@ -52,7 +53,6 @@ async fn alter_topic(
         Ok(c) => c,
         Err(m) => return (code::INVALID_REQUEST, Some(m)),
     };
-    let deadline = admin_deadline(timeout_ms);
     let mut request = ControllerRequest::AlterTopicConfigs {
         name: name.to_string(),
         set: change.set,
@@ -84,9 +84,18 @@ fn not_a_topic(resource_type: i8) -> Outcome {
     (code::INVALID_REQUEST, Some(m.into()))
 }
 
-/// Admin requests carry no timeout of their own here; Kafka's default
-/// `request.timeout.ms` bounds the wait for the controller.
+/// The config requests carry no timeout of their own; Kafka's default
+/// `request.timeout.ms` bounds the whole request (every resource in it),
+/// so a request naming many resources cannot hold its connection longer.
 const ALTER_TIMEOUT_MS: i32 = 30_000;
+
+/// Names that occur more than once (Kafka refuses duplicate resources, and
+/// duplicate keys within one, with INVALID_REQUEST: their order would
+/// otherwise decide the outcome).
+fn duplicates<'a>(names: impl Iterator<Item = &'a str>) -> std::collections::BTreeSet<&'a str> {
+    let mut seen = std::collections::BTreeSet::new();
+    names.filter(|n| !seen.insert(*n)).collect()
+}
 
 pub(super) async fn incremental_alter_configs(
     r: kafka_protocol::messages::IncrementalAlterConfigsRequest,
@@ -94,21 +103,16 @@ pub(super) async fn incremental_alter_configs(
     node: &NodeHandle,
 ) -> kafka_protocol::messages::IncrementalAlterConfigsResponse {
     use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+    let deadline = admin_deadline(ALTER_TIMEOUT_MS);
+    let repeated = duplicates(r.resources.iter().map(|res| res.resource_name.as_str()));
     let mut responses = Vec::with_capacity(r.resources.len());
     for res in &r.resources {
+        let name = res.resource_name.as_str();
         let (error_code, message) = match res.resource_type {
+            TOPIC if repeated.contains(name) => duplicate_resource(),
             TOPIC => {
                 let change = incremental_change(res);
-                let name = res.resource_name.as_str();
-                alter_topic(
-                    node,
-                    client_host,
-                    name,
-                    change,
-                    r.validate_only,
-                    ALTER_TIMEOUT_MS,
-                )
-                .await
+                alter_topic(node, client_host, name, change, r.validate_only, deadline).await
             }
             other => not_a_topic(other),
         };
@@ -132,6 +136,9 @@ fn incremental_change(
         delete: Vec::new(),
         replace: false,
     };
+    if let Some(key) = duplicates(res.configs.iter().map(|c| c.name.as_str())).first() {
+        return Err(format!("Error due to duplicate config keys: {key}"));
+    }
     for c in &res.configs {
         let key = c.name.to_string();
         match (c.config_operation, &c.value) {
@@ -146,6 +153,35 @@ fn incremental_change(
     Ok(change)
 }
 
+/// AlterConfigs' resource as a replacement of all the topic's configs; a
+/// key without a value is refused, as Kafka refuses it.
+fn replacement(
+    res: &kafka_protocol::messages::alter_configs_request::AlterConfigsResource,
+) -> Result<Change, String> {
+    if let Some(key) = duplicates(res.configs.iter().map(|c| c.name.as_str())).first() {
+        return Err(format!("Error due to duplicate config keys: {key}"));
+    }
+    let mut set = BTreeMap::new();
+    for c in &res.configs {
+        let Some(value) = &c.value else {
+            return Err(format!("Null value not supported for : {}", c.name));
+        };
+        set.insert(c.name.to_string(), value.to_string());
+    }
+    Ok(Change {
+        set,
+        delete: Vec::new(),
+        replace: true,
+    })
+}
+
+fn duplicate_resource() -> Outcome {
+    (
+        code::INVALID_REQUEST,
+        Some("Error due to duplicate resources in the request".into()),
+    )
+}
+
 /// The older AlterConfigs: the given configs replace all of the topic's.
 pub(super) async fn alter_configs(
     r: kafka_protocol::messages::AlterConfigsRequest,
@@ -153,30 +189,16 @@ pub(super) async fn alter_configs(
     node: &NodeHandle,
 ) -> kafka_protocol::messages::AlterConfigsResponse {
     use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+    let deadline = admin_deadline(ALTER_TIMEOUT_MS);
+    let repeated = duplicates(r.resources.iter().map(|res| res.resource_name.as_str()));
     let mut responses = Vec::with_capacity(r.resources.len());
     for res in &r.resources {
+        let name = res.resource_name.as_str();
         let (error_code, message) = match res.resource_type {
+            TOPIC if repeated.contains(name) => duplicate_resource(),
             TOPIC => {
-                let set = res
-                    .configs
-                    .iter()
-                    .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
-                    .collect();
-                let change = Ok(Change {
-                    set,
-                    delete: Vec::new(),
-                    replace: true,
-                });
-                let name = res.resource_name.as_str();
-                alter_topic(
-                    node,
-                    client_host,
-                    name,
-                    change,
-                    r.validate_only,
-                    ALTER_TIMEOUT_MS,
-                )
-                .await
+                let change = replacement(res);
+                alter_topic(node, client_host, name, change, r.validate_only, deadline).await
             }
             other => not_a_topic(other),
         };

@@ -368,6 +368,9 @@ struct BrokerState {
     flush_asked: BTreeSet<(String, u32)>,
     write_back_due: BTreeSet<(String, u32)>,
     last_retention_check: Instant,
+    /// Partitions the current retention pass has still to check (a few
+    /// ticks' worth at a time, `retention_check`); bounded by the slots.
+    retention_queue: std::collections::VecDeque<(String, u32)>,
     /// A group commit's fsyncs are running off the loop
     /// ([`Node::group_commit`]); the next waits for them.
     flush_in_flight: bool,
@@ -468,6 +471,7 @@ impl Node {
                 flush_asked: BTreeSet::new(),
                 write_back_due: BTreeSet::new(),
                 last_retention_check: Instant::now(),
+                retention_queue: Default::default(),
                 flush_in_flight: false,
             })
         } else {

@@ -1510,14 +1510,18 @@ impl DiskLog {
             "a log restarts only past its end (else it would reuse offsets)"
         );
         self.generation += 1;
+        // The epoch cache goes first: one that outlived a crash part way
+        // would describe batches no longer there (any state a crash leaves
+        // has its log end below the leader's start, so the next fetch is
+        // out of range again and this runs again).
+        self.epochs.clear();
+        self.write_epochs()?;
         for s in std::mem::take(&mut self.segments) {
             remove_segment_files(&self.dir, s.base_offset)?;
         }
         self.segments
             .push(Segment::create(&self.dir, start_offset).map_err(io_error)?);
         crate::io::sync_dir(&self.dir).map_err(io_error)?;
-        self.epochs.clear();
-        self.write_epochs()?;
         self.flushed = start_offset;
         self.recovery_point = start_offset;
         write_atomically(

@@ -92,6 +92,11 @@ impl LogDirs {
                     continue;
                 };
                 if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    if name.ends_with(super::partition_metadata::DELETING_SUFFIX) {
+                        // A deletion a crash interrupted (`partition_metadata::remove`).
+                        let _ = fs::remove_dir_all(entry.path());
+                        continue;
+                    }
                     if let Some(key) = parse_partition_dir(&name) {
                         partitions.insert(key, entry.path());
                     }

@@ -22,15 +22,21 @@ pub fn claim(dir: &Path, topic_id: u128) -> io::Result<()> {
         return Ok(());
     }
     let path = dir.join(FILE);
-    match fs::read_to_string(&path) {
-        Ok(text) if parse(&text) == Some(topic_id) => return Ok(()),
-        Ok(_) => {
-            tracing::info!(
-                "{}: left by an earlier topic of the same name; emptying it",
-                dir.display()
-            );
-            fs::remove_dir_all(dir)?;
-        }
+    match fs::read(&path) {
+        Ok(bytes) => match parse(&String::from_utf8_lossy(&bytes)) {
+            Some(id) if id == topic_id => return Ok(()),
+            Some(_) => {
+                tracing::info!(
+                    "{}: left by an earlier topic of the same name; emptying it",
+                    dir.display()
+                );
+                remove(dir)?;
+            }
+            // Unreadable (a power loss can leave the name without its
+            // bytes, the file not being fsynced): adopted, never a reason
+            // to delete what may be this topic's acknowledged records.
+            None => {}
+        },
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
@@ -38,6 +44,25 @@ pub fn claim(dir: &Path, topic_id: u128) -> io::Result<()> {
     let text = format!("version: 0\ntopic_id: {topic_id:032x}\n");
     super::checkpoint::replace_file(&path, text.as_bytes(), false)
 }
+
+/// Deletes a partition directory so that a crash part way can never leave
+/// a directory of old segments under the partition's own name (which the
+/// next topic of that name would adopt): renamed first, in one step, to
+/// `<name>.deleting`, then removed; `LogDirs::open` finishes what a crash
+/// interrupted.
+pub fn remove(dir: &Path) -> io::Result<()> {
+    let mut doomed = dir.as_os_str().to_owned();
+    doomed.push(DELETING_SUFFIX);
+    let doomed = std::path::PathBuf::from(doomed);
+    match fs::rename(dir, &doomed) {
+        Ok(()) => fs::remove_dir_all(&doomed),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The suffix of a partition directory being deleted.
+pub const DELETING_SUFFIX: &str = ".deleting";
 
 fn parse(text: &str) -> Option<u128> {
     let hex = text
@@ -77,5 +102,18 @@ mod tests {
         std::fs::write(old.join("00000000000000000000.log"), b"x").unwrap();
         claim(&old, 9).unwrap();
         assert!(old.join("00000000000000000000.log").exists());
+        // So is one whose file a power loss emptied: never a reason to
+        // delete records.
+        std::fs::write(old.join(FILE), b"").unwrap();
+        claim(&old, 9).unwrap();
+        assert!(old.join("00000000000000000000.log").exists());
+        assert_eq!(
+            parse(&std::fs::read_to_string(old.join(FILE)).unwrap()),
+            Some(9)
+        );
+        // Removal leaves nothing under the partition's name.
+        remove(&old).unwrap();
+        assert!(!old.exists());
+        assert!(!root.path().join("t-1.deleting").exists());
     }
 }

@@ -241,7 +241,8 @@ impl Node {
             // was being opened: a new topic opens its own log next time.
             drop(log);
             let b = self.broker.as_mut().expect("checked");
-            let _ = crate::io::fs::remove_dir_all(b.log_dirs.partition_dir(&key.0, key.1));
+            let dir = b.log_dirs.partition_dir(&key.0, key.1);
+            let _ = crate::storage::partition_metadata::remove(&dir);
             self.reconcile_pending = true;
             return;
         };
@@ -278,7 +279,7 @@ impl Node {
                 key.1,
                 dir.display()
             );
-            let _ = crate::io::fs::remove_dir_all(&dir);
+            let _ = crate::storage::partition_metadata::remove(&dir);
         }
         for t in [
             ReplicaTimer::LagCheck,

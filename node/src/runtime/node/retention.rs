@@ -14,28 +14,52 @@ use super::*;
 use crate::storage::disk_log::RetentionPolicy;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Partitions checked in one tick at most, and partitions that delete
+/// segments in one tick at most: deleting costs unlinks and a few fsyncs on
+/// the event loop, so a node that finds weeks of old segments at once (an
+/// upgrade, a lowered `retention.ms`) spreads them over many ticks instead
+/// of stalling its heartbeats.
+const RETENTION_CHECKS_PER_TICK_MAX: usize = 256;
+const RETENTION_DELETIONS_PER_TICK_MAX: usize = 4;
+
 impl Node {
     pub(super) fn retention_check(&mut self, now: Instant) {
         let interval = Duration::from_millis(self.s.retention_check_interval_ms);
         let Some(b) = self.broker.as_mut() else {
             return;
         };
-        if now.duration_since(b.last_retention_check) < interval {
-            return;
+        if b.retention_queue.is_empty() {
+            if now.duration_since(b.last_retention_check) < interval {
+                return;
+            }
+            b.last_retention_check = now;
+            // Bounded by the slots; drained a tick at a time.
+            b.retention_queue = b.slots.keys().cloned().collect();
         }
-        b.last_retention_check = now;
-        let keys: Vec<(String, u32)> = b.slots.keys().cloned().collect();
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        for key in keys {
-            let policy = self.retention_of(&key.0);
+        let (mut checked, mut deleting) = (0, 0);
+        while checked < RETENTION_CHECKS_PER_TICK_MAX && deleting < RETENTION_DELETIONS_PER_TICK_MAX
+        {
+            let Some(key) = self
+                .broker
+                .as_mut()
+                .and_then(|b| b.retention_queue.pop_front())
+            else {
+                break;
+            };
+            checked += 1;
+            let Some(policy) = self.retention_of(&key.0) else {
+                continue; // compacted: never deleted by age or size
+            };
             let Some(slot) = self.slot_mut(&key) else {
                 continue;
             };
             match slot.runner.enforce_retention(now_ms, policy) {
                 Ok(0) => {}
                 Ok(deleted) => {
+                    deleting += 1;
                     let start = slot.runner.replica().log().start_offset();
                     tracing::info!(
                         "{}-{}: retention deleted {deleted} segment(s); the log now starts at {start}",
@@ -50,8 +74,10 @@ impl Node {
         }
     }
 
-    /// The broker's policy with the topic's own keys over it.
-    fn retention_of(&self, topic: &str) -> RetentionPolicy {
+    /// The broker's policy with the topic's own keys over it; `None` for a
+    /// topic whose `cleanup.policy` does not include `delete` (Kafka deletes
+    /// by age or size only then; `__consumer_offsets` is `compact`).
+    fn retention_of(&self, topic: &str) -> Option<RetentionPolicy> {
         let configs = self
             .meta
             .as_ref()
@@ -68,15 +94,19 @@ impl Node {
 pub(super) fn topic_retention(
     broker: RetentionPolicy,
     configs: Option<&BTreeMap<String, String>>,
-) -> RetentionPolicy {
+) -> Option<RetentionPolicy> {
+    let policy = configs.and_then(|c| c.get("cleanup.policy"));
+    if policy.is_some_and(|p| !p.split(',').any(|p| p.trim() == "delete")) {
+        return None;
+    }
     let key = |name: &str| -> Option<Option<u64>> {
         let value: i64 = configs?.get(name)?.trim().parse().ok()?;
         Some(u64::try_from(value).ok())
     };
-    RetentionPolicy {
+    Some(RetentionPolicy {
         retention_ms: key("retention.ms").unwrap_or(broker.retention_ms),
         retention_bytes: key("retention.bytes").unwrap_or(broker.retention_bytes),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -89,19 +119,31 @@ mod tests {
             retention_ms: Some(7_000),
             retention_bytes: None,
         };
-        assert_eq!(topic_retention(broker, None), broker);
+        assert_eq!(topic_retention(broker, None), Some(broker));
         let configs = BTreeMap::from([
             ("retention.ms".to_string(), "-1".to_string()),
             ("retention.bytes".to_string(), "1048576".to_string()),
         ]);
         assert_eq!(
             topic_retention(broker, Some(&configs)),
-            RetentionPolicy {
+            Some(RetentionPolicy {
                 retention_ms: None,
                 retention_bytes: Some(1 << 20),
-            }
+            })
         );
         let junk = BTreeMap::from([("retention.ms".to_string(), "soon".to_string())]);
-        assert_eq!(topic_retention(broker, Some(&junk)), broker);
+        assert_eq!(topic_retention(broker, Some(&junk)), Some(broker));
+        // Compacted topics (`__consumer_offsets` among them) are never cut
+        // by age or size; `compact,delete` is.
+        let policy = |p: &str| BTreeMap::from([("cleanup.policy".to_string(), p.to_string())]);
+        assert_eq!(topic_retention(broker, Some(&policy("compact"))), None);
+        assert_eq!(
+            topic_retention(broker, Some(&policy("compact,delete"))),
+            Some(broker)
+        );
+        assert_eq!(
+            topic_retention(broker, Some(&policy("delete"))),
+            Some(broker)
+        );
     }
 }
