@@ -950,13 +950,17 @@ impl DiskLog {
             self.unsynced_dirs.dir = true;
             self.unsynced_dirs.dir_seq += 1;
         }
-        for h in headers {
-            self.note_epoch(h.leader_epoch, h.base_offset)?;
-        }
         let interval = self.config.index_interval_bytes;
         self.active()
             .append(bytes, headers, interval)
             .map_err(io_error)?;
+        // Only once the batches are in: an append that failed part way must
+        // not leave epochs in the cache for offsets the log does not hold
+        // (the simulation found one, and the next append broke the cache's
+        // order).
+        for h in headers {
+            self.note_epoch(h.leader_epoch, h.base_offset)?;
+        }
         self.check_invariants();
         Ok(AppendInfo {
             first_offset,
