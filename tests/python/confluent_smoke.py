@@ -12,8 +12,13 @@ futures[topic].result(timeout=30)
 from confluent_kafka.admin import ConfigResource
 configs = admin.describe_configs([ConfigResource("topic", topic)])
 for res, f in configs.items():
-    values = {k: v.value for k, v in f.result(timeout=10).items()}
-    assert values == {"segment.bytes": "1073741824"}, values
+    entries = f.result(timeout=10)
+    # Every topic config, as Kafka lists them; the one set at creation is
+    # the topic's own (DYNAMIC_TOPIC_CONFIG), the others defaults.
+    own = {k: v.value for k, v in entries.items() if v.source == 1}
+    assert own == {"segment.bytes": "1073741824"}, own
+    assert entries["cleanup.policy"].value == "delete", entries
+    assert len(entries) >= 20, sorted(entries)
 md = admin.list_topics(timeout=10)
 assert topic in md.topics, md.topics
 assert len(md.topics[topic].partitions) == 3

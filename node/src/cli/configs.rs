@@ -52,7 +52,8 @@ pub async fn run(a: ConfigsArgs) -> Result<()> {
             );
         }
         println!("Dynamic configs for topic {} are:", a.entity_name);
-        for c in &result.configs {
+        // The topic's own configs (DYNAMIC_TOPIC_CONFIG), as kafka-configs.sh.
+        for c in result.configs.iter().filter(|c| c.config_source == 1) {
             let value = c.value.as_deref().unwrap_or("");
             println!(
                 "  {}={value} sensitive=false synonyms={{DYNAMIC_TOPIC_CONFIG:{}={value}}}",

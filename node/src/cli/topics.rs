@@ -156,6 +156,9 @@ fn join(ids: impl Iterator<Item = i32>) -> String {
 
 /// Kafka's describe layout (tab-separated, one header line per topic).
 /// Each topic's configuration overrides, `k=v,k=v` (DescribeConfigs).
+/// DescribeConfigs' source of a topic's own config.
+const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+
 async fn topic_configs(
     client: &mut Client,
     m: &kafka_protocol::messages::MetadataResponse,
@@ -185,9 +188,11 @@ async fn topic_configs(
         .results
         .iter()
         .map(|r| {
+            // kafka-topics.sh lists the topic's own configs only.
             let kv: Vec<String> = r
                 .configs
                 .iter()
+                .filter(|c| c.config_source == DYNAMIC_TOPIC_CONFIG)
                 .map(|c| {
                     format!(
                         "{}={}",

@@ -215,6 +215,99 @@ pub(super) async fn alter_configs(
 
 /// DescribeConfigs: a topic's configuration overrides (set at creation,
 /// DYNAMIC_TOPIC_CONFIG) and this broker's main settings (STATIC_BROKER_CONFIG).
+/// DescribeConfigs' `config_source` values (Kafka's ConfigSource).
+const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+const STATIC_BROKER_CONFIG: i8 = 4;
+const DEFAULT_CONFIG: i8 = 5;
+
+/// Every config of a topic, as Kafka describes it: the topic's own keys
+/// (DYNAMIC_TOPIC_CONFIG), else what this broker's settings give
+/// (STATIC_BROKER_CONFIG where they differ from Kafka's default), else
+/// Kafka's default (DEFAULT_CONFIG). Clients that copy a topic's configs
+/// (librdkafka's AlterConfigs round trip) need the whole list.
+fn topic_configs(
+    s: &crate::runtime::settings::NodeSettings,
+    own: &BTreeMap<String, String>,
+) -> Vec<(String, String, i8)> {
+    let long_or_unset = |v: Option<u64>| v.map_or("-1".to_string(), |v| v.to_string());
+    let broker = |value: String, kafka_default: &str| {
+        let source = match value == kafka_default {
+            true => DEFAULT_CONFIG,
+            false => STATIC_BROKER_CONFIG,
+        };
+        (value, source)
+    };
+    let defaults: Vec<(&str, (String, i8))> = vec![
+        ("cleanup.policy", ("delete".into(), DEFAULT_CONFIG)),
+        ("compression.type", ("producer".into(), DEFAULT_CONFIG)),
+        ("delete.retention.ms", ("86400000".into(), DEFAULT_CONFIG)),
+        ("file.delete.delay.ms", ("60000".into(), DEFAULT_CONFIG)),
+        ("flush.messages", (i64::MAX.to_string(), DEFAULT_CONFIG)),
+        ("flush.ms", (i64::MAX.to_string(), DEFAULT_CONFIG)),
+        (
+            "index.interval.bytes",
+            broker(s.log.index_interval_bytes.to_string(), "4096"),
+        ),
+        (
+            "max.compaction.lag.ms",
+            (i64::MAX.to_string(), DEFAULT_CONFIG),
+        ),
+        (
+            "max.message.bytes",
+            broker(s.message_max_bytes.to_string(), "1048588"),
+        ),
+        (
+            "message.timestamp.type",
+            ("CreateTime".into(), DEFAULT_CONFIG),
+        ),
+        ("min.cleanable.dirty.ratio", ("0.5".into(), DEFAULT_CONFIG)),
+        ("min.compaction.lag.ms", ("0".into(), DEFAULT_CONFIG)),
+        (
+            "min.insync.replicas",
+            broker(s.min_insync_replicas.to_string(), "1"),
+        ),
+        ("preallocate", ("false".into(), DEFAULT_CONFIG)),
+        (
+            "retention.bytes",
+            broker(long_or_unset(s.retention.retention_bytes), "-1"),
+        ),
+        (
+            "retention.ms",
+            broker(long_or_unset(s.retention.retention_ms), "604800000"),
+        ),
+        (
+            "segment.bytes",
+            broker(s.log.segment_bytes.to_string(), "1073741824"),
+        ),
+        ("segment.index.bytes", ("10485760".into(), DEFAULT_CONFIG)),
+        ("segment.jitter.ms", ("0".into(), DEFAULT_CONFIG)),
+        (
+            "segment.ms",
+            broker(long_or_unset(s.log.roll_ms), "604800000"),
+        ),
+        (
+            "unclean.leader.election.enable",
+            broker(
+                s.controller
+                    .policy
+                    .unclean_leader_election_enable
+                    .to_string(),
+                "false",
+            ),
+        ),
+    ];
+    let mut all: BTreeMap<String, (String, i8)> = defaults
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    for (k, v) in own {
+        all.insert(k.clone(), (v.clone(), DYNAMIC_TOPIC_CONFIG));
+    }
+    all.into_iter()
+        .map(|(k, (v, source))| (k, v, source))
+        .collect()
+}
+
 pub(super) fn describe_configs(
     r: kafka_protocol::messages::DescribeConfigsRequest,
     client_host: &str,
@@ -256,11 +349,10 @@ pub(super) fn describe_configs(
                             Some(str_bytes("This server does not host this topic-partition."));
                     }
                     Some(t) => {
-                        out.configs = t
-                            .configs
-                            .iter()
-                            .filter(|(k, _)| wanted(k))
-                            .map(|(k, v)| entry(k, v, 1))
+                        out.configs = topic_configs(s, &t.configs)
+                            .into_iter()
+                            .filter(|(k, _, _)| wanted(k))
+                            .map(|(k, v, source)| entry(&k, &v, source))
                             .collect()
                     }
                 },
