@@ -97,33 +97,58 @@ fn duplicates<'a>(names: impl Iterator<Item = &'a str>) -> std::collections::BTr
     names.filter(|n| !seen.insert(*n)).collect()
 }
 
+/// Carries out each resource's change in the request's order, all within
+/// one deadline: (resource type, name, change) in, (error code, message)
+/// out, one per resource.
+async fn alter_all(
+    node: &NodeHandle,
+    client_host: &str,
+    validate_only: bool,
+    resources: Vec<(i8, &str, Result<Change, String>)>,
+) -> Vec<Outcome> {
+    let deadline = admin_deadline(ALTER_TIMEOUT_MS);
+    let repeated = duplicates(resources.iter().map(|(_, name, _)| *name));
+    let mut outcomes = Vec::with_capacity(resources.len());
+    for (resource_type, name, change) in resources {
+        outcomes.push(match resource_type {
+            TOPIC if repeated.contains(name) => duplicate_resource(),
+            TOPIC => alter_topic(node, client_host, name, change, validate_only, deadline).await,
+            other => not_a_topic(other),
+        });
+    }
+    outcomes
+}
+
 pub(super) async fn incremental_alter_configs(
     r: kafka_protocol::messages::IncrementalAlterConfigsRequest,
     client_host: &str,
     node: &NodeHandle,
 ) -> kafka_protocol::messages::IncrementalAlterConfigsResponse {
     use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
-    let deadline = admin_deadline(ALTER_TIMEOUT_MS);
-    let repeated = duplicates(r.resources.iter().map(|res| res.resource_name.as_str()));
-    let mut responses = Vec::with_capacity(r.resources.len());
-    for res in &r.resources {
-        let name = res.resource_name.as_str();
-        let (error_code, message) = match res.resource_type {
-            TOPIC if repeated.contains(name) => duplicate_resource(),
-            TOPIC => {
-                let change = incremental_change(res);
-                alter_topic(node, client_host, name, change, r.validate_only, deadline).await
-            }
-            other => not_a_topic(other),
-        };
-        responses.push(
+    let asked = r
+        .resources
+        .iter()
+        .map(|res| {
+            (
+                res.resource_type,
+                res.resource_name.as_str(),
+                incremental_change(res),
+            )
+        })
+        .collect();
+    let outcomes = alter_all(node, client_host, r.validate_only, asked).await;
+    let responses = r
+        .resources
+        .iter()
+        .zip(outcomes)
+        .map(|(res, (error_code, message))| {
             AlterConfigsResourceResponse::default()
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone())
                 .with_error_code(error_code)
-                .with_error_message(message.map(StrBytes::from_string)),
-        );
-    }
+                .with_error_message(message.map(StrBytes::from_string))
+        })
+        .collect();
     kafka_protocol::messages::IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
@@ -189,32 +214,33 @@ pub(super) async fn alter_configs(
     node: &NodeHandle,
 ) -> kafka_protocol::messages::AlterConfigsResponse {
     use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
-    let deadline = admin_deadline(ALTER_TIMEOUT_MS);
-    let repeated = duplicates(r.resources.iter().map(|res| res.resource_name.as_str()));
-    let mut responses = Vec::with_capacity(r.resources.len());
-    for res in &r.resources {
-        let name = res.resource_name.as_str();
-        let (error_code, message) = match res.resource_type {
-            TOPIC if repeated.contains(name) => duplicate_resource(),
-            TOPIC => {
-                let change = replacement(res);
-                alter_topic(node, client_host, name, change, r.validate_only, deadline).await
-            }
-            other => not_a_topic(other),
-        };
-        responses.push(
+    let asked = r
+        .resources
+        .iter()
+        .map(|res| {
+            (
+                res.resource_type,
+                res.resource_name.as_str(),
+                replacement(res),
+            )
+        })
+        .collect();
+    let outcomes = alter_all(node, client_host, r.validate_only, asked).await;
+    let responses = r
+        .resources
+        .iter()
+        .zip(outcomes)
+        .map(|(res, (error_code, message))| {
             AlterConfigsResourceResponse::default()
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone())
                 .with_error_code(error_code)
-                .with_error_message(message.map(StrBytes::from_string)),
-        );
-    }
+                .with_error_message(message.map(StrBytes::from_string))
+        })
+        .collect();
     kafka_protocol::messages::AlterConfigsResponse::default().with_responses(responses)
 }
 
-/// DescribeConfigs: a topic's configuration overrides (set at creation,
-/// DYNAMIC_TOPIC_CONFIG) and this broker's main settings (STATIC_BROKER_CONFIG).
 /// DescribeConfigs' `config_source` values (Kafka's ConfigSource).
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
 const STATIC_BROKER_CONFIG: i8 = 4;
@@ -308,6 +334,8 @@ fn topic_configs(
         .collect()
 }
 
+/// DescribeConfigs: every config of a topic with its source
+/// (`topic_configs`), and this broker's main settings (STATIC_BROKER_CONFIG).
 pub(super) fn describe_configs(
     r: kafka_protocol::messages::DescribeConfigsRequest,
     client_host: &str,
@@ -395,7 +423,7 @@ pub(super) fn describe_configs(
                     out.configs = settings
                         .iter()
                         .filter(|(k, _)| wanted(k))
-                        .map(|(k, v)| entry(k, v, 4))
+                        .map(|(k, v)| entry(k, v, STATIC_BROKER_CONFIG))
                         .collect();
                 }
                 _ => {
