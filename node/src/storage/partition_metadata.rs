@@ -22,7 +22,7 @@ pub fn claim(dir: &Path, topic_id: u128) -> io::Result<()> {
         return Ok(());
     }
     let path = dir.join(FILE);
-    match fs::read(&path) {
+    match read_bounded(&path) {
         Ok(bytes) => match parse(&String::from_utf8_lossy(&bytes)) {
             Some(id) if id == topic_id => return Ok(()),
             Some(_) => {
@@ -63,6 +63,22 @@ pub fn remove(dir: &Path) -> io::Result<()> {
 
 /// The suffix of a partition directory being deleted.
 pub const DELETING_SUFFIX: &str = ".deleting";
+
+/// The most of the file read: ours is under 64 bytes; a longer one is not
+/// ours, and is read no further (then it does not parse, and is adopted).
+const FILE_BYTES_MAX: u64 = 4096;
+
+fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    fs::File::open(path)?
+        .take(FILE_BYTES_MAX)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 >= FILE_BYTES_MAX {
+        bytes.clear();
+    }
+    Ok(bytes)
+}
 
 fn parse(text: &str) -> Option<u128> {
     let hex = text
@@ -111,6 +127,10 @@ mod tests {
             parse(&std::fs::read_to_string(old.join(FILE)).unwrap()),
             Some(9)
         );
+        // A huge file is read only to its bound, and adopted.
+        std::fs::write(old.join(FILE), vec![b'x'; 1 << 20]).unwrap();
+        claim(&old, 9).unwrap();
+        assert!(old.join("00000000000000000000.log").exists());
         // Removal leaves nothing under the partition's name.
         remove(&old).unwrap();
         assert!(!old.exists());
