@@ -484,9 +484,10 @@ fn main() -> ExitCode {
         cli.command,
         Command::Server { .. } | Command::Coordinator { .. } | Command::Dev { .. }
     );
+    let mut open_files = None;
     if !is_tool {
         // Before any setting is read: max.connections defaults to a share of it.
-        runnel::limits::raise_open_files_limit();
+        open_files = Some(runnel::limits::raise_open_files_limit());
         runnel::limits::tune_allocator();
     }
     if is_tool {
@@ -499,6 +500,14 @@ fn main() -> ExitCode {
         }
     }
     init_logging();
+    if let Some(limit) = open_files {
+        tracing::info!(
+            "open files: limit {limit}; log files open at once at most {} (a quarter), \
+             client connections at most {} (max.connections default, a half)",
+            runnel::storage::file_cache::FileBudget::process_wide().capacity(),
+            runnel::limits::default_max_connections()
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

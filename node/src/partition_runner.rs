@@ -137,6 +137,12 @@ impl PartitionRunner {
         &self.replica
     }
 
+    /// The log's files with unsynced bytes, for a sync off the event loop
+    /// (see `DiskLog::unflushed_files`).
+    pub fn unflushed_files(&mut self) -> Vec<std::sync::Arc<crate::io::fs::File>> {
+        self.replica.log_mut().unflushed_files()
+    }
+
     pub fn on_message(&mut self, from: NodeId, message: Message) -> Output {
         let mut effects = ReplicaEffects::new();
         self.replica.on_message(from, message, &mut effects);

@@ -6,6 +6,7 @@
 use proptest::prelude::*;
 use runnel::storage::batch::{self, HEADER_BYTES};
 use runnel::storage::disk_log::{BatchBytes, DiskLog, LogConfig};
+use runnel::storage::file_cache::FileBudget;
 use runnel_model::core::{LeaderEpoch, Offset};
 use runnel_model::log::{MemBatch, MemLog, MemRecords, PartitionLog};
 use std::path::Path;
@@ -50,11 +51,13 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn config() -> LogConfig {
-    // Tiny segments and index interval so rolls and index lookups happen.
+    // Tiny segments and index interval so rolls and index lookups happen,
+    // and a budget of descriptors so small that files close and reopen.
     LogConfig {
         segment_bytes: 300,
         index_interval_bytes: 100,
         roll_ms: None,
+        files: FileBudget::new(runnel::storage::file_cache::CAPACITY_MIN),
     }
 }
 

@@ -15,6 +15,7 @@ use crate::io::fs::{self, File, OpenOptions};
 use crate::io::FileExt;
 use crate::storage::batch::{self, BatchHeader, HEADER_BYTES};
 use crate::storage::checkpoint::{decode_epochs, encode_epochs, write_atomically};
+use crate::storage::file_cache::{CachedFile, FileBudget};
 use bytes::{Bytes, BytesMut};
 use runnel_model::core::{LeaderEpoch, Offset};
 use runnel_model::log::{
@@ -22,6 +23,7 @@ use runnel_model::log::{
 };
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
 const RECOVERY_POINT: &str = "recovery-point";
@@ -39,6 +41,9 @@ pub struct LogConfig {
     /// first record is this much older than an incoming one (record
     /// timestamps, as Kafka does, so no clock is read here).
     pub roll_ms: Option<u64>,
+    /// The descriptors every log of the node draws from: segment files
+    /// open only while recently used (see `file_cache`).
+    pub files: FileBudget,
 }
 
 impl Default for LogConfig {
@@ -47,6 +52,7 @@ impl Default for LogConfig {
             segment_bytes: 1 << 30,
             index_interval_bytes: 4096,
             roll_ms: Some(7 * 24 * 3_600_000),
+            files: FileBudget::process_wide(),
         }
     }
 }
@@ -103,9 +109,10 @@ impl BatchBytes {
 /// A byte range of a segment file: whole batches, ready for `sendfile`.
 #[derive(Debug)]
 pub struct FileSlice {
-    /// A duplicate handle on the segment file (valid even if the segment is
-    /// deleted meanwhile, as an open file stays readable on Unix).
-    pub file: File,
+    /// A shared handle on the segment file (valid even if the segment is
+    /// deleted or its descriptor leaves the budget meanwhile, as an open
+    /// file stays readable on Unix).
+    pub file: Arc<File>,
     pub position: u64,
     pub len: u64,
 }
@@ -126,12 +133,20 @@ pub struct RecoveryReport {
 
 struct Segment {
     base_offset: Offset,
-    log: File,
-    index: File,
+    log: CachedFile,
+    index: CachedFile,
     /// `.timeindex`: (largest timestamp so far, relative offset of the
     /// batch holding it), 12 bytes an entry, at index points where it grew.
-    timeindex: File,
+    timeindex: CachedFile,
     time_entries: Vec<(i64, u32)>,
+    /// Entries of `entries` / `time_entries` written to their files. The
+    /// rest are written by [`Segment::write_indexes`] before a checkpoint
+    /// syncs them (or on a roll), not on every append: an appending replica
+    /// then keeps one file in use, not three, which is what lets thousands
+    /// of them share a small descriptor budget. Recovery never trusts an
+    /// index past the recovery point, and one below it was written in full.
+    index_written: usize,
+    time_written: usize,
     size_bytes: u64,
     end_offset: Offset,
     /// (offset - base_offset, byte position), also in the `.index` file.
@@ -167,6 +182,17 @@ fn batches_follow(headers: &[(u64, BatchHeader)], base: Offset, end: Offset) -> 
     expected == end
 }
 
+/// What a scan found: (byte position, header) of each valid batch, where
+/// the valid prefix ends, and why it ended early if it did.
+type Scanned = (Vec<(u64, BatchHeader)>, u64, Option<String>);
+
+/// Reads one batch header of a segment's `.log` file.
+fn read_header(log: &File, position: u64) -> io::Result<[u8; HEADER_BYTES]> {
+    let mut h = [0u8; HEADER_BYTES];
+    log.read_exact_at(&mut h, position)?;
+    Ok(h)
+}
+
 fn io_error(e: io::Error) -> LogError {
     LogError::Io(e.to_string())
 }
@@ -196,21 +222,30 @@ fn split_batches(bytes: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, LogError> {
 }
 
 impl Segment {
-    fn create(dir: &Path, base_offset: Offset) -> io::Result<Segment> {
+    fn create(dir: &Path, base_offset: Offset, files: &FileBudget) -> io::Result<Segment> {
         let open = |ext| {
-            OpenOptions::new()
+            let path = segment_path(dir, base_offset, ext);
+            let file = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(true)
-                .open(segment_path(dir, base_offset, ext))
+                .open(&path)?;
+            io::Result::Ok((path, file))
         };
+        let (log_path, log) = open("log")?;
+        // The indexes are written at the next checkpoint or roll: created
+        // now (recovery expects them), closed until then.
+        let (index_path, _) = open("index")?;
+        let (timeindex_path, _) = open("timeindex")?;
         Ok(Segment {
             base_offset,
-            log: open("log")?,
-            index: open("index")?,
-            timeindex: open("timeindex")?,
+            log: files.adopt(log_path, log),
+            index: files.closed(index_path),
+            timeindex: files.closed(timeindex_path),
             time_entries: Vec::new(),
+            index_written: 0,
+            time_written: 0,
             size_bytes: 0,
             end_offset: base_offset,
             entries: Vec::new(),
@@ -233,12 +268,6 @@ impl Segment {
         }
     }
 
-    fn read_header(&self, position: u64) -> io::Result<[u8; HEADER_BYTES]> {
-        let mut h = [0u8; HEADER_BYTES];
-        self.log.read_exact_at(&mut h, position)?;
-        Ok(h)
-    }
-
     /// Appends whole, validated batches at the end.
     fn append(
         &mut self,
@@ -247,12 +276,9 @@ impl Segment {
         index_interval_bytes: u64,
     ) -> io::Result<()> {
         // Positional writes: the file cursor is not ours to trust after a reopen.
-        self.log.write_all_at(bytes, self.size_bytes)?;
-        let index_position = (self.entries.len() * INDEX_ENTRY_BYTES) as u64;
+        self.log.get()?.write_all_at(bytes, self.size_bytes)?;
         let mut position = self.size_bytes;
-        let mut new_entries = Vec::new();
-        let mut new_time_entries = Vec::new();
-        let time_position = (self.time_entries.len() * TIME_ENTRY_BYTES) as u64;
+        let (entries_before, time_entries_before) = (self.entries.len(), self.time_entries.len());
         for h in headers {
             let rel = (h.base_offset - self.base_offset) as u32;
             let grew = self
@@ -263,33 +289,49 @@ impl Segment {
                 && (self.bytes_since_entry >= index_interval_bytes || self.time_entries.is_empty())
             {
                 self.time_entries.push((h.max_timestamp_ms, rel));
-                new_time_entries.extend_from_slice(&h.max_timestamp_ms.to_be_bytes());
-                new_time_entries.extend_from_slice(&rel.to_be_bytes());
             }
             if self.bytes_since_entry >= index_interval_bytes
                 || self.entries.is_empty() && position == 0
             {
                 let entry = ((h.base_offset - self.base_offset) as u32, position as u32);
                 self.entries.push(entry);
-                new_entries.extend_from_slice(&entry.0.to_be_bytes());
-                new_entries.extend_from_slice(&entry.1.to_be_bytes());
                 self.bytes_since_entry = 0;
             }
             self.bytes_since_entry += h.size_bytes as u64;
             position += h.size_bytes as u64;
             self.end_offset = h.end_offset();
         }
-        if !new_entries.is_empty() {
-            self.index.write_all_at(&new_entries, index_position)?;
-            self.index_dirty = true;
-        }
-        if !new_time_entries.is_empty() {
-            self.timeindex
-                .write_all_at(&new_time_entries, time_position)?;
+        if self.entries.len() > entries_before || self.time_entries.len() > time_entries_before {
             self.index_dirty = true;
         }
         self.size_bytes = position;
         self.note_timestamps(headers);
+        Ok(())
+    }
+
+    /// Writes the index entries not yet in their files (see
+    /// `index_written`); the caller syncs them.
+    fn write_indexes(&mut self) -> io::Result<()> {
+        if self.entries.len() > self.index_written {
+            let mut bytes = Vec::new();
+            for (o, p) in &self.entries[self.index_written..] {
+                bytes.extend_from_slice(&o.to_be_bytes());
+                bytes.extend_from_slice(&p.to_be_bytes());
+            }
+            let at = (self.index_written * INDEX_ENTRY_BYTES) as u64;
+            self.index.get()?.write_all_at(&bytes, at)?;
+            self.index_written = self.entries.len();
+        }
+        if self.time_entries.len() > self.time_written {
+            let mut bytes = Vec::new();
+            for (t, o) in &self.time_entries[self.time_written..] {
+                bytes.extend_from_slice(&t.to_be_bytes());
+                bytes.extend_from_slice(&o.to_be_bytes());
+            }
+            let at = (self.time_written * TIME_ENTRY_BYTES) as u64;
+            self.timeindex.get()?.write_all_at(&bytes, at)?;
+            self.time_written = self.time_entries.len();
+        }
         Ok(())
     }
 
@@ -303,8 +345,9 @@ impl Segment {
         } else {
             u64::from(self.entries[floor - 1].1)
         };
+        let log = self.log.get()?;
         while position < self.size_bytes {
-            let h = self.read_header(position)?;
+            let h = read_header(&log, position)?;
             let header = batch::validate_header_only(&h);
             if header.end_offset() > offset {
                 break;
@@ -334,17 +377,20 @@ impl Segment {
 
     /// Scans `[from_position, size)`, validating every batch; returns the
     /// headers and where the valid prefix ends plus why it ended early.
-    fn scan(
-        &self,
-        from_position: u64,
-        file_len: u64,
-    ) -> (Vec<(u64, BatchHeader)>, u64, Option<String>) {
+    /// Only a read of the open file counts against the bytes: a file that
+    /// cannot be opened (no descriptor) is an error, never a torn tail.
+    fn scan(&self, from_position: u64, file_len: u64) -> io::Result<Scanned> {
+        let log = self.log.get()?;
+        Ok(Self::scan_file(&log, from_position, file_len))
+    }
+
+    fn scan_file(log: &File, from_position: u64, file_len: u64) -> Scanned {
         let mut out = Vec::new();
         let mut position = from_position;
         while position < file_len {
             let mut prefix = [0u8; batch::LENGTH_PREFIX_BYTES];
             if file_len - position < prefix.len() as u64
-                || self.log.read_exact_at(&mut prefix, position).is_err()
+                || log.read_exact_at(&mut prefix, position).is_err()
             {
                 return (
                     out,
@@ -366,7 +412,7 @@ impl Segment {
                 Err(e) => return (out, position, Some(format!("at byte {position}: {e}"))),
             };
             let mut bytes = vec![0u8; size];
-            if self.log.read_exact_at(&mut bytes, position).is_err() {
+            if log.read_exact_at(&mut bytes, position).is_err() {
                 return (
                     out,
                     position,
@@ -387,14 +433,17 @@ impl Segment {
     /// Loads the `.index` file; false if it is missing, damaged or does not
     /// fit the log (then the caller rebuilds it).
     fn load_index(&mut self, log_len: u64) -> bool {
-        let Ok(len) = self.index.metadata().map(|m| m.len()) else {
+        let Ok(index) = self.index.get() else {
+            return false;
+        };
+        let Ok(len) = index.metadata().map(|m| m.len()) else {
             return false;
         };
         if len % INDEX_ENTRY_BYTES as u64 != 0 || (len == 0 && log_len > 0) || len > log_len {
             return false;
         }
         let mut bytes = vec![0u8; len as usize];
-        if self.index.read_exact_at(&mut bytes, 0).is_err() {
+        if index.read_exact_at(&mut bytes, 0).is_err() {
             return false;
         }
         let entries: Vec<(u32, u32)> = bytes
@@ -413,6 +462,7 @@ impl Segment {
             return false;
         }
         self.bytes_since_entry = entries.last().map_or(0, |&(_, p)| log_len - u64::from(p));
+        self.index_written = entries.len();
         self.entries = entries;
         true
     }
@@ -436,8 +486,10 @@ impl Segment {
             }
             self.bytes_since_entry += h.size_bytes as u64;
         }
-        self.index.set_len(0)?;
-        self.index.write_all_at(&file_bytes, 0)?;
+        let index = self.index.get()?;
+        index.set_len(0)?;
+        index.write_all_at(&file_bytes, 0)?;
+        self.index_written = self.entries.len();
         self.index_dirty = true;
         self.rebuild_time_index(headers)
     }
@@ -467,8 +519,10 @@ impl Segment {
             bytes.extend_from_slice(&t.to_be_bytes());
             bytes.extend_from_slice(&o.to_be_bytes());
         }
-        self.timeindex.set_len(0)?;
-        self.timeindex.write_all_at(&bytes, 0)?;
+        let timeindex = self.timeindex.get()?;
+        timeindex.set_len(0)?;
+        timeindex.write_all_at(&bytes, 0)?;
+        self.time_written = self.time_entries.len();
         // A rewrite on roll too: the next checkpoint must sync it before
         // the recovery point passes this segment.
         self.index_dirty = true;
@@ -491,7 +545,7 @@ impl Segment {
 
     /// Loads `.timeindex`; false if missing or damaged.
     fn load_time_index(&mut self) -> bool {
-        let Ok(bytes) = self.read_all_of(&self.timeindex) else {
+        let Ok(bytes) = self.timeindex.get().and_then(|f| Self::read_all_of(&f)) else {
             return false;
         };
         if bytes.len() % TIME_ENTRY_BYTES != 0 || (bytes.is_empty() && self.size_bytes > 0) {
@@ -511,11 +565,12 @@ impl Segment {
         {
             return false;
         }
+        self.time_written = entries.len();
         self.time_entries = entries;
         true
     }
 
-    fn read_all_of(&self, file: &File) -> io::Result<Vec<u8>> {
+    fn read_all_of(file: &File) -> io::Result<Vec<u8>> {
         let len = file.metadata()?.len();
         let mut bytes = vec![0u8; len as usize];
         file.read_exact_at(&mut bytes, 0)?;
@@ -533,8 +588,9 @@ impl Segment {
             self.base_offset + u64::from(self.time_entries[floor - 1].1)
         };
         let mut position = self.position_of(start)?;
+        let log = self.log.get()?;
         while position < self.size_bytes {
-            let h = batch::validate_header_only(&self.read_header(position)?);
+            let h = batch::validate_header_only(&read_header(&log, position)?);
             if h.max_timestamp_ms >= timestamp_ms {
                 return Ok(Some(h.base_offset));
             }
@@ -544,19 +600,23 @@ impl Segment {
     }
 
     fn truncate_to_position(&mut self, position: u64, end_offset: Offset) -> io::Result<()> {
-        self.log.set_len(position)?;
-        crate::io::sync_all(&self.log)?;
+        let log = self.log.get()?;
+        log.set_len(position)?;
+        crate::io::sync_all(&log)?;
         self.size_bytes = position;
         self.durable_bytes = self.durable_bytes.min(position);
         self.index_dirty = true;
         self.end_offset = end_offset;
         self.entries.retain(|&(_, p)| u64::from(p) < position);
-        let index_len = (self.entries.len() * INDEX_ENTRY_BYTES) as u64;
-        self.index.set_len(index_len)?;
+        self.index_written = self.index_written.min(self.entries.len());
+        let index_len = (self.index_written * INDEX_ENTRY_BYTES) as u64;
+        self.index.get()?.set_len(index_len)?;
         let end_rel = end_offset.saturating_sub(self.base_offset);
         self.time_entries.retain(|&(_, o)| u64::from(o) < end_rel);
+        self.time_written = self.time_written.min(self.time_entries.len());
         self.timeindex
-            .set_len((self.time_entries.len() * TIME_ENTRY_BYTES) as u64)?;
+            .get()?
+            .set_len((self.time_written * TIME_ENTRY_BYTES) as u64)?;
         self.max_timestamp_ms = self.time_entries.last().map_or(i64::MIN, |&(t, _)| t);
         // Re-derive how far we are past the last entry.
         self.bytes_since_entry = match self.entries.last() {
@@ -611,11 +671,11 @@ pub struct FlushTicket {
     end: Offset,
     /// (segment base offset, bytes written when the flush began).
     segments: Vec<(Offset, u64)>,
-    files: Vec<File>,
+    files: Vec<Arc<File>>,
     dir: Option<(PathBuf, u64)>,
     parent: Option<PathBuf>,
     synced: bool,
-    /// Every file with unsynced bytes was duplicated: the ticket covers the
+    /// Every file with unsynced bytes could be opened: the ticket covers the
     /// log end. If not (out of descriptors), it vouches for nothing new and
     /// the flush must be asked for again.
     complete: bool,
@@ -715,7 +775,7 @@ impl DiskLog {
             dir_seq: 0,
         };
         if segments.is_empty() {
-            segments.push(Segment::create(dir, 0).map_err(io_error)?);
+            segments.push(Segment::create(dir, 0, &config.files).map_err(io_error)?);
             unsynced_dirs.dir = true;
         }
         report.segments = segments.len();
@@ -784,23 +844,31 @@ impl DiskLog {
         report: &mut RecoveryReport,
     ) -> Result<(Segment, bool), LogError> {
         let open = |ext| {
-            OpenOptions::new()
+            let path = segment_path(dir, base, ext);
+            let file = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
-                .open(segment_path(dir, base, ext))
+                .open(&path)?;
+            io::Result::Ok(config.files.adopt(path, file))
         };
         let log = open("log").map_err(io_error)?;
         let index = open("index").map_err(io_error)?;
         let timeindex = open("timeindex").map_err(io_error)?;
-        let file_len = log.metadata().map_err(io_error)?.len();
+        let file_len = log
+            .get()
+            .and_then(|f| f.metadata())
+            .map_err(io_error)?
+            .len();
         let mut segment = Segment {
             base_offset: base,
             log,
             index,
             timeindex,
             time_entries: Vec::new(),
+            index_written: 0,
+            time_written: 0,
             size_bytes: file_len,
             end_offset: base,
             entries: Vec::new(),
@@ -821,7 +889,7 @@ impl DiskLog {
             segment.end_offset = next;
             let mut trusted = segment.load_index(file_len) && segment.load_time_index();
             if !trusted {
-                let (headers, end, _) = segment.scan(0, file_len);
+                let (headers, end, _) = segment.scan(0, file_len).map_err(io_error)?;
                 if end == file_len && batches_follow(&headers, base, next) {
                     segment
                         .rebuild_index(&headers, config.index_interval_bytes)
@@ -844,7 +912,7 @@ impl DiskLog {
         report.segments_scanned += 1;
         // Past the recovery point nothing is known to be on stable storage.
         segment.durable_bytes = 0;
-        let (mut headers, mut valid_end, mut why) = segment.scan(0, file_len);
+        let (mut headers, mut valid_end, mut why) = segment.scan(0, file_len).map_err(io_error)?;
         // Base offsets are outside the CRC: a damaged one shows as a gap.
         let mut expected = base;
         if let Some(k) = headers.iter().position(|(_, h)| {
@@ -864,7 +932,11 @@ impl DiskLog {
         if cut {
             report.truncated_bytes += file_len - valid_end;
             report.corruption = why;
-            segment.log.set_len(valid_end).map_err(io_error)?;
+            segment
+                .log
+                .get()
+                .and_then(|f| f.set_len(valid_end))
+                .map_err(io_error)?;
             segment.size_bytes = valid_end;
             segment.durable_bytes = 0;
         }
@@ -877,7 +949,7 @@ impl DiskLog {
     fn epochs_from_batches(&self) -> io::Result<Vec<(LeaderEpoch, Offset)>> {
         let mut epochs: Vec<(LeaderEpoch, Offset)> = Vec::new();
         for s in &self.segments {
-            let (headers, _, _) = s.scan(0, s.size_bytes);
+            let (headers, _, _) = s.scan(0, s.size_bytes)?;
             for (_, h) in headers {
                 if epochs.last().is_none_or(|&(e, _)| h.leader_epoch > e) {
                     epochs.push((h.leader_epoch, h.base_offset));
@@ -945,7 +1017,8 @@ impl DiskLog {
         let too_far = last_end - active.base_offset > RELATIVE_OFFSET_MAX;
         if active.size_bytes > 0 && (too_big || too_old || too_far) {
             active.close_time_index().map_err(io_error)?;
-            let segment = Segment::create(&self.dir, first_offset).map_err(io_error)?;
+            let segment =
+                Segment::create(&self.dir, first_offset, &self.config.files).map_err(io_error)?;
             self.segments.push(segment);
             self.unsynced_dirs.dir = true;
             self.unsynced_dirs.dir_seq += 1;
@@ -1045,7 +1118,7 @@ impl DiskLog {
         let Some((i, position, len)) = self.span(from, until, max_bytes)? else {
             return Ok(None);
         };
-        let file = self.segments[i].log.try_clone().map_err(io_error)?;
+        let file = self.segments[i].log.get().map_err(io_error)?;
         Ok(Some(FileSlice {
             file,
             position,
@@ -1085,9 +1158,10 @@ impl DiskLog {
         };
         let s = &self.segments[i];
         let mut last = s.skip_by_index(first, until, max_bytes);
+        let log = s.log.get().map_err(io_error)?;
         // Header by header from there, bounded by the segment's size.
         while last < s.size_bytes {
-            let h = batch::validate_header_only(&s.read_header(last).map_err(io_error)?);
+            let h = batch::validate_header_only(&read_header(&log, last).map_err(io_error)?);
             if last + h.size_bytes as u64 > s.size_bytes {
                 // Only a damaged file says a batch runs past its end.
                 return Err(LogError::Corrupt(format!(
@@ -1126,9 +1200,10 @@ impl DiskLog {
             return Ok(out);
         };
         let s = &self.segments[i];
+        let log = s.log.get().map_err(io_error)?;
         // Bounded by batches_max and by the segment's size.
         while position < s.size_bytes && out.len() < batches_max {
-            let raw = s.read_header(position).map_err(io_error)?;
+            let raw = read_header(&log, position).map_err(io_error)?;
             let h = batch::validate_header_only(&raw);
             if h.end_offset() > until {
                 break;
@@ -1139,9 +1214,6 @@ impl DiskLog {
         Ok(out)
     }
 
-    /// Duplicate handles of the files holding unflushed bytes, for a caller
-    /// that wants to push them to disk off its own thread first (then
-    /// `flush` finds little left to do).
     /// Is anything left for a background flush: unsynced data or index
     /// bytes, or a recovery point behind the log end?
     pub fn needs_write_back(&self) -> bool {
@@ -1152,21 +1224,23 @@ impl DiskLog {
                 .any(|s| s.durable_bytes < s.size_bytes || s.index_dirty)
     }
 
-    pub fn unflushed_files(&self) -> Vec<File> {
-        self.segments
-            .iter()
-            .flat_map(|s| {
-                let data = s.durable_bytes < s.size_bytes;
-                [
-                    data.then(|| s.log.try_clone().ok()).flatten(),
-                    s.index_dirty.then(|| s.index.try_clone().ok()).flatten(),
-                    s.index_dirty
-                        .then(|| s.timeindex.try_clone().ok())
-                        .flatten(),
-                ]
-            })
-            .flatten()
-            .collect()
+    /// Handles on the files holding unsynced bytes, for a caller that
+    /// pushes them to disk off its own thread first (then the checkpoint
+    /// finds little left to do). Index entries not yet in their files are
+    /// written first, so that their sync happens there too. A file that
+    /// cannot be opened or written now is left to the checkpoint.
+    pub fn unflushed_files(&mut self) -> Vec<Arc<File>> {
+        let mut out = Vec::new();
+        for s in &mut self.segments {
+            if s.durable_bytes < s.size_bytes {
+                out.extend(s.log.get().ok());
+            }
+            if s.index_dirty && s.write_indexes().is_ok() {
+                out.extend(s.index.get().ok());
+                out.extend(s.timeindex.get().ok());
+            }
+        }
+        out
     }
 
     /// Kafka's ListOffsets by timestamp: the first offset whose batch's
@@ -1233,7 +1307,7 @@ impl DiskLog {
     /// recovery; the log is closed.
     pub fn lose_unflushed_bytes(self) -> io::Result<()> {
         for s in &self.segments {
-            s.log.set_len(s.durable_bytes)?;
+            s.log.get()?.set_len(s.durable_bytes)?;
         }
         Ok(())
     }
@@ -1323,15 +1397,14 @@ impl PartitionLog for DiskLog {
     }
 
     fn read(&self, from: Offset, until: Offset, max_bytes: usize) -> Result<BatchBytes, LogError> {
-        // Read through the segment's own handle: replication must go on
-        // even when the process is out of descriptors (no duplicate needed).
         let Some((i, position, len)) = self.span(from, until, max_bytes)? else {
             return Ok(BatchBytes::default());
         };
         let mut buf = vec![0u8; len as usize];
         self.segments[i]
             .log
-            .read_exact_at(&mut buf, position)
+            .get()
+            .and_then(|f| f.read_exact_at(&mut buf, position))
             .map_err(io_error)?;
         Ok(BatchBytes(Bytes::from(buf)))
     }
@@ -1374,7 +1447,8 @@ impl PartitionLog for DiskLog {
     fn flush(&mut self) -> Result<Offset, LogError> {
         for s in &mut self.segments {
             if s.durable_bytes < s.size_bytes {
-                crate::io::sync_data(&s.log).map_err(io_error)?;
+                let log = s.log.get().map_err(io_error)?;
+                crate::io::sync_data(&log).map_err(io_error)?;
                 s.durable_bytes = s.size_bytes;
             }
         }
@@ -1398,7 +1472,7 @@ impl PartitionLog for DiskLog {
 
 impl DiskLog {
     /// What a flush now would sync, taken out so the fsyncs can run off the
-    /// event loop (duplicate handles: the segments may roll meanwhile).
+    /// event loop (shared handles: the segments may roll meanwhile).
     pub fn begin_flush(&self) -> FlushTicket {
         let mut segments = Vec::new();
         let mut files = Vec::new();
@@ -1407,7 +1481,7 @@ impl DiskLog {
             .iter()
             .filter(|s| s.durable_bytes < s.size_bytes)
         {
-            if let Ok(f) = s.log.try_clone() {
+            if let Ok(f) = s.log.get() {
                 segments.push((s.base_offset, s.size_bytes));
                 files.push(f);
             }
@@ -1421,7 +1495,7 @@ impl DiskLog {
         FlushTicket {
             log_id: self.log_id,
             generation: self.generation,
-            // A handle that could not be duplicated (out of descriptors):
+            // A file that could not be opened (out of descriptors):
             // the ticket vouches for nothing new, the next flush retries.
             end: if complete {
                 self.end_offset()
@@ -1484,8 +1558,11 @@ impl DiskLog {
         let end = self.flush()?;
         for s in &mut self.segments {
             if s.index_dirty {
-                crate::io::sync_data(&s.index).map_err(io_error)?;
-                crate::io::sync_data(&s.timeindex).map_err(io_error)?;
+                s.write_indexes().map_err(io_error)?;
+                for file in [&s.index, &s.timeindex] {
+                    let file = file.get().map_err(io_error)?;
+                    crate::io::sync_data(&file).map_err(io_error)?;
+                }
                 s.index_dirty = false;
             }
         }
@@ -1524,7 +1601,7 @@ impl DiskLog {
             remove_segment_files(&self.dir, s.base_offset)?;
         }
         self.segments
-            .push(Segment::create(&self.dir, start_offset).map_err(io_error)?);
+            .push(Segment::create(&self.dir, start_offset, &self.config.files).map_err(io_error)?);
         crate::io::sync_dir(&self.dir).map_err(io_error)?;
         self.flushed = start_offset;
         self.recovery_point = start_offset;
@@ -1553,7 +1630,7 @@ impl DiskLog {
             let active = self.active();
             // Batches are atomic: one straddling the new end goes too.
             let position = active.position_of(end_offset).map_err(io_error)?;
-            let (headers, _, _) = active.scan(0, position);
+            let (headers, _, _) = active.scan(0, position).map_err(io_error)?;
             let new_end = headers
                 .last()
                 .map_or(active.base_offset, |(_, h)| h.end_offset());
@@ -1591,11 +1668,18 @@ mod tests {
         log.append_as_leader(BatchBytes(b.into()), 1).unwrap();
     }
 
+    /// Few enough descriptors that the tests' logs (many small segments)
+    /// have their files closed and reopened all the time.
+    fn tiny_budget() -> FileBudget {
+        FileBudget::new(crate::storage::file_cache::CAPACITY_MIN)
+    }
+
     fn small() -> LogConfig {
         LogConfig {
             segment_bytes: 400,
             index_interval_bytes: 100,
             roll_ms: None,
+            files: tiny_budget(),
         }
     }
 
@@ -1616,6 +1700,7 @@ mod tests {
                 segment_bytes: 1 << 20,
                 index_interval_bytes: interval,
                 roll_ms: None,
+                files: tiny_budget(),
             };
             let (mut log, _) = DiskLog::open(d.path(), config).unwrap();
             // (base offset, end offset, position, size) of each batch.
@@ -1687,6 +1772,7 @@ mod tests {
             segment_bytes: 400,
             index_interval_bytes: 4096,
             roll_ms: None,
+            files: tiny_budget(),
         };
         let (mut log, _) = DiskLog::open(d.path(), config).unwrap();
         append(&mut log, 0);
@@ -1698,6 +1784,45 @@ mod tests {
         append(&mut log, 2);
         assert_eq!(log.segment_count(), 2);
         assert!(log.segments[0].index_dirty);
+    }
+
+    #[test]
+    fn many_logs_share_a_small_budget_and_lose_nothing_across_a_restart() {
+        let d = tempfile::tempdir().unwrap();
+        let budget = tiny_budget();
+        let config = LogConfig {
+            files: budget.clone(),
+            ..small()
+        };
+        let dirs: Vec<PathBuf> = (0..12).map(|i| d.path().join(format!("t-{i}"))).collect();
+        let mut logs: Vec<DiskLog> = dirs
+            .iter()
+            .map(|dir| DiskLog::open(dir, config.clone()).unwrap().0)
+            .collect();
+        // Round-robin appends: every log rolls segments while the budget
+        // keeps closing the others' files.
+        for round in 0..8 {
+            for log in &mut logs {
+                append(log, round);
+                assert!(budget.open_count() <= budget.capacity());
+            }
+        }
+        for log in &mut logs {
+            assert!(log.segment_count() > 1);
+            for o in 0..8 {
+                let batches = log.read(o, 8, 1 << 20).unwrap().batches().unwrap();
+                assert_eq!(batches[0].0.base_offset, o);
+            }
+            log.checkpoint().unwrap();
+        }
+        assert!(budget.evictions() > 0, "the budget was never short");
+        drop(logs);
+        assert_eq!(budget.open_count(), 0, "a closed log holds no descriptor");
+        for dir in &dirs {
+            let (log, report) = DiskLog::open(dir, config.clone()).unwrap();
+            assert_eq!((log.end_offset(), report.indexes_rebuilt), (8, 0));
+            assert_eq!(log.offset_for_timestamp(5).unwrap(), Some(5));
+        }
     }
 
     #[test]
@@ -1841,6 +1966,7 @@ mod tests {
             segment_bytes: 1 << 20,
             index_interval_bytes: 4096,
             roll_ms: Some(10_000),
+            files: tiny_budget(),
         };
         let (mut log, _) = DiskLog::open(d.path(), config).unwrap();
         append(&mut log, 0);

@@ -6,6 +6,8 @@
 //!   checkpoint, flushing, recovery from the recovery point, truncation. It
 //!   implements the model's [`runnel_model::log::PartitionLog`], so the
 //!   replication state machine runs over it unchanged.
+//! - [`file_cache`]: the log files open at once, on a descriptor budget
+//!   (least recently used closed, reopened on use).
 //! - [`log_dirs`]: `log.dirs` — `meta.properties`, partition placement,
 //!   the high-watermark checkpoint.
 //! - [`checkpoint`]: small files written atomically (temp, fsync, rename,
@@ -14,6 +16,7 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod disk_log;
+pub mod file_cache;
 pub mod log_dirs;
 pub mod partition_metadata;
 pub mod torture;

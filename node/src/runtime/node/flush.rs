@@ -104,14 +104,13 @@ impl Node {
         let mut keys = Vec::new();
         let mut files = Vec::new();
         for key in std::mem::take(&mut b.write_back_due) {
-            let Some(slot) = b.slots.get(&key) else {
+            let Some(slot) = b.slots.get_mut(&key) else {
                 continue;
             };
-            let log = slot.runner.replica().log();
             // Durable mode leaves no unflushed data, but its recovery point
             // still moves only here.
-            if log.needs_write_back() {
-                files.extend(log.unflushed_files());
+            if slot.runner.replica().log().needs_write_back() {
+                files.extend(slot.runner.unflushed_files());
                 keys.push(key);
             }
         }
