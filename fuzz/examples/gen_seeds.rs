@@ -484,6 +484,7 @@ fn segment_recovery(dir: &Path) {
                 segment_bytes: 200,
                 index_interval_bytes: 1,
                 roll_ms: None,
+                ..LogConfig::default()
             },
             5,
             true,
@@ -494,6 +495,7 @@ fn segment_recovery(dir: &Path) {
                 segment_bytes: 4096,
                 index_interval_bytes: 100,
                 roll_ms: None,
+                ..LogConfig::default()
             },
             6,
             true,

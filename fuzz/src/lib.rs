@@ -521,16 +521,20 @@ pub mod segment_recovery {
                 segment_bytes: 200,
                 index_interval_bytes: 1,
                 roll_ms: Some(1),
+                // Few descriptors: the files close and reopen as it runs.
+                files: runnel::storage::file_cache::FileBudget::new(8),
             },
             2 => LogConfig {
                 segment_bytes: 4096,
                 index_interval_bytes: 100,
                 roll_ms: None,
+                files: runnel::storage::file_cache::FileBudget::new(8),
             },
             _ => LogConfig {
                 segment_bytes: 1 << 20,
                 index_interval_bytes: 4096,
                 roll_ms: Some(3_600_000),
+                ..LogConfig::default()
             },
         }
     }
