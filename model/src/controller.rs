@@ -20,7 +20,7 @@ use crate::partition::{
 };
 use crate::producer_ids::{ProducerIdBlock, PRODUCER_ID_BLOCK_SIZE, PRODUCER_ID_MAX};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One committed change to the cluster metadata.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -84,6 +84,15 @@ pub enum MetadataRecord {
     /// ACLs removed (Kafka's RemoveAccessControlEntryRecord).
     AclsDeleted {
         acls: Vec<AclBinding>,
+    },
+    /// The broker's replicas of these partitions have no usable log (it
+    /// could not open or write it): they lead nothing and join no ISR until
+    /// the broker registers again (Kafka's offline log directory, KIP-858,
+    /// per replica).
+    ReplicasOffline {
+        broker: NodeId,
+        epoch: BrokerEpoch,
+        partitions: Vec<(String, u32)>,
     },
 }
 
@@ -192,6 +201,9 @@ impl MetadataRecord {
                 ..
             } => FIXED + topic.len() + 10 * (registration.replicas.len() + registration.isr.len()),
             MetadataRecord::RemoveTopic { name } => FIXED + name.len(),
+            MetadataRecord::ReplicasOffline { partitions, .. } => {
+                FIXED + partitions.iter().map(|(t, _)| t.len() + 10).sum::<usize>()
+            }
             MetadataRecord::AclsCreated { acls } | MetadataRecord::AclsDeleted { acls } => {
                 FIXED + acls.iter().map(AclBinding::size_bound).sum::<usize>()
             }
@@ -324,6 +336,10 @@ pub struct BrokerRegistration {
     pub internal_endpoint: String,
     pub fenced: bool,
     pub shutting_down: bool,
+    /// Partitions whose replica on this broker has no usable log
+    /// ([`MetadataRecord::ReplicasOffline`]); emptied by a new registration.
+    #[serde(default)]
+    pub offline_replicas: BTreeSet<(String, u32)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -390,6 +406,7 @@ impl MetadataImage {
                     internal_endpoint: internal_endpoint.clone(),
                     fenced: true,
                     shutting_down: false,
+                    offline_replicas: BTreeSet::new(),
                 };
                 self.brokers.insert(*broker, reg);
             }
@@ -438,6 +455,10 @@ impl MetadataImage {
                 }
             }
             MetadataRecord::RemoveTopic { name } => {
+                // A topic of the same name created later has new logs.
+                for b in self.brokers.values_mut() {
+                    b.offline_replicas.retain(|(t, _)| t != name);
+                }
                 if let Some(topic) = self.topics.remove(name) {
                     let reached = topic.partitions.iter().map(|p| p.leader_epoch).max();
                     if let Some(reached) = reached {
@@ -451,6 +472,15 @@ impl MetadataImage {
             } => {
                 self.next_producer_id = self.next_producer_id.max(*next_producer_id);
             }
+            MetadataRecord::ReplicasOffline {
+                broker,
+                epoch,
+                partitions,
+            } => {
+                if let Some(b) = self.brokers.get_mut(broker).filter(|b| b.epoch == *epoch) {
+                    b.offline_replicas.extend(partitions.iter().cloned());
+                }
+            }
             MetadataRecord::AclsCreated { acls } => acls.iter().for_each(|a| self.acls.insert(a)),
             MetadataRecord::AclsDeleted { acls } => acls.iter().for_each(|a| self.acls.remove(a)),
         }
@@ -462,6 +492,16 @@ impl MetadataImage {
         self.brokers
             .get(&broker)
             .is_some_and(|b| !b.fenced && !b.shutting_down)
+    }
+
+    /// May this broker's replica of `topic`-`partition` lead or join its
+    /// ISR: the broker is active and the replica is not offline.
+    pub fn is_eligible(&self, broker: NodeId, topic: &str, partition: u32) -> bool {
+        self.brokers.get(&broker).is_some_and(|b| {
+            !b.fenced
+                && !b.shutting_down
+                && !b.offline_replicas.contains(&(topic.to_string(), partition))
+        })
     }
 
     /// Active brokers, sorted by id (the order placement uses).
@@ -618,6 +658,14 @@ pub enum ControllerRequest {
         broker: NodeId,
         broker_epoch: BrokerEpoch,
     },
+    /// A broker's replicas that have no usable log (it could not open or
+    /// write it): they leave their ISRs and their leaderships move, as if
+    /// the broker were fenced for these partitions only.
+    ReplicasOffline {
+        broker: NodeId,
+        epoch: BrokerEpoch,
+        partitions: Vec<(String, u32)>,
+    },
     /// Kafka's CreateAcls: add these ACLs (each validated by the front end
     /// with `AclBinding::from_wire`, Kafka's per-creation errors).
     CreateAcls {
@@ -712,6 +760,16 @@ impl Controller {
             ControllerRequest::ControlledShutdown { broker, epoch } => {
                 self.check_epoch(image, *broker, *epoch)?;
                 Ok(self.shut_down(image, *broker))
+            }
+            ControllerRequest::ReplicasOffline {
+                broker,
+                epoch,
+                partitions,
+            } => {
+                self.check_epoch(image, *broker, *epoch)?;
+                let records = self.replicas_offline(image, *broker, *epoch, partitions);
+                check_decision_size(&records)?;
+                Ok(records)
             }
             ControllerRequest::CreateTopic {
                 name,
@@ -980,6 +1038,58 @@ impl Controller {
         records
     }
 
+    /// Marks `partitions`' replicas on `broker` offline: out of each ISR it
+    /// is not the last member of, and leadership moves to the next eligible
+    /// ISR replica (`fence_broker`'s rule, for these partitions only).
+    /// Partitions unknown, or not assigned to the broker, or already
+    /// offline there, are left out; nothing left is no decision.
+    fn replicas_offline(
+        &self,
+        image: &MetadataImage,
+        broker: NodeId,
+        epoch: BrokerEpoch,
+        partitions: &[(String, u32)],
+    ) -> Vec<MetadataRecord> {
+        let offline_already = &image.brokers[&broker].offline_replicas;
+        let mut named: Vec<(String, u32)> = partitions
+            .iter()
+            .filter(|k| !offline_already.contains(*k))
+            .filter(|(t, p)| {
+                image
+                    .partition(t, *p)
+                    .is_some_and(|r| r.replicas.contains(&broker))
+            })
+            .cloned()
+            .collect();
+        named.sort();
+        named.dedup();
+        if named.is_empty() {
+            return Vec::new();
+        }
+        let mut records = vec![MetadataRecord::ReplicasOffline {
+            broker,
+            epoch,
+            partitions: named.clone(),
+        }];
+        let mut after = image.clone();
+        after.apply(&records[0]);
+        for (topic, partition) in named {
+            let mut reg = after
+                .partition(&topic, partition)
+                .expect("filtered")
+                .clone();
+            let eligible = |b: NodeId| after.is_eligible(b, &topic, partition);
+            if reg.fence_broker(broker, eligible, &self.config.policy) {
+                records.push(MetadataRecord::Partition {
+                    topic,
+                    partition,
+                    registration: reg,
+                });
+            }
+        }
+        records
+    }
+
     /// Runs `change` on every partition; a `Partition` record for each one
     /// that changed.
     fn partition_changes(
@@ -987,12 +1097,12 @@ impl Controller {
         image: &MetadataImage,
         change: impl Fn(&mut PartitionRegistration, &dyn Fn(NodeId) -> bool) -> bool,
     ) -> Vec<MetadataRecord> {
-        let is_active = |b: NodeId| image.is_active(b);
         let mut records = Vec::new();
         for (name, topic) in &image.topics {
             for (p, reg) in topic.partitions.iter().enumerate() {
                 let mut reg = reg.clone();
-                if change(&mut reg, &is_active) {
+                let eligible = |b: NodeId| image.is_eligible(b, name, p as u32);
+                if change(&mut reg, &eligible) {
                     records.push(MetadataRecord::Partition {
                         topic: name.clone(),
                         partition: p as u32,
@@ -1176,8 +1286,12 @@ impl Controller {
             ));
         }
         let mut reg = reg.clone();
-        reg.alter_partition(request, |b| image.is_active(b), &self.config.policy)
-            .map_err(ControllerError::AlterPartition)?;
+        reg.alter_partition(
+            request,
+            |b| image.is_eligible(b, topic, partition),
+            &self.config.policy,
+        )
+        .map_err(ControllerError::AlterPartition)?;
         Ok(vec![MetadataRecord::Partition {
             topic: topic.to_string(),
             partition,
@@ -1743,6 +1857,84 @@ mod tests {
             )),
             "the same request again carries a stale partition epoch"
         );
+    }
+
+    #[test]
+    fn an_offline_replica_leaves_its_isr_never_leads_and_rejoins_after_a_new_registration() {
+        let (c, mut image) = cluster(&[0, 1, 2]);
+        create(&c, &mut image, "t", 3, 3).unwrap();
+        let led_by_0 = image.topics["t"]
+            .partitions
+            .iter()
+            .position(|p| p.leader == Some(0))
+            .unwrap() as u32;
+        let epoch = image.brokers[&0].epoch;
+        let offline = ControllerRequest::ReplicasOffline {
+            broker: 0,
+            epoch,
+            partitions: vec![("t".into(), led_by_0), ("gone".into(), 0)],
+        };
+        run(&c, &mut image, offline.clone());
+        let reg = image.partition("t", led_by_0).unwrap().clone();
+        assert!(reg.leader.is_some_and(|l| l != 0), "leadership moved");
+        assert!(!reg.isr.contains(&0));
+        assert!(!image.is_eligible(0, "t", led_by_0));
+        assert!(
+            image.is_eligible(0, "t", (led_by_0 + 1) % 3),
+            "only that replica"
+        );
+        assert_eq!(c.decide(&image, &offline), Ok(vec![]), "said once");
+        // The leader may not take it back into the ISR...
+        let rejoin = |reg: &PartitionRegistration| ControllerRequest::AlterPartition {
+            topic: "t".into(),
+            partition: led_by_0,
+            broker_epoch: image.brokers[&reg.leader.unwrap()].epoch,
+            request: AlterPartitionRequest {
+                leader: reg.leader.unwrap(),
+                leader_epoch: reg.leader_epoch,
+                partition_epoch: reg.partition_epoch,
+                new_isr: reg.replicas.iter().copied().collect(),
+            },
+        };
+        assert_eq!(
+            c.decide(&image, &rejoin(&reg)),
+            Err(ControllerError::AlterPartition(
+                AlterPartitionError::IneligibleReplica
+            ))
+        );
+        // ...and losing the other replicas leaves the partition leaderless
+        // rather than led by the replica without a log.
+        for b in [1, 2] {
+            let epoch = image.brokers[&b].epoch;
+            run(
+                &c,
+                &mut image,
+                ControllerRequest::SessionExpired { broker: b, epoch },
+            );
+        }
+        assert_eq!(image.partition("t", led_by_0).unwrap().leader, None);
+        assert!(image.topics["t"]
+            .partitions
+            .iter()
+            .all(|p| p.leader == Some(0) || p.leader.is_none()));
+        // A restarted broker registers again with its logs: eligible again.
+        run(
+            &c,
+            &mut image,
+            ControllerRequest::RegisterBroker {
+                broker: 0,
+                endpoint: "b0:9092".into(),
+                internal_endpoint: "b0:9093".into(),
+            },
+        );
+        assert!(image.brokers[&0].offline_replicas.is_empty());
+        let epoch = image.brokers[&0].epoch;
+        run(
+            &c,
+            &mut image,
+            ControllerRequest::Heartbeat { broker: 0, epoch },
+        );
+        assert!(image.is_eligible(0, "t", led_by_0));
     }
 
     #[test]

@@ -241,7 +241,7 @@ fn topic_metadata(view: &ClusterView, name: &str) -> MetadataResponseTopic {
                     .replicas
                     .iter()
                     .copied()
-                    .filter(|b| !view.image.is_active(*b))))
+                    .filter(|&b| !view.image.is_eligible(b, name, i as u32))))
         })
         .collect();
     t

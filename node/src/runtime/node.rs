@@ -22,6 +22,7 @@ mod flush;
 mod groups;
 mod links;
 mod metadata;
+mod offline;
 mod peers;
 mod produce;
 mod reads;
@@ -299,6 +300,8 @@ enum Purpose {
     ProducerIds {
         epoch: BrokerEpoch,
     },
+    /// A report of offline replicas (`offline.rs`).
+    ReplicasOffline,
 }
 
 struct Outstanding {
@@ -353,6 +356,11 @@ struct BrokerState {
     opening: std::collections::BTreeSet<(String, u32)>,
     /// A reconcile left partitions unopened because `opening` was full.
     opens_waiting: bool,
+    /// Replicas whose log is unusable (`offline.rs`) → their topic's id;
+    /// bounded by the partitions assigned here.
+    offline: BTreeMap<(String, u32), u128>,
+    /// A report of them to the controller is outstanding.
+    offline_reporting: bool,
     /// Model request id → (produce call, index of the partition in it).
     produce_waiters: BTreeMap<RequestId, (u64, usize)>,
     produce_calls: BTreeMap<u64, ProduceCall>,
@@ -463,6 +471,8 @@ impl Node {
                 slots: BTreeMap::new(),
                 opening: Default::default(),
                 opens_waiting: false,
+                offline: BTreeMap::new(),
+                offline_reporting: false,
                 produce_waiters: BTreeMap::new(),
                 produce_calls: BTreeMap::new(),
                 next_request_id: 1,
@@ -726,7 +736,8 @@ fn claims_match_sender(from: NodeId, message: &PeerMessage) -> Result<(), String
     let claimed = match request {
         ControllerRequest::RegisterBroker { broker, .. }
         | ControllerRequest::Heartbeat { broker, .. }
-        | ControllerRequest::ControlledShutdown { broker, .. } => Some(*broker),
+        | ControllerRequest::ControlledShutdown { broker, .. }
+        | ControllerRequest::ReplicasOffline { broker, .. } => Some(*broker),
         ControllerRequest::AlterPartition { request, .. } => Some(request.leader),
         ControllerRequest::AllocateProducerIds { broker, .. } => Some(*broker),
         ControllerRequest::SessionExpired { .. } => {

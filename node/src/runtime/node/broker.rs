@@ -44,6 +44,7 @@ impl Node {
                         ControllerRequest::Heartbeat { broker: me, epoch },
                         Purpose::Heartbeat,
                     );
+                    self.report_offline();
                 }
             }
             _ => {}
@@ -95,6 +96,9 @@ impl Node {
             for (p, reg) in t.partitions.iter().enumerate() {
                 if reg.replicas.contains(&me) {
                     let key = (topic.clone(), p as u32);
+                    if b.offline.get(&key) == Some(&t.id) {
+                        continue; // no usable log until the process restarts
+                    }
                     let known = b
                         .slots
                         .get(&key)
@@ -173,7 +177,7 @@ impl Node {
     /// Opens the log of `key` on a blocking thread (in the simulation, one
     /// thread per host, at once); [`Event::Opened`] brings it back.
     pub(super) fn start_open(&mut self, key: (String, u32)) {
-        let topic_id = self.topic_id(&key.0);
+        let topic_id = self.current_topic_id(&key.0);
         let b = self.broker.as_mut().expect("broker");
         let dir = b.log_dirs.partition_dir(&key.0, key.1);
         b.opening.insert(key.clone());
@@ -196,15 +200,6 @@ impl Node {
         });
     }
 
-    /// The id of the current topic called `topic` (0: none, or one created
-    /// before ids were recorded).
-    fn topic_id(&self, topic: &str) -> u128 {
-        self.meta
-            .as_ref()
-            .and_then(|m| m.image.topics.get(topic))
-            .map_or(0, |t| t.id)
-    }
-
     /// A log opened off the loop becomes the partition's replica, if the
     /// partition is still hosted here (else its directory goes).
     pub(super) fn finish_open(
@@ -224,15 +219,14 @@ impl Node {
         let log = match log {
             Ok(log) => log,
             Err(e) => {
-                // Tried again at the next metadata change.
-                tracing::error!("{}-{}: cannot open the log: {e}", key.0, key.1);
-                return;
+                let why = format!("cannot open the log: {e}");
+                return self.take_offline(&key, topic_id, &why);
             }
         };
         let reg = self
             .meta
             .as_ref()
-            .filter(|_| self.topic_id(&key.0) == topic_id)
+            .filter(|_| self.current_topic_id(&key.0) == topic_id)
             .and_then(|m| m.image.partition(&key.0, key.1))
             .filter(|r| r.replicas.contains(&me))
             .cloned();
@@ -312,8 +306,18 @@ impl Node {
         for t in out.timers_cancelled {
             self.cancel_timer(&TimerKey::Replica(key.0.clone(), key.1, t));
         }
+        let mut write_failed = None;
         for reply in out.replies {
+            if let Err(ProduceError::Log(runnel_model::log::LogError::Io(e))) = &reply.result {
+                write_failed = Some(e.clone());
+            }
             self.on_produce_reply(reply);
+        }
+        if let Some(e) = write_failed {
+            // Kafka takes the log's directory offline on an I/O error; the
+            // log may hold a partial write, so it serves nothing more.
+            let topic_id = self.slot_mut(key).map_or(0, |s| s.topic_id);
+            return self.take_offline(key, topic_id, &format!("a write failed: {e}"));
         }
         if let Some(slot) = self.slot_mut(key) {
             let replica = slot.runner.replica();

@@ -159,6 +159,11 @@ impl Node {
                     }
                 }
             }
+            Purpose::ReplicasOffline => {
+                if let Some(b) = self.broker.as_mut() {
+                    b.offline_reporting = false;
+                }
+            }
             Purpose::ProducerIds { epoch } => {
                 let block = result.ok().and_then(|ack| {
                     ack.records

@@ -90,15 +90,7 @@ impl Node {
                 continue;
             };
             if !b.slots.contains_key(&key) {
-                let known = self
-                    .meta
-                    .as_ref()
-                    .is_some_and(|m| m.image.partition(&key.0, key.1).is_some());
-                call.results[i] = Some(Err(if known {
-                    PartError::NotLeaderOrFollower
-                } else {
-                    PartError::UnknownTopicOrPartition
-                }));
+                call.results[i] = Some(Err(self.missing_replica_error(&key)));
                 continue;
             }
             let slot = b.slots.get(&key).expect("checked");

@@ -7,16 +7,9 @@ impl Node {
     pub(super) fn fetch_one(&mut self, p: FetchPart, waker: &Arc<Notify>) -> FetchOutcome {
         let fetch_above_hw = self.s.test_bugs.fetch_above_high_watermark;
         let key = (p.topic, p.partition);
-        let known = self
-            .meta
-            .as_ref()
-            .is_some_and(|m| m.image.partition(&key.0, key.1).is_some());
+        let missing = self.missing_replica_error(&key);
         let Some(slot) = self.slot_mut(&key) else {
-            let e = if known {
-                PartError::NotLeaderOrFollower
-            } else {
-                PartError::UnknownTopicOrPartition
-            };
+            let e = missing;
             return FetchOutcome {
                 high_watermark: -1,
                 log_start_offset: -1,
@@ -68,16 +61,9 @@ impl Node {
         key: &(String, u32),
         timestamp: i64,
     ) -> Result<ListedOffset, PartError> {
-        let known = self
-            .meta
-            .as_ref()
-            .is_some_and(|m| m.image.partition(&key.0, key.1).is_some());
+        let missing = self.missing_replica_error(key);
         let Some(slot) = self.slot_mut(key) else {
-            return Err(if known {
-                PartError::NotLeaderOrFollower
-            } else {
-                PartError::UnknownTopicOrPartition
-            });
+            return Err(missing);
         };
         let replica = slot.runner.replica();
         let Some(leader_epoch) = replica.leader_epoch().filter(|_| replica.is_leader()) else {
