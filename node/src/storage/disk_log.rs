@@ -1826,6 +1826,34 @@ mod tests {
     }
 
     #[test]
+    fn a_segment_file_that_cannot_be_reopened_fails_the_append_as_an_io_error() {
+        let d = tempfile::tempdir().unwrap();
+        let budget = tiny_budget();
+        let config = LogConfig {
+            files: budget.clone(),
+            ..small()
+        };
+        let (mut log, _) = DiskLog::open(&d.path().join("p"), config.clone()).unwrap();
+        append(&mut log, 0);
+        std::fs::remove_dir_all(d.path().join("p")).unwrap();
+        // Other logs take the budget: this one's file closes, and with its
+        // directory gone it cannot open again.
+        let _others: Vec<DiskLog> = (0..budget.capacity())
+            .map(|i| {
+                DiskLog::open(&d.path().join(format!("o-{i}")), config.clone())
+                    .unwrap()
+                    .0
+            })
+            .collect();
+        let b = batch::build(1, &[0u8; 100], 1);
+        match log.append_as_leader(BatchBytes(b.into()), 1) {
+            Err(LogError::Io(_)) => {}
+            other => panic!("expected an I/O error, got {other:?}"),
+        }
+        assert_eq!(log.end_offset(), 1, "nothing half-appended");
+    }
+
+    #[test]
     fn a_flush_off_the_loop_vouches_only_for_what_it_saw() {
         let d = tempfile::tempdir().unwrap();
         let (mut log, _) = DiskLog::open(d.path(), small()).unwrap();
