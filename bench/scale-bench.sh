@@ -24,7 +24,7 @@ fi
 R=${RUNNEL_BIN:-target/release/runnel}
 WORK=${BENCH_DIR:-$(mktemp -d /dev/shm/runnel-scale.XXXXXX)}
 mkdir -p "$WORK"
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; true' EXIT
+trap 'J=$(jobs -p); [ -z "$J" ] || kill $J 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 BOOT=localhost:29092
 TICKS=$(getconf CLK_TCK)
 
