@@ -658,14 +658,6 @@ pub enum ControllerRequest {
         broker: NodeId,
         broker_epoch: BrokerEpoch,
     },
-    /// A broker's replicas that have no usable log (it could not open or
-    /// write it): they leave their ISRs and their leaderships move, as if
-    /// the broker were fenced for these partitions only.
-    ReplicasOffline {
-        broker: NodeId,
-        epoch: BrokerEpoch,
-        partitions: Vec<(String, u32)>,
-    },
     /// Kafka's CreateAcls: add these ACLs (each validated by the front end
     /// with `AclBinding::from_wire`, Kafka's per-creation errors).
     CreateAcls {
@@ -674,6 +666,17 @@ pub enum ControllerRequest {
     /// Kafka's DeleteAcls: remove every ACL one of the filters selects.
     DeleteAcls {
         filters: Vec<AclFilter>,
+    },
+    /// A broker's replicas that have no usable log (it could not open or
+    /// write it): they leave their ISRs and their leaderships move, as if
+    /// the broker were fenced for these partitions only. Each names the
+    /// topic's id: a report about a topic since deleted and created again
+    /// under the name is not about the new one's replica. (Variants are
+    /// appended: the internal protocol is postcard.)
+    ReplicasOffline {
+        broker: NodeId,
+        epoch: BrokerEpoch,
+        partitions: Vec<(String, u32, u128)>,
     },
 }
 
@@ -1041,25 +1044,27 @@ impl Controller {
     /// Marks `partitions`' replicas on `broker` offline: out of each ISR it
     /// is not the last member of, and leadership moves to the next eligible
     /// ISR replica (`fence_broker`'s rule, for these partitions only).
-    /// Partitions unknown, or not assigned to the broker, or already
+    /// Partitions unknown (or of another topic id: the topic was deleted
+    /// and created again since), not assigned to the broker, or already
     /// offline there, are left out; nothing left is no decision.
     fn replicas_offline(
         &self,
         image: &MetadataImage,
         broker: NodeId,
         epoch: BrokerEpoch,
-        partitions: &[(String, u32)],
+        partitions: &[(String, u32, u128)],
     ) -> Vec<MetadataRecord> {
         let offline_already = &image.brokers[&broker].offline_replicas;
         let mut named: Vec<(String, u32)> = partitions
             .iter()
-            .filter(|k| !offline_already.contains(*k))
+            .filter(|(t, _, id)| image.topics.get(t).is_some_and(|t| t.id == *id))
+            .map(|(t, p, _)| (t.clone(), *p))
+            .filter(|k| !offline_already.contains(k))
             .filter(|(t, p)| {
                 image
                     .partition(t, *p)
                     .is_some_and(|r| r.replicas.contains(&broker))
             })
-            .cloned()
             .collect();
         named.sort();
         named.dedup();
@@ -1869,10 +1874,16 @@ mod tests {
             .position(|p| p.leader == Some(0))
             .unwrap() as u32;
         let epoch = image.brokers[&0].epoch;
+        let id = image.topics["t"].id;
         let offline = ControllerRequest::ReplicasOffline {
             broker: 0,
             epoch,
-            partitions: vec![("t".into(), led_by_0), ("gone".into(), 0)],
+            partitions: vec![
+                ("t".into(), led_by_0, id),
+                ("gone".into(), 0, id),
+                // An earlier topic of the name: not this one's replica.
+                ("t".into(), (led_by_0 + 1) % 3, id.wrapping_add(1)),
+            ],
         };
         run(&c, &mut image, offline.clone());
         let reg = image.partition("t", led_by_0).unwrap().clone();

@@ -315,6 +315,15 @@ impl<L: PartitionLog> Replica<L> {
     pub fn log_mut(&mut self) -> &mut L {
         &mut self.log
     }
+    /// The produce requests waiting for the high watermark: a caller that
+    /// drops this replica (its log failed) answers them itself.
+    pub fn pending_produce_ids(&self) -> Vec<RequestId> {
+        match &self.role {
+            Role::Leader(ls) => ls.pending_produces.iter().map(|p| p.id).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     pub fn high_watermark(&self) -> Offset {
         self.high_watermark
     }

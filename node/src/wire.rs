@@ -21,8 +21,9 @@ use std::cell::RefCell;
 
 /// The internal protocol's version; peers must match. 2: keep-alives on
 /// idle links. 3: roles, nonces and the secret proof; one metadata-log
-/// entry per controller decision; brokers' internal endpoints.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// entry per controller decision; brokers' internal endpoints. 4: offline
+/// replicas (a new controller request and metadata record).
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Handshake and proof frames are tiny: nothing larger is read before the
 /// peer has proven who it is.
 pub const HANDSHAKE_BYTES_MAX: usize = 4096;

@@ -529,18 +529,31 @@ impl Segment {
         Ok(())
     }
 
-    /// On roll: the last entry records the segment's largest timestamp.
-    fn close_time_index(&mut self) -> io::Result<()> {
+    /// On roll: the time index's last entry records the segment's largest
+    /// timestamp, and both indexes are written and synced now. The segment
+    /// may already lie below the recovery point (a checkpoint at this very
+    /// offset), where recovery trusts its index files with no later
+    /// checkpoint to sync them: a lost last entry would make the segment
+    /// look older than it is, and retention would delete it early (found
+    /// by review). One fsync pair per roll (a segment is 1 GiB by default).
+    fn close(&mut self) -> io::Result<()> {
         if self
             .time_entries
             .last()
-            .is_some_and(|&(t, _)| t >= self.max_timestamp_ms)
+            .is_none_or(|&(t, _)| t < self.max_timestamp_ms)
         {
-            return Ok(());
+            self.time_entries
+                .push((self.max_timestamp_ms, self.max_timestamp_rel));
         }
-        self.time_entries
-            .push((self.max_timestamp_ms, self.max_timestamp_rel));
-        self.write_time_index()
+        // Dirty until synced: a failure below leaves it to the checkpoint.
+        self.index_dirty = true;
+        self.write_indexes()?;
+        for file in [&self.index, &self.timeindex] {
+            let file = file.get()?;
+            crate::io::sync_data(&file)?;
+        }
+        self.index_dirty = false;
+        Ok(())
     }
 
     /// Loads `.timeindex`; false if missing or damaged.
@@ -648,6 +661,12 @@ pub struct DiskLog {
     /// This instance's id and truncation count, for [`FlushTicket`]s.
     log_id: u64,
     generation: u64,
+    /// Why a write, truncation or checkpoint failed part way, if one did:
+    /// the files may no longer be what this instance believes, so it takes
+    /// no more writes and the node takes the replica offline (Kafka's
+    /// `LogDirFailureChannel`). Until then nothing here panics on an I/O
+    /// error (a truncation used to: one `EMFILE` stopped the process).
+    failed: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -790,6 +809,7 @@ impl DiskLog {
             unsynced_dirs,
             log_id: LOG_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             generation: 0,
+            failed: None,
         };
         let checkpoint = fs::read(dir.join(EPOCH_CHECKPOINT)).ok();
         log.epochs = match checkpoint.as_deref().and_then(decode_epochs) {
@@ -994,9 +1014,40 @@ impl DiskLog {
         Ok(())
     }
 
+    /// Why this log failed, if it did (see `failed`).
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    /// Notes a failure part way through a change of the files.
+    fn note_failure<T>(&mut self, result: Result<T, LogError>) -> Result<T, LogError> {
+        if let Err(e) = &result {
+            self.failed.get_or_insert_with(|| format!("{e:?}"));
+        }
+        result
+    }
+
+    /// A log that failed takes no more writes.
+    fn check_not_failed(&self) -> Result<(), LogError> {
+        match &self.failed {
+            Some(why) => Err(LogError::Io(format!("the log failed earlier: {why}"))),
+            None => Ok(()),
+        }
+    }
+
     /// Writes batches whose headers are validated and whose offsets follow
     /// the log end, rolling the segment first if it is full.
     fn write(&mut self, bytes: &[u8], headers: &[BatchHeader]) -> Result<AppendInfo, LogError> {
+        self.check_not_failed()?;
+        let result = self.write_unchecked(bytes, headers);
+        self.note_failure(result)
+    }
+
+    fn write_unchecked(
+        &mut self,
+        bytes: &[u8],
+        headers: &[BatchHeader],
+    ) -> Result<AppendInfo, LogError> {
         let first_offset = self.end_offset();
         let segment_bytes = self.config.segment_bytes;
         let roll_ms = self.config.roll_ms;
@@ -1016,7 +1067,7 @@ impl DiskLog {
         let last_end = headers.last().map_or(first_offset, |h| h.end_offset());
         let too_far = last_end - active.base_offset > RELATIVE_OFFSET_MAX;
         if active.size_bytes > 0 && (too_big || too_old || too_far) {
-            active.close_time_index().map_err(io_error)?;
+            active.close().map_err(io_error)?;
             let segment =
                 Segment::create(&self.dir, first_offset, &self.config.files).map_err(io_error)?;
             self.segments.push(segment);
@@ -1382,17 +1433,18 @@ impl PartitionLog for DiskLog {
     }
 
     fn truncate_to(&mut self, end_offset: Offset) {
-        if let Err(e) = self.try_truncate_to(end_offset) {
-            // A failed truncation leaves the disk in an unknown state; the
-            // node must stop serving this log (Kafka halts the broker).
-            panic!("log truncation failed in {}: {e:?}", self.dir.display());
+        // A failed truncation leaves the files in an unknown state: the log
+        // is marked failed, and the node stops serving it (`failure`).
+        if self.failed.is_none() {
+            let result = self.try_truncate_to(end_offset);
+            let _ = self.note_failure(result);
         }
     }
 
     fn truncate_fully_and_start_at(&mut self, start_offset: Offset) {
-        if let Err(e) = self.try_truncate_fully_and_start_at(start_offset) {
-            // As a failed truncation: the disk is in an unknown state.
-            panic!("restarting the log failed in {}: {e:?}", self.dir.display());
+        if self.failed.is_none() {
+            let result = self.try_truncate_fully_and_start_at(start_offset);
+            let _ = self.note_failure(result);
         }
     }
 
@@ -1411,12 +1463,8 @@ impl PartitionLog for DiskLog {
 
     fn assign_epoch_start(&mut self, epoch: LeaderEpoch, start_offset: Offset) {
         assert!(start_offset <= self.end_offset());
-        if let Err(e) = self.note_epoch(epoch, start_offset) {
-            panic!(
-                "leader-epoch checkpoint write failed in {}: {e:?}",
-                self.dir.display()
-            );
-        }
+        let result = self.note_epoch(epoch, start_offset);
+        let _ = self.note_failure(result);
     }
 
     fn latest_epoch(&self) -> Option<LeaderEpoch> {
@@ -1549,7 +1597,9 @@ impl DiskLog {
     /// scans only what comes after it (Kafka's recovery-point checkpoint,
     /// on the background flush's timer). Returns the durable end.
     pub fn checkpoint(&mut self) -> Result<Offset, LogError> {
-        self.checkpoint_inner(false)
+        self.check_not_failed()?;
+        let result = self.checkpoint_inner(false);
+        self.note_failure(result)
     }
 
     /// [`DiskLog::checkpoint`]; `rewrite` writes the recovery-point file
@@ -1765,7 +1815,7 @@ mod tests {
     }
 
     #[test]
-    fn a_roll_after_a_checkpoint_leaves_the_index_to_sync() {
+    fn a_roll_right_at_the_recovery_point_syncs_the_closed_segments_indexes() {
         let d = tempfile::tempdir().unwrap();
         // Two batches a segment; index entries only at a segment's start.
         let config = LogConfig {
@@ -1774,16 +1824,27 @@ mod tests {
             roll_ms: None,
             files: tiny_budget(),
         };
-        let (mut log, _) = DiskLog::open(d.path(), config).unwrap();
+        let (mut log, _) = DiskLog::open(d.path(), config.clone()).unwrap();
         append(&mut log, 0);
         append(&mut log, 1);
         log.checkpoint().unwrap();
         assert!(log.segments.iter().all(|s| !s.index_dirty));
-        // This batch rolls: the closed segment's time index gets its
-        // largest timestamp, rewritten, with nothing else written to it.
+        // This batch rolls at the recovery point: the closed segment lies
+        // below it, so recovery will trust its index files as they are.
+        // They are written and synced by the roll, its time index closed
+        // with its largest timestamp (1), not left to a checkpoint.
+        let fsyncs = crate::io::fsyncs();
         append(&mut log, 2);
         assert_eq!(log.segment_count(), 2);
-        assert!(log.segments[0].index_dirty);
+        assert!(!log.segments[0].index_dirty);
+        assert!(crate::io::fsyncs() >= fsyncs + 2);
+        let timeindex = std::fs::read(segment_path(d.path(), 0, "timeindex")).unwrap();
+        let last = &timeindex[timeindex.len() - TIME_ENTRY_BYTES..];
+        assert_eq!(i64::from_be_bytes(last[..8].try_into().unwrap()), 1);
+        drop(log);
+        let (log, report) = DiskLog::open(d.path(), config).unwrap();
+        assert_eq!(report.indexes_rebuilt, 0);
+        assert_eq!(log.segments[0].max_timestamp_ms, 1);
     }
 
     #[test]
@@ -1851,6 +1912,37 @@ mod tests {
             other => panic!("expected an I/O error, got {other:?}"),
         }
         assert_eq!(log.end_offset(), 1, "nothing half-appended");
+        assert!(log.failure().is_some(), "the node takes it offline");
+    }
+
+    #[test]
+    fn a_truncation_that_fails_marks_the_log_failed_instead_of_stopping_the_process() {
+        let d = tempfile::tempdir().unwrap();
+        let budget = tiny_budget();
+        let config = LogConfig {
+            files: budget.clone(),
+            ..small()
+        };
+        let (mut log, _) = DiskLog::open(&d.path().join("p"), config.clone()).unwrap();
+        for t in 0..3 {
+            append(&mut log, t);
+        }
+        std::fs::remove_dir_all(d.path().join("p")).unwrap();
+        let _others: Vec<DiskLog> = (0..budget.capacity())
+            .map(|i| {
+                DiskLog::open(&d.path().join(format!("o-{i}")), config.clone())
+                    .unwrap()
+                    .0
+            })
+            .collect();
+        log.truncate_to(2);
+        assert!(log.failure().is_some());
+        let b = batch::build(1, &[0u8; 100], 9);
+        assert!(matches!(
+            log.append_as_leader(BatchBytes(b.into()), 1),
+            Err(LogError::Io(_))
+        ));
+        assert!(log.checkpoint().is_err());
     }
 
     #[test]

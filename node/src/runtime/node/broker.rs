@@ -39,12 +39,19 @@ impl Node {
                     .as_ref()
                     .is_some_and(|m| m.image.brokers.get(&me).is_some_and(|r| r.epoch == epoch));
                 if caught_up {
+                    self.report_offline();
+                    if self.offline_unknown_while_fenced() {
+                        // The first heartbeat unfences, and unfencing
+                        // elects: not before the controller knows which
+                        // replicas here have no log (tried next tick).
+                        return;
+                    }
+                    let b = self.broker.as_mut().expect("checked");
                     b.last_heartbeat = now;
                     self.submit(
                         ControllerRequest::Heartbeat { broker: me, epoch },
                         Purpose::Heartbeat,
                     );
-                    self.report_offline();
                 }
             }
             _ => {}
@@ -306,18 +313,11 @@ impl Node {
         for t in out.timers_cancelled {
             self.cancel_timer(&TimerKey::Replica(key.0.clone(), key.1, t));
         }
-        let mut write_failed = None;
         for reply in out.replies {
-            if let Err(ProduceError::Log(runnel_model::log::LogError::Io(e))) = &reply.result {
-                write_failed = Some(e.clone());
-            }
             self.on_produce_reply(reply);
         }
-        if let Some(e) = write_failed {
-            // Kafka takes the log's directory offline on an I/O error; the
-            // log may hold a partial write, so it serves nothing more.
-            let topic_id = self.slot_mut(key).map_or(0, |s| s.topic_id);
-            return self.take_offline(key, topic_id, &format!("a write failed: {e}"));
+        if self.take_offline_if_failed(key) {
+            return;
         }
         if let Some(slot) = self.slot_mut(key) {
             let replica = slot.runner.replica();

@@ -137,7 +137,10 @@ impl Node {
         for key in keys {
             match self.slot_mut(&key).map(|s| s.runner.flush_now()) {
                 Some(Ok(out)) => self.on_runner_output(&key, out),
-                Some(Err(e)) => tracing::error!("{}-{}: flush failed: {e:?}", key.0, key.1),
+                Some(Err(e)) => {
+                    tracing::error!("{}-{}: flush failed: {e:?}", key.0, key.1);
+                    self.take_offline_if_failed(&key);
+                }
                 None => {}
             }
         }

@@ -15,6 +15,22 @@ use super::*;
 const OFFLINE_REPORT_PARTITIONS_MAX: usize = 1_000;
 
 impl Node {
+    /// Takes the replica of `key` offline if its log failed part way
+    /// through a write, a truncation or a checkpoint (an I/O error, as
+    /// Kafka's `LogDirFailureChannel` counts them: any of them). True if
+    /// it did.
+    pub(super) fn take_offline_if_failed(&mut self, key: &(String, u32)) -> bool {
+        let Some(slot) = self.slot_mut(key) else {
+            return false;
+        };
+        let Some(why) = slot.runner.replica().log().failure().map(str::to_string) else {
+            return false;
+        };
+        let topic_id = slot.topic_id;
+        self.take_offline(key, topic_id, &format!("its log failed: {why}"));
+        true
+    }
+
     /// Stops serving the replica of `key` and marks it offline.
     pub(super) fn take_offline(&mut self, key: &(String, u32), topic_id: u128, why: &str) {
         let Some(b) = self.broker.as_mut() else {
@@ -26,9 +42,25 @@ impl Node {
             key.1
         );
         b.offline.insert(key.clone(), topic_id);
+        let mut waiting = Vec::new();
         if let Some(mut slot) = b.slots.remove(key) {
             slot.parked.wake_all();
+            waiting = slot.runner.replica().pending_produce_ids();
         }
+        // Writes waiting for replication are answered now, not at their
+        // timeout: KAFKA_STORAGE_ERROR, retriable (the client finds the new
+        // leader in its next Metadata).
+        for id in waiting {
+            self.on_produce_reply(ProduceReply {
+                id,
+                result: Err(ProduceError::Log(runnel_model::log::LogError::Io(
+                    "the replica went offline".into(),
+                ))),
+            });
+        }
+        let Some(b) = self.broker.as_mut() else {
+            return;
+        };
         b.flush_asked.remove(key);
         b.write_back_due.remove(key);
         for t in [
@@ -70,8 +102,8 @@ impl Node {
     }
 
     /// Tells the controller of the offline replicas its committed metadata
-    /// does not show yet (one report at a time; again on the next tick if
-    /// one was lost, and after a new registration, which forgets them).
+    /// does not show yet (one report at a time; again at the next heartbeat
+    /// if one was lost, and after a new registration, which forgets them).
     /// Forgets those of topics deleted since.
     pub(super) fn report_offline(&mut self) {
         let me = self.s.node_id;
@@ -79,20 +111,27 @@ impl Node {
             return;
         };
         let image = &meta.image;
-        b.offline
-            .retain(|(t, _), id| image.topics.get(t).is_some_and(|t| t.id == *id));
+        // Only replicas still assigned here, of the same topic (the
+        // controller would leave the others out, and they would then hold
+        // the first heartbeat back for ever).
+        b.offline.retain(|(t, p), id| {
+            image.topics.get(t).is_some_and(|t| t.id == *id)
+                && image
+                    .partition(t, *p)
+                    .is_some_and(|r| r.replicas.contains(&me))
+        });
         let Some(epoch) = b.epoch.filter(|_| !b.offline_reporting) else {
             return;
         };
         let Some(known) = image.brokers.get(&me).filter(|r| r.epoch == epoch) else {
             return;
         };
-        let partitions: Vec<(String, u32)> = b
+        let partitions: Vec<(String, u32, u128)> = b
             .offline
-            .keys()
-            .filter(|k| !known.offline_replicas.contains(*k))
+            .iter()
+            .filter(|(k, _)| !known.offline_replicas.contains(*k))
             .take(OFFLINE_REPORT_PARTITIONS_MAX)
-            .cloned()
+            .map(|((t, p), id)| (t.clone(), *p, *id))
             .collect();
         if partitions.is_empty() {
             return;
@@ -106,6 +145,22 @@ impl Node {
             },
             Purpose::ReplicasOffline,
         );
+    }
+
+    /// Is this broker fenced in the committed metadata while some of its
+    /// offline replicas are not shown there yet (a new registration, made
+    /// without a restart, forgot them)?
+    pub(super) fn offline_unknown_while_fenced(&self) -> bool {
+        let (Some(b), Some(meta)) = (self.broker.as_ref(), self.meta.as_ref()) else {
+            return false;
+        };
+        let Some(known) = meta.image.brokers.get(&self.s.node_id) else {
+            return false;
+        };
+        known.fenced
+            && b.offline
+                .keys()
+                .any(|k| !known.offline_replicas.contains(k))
     }
 
     /// The id of the current topic called `topic` (0: none, or one created
