@@ -298,6 +298,50 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
 /// at creation so that every broker reads the same policy.
 pub const TOPIC_RETENTION_KEYS: &[&str] = &["retention.ms", "retention.bytes"];
 
+/// Topic keys the brokers or the controller apply, with Kafka's types and
+/// lower bounds (`TopicConfig`'s ConfigDef), checked when set so that every
+/// node reads the same value.
+const TOPIC_TYPED_KEYS: &[(&str, ConfigType)] = &[
+    ("min.insync.replicas", ConfigType::Int { at_least: 1 }),
+    ("max.message.bytes", ConfigType::Int { at_least: 0 }),
+    // Kafka: LegacyRecord.RECORD_OVERHEAD_V0.
+    ("segment.bytes", ConfigType::Int { at_least: 14 }),
+    ("segment.ms", ConfigType::Long { at_least: 1 }),
+    ("unclean.leader.election.enable", ConfigType::Boolean),
+];
+
+#[derive(Clone, Copy)]
+enum ConfigType {
+    Int { at_least: i64 },
+    Long { at_least: i64 },
+    Boolean,
+}
+
+impl ConfigType {
+    /// Kafka's ConfigDef complaint about `value`, if any (the text after
+    /// "Invalid value V for configuration K: ").
+    fn complaint(self, value: &str) -> Option<String> {
+        let v = value.trim();
+        let (number, at_least) = match self {
+            ConfigType::Boolean => {
+                let ok = v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false");
+                return (!ok).then(|| "Expected value to be either true or false".to_string());
+            }
+            ConfigType::Int { at_least } => (v.parse::<i32>().map(i64::from).ok(), at_least),
+            ConfigType::Long { at_least } => (v.parse::<i64>().ok(), at_least),
+        };
+        let kind = match self {
+            ConfigType::Int { .. } => "INT",
+            _ => "LONG",
+        };
+        match number {
+            None => Some(format!("Not a number of type {kind}")),
+            Some(n) if n < at_least => Some(format!("Value must be at least {at_least}")),
+            Some(_) => None,
+        }
+    }
+}
+
 /// The longest value a topic config may have.
 pub const TOPIC_CONFIG_VALUE_BYTES_MAX: usize = 16 << 10;
 
@@ -313,6 +357,13 @@ pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), 
         if value.len() > TOPIC_CONFIG_VALUE_BYTES_MAX {
             return Err(ControllerError::InvalidConfig(format!(
                 "The value of {key} is longer than {TOPIC_CONFIG_VALUE_BYTES_MAX} bytes"
+            )));
+        }
+        let typed = TOPIC_TYPED_KEYS.iter().find(|(k, _)| k == key);
+        if let Some(why) = typed.and_then(|(_, t)| t.complaint(value)) {
+            let value: String = value.chars().take(100).collect();
+            return Err(ControllerError::InvalidConfig(format!(
+                "Invalid value {value} for configuration {key}: {why}"
             )));
         }
         let long_at_least_minus_one = value.trim().parse::<i64>().is_ok_and(|v| v >= -1);
@@ -849,10 +900,20 @@ impl Controller {
                     )));
                 }
                 validate_topic_configs(&configs)?;
-                let records = vec![MetadataRecord::Topic {
+                let mut records = vec![MetadataRecord::Topic {
                     name: name.clone(),
                     configs,
                 }];
+                // A topic that now allows unclean elections gets leaders
+                // for its leaderless partitions at once (as Kafka's
+                // controller does on the config change).
+                let mut after = image.clone();
+                after.apply(&records[0]);
+                records.extend(self.partition_changes(
+                    &after,
+                    Some(name),
+                    |reg, is_active, policy| reg.elect(is_active, policy),
+                ));
                 check_decision_size(&records)?;
                 Ok(records)
             }
@@ -1004,9 +1065,11 @@ impl Controller {
         let mut records = vec![MetadataRecord::UnfenceBroker { broker, epoch }];
         let mut after = image.clone();
         after.apply(&records[0]);
-        records.extend(self.partition_changes(&after, |reg, is_active| {
-            reg.elect(is_active, &self.config.policy)
-        }));
+        records.extend(
+            self.partition_changes(&after, None, |reg, is_active, policy| {
+                reg.elect(is_active, policy)
+            }),
+        );
         Ok(records)
     }
 
@@ -1022,9 +1085,11 @@ impl Controller {
         }];
         let mut after = image.clone();
         after.apply(&records[0]);
-        records.extend(self.partition_changes(&after, |reg, is_active| {
-            reg.fence_broker(broker, is_active, &self.config.policy)
-        }));
+        records.extend(
+            self.partition_changes(&after, None, |reg, is_active, policy| {
+                reg.fence_broker(broker, is_active, policy)
+            }),
+        );
         records
     }
 
@@ -1035,9 +1100,11 @@ impl Controller {
         let mut records = vec![MetadataRecord::BrokerShuttingDown { broker, epoch }];
         let mut after = image.clone();
         after.apply(&records[0]);
-        records.extend(self.partition_changes(&after, |reg, is_active| {
-            reg.fence_broker(broker, is_active, &self.config.policy)
-        }));
+        records.extend(
+            self.partition_changes(&after, None, |reg, is_active, policy| {
+                reg.fence_broker(broker, is_active, policy)
+            }),
+        );
         records
     }
 
@@ -1084,7 +1151,8 @@ impl Controller {
                 .expect("filtered")
                 .clone();
             let eligible = |b: NodeId| after.is_eligible(b, &topic, partition);
-            if reg.fence_broker(broker, eligible, &self.config.policy) {
+            let policy = self.policy_for(&after, &topic);
+            if reg.fence_broker(broker, eligible, &policy) {
                 records.push(MetadataRecord::Partition {
                     topic,
                     partition,
@@ -1095,19 +1163,41 @@ impl Controller {
         records
     }
 
-    /// Runs `change` on every partition; a `Partition` record for each one
-    /// that changed.
+    /// The election policy for `topic`: the controller's, with the topic's
+    /// `unclean.leader.election.enable` over it (Kafka's topic override).
+    pub fn policy_for(&self, image: &MetadataImage, topic: &str) -> ElectionPolicy {
+        let mut policy = self.config.policy;
+        let set = image
+            .topics
+            .get(topic)
+            .and_then(|t| t.configs.get("unclean.leader.election.enable"));
+        match set.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            Some("true") => policy.unclean_leader_election_enable = true,
+            Some("false") => policy.unclean_leader_election_enable = false,
+            _ => {}
+        }
+        policy
+    }
+
+    /// Runs `change` on every partition (of `only` that topic, if given),
+    /// with each one's eligibility rule and its topic's election policy; a
+    /// `Partition` record for each one that changed.
     fn partition_changes(
         &self,
         image: &MetadataImage,
-        change: impl Fn(&mut PartitionRegistration, &dyn Fn(NodeId) -> bool) -> bool,
+        only: Option<&str>,
+        change: impl Fn(&mut PartitionRegistration, &dyn Fn(NodeId) -> bool, &ElectionPolicy) -> bool,
     ) -> Vec<MetadataRecord> {
         let mut records = Vec::new();
         for (name, topic) in &image.topics {
+            if only.is_some_and(|t| t != name) {
+                continue;
+            }
+            let policy = self.policy_for(image, name);
             for (p, reg) in topic.partitions.iter().enumerate() {
                 let mut reg = reg.clone();
                 let eligible = |b: NodeId| image.is_eligible(b, name, p as u32);
-                if change(&mut reg, &eligible) {
+                if change(&mut reg, &eligible, &policy) {
                     records.push(MetadataRecord::Partition {
                         topic: name.clone(),
                         partition: p as u32,
@@ -2006,6 +2096,90 @@ mod tests {
     /// IncrementalAlterConfigs sets and deletes keys against the current
     /// configs; AlterConfigs replaces them; the same validation as at
     /// creation; an unknown topic or key is refused whole.
+    #[test]
+    fn applied_topic_keys_are_typed_as_kafka_types_them() {
+        for (key, value, why) in [
+            ("min.insync.replicas", "0", "Value must be at least 1"),
+            ("min.insync.replicas", "two", "Not a number of type INT"),
+            ("segment.bytes", "13", "Value must be at least 14"),
+            ("segment.bytes", "4294967296", "Not a number of type INT"),
+            ("segment.ms", "0", "Value must be at least 1"),
+            (
+                "unclean.leader.election.enable",
+                "yes",
+                "Expected value to be either true or false",
+            ),
+        ] {
+            let configs = BTreeMap::from([(key.to_string(), value.to_string())]);
+            assert_eq!(
+                validate_topic_configs(&configs),
+                Err(ControllerError::InvalidConfig(format!(
+                    "Invalid value {value} for configuration {key}: {why}"
+                )))
+            );
+        }
+        let fine = BTreeMap::from([
+            ("min.insync.replicas".to_string(), "2".to_string()),
+            ("segment.bytes".to_string(), " 1048576".to_string()),
+            (
+                "unclean.leader.election.enable".to_string(),
+                "TRUE".to_string(),
+            ),
+        ]);
+        assert_eq!(validate_topic_configs(&fine), Ok(()));
+    }
+
+    #[test]
+    fn a_topic_that_allows_unclean_elections_gets_leaders_for_its_leaderless_partitions() {
+        let (c, mut image) = cluster(&[0, 1, 2]);
+        create(&c, &mut image, "t", 1, 2).unwrap();
+        let reg = image.partition("t", 0).unwrap().clone();
+        let (leader, other) = (reg.replicas[0], reg.replicas[1]);
+        // The ISR shrinks to the leader, then the leader's broker goes.
+        let shrink = ControllerRequest::AlterPartition {
+            topic: "t".into(),
+            partition: 0,
+            broker_epoch: image.brokers[&leader].epoch,
+            request: AlterPartitionRequest {
+                leader,
+                leader_epoch: reg.leader_epoch,
+                partition_epoch: reg.partition_epoch,
+                new_isr: BTreeSet::from([leader]),
+            },
+        };
+        run(&c, &mut image, shrink);
+        let epoch = image.brokers[&leader].epoch;
+        run(
+            &c,
+            &mut image,
+            ControllerRequest::SessionExpired {
+                broker: leader,
+                epoch,
+            },
+        );
+        assert_eq!(image.partition("t", 0).unwrap().leader, None, "clean: none");
+        run(
+            &c,
+            &mut image,
+            ControllerRequest::AlterTopicConfigs {
+                name: "t".into(),
+                set: BTreeMap::from([(
+                    "unclean.leader.election.enable".to_string(),
+                    "true".to_string(),
+                )]),
+                delete: vec![],
+                replace: false,
+            },
+        );
+        let reg = image.partition("t", 0).unwrap();
+        assert_eq!(
+            reg.leader,
+            Some(other),
+            "the topic's override elects at once"
+        );
+        assert_eq!(reg.isr, BTreeSet::from([other]));
+    }
+
     #[test]
     fn topic_configs_are_altered_against_the_current_ones() {
         let (c, mut image) = cluster(&[0, 1, 2]);

@@ -315,6 +315,13 @@ impl<L: PartitionLog> Replica<L> {
     pub fn log_mut(&mut self) -> &mut L {
         &mut self.log
     }
+    /// Kafka's `min.insync.replicas` for this partition from now on (the
+    /// topic's override changed): acks=all writes need that many in the ISR.
+    pub fn set_min_insync_replicas(&mut self, min_insync_replicas: usize) {
+        assert!(min_insync_replicas >= 1);
+        self.config.min_insync_replicas = min_insync_replicas;
+    }
+
     /// The produce requests waiting for the high watermark: a caller that
     /// drops this replica (its log failed) answers them itself.
     pub fn pending_produce_ids(&self) -> Vec<RequestId> {

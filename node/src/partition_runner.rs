@@ -137,6 +137,18 @@ impl PartitionRunner {
         &self.replica
     }
 
+    /// Applies the topic's `min.insync.replicas`, `segment.bytes` and
+    /// `segment.ms` (after the broker's own, in `runtime/node/topic_configs.rs`).
+    pub fn apply_topic_settings(
+        &mut self,
+        min_insync_replicas: usize,
+        segment_bytes: u64,
+        roll_ms: Option<u64>,
+    ) {
+        self.replica.set_min_insync_replicas(min_insync_replicas);
+        self.replica.log_mut().set_roll(segment_bytes, roll_ms);
+    }
+
     /// The log's files with unsynced bytes, for a sync off the event loop
     /// (see `DiskLog::unflushed_files`).
     pub fn unflushed_files(&mut self) -> Vec<std::sync::Arc<crate::io::fs::File>> {

@@ -27,6 +27,7 @@ mod peers;
 mod produce;
 mod reads;
 mod retention;
+mod topic_configs;
 
 pub use groups::{GroupAnswer, GroupOp, GroupSummary, OFFSETS_TOPIC};
 

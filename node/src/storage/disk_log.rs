@@ -1014,6 +1014,18 @@ impl DiskLog {
         Ok(())
     }
 
+    /// The topic's `segment.bytes` and `segment.ms` from now on (the next
+    /// append rolls by them).
+    pub fn set_roll(&mut self, segment_bytes: u64, roll_ms: Option<u64>) {
+        assert!(segment_bytes > 0);
+        self.config.segment_bytes = segment_bytes;
+        self.config.roll_ms = roll_ms;
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
     /// Why this log failed, if it did (see `failed`).
     pub fn failure(&self) -> Option<&str> {
         self.failed.as_deref()

@@ -247,9 +247,12 @@ impl Node {
             self.reconcile_pending = true;
             return;
         };
+        let settings = self.topic_settings(&key.0);
+        let mut log = log;
+        log.set_roll(settings.segment_bytes, settings.roll_ms);
         let s = &self.s;
         let mut config = ReplicaConfig::new(s.node_id, CONTROLLER_ADDRESS);
-        config.min_insync_replicas = s.min_insync_replicas;
+        config.min_insync_replicas = settings.min_insync_replicas;
         config.flush_mode = s.flush_mode;
         config.replica_lag_time_max_ms = s.replica_lag_time_max_ms;
         config.fetch_backoff_ms = s.replica_fetch_backoff_ms;

@@ -137,9 +137,16 @@ impl Node {
             .min(meta.quorum.log().len() as Offset)
             .min(meta.store.synced_entries() as Offset);
         let advanced = commit > meta.applied;
+        // Topics whose configs changed: their replicas here apply them.
+        let mut reconfigured = BTreeSet::new();
         for offset in meta.applied..commit {
             if let Payload::Record(d) = &meta.quorum.log()[offset as usize].payload {
                 meta.image.apply_decision(d, offset + 1);
+                for r in &d.records {
+                    if let MetadataRecord::Topic { name, .. } = r {
+                        reconfigured.insert(name.clone());
+                    }
+                }
             }
         }
         let commit = commit.max(meta.applied);
@@ -166,6 +173,9 @@ impl Node {
         if advanced {
             self.publish_view();
             self.reconcile_partitions();
+            for topic in reconfigured {
+                self.apply_topic_configs(&topic);
+            }
         }
     }
 
