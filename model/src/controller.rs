@@ -304,9 +304,12 @@ pub const TOPIC_RETENTION_KEYS: &[&str] = &["retention.ms", "retention.bytes"];
 const TOPIC_TYPED_KEYS: &[(&str, ConfigType)] = &[
     ("min.insync.replicas", ConfigType::Int { at_least: 1 }),
     ("max.message.bytes", ConfigType::Int { at_least: 0 }),
-    // Kafka: LegacyRecord.RECORD_OVERHEAD_V0.
-    ("segment.bytes", ConfigType::Int { at_least: 14 }),
-    ("segment.ms", ConfigType::Long { at_least: 1 }),
+    // Kafka 4.0's floor (KIP-1030; 14 bytes before): every roll costs
+    // file creations and an index fsync.
+    ("segment.bytes", ConfigType::Int { at_least: 1 << 20 }),
+    // The floor KIP-1030 sets for Kafka 5.0 (1 ms before), for the same
+    // reason: a topic key must not make every append roll.
+    ("segment.ms", ConfigType::Long { at_least: 60_000 }),
     ("unclean.leader.election.enable", ConfigType::Boolean),
 ];
 
@@ -2101,9 +2104,9 @@ mod tests {
         for (key, value, why) in [
             ("min.insync.replicas", "0", "Value must be at least 1"),
             ("min.insync.replicas", "two", "Not a number of type INT"),
-            ("segment.bytes", "13", "Value must be at least 14"),
+            ("segment.bytes", "1048575", "Value must be at least 1048576"),
             ("segment.bytes", "4294967296", "Not a number of type INT"),
-            ("segment.ms", "0", "Value must be at least 1"),
+            ("segment.ms", "59999", "Value must be at least 60000"),
             (
                 "unclean.leader.election.enable",
                 "yes",
@@ -2200,7 +2203,7 @@ mod tests {
             &c,
             &mut image,
             alter(
-                &[("retention.ms", "1000"), ("segment.bytes", "4096")],
+                &[("retention.ms", "1000"), ("segment.bytes", "1048576")],
                 &[],
                 false,
             ),
@@ -2218,7 +2221,7 @@ mod tests {
             configs(&image),
             BTreeMap::from([
                 ("retention.bytes".to_string(), "10".to_string()),
-                ("segment.bytes".to_string(), "4096".to_string()),
+                ("segment.bytes".to_string(), "1048576".to_string()),
             ])
         );
         run(

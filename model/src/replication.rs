@@ -316,7 +316,9 @@ impl<L: PartitionLog> Replica<L> {
         &mut self.log
     }
     /// Kafka's `min.insync.replicas` for this partition from now on (the
-    /// topic's override changed): acks=all writes need that many in the ISR.
+    /// topic's override changed): acks=all writes need that many in the ISR
+    /// when they arrive. Writes already waiting keep waiting for the high
+    /// watermark, which this does not move.
     pub fn set_min_insync_replicas(&mut self, min_insync_replicas: usize) {
         assert!(min_insync_replicas >= 1);
         self.config.min_insync_replicas = min_insync_replicas;

@@ -1129,6 +1129,17 @@ impl DiskLog {
         policy: RetentionPolicy,
         high_watermark: Offset,
     ) -> Result<usize, LogError> {
+        self.check_not_failed()?;
+        let result = self.enforce_retention_unchecked(now_ms, policy, high_watermark);
+        self.note_failure(result)
+    }
+
+    fn enforce_retention_unchecked(
+        &mut self,
+        now_ms: i64,
+        policy: RetentionPolicy,
+        high_watermark: Offset,
+    ) -> Result<usize, LogError> {
         let mut total: u64 = self.segments.iter().map(|s| s.size_bytes).sum();
         let mut deleted = 0;
         while self.segments.len() > 1 {
@@ -1145,9 +1156,10 @@ impl DiskLog {
             if !expired && !oversize {
                 break;
             }
+            // Out of the list only once its files are gone.
+            remove_segment_files(&self.dir, oldest.base_offset)?;
             let s = self.segments.remove(0);
             total -= s.size_bytes;
-            remove_segment_files(&self.dir, s.base_offset)?;
             deleted += 1;
         }
         if deleted > 0 {
@@ -1505,6 +1517,17 @@ impl PartitionLog for DiskLog {
     /// segment past the recovery point from its batches, so an ack needs
     /// one fsync, not four (log, index, recovery-point file and its rename).
     fn flush(&mut self) -> Result<Offset, LogError> {
+        self.check_not_failed()?;
+        let result = self.flush_unchecked();
+        self.note_failure(result)
+    }
+}
+
+impl DiskLog {
+    /// [`PartitionLog::flush`]'s work. A failed fsync marks the log failed:
+    /// Linux may have dropped the pages it could not write, and a later
+    /// fsync that succeeds would vouch for them.
+    fn flush_unchecked(&mut self) -> Result<Offset, LogError> {
         for s in &mut self.segments {
             if s.durable_bytes < s.size_bytes {
                 let log = s.log.get().map_err(io_error)?;
@@ -1659,11 +1682,19 @@ impl DiskLog {
         // out of range again and this runs again).
         self.epochs.clear();
         self.write_epochs()?;
-        for s in std::mem::take(&mut self.segments) {
-            remove_segment_files(&self.dir, s.base_offset)?;
+        // The new segment first, then the old ones oldest first, each out
+        // of the list only once its files are gone: a failure part way
+        // leaves a log with segments (the node takes it offline), never
+        // none (found by review: a failed restart of the log then panicked
+        // on the missing active segment). A crash part way leaves old
+        // segments and a gap before the new one: recovery cuts at the gap.
+        let new = Segment::create(&self.dir, start_offset, &self.config.files).map_err(io_error)?;
+        self.segments.push(new);
+        // Bounded: each round removes one segment.
+        while self.segments.len() > 1 {
+            remove_segment_files(&self.dir, self.segments[0].base_offset)?;
+            self.segments.remove(0);
         }
-        self.segments
-            .push(Segment::create(&self.dir, start_offset, &self.config.files).map_err(io_error)?);
         crate::io::sync_dir(&self.dir).map_err(io_error)?;
         self.flushed = start_offset;
         self.recovery_point = start_offset;

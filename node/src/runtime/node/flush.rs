@@ -54,7 +54,13 @@ impl Node {
             let result = self.slot_mut(&key).map(|s| s.runner.group_commit());
             match result {
                 Some(Ok(out)) => self.on_runner_output(&key, out),
-                Some(Err(e)) => tracing::error!("{}-{}: flush failed: {e:?}", key.0, key.1),
+                Some(Err(e)) => {
+                    // The runtime outside the simulation stops here
+                    // (finish_group_commit); one simulated host serves on
+                    // without the replica.
+                    tracing::error!("{}-{}: flush failed: {e:?}", key.0, key.1);
+                    self.take_offline_if_failed(&key);
+                }
                 None => {}
             }
         }

@@ -155,7 +155,21 @@ impl Node {
             return;
         }
         for (key, submission) in submitted {
-            let runner = &mut self.slot_mut(&key).expect("checked").runner;
+            let Some(slot) = self.slot_mut(&key) else {
+                // Taken offline by an earlier part of this very request
+                // (one that names the partition twice).
+                let id = match &submission {
+                    Submission::Append(request) => request.id,
+                    Submission::Duplicate { id, .. } => *id,
+                };
+                let offline = runnel_model::log::LogError::Io("the replica went offline".into());
+                self.on_produce_reply(ProduceReply {
+                    id,
+                    result: Err(ProduceError::Log(offline)),
+                });
+                continue;
+            };
+            let runner = &mut slot.runner;
             let out = match submission {
                 Submission::Append(request) => runner.on_produce(request),
                 Submission::Duplicate {

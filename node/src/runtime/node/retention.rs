@@ -69,7 +69,10 @@ impl Node {
                     // Readers parked on this partition see the new start.
                     self.on_runner_output(&key, Output::default());
                 }
-                Err(e) => tracing::error!("{}-{}: retention failed: {e:?}", key.0, key.1),
+                Err(e) => {
+                    tracing::error!("{}-{}: retention failed: {e:?}", key.0, key.1);
+                    self.take_offline_if_failed(&key);
+                }
             }
         }
     }
