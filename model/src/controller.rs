@@ -345,6 +345,52 @@ impl ConfigType {
     }
 }
 
+/// Topic keys of Kafka's LIST type, the only ones APPEND and SUBTRACT
+/// take, with Kafka's defaults.
+const TOPIC_LIST_KEYS: &[(&str, &str)] = &[
+    ("cleanup.policy", "delete"),
+    ("follower.replication.throttled.replicas", ""),
+    ("leader.replication.throttled.replicas", ""),
+];
+
+/// IncrementalAlterConfigs' APPEND (values not there yet go at the end)
+/// and SUBTRACT (values go), on the current value or Kafka's default, as
+/// Kafka's `ConfigAdminManager` does; any other key is INVALID_CONFIG.
+fn alter_lists(
+    configs: &mut BTreeMap<String, String>,
+    append: &BTreeMap<String, Vec<String>>,
+    subtract: &BTreeMap<String, Vec<String>>,
+) -> Result<(), ControllerError> {
+    for (key, values, adding) in append
+        .iter()
+        .map(|(k, v)| (k, v, true))
+        .chain(subtract.iter().map(|(k, v)| (k, v, false)))
+    {
+        let Some(&(_, default)) = TOPIC_LIST_KEYS.iter().find(|(k, _)| k == key) else {
+            let key: String = key.chars().take(100).collect();
+            return Err(ControllerError::InvalidConfig(format!(
+                "Config value append is not allowed for config key: {key}"
+            )));
+        };
+        let current = configs.get(key).map_or(default, String::as_str);
+        let mut list: Vec<String> = current
+            .split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+            .collect();
+        for v in values.iter().map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            match adding {
+                true if !list.iter().any(|x| x == v) => list.push(v.to_string()),
+                true => {}
+                false => list.retain(|x| x != v),
+            }
+        }
+        configs.insert(key.clone(), list.join(","));
+    }
+    Ok(())
+}
+
 /// The longest value a topic config may have.
 pub const TOPIC_CONFIG_VALUE_BYTES_MAX: usize = 16 << 10;
 
@@ -688,6 +734,11 @@ pub enum ControllerRequest {
         name: String,
         set: BTreeMap<String, String>,
         delete: Vec<String>,
+        /// IncrementalAlterConfigs' APPEND and SUBTRACT (KIP-339): values
+        /// added to or taken from a list config's current value (the
+        /// topic's own, else Kafka's default).
+        append: BTreeMap<String, Vec<String>>,
+        subtract: BTreeMap<String, Vec<String>>,
         replace: bool,
     },
     /// Kafka's CreatePartitions: grow `name` to `count` partitions.
@@ -878,6 +929,8 @@ impl Controller {
                 name,
                 set,
                 delete,
+                append,
+                subtract,
                 replace,
             } => {
                 let topic = image
@@ -892,6 +945,7 @@ impl Controller {
                     configs.remove(key);
                 }
                 configs.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+                alter_lists(&mut configs, append, subtract)?;
                 // Deleting a key the topic does not set is no error (Kafka).
                 let unknown_delete = delete
                     .iter()
@@ -2100,6 +2154,45 @@ mod tests {
     /// configs; AlterConfigs replaces them; the same validation as at
     /// creation; an unknown topic or key is refused whole.
     #[test]
+    fn list_configs_take_append_and_subtract_on_their_current_or_default_value() {
+        let (c, mut image) = cluster(&[0, 1, 2]);
+        create(&c, &mut image, "t", 1, 1).unwrap();
+        let lists = |append: &[(&str, &str)], subtract: &[(&str, &str)]| {
+            let map = |ops: &[(&str, &str)]| {
+                ops.iter()
+                    .map(|(k, v)| (k.to_string(), v.split(',').map(str::to_string).collect()))
+                    .collect()
+            };
+            ControllerRequest::AlterTopicConfigs {
+                name: "t".into(),
+                set: BTreeMap::new(),
+                delete: vec![],
+                append: map(append),
+                subtract: map(subtract),
+                replace: false,
+            }
+        };
+        let policy = |image: &MetadataImage| image.topics["t"].configs["cleanup.policy"].clone();
+        // On Kafka's default, `delete`.
+        run(&c, &mut image, lists(&[("cleanup.policy", "compact")], &[]));
+        assert_eq!(policy(&image), "delete,compact");
+        run(&c, &mut image, lists(&[("cleanup.policy", "compact")], &[]));
+        assert_eq!(
+            policy(&image),
+            "delete,compact",
+            "a value already there stays once"
+        );
+        run(&c, &mut image, lists(&[], &[("cleanup.policy", "delete")]));
+        assert_eq!(policy(&image), "compact");
+        assert_eq!(
+            c.decide(&image, &lists(&[("retention.ms", "5")], &[])),
+            Err(ControllerError::InvalidConfig(
+                "Config value append is not allowed for config key: retention.ms".into()
+            ))
+        );
+    }
+
+    #[test]
     fn applied_topic_keys_are_typed_as_kafka_types_them() {
         for (key, value, why) in [
             ("min.insync.replicas", "0", "Value must be at least 1"),
@@ -2171,6 +2264,8 @@ mod tests {
                     "true".to_string(),
                 )]),
                 delete: vec![],
+                append: BTreeMap::new(),
+                subtract: BTreeMap::new(),
                 replace: false,
             },
         );
@@ -2195,6 +2290,8 @@ mod tests {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
                 delete: delete.iter().map(|k| k.to_string()).collect(),
+                append: BTreeMap::new(),
+                subtract: BTreeMap::new(),
                 replace,
             }
         };
@@ -2247,6 +2344,8 @@ mod tests {
             name: "nope".into(),
             set: BTreeMap::new(),
             delete: Vec::new(),
+            append: BTreeMap::new(),
+            subtract: BTreeMap::new(),
             replace: false,
         };
         assert_eq!(

@@ -19,6 +19,21 @@ for res, f in configs.items():
     assert own == {"segment.bytes": "1073741824"}, own
     assert entries["cleanup.policy"].value == "delete", entries
     assert len(entries) >= 20, sorted(entries)
+# IncrementalAlterConfigs APPEND and SUBTRACT on a list config (KIP-339).
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry
+def incremental(op, value):
+    entry = ConfigEntry("leader.replication.throttled.replicas", value, incremental_operation=op)
+    resource = ConfigResource("topic", topic, incremental_configs=[entry])
+    for f in admin.incremental_alter_configs([resource]).values():
+        f.result(timeout=30)
+def throttled():
+    for f in admin.describe_configs([ConfigResource("topic", topic)]).values():
+        return f.result(timeout=10)["leader.replication.throttled.replicas"].value
+incremental(AlterConfigOpType.APPEND, "0:1,1:2")
+incremental(AlterConfigOpType.APPEND, "1:2")
+assert throttled() == "0:1,1:2", throttled()
+incremental(AlterConfigOpType.SUBTRACT, "0:1")
+assert throttled() == "1:2", throttled()
 md = admin.list_topics(timeout=10)
 assert topic in md.topics, md.topics
 assert len(md.topics[topic].partitions) == 3

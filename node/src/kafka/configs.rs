@@ -24,11 +24,15 @@ const BROKER: i8 = 4;
 /// IncrementalAlterConfigs' operations (KIP-339).
 const SET: i8 = 0;
 const DELETE: i8 = 1;
+const APPEND: i8 = 2;
+const SUBTRACT: i8 = 3;
 
 /// One resource's change, as asked.
 struct Change {
     set: BTreeMap<String, String>,
     delete: Vec<String>,
+    append: BTreeMap<String, Vec<String>>,
+    subtract: BTreeMap<String, Vec<String>>,
     replace: bool,
 }
 
@@ -57,6 +61,8 @@ async fn alter_topic(
         name: name.to_string(),
         set: change.set,
         delete: change.delete,
+        append: change.append,
+        subtract: change.subtract,
         replace: change.replace,
     };
     if validate_only {
@@ -152,13 +158,16 @@ pub(super) async fn incremental_alter_configs(
     kafka_protocol::messages::IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
-/// SET and DELETE; APPEND and SUBTRACT (list configs) are refused.
+/// SET, DELETE, and APPEND / SUBTRACT of comma-separated values (list
+/// configs only: the controller decides them against the current value).
 fn incremental_change(
     res: &kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource,
 ) -> Result<Change, String> {
     let mut change = Change {
         set: BTreeMap::new(),
         delete: Vec::new(),
+        append: BTreeMap::new(),
+        subtract: BTreeMap::new(),
         replace: false,
     };
     if let Some(key) = duplicates(res.configs.iter().map(|c| c.name.as_str())).first() {
@@ -172,6 +181,14 @@ fn incremental_change(
             }
             (SET, None) => return Err(format!("no value to set for {key}")),
             (DELETE, _) => change.delete.push(key),
+            (APPEND | SUBTRACT, Some(v)) => {
+                let values = v.split(',').map(|x| x.trim().to_string()).collect();
+                match c.config_operation {
+                    APPEND => change.append.insert(key, values),
+                    _ => change.subtract.insert(key, values),
+                };
+            }
+            (APPEND | SUBTRACT, None) => return Err(format!("no value to add or take for {key}")),
             (op, _) => return Err(format!("config operation {op} on {key} is not supported")),
         }
     }
@@ -196,6 +213,8 @@ fn replacement(
     Ok(Change {
         set,
         delete: Vec::new(),
+        append: BTreeMap::new(),
+        subtract: BTreeMap::new(),
         replace: true,
     })
 }
