@@ -284,6 +284,13 @@ impl Node {
                 dir.display()
             );
             let _ = crate::storage::partition_metadata::remove(&dir);
+            // Writes the replica took before this node learnt of the
+            // deletion (a broker catching up after a pause) are answered
+            // now: NOT_LEADER_OR_FOLLOWER sends the client to fresh
+            // metadata. Left waiting, each held its whole request until
+            // the request's timeout (found by tests/tests/topic_recreate.rs).
+            let waiting = slot.runner.replica().pending_produce_ids();
+            self.answer_dropped_produces(waiting, ProduceError::NotLeaderOrFollower);
         }
         for t in [
             ReplicaTimer::LagCheck,

@@ -50,14 +50,8 @@ impl Node {
         // Writes waiting for replication are answered now, not at their
         // timeout: KAFKA_STORAGE_ERROR, retriable (the client finds the new
         // leader in its next Metadata).
-        for id in waiting {
-            self.on_produce_reply(ProduceReply {
-                id,
-                result: Err(ProduceError::Log(runnel_model::log::LogError::Io(
-                    "the replica went offline".into(),
-                ))),
-            });
-        }
+        let offline = runnel_model::log::LogError::Io("the replica went offline".into());
+        self.answer_dropped_produces(waiting, ProduceError::Log(offline));
         let Some(b) = self.broker.as_mut() else {
             return;
         };
@@ -72,6 +66,16 @@ impl Node {
                 .cancel(&TimerKey::Replica(key.0.clone(), key.1, t));
         }
         self.report_offline();
+    }
+
+    /// Answers the writes a dropped replica still held (`pending_produce_ids`).
+    pub(super) fn answer_dropped_produces(&mut self, ids: Vec<RequestId>, error: ProduceError) {
+        for id in ids {
+            self.on_produce_reply(ProduceReply {
+                id,
+                result: Err(error.clone()),
+            });
+        }
     }
 
     /// Is this node's replica of `key` (of the current topic) offline?
