@@ -11,6 +11,7 @@
 //! with its producer fields.
 
 use crate::core::Offset;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
 /// Batches remembered per producer (Kafka's
@@ -57,14 +58,17 @@ pub enum SequenceCheck {
     FencedEpoch,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct ProducerEntry {
     epoch: i16,
     /// (first sequence, last sequence, base offset, end offset), oldest first.
     recent: VecDeque<(i32, i32, Offset, Offset)>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Serializable, for a node's snapshot of it (Kafka's producer-state
+/// `.snapshot` files): a table read back is the fold of the log up to the
+/// snapshot's offset, and folding on from there gives the same table.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProducerTable {
     producers: BTreeMap<i64, ProducerEntry>,
 }

@@ -9,6 +9,7 @@
 
 use crate::storage::batch;
 use crate::storage::disk_log::{BatchBytes, DiskLog, FlushTicket, RetentionPolicy};
+use crate::storage::producer_snapshot::{self, Snapshot};
 use runnel_model::core::{Effect, NodeId, Offset};
 use runnel_model::idempotence::{ProducerBatch, ProducerTable, SequenceCheck};
 use runnel_model::log::{LogError, PartitionLog};
@@ -37,6 +38,9 @@ pub struct PartitionRunner {
     producers: ProducerTable,
     /// The log end offset the producer table covers.
     producers_to: Offset,
+    /// The active segment's base offset when the table was last
+    /// snapshotted (or the log opened): a roll past it writes a snapshot.
+    snapshot_base: Offset,
 }
 
 /// Batch headers read at a time when folding the log into the producer
@@ -51,7 +55,9 @@ impl PartitionRunner {
             fsyncs: 0,
             producers: ProducerTable::default(),
             producers_to: 0,
+            snapshot_base: 0,
         };
+        runner.snapshot_base = runner.replica.log().active_base_offset();
         runner.rebuild_producers();
         runner
     }
@@ -74,10 +80,51 @@ impl PartitionRunner {
         self.producers.check(&b)
     }
 
+    /// The table from the log: from the snapshot if one fits the log (see
+    /// `producer_snapshot`), else from the log start; then the batches after.
     fn rebuild_producers(&mut self) {
-        self.producers = ProducerTable::default();
-        self.producers_to = self.replica.log().start_offset();
+        let log = self.replica.log();
+        let (start, end) = (log.start_offset(), log.end_offset());
+        let fits = |s: &Snapshot| {
+            start <= s.offset
+                && s.offset <= end
+                && (s.offset == 0 || log.epoch_of_offset(s.offset - 1) == s.last_epoch)
+        };
+        match producer_snapshot::read(log.dir()).filter(fits) {
+            Some(s) => {
+                self.producers = s.table;
+                self.producers_to = s.offset;
+            }
+            None => {
+                self.producers = ProducerTable::default();
+                self.producers_to = start;
+            }
+        }
         self.sync_producers();
+    }
+
+    /// After a roll, the table is snapshotted where it stands (two fsyncs
+    /// per segment, 1 GiB by default); a failed write only means a longer
+    /// fold at the next open.
+    fn maybe_snapshot_producers(&mut self) {
+        let log = self.replica.log();
+        let base = log.active_base_offset();
+        if base == self.snapshot_base || self.producers_to != log.end_offset() {
+            return;
+        }
+        self.snapshot_base = base;
+        let offset = self.producers_to;
+        let snapshot = Snapshot {
+            offset,
+            last_epoch: offset.checked_sub(1).and_then(|o| log.epoch_of_offset(o)),
+            table: self.producers.clone(),
+        };
+        if let Err(e) = producer_snapshot::write(log.dir(), &snapshot) {
+            tracing::warn!(
+                "{}: producer snapshot not written: {e}",
+                log.dir().display()
+            );
+        }
     }
 
     /// Folds batches appended since the last call (a truncation below what
@@ -159,6 +206,7 @@ impl PartitionRunner {
         let mut effects = ReplicaEffects::new();
         self.replica.on_message(from, message, &mut effects);
         self.sync_producers();
+        self.maybe_snapshot_producers();
         self.execute(effects)
     }
 
@@ -166,6 +214,7 @@ impl PartitionRunner {
         let mut effects = ReplicaEffects::new();
         self.replica.on_produce(request, &mut effects);
         self.sync_producers();
+        self.maybe_snapshot_producers();
         self.execute(effects)
     }
 
@@ -310,6 +359,76 @@ mod tests {
         runner.on_message(100, ReplicationMessage::PartitionState(reg));
         assert!(runner.replica().is_leader());
         runner
+    }
+
+    #[test]
+    fn a_reopened_log_folds_its_producers_from_the_snapshot_of_its_last_roll() {
+        let d = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_bytes: 4096,
+            ..LogConfig::default()
+        };
+        let (log, _) = DiskLog::open(d.path(), config.clone()).unwrap();
+        let mut runner = PartitionRunner::new(Replica::recover(ReplicaConfig::new(0, 99), log));
+        // Idempotent batches straight into the log (as a follower takes
+        // them), enough to roll a few 4 KiB segments.
+        for seq in 0..40i32 {
+            let mut b = batch::build(1, &[0u8; 300], 1);
+            b[43..51].copy_from_slice(&7i64.to_be_bytes());
+            b[51..53].copy_from_slice(&0i16.to_be_bytes());
+            b[53..57].copy_from_slice(&seq.to_be_bytes());
+            let crc = crc32c::crc32c(&b[21..]);
+            b[17..21].copy_from_slice(&crc.to_be_bytes());
+            let end = runner.replica.log().end_offset();
+            batch::patch(&mut b, end, 0);
+            runner
+                .replica
+                .log_mut()
+                .append_as_follower(BatchBytes(b.into()))
+                .unwrap();
+            runner.sync_producers();
+            runner.maybe_snapshot_producers();
+        }
+        let end = runner.replica.log().end_offset();
+        assert!(runner.replica.log().segment_count() > 2);
+        let snapshot = producer_snapshot::read(d.path()).expect("written at a roll");
+        assert!(snapshot.offset > 0 && snapshot.offset < end);
+        let table = runner.producers.clone();
+        drop(runner);
+        let (log, _) = DiskLog::open(d.path(), config.clone()).unwrap();
+        let runner = PartitionRunner::new(Replica::recover(ReplicaConfig::new(0, 99), log));
+        assert_eq!(
+            runner.producers, table,
+            "snapshot plus the tail is the whole fold"
+        );
+        assert_eq!(runner.producers_to, end);
+        drop(runner);
+        // The snapshot is what the fold starts from: one naming a producer
+        // the log never saw is believed; one whose epoch does not match the
+        // log at its offset (a log cut and written again) is not.
+        let marked = |last_epoch| {
+            let mut table = snapshot.table.clone();
+            table.record(&ProducerBatch {
+                producer_id: 99,
+                producer_epoch: 0,
+                first_sequence: 0,
+                record_count: 1,
+                base_offset: 0,
+            });
+            Snapshot {
+                offset: snapshot.offset,
+                last_epoch,
+                table,
+            }
+        };
+        let knows_99 = |snapshot: Snapshot| {
+            producer_snapshot::write(d.path(), &snapshot).unwrap();
+            let (log, _) = DiskLog::open(d.path(), config.clone()).unwrap();
+            let runner = PartitionRunner::new(Replica::recover(ReplicaConfig::new(0, 99), log));
+            runner.producers.producers() == table.producers() + 1
+        };
+        assert!(knows_99(marked(snapshot.last_epoch)));
+        assert!(!knows_99(marked(snapshot.last_epoch.map(|e| e + 1))));
     }
 
     #[test]

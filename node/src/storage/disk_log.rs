@@ -1022,6 +1022,16 @@ impl DiskLog {
         self.config.roll_ms = roll_ms;
     }
 
+    /// The partition's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The base offset of the active segment (it changes when the log rolls).
+    pub fn active_base_offset(&self) -> Offset {
+        self.segments.last().expect("active segment").base_offset
+    }
+
     pub fn config(&self) -> &LogConfig {
         &self.config
     }

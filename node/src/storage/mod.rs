@@ -8,6 +8,8 @@
 //!   replication state machine runs over it unchanged.
 //! - [`file_cache`]: the log files open at once, on a descriptor budget
 //!   (least recently used closed, reopened on use).
+//! - [`producer_snapshot`]: the idempotent producers' table, snapshotted
+//!   at segment rolls so that opening a log folds only its tail.
 //! - [`log_dirs`]: `log.dirs` — `meta.properties`, partition placement,
 //!   the high-watermark checkpoint.
 //! - [`checkpoint`]: small files written atomically (temp, fsync, rename,
@@ -19,4 +21,5 @@ pub mod disk_log;
 pub mod file_cache;
 pub mod log_dirs;
 pub mod partition_metadata;
+pub mod producer_snapshot;
 pub mod torture;
