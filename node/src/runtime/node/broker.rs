@@ -292,6 +292,18 @@ impl Node {
             let waiting = slot.runner.replica().pending_produce_ids();
             self.answer_dropped_produces(waiting, ProduceError::NotLeaderOrFollower);
         }
+        self.forget_replica(key);
+    }
+
+    /// What the node keeps for a replica besides its slot: its timers and
+    /// its places in the flush sets. Cleared when the slot goes (deleted
+    /// topic or offline replica), so a later replica of the same key
+    /// starts with none of it.
+    pub(super) fn forget_replica(&mut self, key: &(String, u32)) {
+        if let Some(b) = self.broker.as_mut() {
+            b.flush_asked.remove(key);
+            b.write_back_due.remove(key);
+        }
         for t in [
             ReplicaTimer::LagCheck,
             ReplicaTimer::FetchBackoff,

@@ -52,19 +52,7 @@ impl Node {
         // leader in its next Metadata).
         let offline = runnel_model::log::LogError::Io("the replica went offline".into());
         self.answer_dropped_produces(waiting, ProduceError::Log(offline));
-        let Some(b) = self.broker.as_mut() else {
-            return;
-        };
-        b.flush_asked.remove(key);
-        b.write_back_due.remove(key);
-        for t in [
-            ReplicaTimer::LagCheck,
-            ReplicaTimer::FetchBackoff,
-            ReplicaTimer::FetchMaxWait,
-        ] {
-            self.timers
-                .cancel(&TimerKey::Replica(key.0.clone(), key.1, t));
-        }
+        self.forget_replica(key);
         self.report_offline();
     }
 
