@@ -12,12 +12,13 @@ if grep -q '^stateright' <<<"$normal_deps"; then
 fi
 
 # Real Kafka clients the cluster tests drive: kcat (Debian) and the Python
-# clients (a venv in .venv). Installed only when missing.
-if ! command -v kcat >/dev/null 2>&1; then
+# clients (a venv in .venv); mkfs.ext4 for the disk-fault tests (e2fsprogs).
+# Installed only when missing.
+if ! command -v kcat >/dev/null 2>&1 || ! command -v mkfs.ext4 >/dev/null 2>&1; then
     SUDO=""
     if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kcat >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kcat e2fsprogs >/dev/null
 fi
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import confluent_kafka, kafka, aiokafka' 2>/dev/null; then
     python3 -m venv .venv

@@ -335,6 +335,8 @@ pub mod batch_check {
             before_max_ms: 7 * 24 * 3_600_000,
             after_max_ms: 3_600_000,
             zstd_allowed,
+            log_append_time: false,
+            compacted: false,
         }
     }
 

@@ -311,13 +311,23 @@ const TOPIC_TYPED_KEYS: &[(&str, ConfigType)] = &[
     // reason: a topic key must not make every append roll.
     ("segment.ms", ConfigType::Long { at_least: 60_000 }),
     ("unclean.leader.election.enable", ConfigType::Boolean),
+    (
+        "message.timestamp.type",
+        ConfigType::OneOf(&["CreateTime", "LogAppendTime"]),
+    ),
 ];
 
 #[derive(Clone, Copy)]
 enum ConfigType {
-    Int { at_least: i64 },
-    Long { at_least: i64 },
+    Int {
+        at_least: i64,
+    },
+    Long {
+        at_least: i64,
+    },
     Boolean,
+    /// Kafka's `ValidString.in(...)` (case-sensitive).
+    OneOf(&'static [&'static str]),
 }
 
 impl ConfigType {
@@ -329,6 +339,10 @@ impl ConfigType {
             ConfigType::Boolean => {
                 let ok = v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false");
                 return (!ok).then(|| "Expected value to be either true or false".to_string());
+            }
+            ConfigType::OneOf(allowed) => {
+                return (!allowed.contains(&v))
+                    .then(|| format!("String must be one of: {}", allowed.join(", ")));
             }
             ConfigType::Int { at_least } => (v.parse::<i32>().map(i64::from).ok(), at_least),
             ConfigType::Long { at_least } => (v.parse::<i64>().ok(), at_least),
@@ -2205,6 +2219,11 @@ mod tests {
                 "yes",
                 "Expected value to be either true or false",
             ),
+            (
+                "message.timestamp.type",
+                "logappendtime",
+                "String must be one of: CreateTime, LogAppendTime",
+            ),
         ] {
             let configs = BTreeMap::from([(key.to_string(), value.to_string())]);
             assert_eq!(
@@ -2220,6 +2239,10 @@ mod tests {
             (
                 "unclean.leader.election.enable".to_string(),
                 "TRUE".to_string(),
+            ),
+            (
+                "message.timestamp.type".to_string(),
+                "LogAppendTime".to_string(),
             ),
         ]);
         assert_eq!(validate_topic_configs(&fine), Ok(()));

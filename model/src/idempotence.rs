@@ -18,6 +18,14 @@ use std::collections::{BTreeMap, VecDeque};
 /// `max.in.flight.requests.per.connection` limit for idempotence).
 pub const BATCHES_PER_PRODUCER: usize = 5;
 
+/// Producers remembered per partition at most. Kafka bounds its table only
+/// by `producer.id.expiration.ms` (a day), which a client minting producer
+/// ids in a loop outruns; past this bound the tenth with the oldest last
+/// batches is forgotten at once. A forgotten producer loses only duplicate
+/// detection for a retry of a batch it sent long ago: its next batch is
+/// taken as a new producer's (Kafka's answer to an expired one).
+pub const PRODUCERS_MAX: usize = 100_000;
+
 /// The producer fields of one record batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProducerBatch {
@@ -27,6 +35,9 @@ pub struct ProducerBatch {
     pub record_count: u32,
     /// Where the batch is (or would be) in the log.
     pub base_offset: Offset,
+    /// The batch's largest record timestamp: when the producer was last
+    /// heard of, for `producer.id.expiration.ms` (Kafka's `lastTimestamp`).
+    pub max_timestamp_ms: i64,
 }
 
 impl ProducerBatch {
@@ -61,6 +72,8 @@ pub enum SequenceCheck {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct ProducerEntry {
     epoch: i16,
+    /// The last batch's largest timestamp.
+    last_timestamp_ms: i64,
     /// (first sequence, last sequence, base offset, end offset), oldest first.
     recent: VecDeque<(i32, i32, Offset, Offset)>,
 }
@@ -125,7 +138,11 @@ impl ProducerTable {
         if !b.is_idempotent() {
             return;
         }
+        if self.producers.len() >= PRODUCERS_MAX && !self.producers.contains_key(&b.producer_id) {
+            self.forget_oldest(PRODUCERS_MAX / 10);
+        }
         let e = self.producers.entry(b.producer_id).or_default();
+        e.last_timestamp_ms = b.max_timestamp_ms;
         if b.producer_epoch > e.epoch {
             e.epoch = b.producer_epoch;
             e.recent.clear();
@@ -142,6 +159,31 @@ impl ProducerTable {
     pub fn producers(&self) -> usize {
         self.producers.len()
     }
+
+    /// Kafka's `removeExpiredProducers`: forgets every producer whose last
+    /// batch is `expiration_ms` or more older than `now_ms`
+    /// (`producer.id.expiration.ms`). Returns how many went. The table
+    /// stays a pure function of the log and the clock: a replica that
+    /// rebuilds it from its log and expires at the same time agrees.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, e| now_ms.saturating_sub(e.last_timestamp_ms) < expiration_ms);
+        before - self.producers.len()
+    }
+
+    /// Forgets the `n` producers heard of longest ago (ties: lower id first).
+    fn forget_oldest(&mut self, n: usize) {
+        let mut by_age: Vec<(i64, i64)> = self
+            .producers
+            .iter()
+            .map(|(&id, e)| (e.last_timestamp_ms, id))
+            .collect();
+        by_age.sort_unstable();
+        for &(_, id) in by_age.iter().take(n) {
+            self.producers.remove(&id);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -155,6 +197,7 @@ mod tests {
             first_sequence,
             record_count,
             base_offset,
+            max_timestamp_ms: base_offset as i64,
         }
     }
 
@@ -219,6 +262,44 @@ mod tests {
             ..batch(0, 1, 0)
         };
         assert_eq!(t.check(&plain), SequenceCheck::Append);
+    }
+
+    #[test]
+    fn producers_expire_after_their_last_batch_and_the_table_is_bounded() {
+        let mut t = ProducerTable::default();
+        let at = |id: i64, ts: i64| ProducerBatch {
+            producer_id: id,
+            max_timestamp_ms: ts,
+            ..batch(0, 1, 0)
+        };
+        t.record(&at(1, 1_000));
+        t.record(&at(2, 5_000));
+        assert_eq!(t.expire(10_999, 10_000), 0, "1 was heard of 9,999 ms ago");
+        assert_eq!(t.expire(11_000, 10_000), 1);
+        assert_eq!(t.producers(), 1);
+        assert_eq!(
+            t.check(&ProducerBatch {
+                first_sequence: 7,
+                ..at(1, 20_000)
+            }),
+            SequenceCheck::Append,
+            "an expired producer is a new one"
+        );
+        let mut t = ProducerTable::default();
+        for id in 0..PRODUCERS_MAX as i64 {
+            t.record(&at(id, id));
+        }
+        assert_eq!(t.producers(), PRODUCERS_MAX);
+        t.record(&at(-5 + PRODUCERS_MAX as i64 * 2, 1 << 40));
+        assert_eq!(t.producers(), PRODUCERS_MAX - PRODUCERS_MAX / 10 + 1);
+        assert!(
+            matches!(t.check(&at(0, 0)), SequenceCheck::Append)
+                && matches!(
+                    t.check(&at(PRODUCERS_MAX as i64 - 1, 0)),
+                    SequenceCheck::Duplicate { .. }
+                ),
+            "the oldest went, the newest stayed"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! random number, spawns a task or touches a file or socket.
 
 pub mod acl;
+pub mod compaction;
 pub mod controller;
 pub mod core;
 pub mod group;

@@ -61,6 +61,9 @@ pub enum LogError {
 pub trait Records: Clone + Debug {
     /// True if the run holds no batch.
     fn is_empty(&self) -> bool;
+
+    /// The base offset of the first batch, if there is one.
+    fn first_offset(&self) -> Option<Offset>;
 }
 
 /// What the replication protocol needs from a partition's storage.
@@ -98,8 +101,16 @@ pub trait PartitionLog {
 
     /// Kafka's `truncateFullyAndStartAt`: drops every record and the whole
     /// epoch cache and restarts the log, empty, at `start_offset` (which is
-    /// then both its start and end offset, and durable).
+    /// then both its start and end offset, and durable). Past the log end,
+    /// or anywhere when the log holds no record (its start is its end).
     fn truncate_fully_and_start_at(&mut self, start_offset: Offset);
+
+    /// Moves the log start offset up to `start_offset` (at most the log
+    /// end): records below it are gone for readers (DeleteRecords, or a
+    /// follower following its leader's start). Whole batches below it may
+    /// be dropped; a batch holding it stays. Durable when it returns, so a
+    /// restart never brings deleted records back.
+    fn advance_start_offset(&mut self, start_offset: Offset);
 
     /// Whole batches starting with the one containing `from`, none reaching
     /// `until` or beyond, at most `max_bytes` but always at least one batch.
@@ -180,6 +191,10 @@ impl<P: Clone + Debug> Records for MemRecords<P> {
     fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    fn first_offset(&self) -> Option<Offset> {
+        self.0.first().map(|b| b.base_offset)
+    }
 }
 
 /// In-memory partition log with page-cache crash semantics, for the checker
@@ -221,10 +236,11 @@ impl<P: Payload> MemLog<P> {
 
     fn check_invariants(&self) {
         debug_assert!(self.start <= self.flushed && self.flushed <= self.end_offset());
+        // The log start may lie inside the first batch (DeleteRecords).
         debug_assert!(self
             .batches
             .first()
-            .is_none_or(|b| b.base_offset == self.start));
+            .is_none_or(|b| b.base_offset <= self.start && self.start < b.end_offset()));
         debug_assert!(self
             .batches
             .windows(2)
@@ -335,6 +351,10 @@ impl<P: Payload> PartitionLog for MemLog<P> {
     }
 
     fn truncate_to(&mut self, end_offset: Offset) {
+        if end_offset < self.start {
+            // Kafka's `truncateTo` below the log start restarts the log there.
+            return self.truncate_fully_and_start_at(end_offset);
+        }
         // Batches are atomic: a batch straddling `end_offset` goes too.
         self.batches.retain(|b| b.end_offset() <= end_offset);
         let end = self.end_offset();
@@ -348,6 +368,25 @@ impl<P: Payload> PartitionLog for MemLog<P> {
         self.epochs.clear();
         self.start = start_offset;
         self.flushed = start_offset;
+        self.check_invariants();
+    }
+
+    fn advance_start_offset(&mut self, start_offset: Offset) {
+        let start_offset = start_offset.min(self.end_offset());
+        if start_offset <= self.start {
+            return;
+        }
+        self.start = start_offset;
+        self.batches.retain(|b| b.end_offset() > start_offset);
+        // Kafka's `truncateFromStart` of the epoch cache.
+        while self.epochs.len() > 1 && self.epochs[1].1 <= start_offset {
+            self.epochs.remove(0);
+        }
+        if let Some(first) = self.epochs.first_mut() {
+            first.1 = first.1.max(start_offset);
+        }
+        // Durable: what is below the start is gone for good.
+        self.flushed = self.flushed.max(start_offset);
         self.check_invariants();
     }
 

@@ -88,6 +88,39 @@ fn async_mode_safety_holds_under_process_crashes() {
     safety("replication/async kill -9", model, SAFETY_DEPTH - 1);
 }
 
+/// DeleteRecords with crashes: the log start moves only over committed
+/// records, on the leader and then on its followers, and no other property
+/// breaks (acknowledged records are lost only by being deleted).
+#[test]
+fn delete_records_safety_holds() {
+    let model = ReplicationModel {
+        deletes_max: 1,
+        ..ReplicationModel::default()
+    };
+    safety("replication/delete records", model, SAFETY_DEPTH - 2);
+}
+
+#[test]
+fn delete_records_reaches_the_followers() {
+    // Page-cache mode and no crashes: the shortest way there (produce,
+    // commit, delete, the held fetch answered) without flush steps.
+    let model = ReplicationModel {
+        deletes_max: 1,
+        crashes_max: 0,
+        flush_mode: FlushMode::Async,
+        power_loss: false,
+        ..ReplicationModel::default()
+    };
+    let run = check(
+        "replication/delete records examples",
+        model,
+        20,
+        HasDiscoveries::AllOf(set(&["FollowerStartMoved"])),
+    );
+    run.assert_holds(ALWAYS);
+    run.assert_reached(&["FollowerStartMoved"]);
+}
+
 #[test]
 #[ignore = "deep run: minutes and many GB; see specs/replication.md"]
 fn durable_mode_safety_holds_deep() {
@@ -293,3 +326,19 @@ seeded!(
     }),
     "NoAckedLoss"
 );
+
+#[test]
+fn seeded_delete_above_high_watermark_is_caught() {
+    let model = ReplicationModel {
+        deletes_max: 1,
+        ..with_bugs(ReplicationBugs {
+            delete_above_high_watermark: true,
+            ..ReplicationBugs::default()
+        })
+    };
+    caught(
+        "bug/delete-above-high-watermark",
+        model,
+        "DeletedOnlyCommitted",
+    );
+}

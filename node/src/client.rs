@@ -60,8 +60,32 @@ impl Connection {
         Ok(())
     }
 
-    /// Sends one request and reads its response.
+    /// Sends one request and reads its response, within
+    /// [`REQUEST_TIMEOUT`]: a server that takes the connection and never
+    /// answers (a paused process) fails the call instead of hanging the
+    /// tool; the caller drops the connection and may try another server.
     pub async fn call<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response> {
+        self.call_within(request, version, REQUEST_TIMEOUT).await
+    }
+
+    /// [`Connection::call`] within `timeout`.
+    pub async fn call_within<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<R::Response> {
+        let address = self.address.clone();
+        tokio::time::timeout(timeout, self.call_unbounded(request, version))
+            .await
+            .map_err(|_| anyhow!("{address}: no answer within {} s", timeout.as_secs()))?
+    }
+
+    async fn call_unbounded<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<R::Response> {
         self.send(request, version).await?;
         let size = self.stream.read_i32().await? as usize;
         if size > RESPONSE_BYTES_MAX {
@@ -92,6 +116,14 @@ pub struct Client {
 }
 
 pub const METADATA_VERSION: i16 = 12;
+
+/// How long a tool waits for any answer: above the 30 s that admin
+/// requests give the server (Kafka's `request.timeout.ms`), so a slow
+/// decision is not cut short.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(45);
+/// Metadata is answered from memory: a server silent this long is not
+/// going to answer, and the next one is asked.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Client {
     /// `servers` is Kafka's `host:port,host:port`.
@@ -130,7 +162,10 @@ impl Client {
         candidates.extend(self.bootstrap.iter().cloned());
         let mut last = None;
         for address in candidates {
-            match self.call_at(&address, &request, METADATA_VERSION).await {
+            let answer = self
+                .call_at_within(&address, &request, METADATA_VERSION, METADATA_TIMEOUT)
+                .await;
+            match answer {
                 Ok(m) => {
                     self.brokers = m
                         .brokers
@@ -152,12 +187,25 @@ impl Client {
         request: &R,
         version: i16,
     ) -> Result<R::Response> {
+        self.call_at_within(address, request, version, REQUEST_TIMEOUT)
+            .await
+    }
+
+    /// [`Client::call_at`] within `timeout` (a connection that fails or
+    /// times out is dropped).
+    pub async fn call_at_within<R: Request>(
+        &mut self,
+        address: &str,
+        request: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<R::Response> {
         if !self.connections.contains_key(address) {
             let c = Connection::connect(address).await?;
             self.connections.insert(address.to_string(), c);
         }
         let c = self.connections.get_mut(address).expect("just inserted");
-        let result = c.call(request, version).await;
+        let result = c.call_within(request, version, timeout).await;
         if result.is_err() {
             self.connections.remove(address);
         }

@@ -244,6 +244,13 @@ pub const SERVER_KEYS: &[(&str, Kind)] = &[
         },
     ),
     (
+        "producer.id.expiration.ms",
+        Kind::Int {
+            min: 1,
+            max: i32::MAX as i64,
+        },
+    ),
+    (
         "log.index.interval.bytes",
         Kind::Int {
             min: 0,
@@ -351,6 +358,7 @@ pub const SERVER_KEYS: &[(&str, Kind)] = &[
     ("controller.quorum.voters", Kind::Text),
     ("controller.quorum.bootstrap.servers", Kind::Text),
     ("auto.create.topics.enable", Kind::Bool),
+    ("log.message.timestamp.type", Kind::Text),
     ("allow.everyone.if.no.acl.found", Kind::Bool),
     ("cluster.id", Kind::Text),
     // Listeners: which protocol each serves, and which are internal.

@@ -119,6 +119,14 @@ enum Command {
         #[arg(long)]
         principal: Option<String>,
     },
+    /// Delete records below the given offsets (kafka-delete-records.sh).
+    DeleteRecords {
+        #[arg(long = "bootstrap-server")]
+        bootstrap_server: String,
+        /// {"partitions": [{"topic": "t", "partition": 0, "offset": 3}], "version": 1}
+        #[arg(long = "offset-json-file")]
+        offset_json_file: String,
+    },
     /// Each live broker and the API versions it serves (kafka-broker-api-versions.sh).
     BrokerApiVersions {
         #[arg(long = "bootstrap-server")]
@@ -354,6 +362,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 principal,
             };
             cli::acls::run(args).await?;
+        }
+        Command::DeleteRecords {
+            bootstrap_server,
+            offset_json_file,
+        } => {
+            cli::delete_records::run(&bootstrap_server, &offset_json_file).await?;
         }
         Command::BrokerApiVersions { bootstrap_server } => {
             cli::topics::broker_api_versions(&bootstrap_server).await?;

@@ -14,7 +14,8 @@ use runnel_model::core::{Effect, NodeId, Offset};
 use runnel_model::idempotence::{ProducerBatch, ProducerTable, SequenceCheck};
 use runnel_model::log::{LogError, PartitionLog};
 use runnel_model::replication::{
-    ProduceReply, ProduceRequest, Replica, ReplicaEffects, ReplicaTimer, ReplicationMessage,
+    DeleteRecordsError, ProduceReply, ProduceRequest, Replica, ReplicaEffects, ReplicaTimer,
+    ReplicationMessage,
 };
 
 pub type Message = ReplicationMessage<BatchBytes>;
@@ -76,6 +77,8 @@ impl PartitionRunner {
             first_sequence,
             record_count,
             base_offset: self.replica.log().end_offset(),
+            // Checking does not look at the time.
+            max_timestamp_ms: 0,
         };
         self.producers.check(&b)
     }
@@ -173,6 +176,7 @@ impl PartitionRunner {
                         first_sequence,
                         record_count: header.record_count,
                         base_offset: header.base_offset,
+                        max_timestamp_ms: header.max_timestamp_ms,
                     });
                 }
                 self.producers_to = header.end_offset();
@@ -208,6 +212,23 @@ impl PartitionRunner {
         self.sync_producers();
         self.maybe_snapshot_producers();
         self.execute(effects)
+    }
+
+    /// Forgets idempotent producers not heard of for `expiration_ms`
+    /// (`ProducerTable::expire`); how many went.
+    pub fn expire_producers(&mut self, now_ms: i64, expiration_ms: u64) -> usize {
+        let expiration_ms = i64::try_from(expiration_ms).unwrap_or(i64::MAX);
+        self.producers.expire(now_ms, expiration_ms)
+    }
+
+    /// DeleteRecords on this replica ([`Replica::delete_records`]).
+    pub fn delete_records(
+        &mut self,
+        offset: Option<Offset>,
+    ) -> (Result<Offset, DeleteRecordsError>, Output) {
+        let mut effects = ReplicaEffects::new();
+        let result = self.replica.delete_records(offset, &mut effects);
+        (result, self.execute(effects))
     }
 
     pub fn on_produce(&mut self, request: ProduceRequest<BatchBytes>) -> Output {
@@ -414,6 +435,7 @@ mod tests {
                 first_sequence: 0,
                 record_count: 1,
                 base_offset: 0,
+                max_timestamp_ms: 0,
             });
             Snapshot {
                 offset: snapshot.offset,
@@ -429,6 +451,13 @@ mod tests {
         };
         assert!(knows_99(marked(snapshot.last_epoch)));
         assert!(!knows_99(marked(snapshot.last_epoch.map(|e| e + 1))));
+        // producer.id.expiration.ms: producer 7's last batch is stamped 1.
+        let (log, _) = DiskLog::open(d.path(), config).unwrap();
+        let mut runner = PartitionRunner::new(Replica::recover(ReplicaConfig::new(0, 99), log));
+        assert_eq!(runner.producers.producers(), 1);
+        assert_eq!(runner.expire_producers(86_400_000, 86_400_000), 0);
+        assert_eq!(runner.expire_producers(86_400_001, 86_400_000), 1);
+        assert_eq!(runner.producers.producers(), 0);
     }
 
     #[test]

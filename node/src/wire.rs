@@ -22,8 +22,9 @@ use std::cell::RefCell;
 /// The internal protocol's version; peers must match. 2: keep-alives on
 /// idle links. 3: roles, nonces and the secret proof; one metadata-log
 /// entry per controller decision; brokers' internal endpoints. 4: offline
-/// replicas (a new controller request and metadata record).
-pub const PROTOCOL_VERSION: u16 = 4;
+/// replicas (a new controller request and metadata record). 5: log start
+/// offsets in replica fetches and their answers (DeleteRecords).
+pub const PROTOCOL_VERSION: u16 = 5;
 /// Handshake and proof frames are tiny: nothing larger is read before the
 /// peer has proven who it is.
 pub const HANDSHAKE_BYTES_MAX: usize = 4096;
@@ -342,6 +343,7 @@ mod tests {
                 leader_epoch: 7,
                 fetch_offset: 42,
                 last_fetched_epoch: Some(6),
+                log_start_offset: 3,
             }),
             ReplicationMessage::PartitionState(PartitionRegistration::new(vec![0, 1, 2], |_| true)),
         ];

@@ -18,6 +18,13 @@ for res, f in configs.items():
     own = {k: v.value for k, v in entries.items() if v.source == 1}
     assert own == {"segment.bytes": "1073741824"}, own
     assert entries["cleanup.policy"].value == "delete", entries
+    # Synonyms, highest precedence first: the topic's own key, then Kafka's
+    # default under the broker key that carries it.
+    synonyms = list(entries["segment.bytes"].synonyms.values())
+    assert [(e.name, e.value) for e in synonyms] == [
+        ("segment.bytes", "1073741824"), ("log.segment.bytes", "1073741824")], synonyms
+    retention = [(e.name, e.value) for e in entries["retention.ms"].synonyms.values()]
+    assert retention == [("log.retention.hours", "168")], retention
     assert len(entries) >= 20, sorted(entries)
 # IncrementalAlterConfigs APPEND and SUBTRACT on a list config (KIP-339).
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry
@@ -82,6 +89,51 @@ missing = [(pa, o, v) for pa, o, v in acked if seen.get((pa, o)) != v]
 assert not missing, f"acknowledged but not read back: {missing[:5]}"
 idempotent_values = [v for v in seen.values() if int(v[1:]) >= count - 1000]
 assert len(idempotent_values) == len(set(idempotent_values)) == 1000, "idempotent producer's messages exactly once"
+# DeleteRecords (AdminClient.delete_records): partition 0 loses its first
+# half; the low watermark comes back, ListOffsets' earliest moves with it,
+# and an offset above the high watermark is refused.
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import OffsetSpec
+ends = {pa: max(o for q, o in seen if q == pa) + 1 for pa in range(3)}
+cut = ends[0] // 2
+result = admin.delete_records([TopicPartition(topic, 0, cut)], request_timeout=30)
+for tp, f in result.items():
+    assert f.result().low_watermark == cut, (tp, f.result().low_watermark)
+earliest = admin.list_offsets({TopicPartition(topic, 0): OffsetSpec.earliest()})
+for tp, f in earliest.items():
+    assert f.result().offset == cut, f.result().offset
+try:
+    for f in admin.delete_records([TopicPartition(topic, 1, ends[1] + 10)]).values():
+        f.result()
+    raise AssertionError("deleting above the high watermark was accepted")
+except KafkaException as e:
+    assert "OFFSET_OUT_OF_RANGE" in str(e) or "out of range" in str(e).lower(), e
+# message.timestamp.type=LogAppendTime: the broker's time replaces the
+# producer's, in the delivery report (ProduceResponse log_append_time_ms)
+# and for consumers (the batch marked LogAppendTime).
+import time
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
+lat = topic + "-lat"
+admin.create_topics([NewTopic(lat, num_partitions=1, replication_factor=3,
+                              config={"message.timestamp.type": "LogAppendTime"})])[lat].result(timeout=30)
+stamps = []
+p3 = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+before = int(time.time() * 1000)
+p3.produce(lat, value=b"x", timestamp=1000, on_delivery=lambda err, msg: stamps.append((err, msg.timestamp())))
+assert p3.flush(30) == 0, "undelivered"
+after = int(time.time() * 1000)
+(err, (ttype, stamped)), = stamps
+assert err is None and ttype == TIMESTAMP_LOG_APPEND_TIME and before - 1000 <= stamped <= after + 1000, stamps
+c2 = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused2", "enable.auto.commit": False})
+c2.assign([TopicPartition(lat, 0, OFFSET_BEGINNING)])
+m = None
+for _ in range(100):
+    m = c2.poll(0.2)
+    if m is not None:
+        break
+assert m is not None and m.error() is None, m
+assert m.timestamp() == (TIMESTAMP_LOG_APPEND_TIME, stamped), (m.timestamp(), stamped)
+c2.close()
 extra = len(seen) - len(acked)
 if extra:
     print(f"note: {extra} retried copies from the non-idempotent producer")

@@ -104,6 +104,9 @@ pub struct Proc {
     args: Vec<String>,
     /// Extra environment (e.g. RUNNEL_TEST_BUGS for seeded node bugs).
     pub env: Vec<(String, String)>,
+    /// A command the node runs under (its program and arguments come
+    /// after these), e.g. `unshare -m` to give it a filesystem of its own.
+    pub wrapper: Vec<String>,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -116,7 +119,15 @@ impl Proc {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let child = Command::new(runnel_bin())
+        let mut command = match self.wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut c = Command::new(program);
+                c.args(wrapper_args).arg(runnel_bin());
+                c
+            }
+            None => Command::new(runnel_bin()),
+        };
+        let child = command
             .args(&self.args)
             .stdout(Stdio::null())
             .stderr(log)
@@ -155,6 +166,19 @@ impl Proc {
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// Adds `--override key=value` to the node's arguments (next start).
+    pub fn add_override(&mut self, key_value: &str) {
+        self.args.push("--override".into());
+        self.args.push(key_value.into());
+    }
+
+    /// Has the process ended by itself (crashed or exited)?
+    pub fn has_exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -210,6 +234,7 @@ impl SeedCluster {
                 log: dir.path().join(format!("coordinator{i}.log")),
                 child: None,
                 env: Vec::new(),
+                wrapper: Vec::new(),
             });
         }
         let zk: Vec<String> = client_ports
@@ -239,6 +264,7 @@ impl SeedCluster {
                 log: dir.path().join(format!("broker{b}.log")),
                 child: None,
                 env: Vec::new(),
+                wrapper: Vec::new(),
             });
         }
         SeedCluster {
@@ -325,6 +351,7 @@ impl SeedCluster {
                 log: dir.path().join(format!("node{b}.log")),
                 child: None,
                 env: Vec::new(),
+                wrapper: Vec::new(),
             });
         }
         SeedCluster {

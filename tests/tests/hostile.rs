@@ -972,6 +972,20 @@ fn rich(key: ApiKey) -> RequestKind {
                 ],
             ),
         ),
+        // On the scratch topic: a mutated offset may delete what it names.
+        ApiKey::DeleteRecords => RequestKind::DeleteRecords(
+            kafka_protocol::messages::DeleteRecordsRequest::default()
+                .with_timeout_ms(1_000)
+                .with_topics(vec![
+                    kafka_protocol::messages::delete_records_request::DeleteRecordsTopic::default()
+                        .with_name(tn(SCRATCH))
+                        .with_partitions(vec![
+                            kafka_protocol::messages::delete_records_request::DeleteRecordsPartition::default()
+                                .with_partition_index(0)
+                                .with_offset(0),
+                        ]),
+                ]),
+        ),
         other => panic!("no request built for {other:?}"),
     }
 }

@@ -53,6 +53,9 @@ pub struct ReplicationModel {
     /// held fetch with what the follower already knows (no records, the HW
     /// it was told), so a small budget covers the re-fetch it causes.
     pub fetch_waits_max: u8,
+    /// DeleteRecords requests (each deletes up to the leader's high
+    /// watermark); 0 in the runs that do not check deletion.
+    pub deletes_max: u8,
 }
 
 impl Default for ReplicationModel {
@@ -70,6 +73,7 @@ impl Default for ReplicationModel {
             bugs: ReplicationBugs::default(),
             track_examples: true,
             fetch_waits_max: 1,
+            deletes_max: 0,
         }
     }
 }
@@ -90,6 +94,7 @@ pub struct State {
     pub net: BTreeMap<(NodeId, NodeId), VecDeque<(Msg, BrokerEpoch)>>,
     pub values_produced: u8,
     pub crashes: u8,
+    pub deletes: u8,
     /// History: acks=all acknowledged (offset → value).
     pub acked: BTreeMap<Offset, u8>,
     /// History: what consumers read from any leader below its HW.
@@ -114,6 +119,8 @@ pub struct Reached {
     pub truncation: bool,
     pub isr_shrunk: bool,
     pub isr_reexpanded: bool,
+    /// A follower moved its log start after its leader's.
+    pub follower_start_moved: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -130,6 +137,10 @@ pub enum Action {
         node: NodeId,
     },
     Produce {
+        node: NodeId,
+    },
+    /// DeleteRecords to the leader's high watermark (Kafka's offset -1).
+    DeleteRecords {
         node: NodeId,
     },
     Crash {
@@ -368,7 +379,7 @@ impl ReplicationModel {
     /// History checks run after every step.
     fn observe(&self, before: &State, s: &mut State) {
         for r in s.replicas.iter().filter(|r| r.is_leader()) {
-            for offset in 0..r.high_watermark() {
+            for offset in r.log().start_offset()..r.high_watermark() {
                 let value = value_at(r.log(), offset).expect("HW never passes the log end");
                 match s.read.get(&offset) {
                     Some(&seen) if seen != value => s.violated.consistent_reads = true,
@@ -420,10 +431,15 @@ impl ReplicationModel {
                 if to == CONTROLLER {
                     return self.controller_receive(s, from, message, broker_epoch);
                 }
-                let end_before = s.replicas[to as usize].log().end_offset();
+                let log = s.replicas[to as usize].log();
+                let (start_before, end_before) = (log.start_offset(), log.end_offset());
                 s.replicas[to as usize].on_message(from, message, &mut out);
-                if self.track_examples && s.replicas[to as usize].log().end_offset() < end_before {
+                let log = s.replicas[to as usize].log();
+                if self.track_examples && log.end_offset() < end_before {
                     s.reached.truncation = true;
+                }
+                if self.track_examples && log.start_offset() > start_before {
+                    s.reached.follower_start_moved = true;
                 }
                 self.apply_effects(s, to, &mut out);
             }
@@ -454,6 +470,12 @@ impl ReplicationModel {
                 s.replicas[node as usize].on_produce(request, &mut out);
                 self.apply_effects(s, node, &mut out);
             }
+            Action::DeleteRecords { node } => {
+                s.deletes += 1;
+                let deleted = s.replicas[node as usize].delete_records(None, &mut out);
+                assert!(deleted.is_ok(), "the leader deletes: {deleted:?}");
+                self.apply_effects(s, node, &mut out);
+            }
             Action::Crash { node } => {
                 s.crashes += 1;
                 self.crash(s, node);
@@ -482,6 +504,11 @@ fn send(s: &mut State, from: NodeId, to: NodeId, message: Msg, broker_epoch: Bro
         .push_back((message, broker_epoch));
 }
 
+/// Something a DeleteRecords could remove (with the seeded bug, above the HW too).
+fn log_has_records(log: &Log) -> bool {
+    log.start_offset() < log.end_offset()
+}
+
 pub fn value_at(log: &Log, offset: Offset) -> Option<u8> {
     log.batches()
         .iter()
@@ -489,12 +516,26 @@ pub fn value_at(log: &Log, offset: Offset) -> Option<u8> {
         .map(|b| b.payload)
 }
 
-/// True if `a` and `b` hold the same records below `end`.
+/// The batch at `offset` (every batch of the model holds one record).
+fn batch_at(log: &Log, offset: Offset) -> Option<&MemBatch<u8>> {
+    log.batches().iter().find(|b| b.base_offset == offset)
+}
+
+/// True if `a` and `b` hold the same records below `end` (where both still
+/// have them: below a log start, DeleteRecords removed them).
 fn agree_below(a: &Log, b: &Log, end: Offset) -> bool {
-    (0..end).all(|o| {
-        let (x, y) = (a.batches().get(o as usize), b.batches().get(o as usize));
+    let start = a.start_offset().max(b.start_offset());
+    (start..end).all(|o| {
+        let (x, y) = (batch_at(a, o), batch_at(b, o));
         matches!((x, y), (Some(x), Some(y)) if x == y)
     })
+}
+
+/// True if `log` holds every acknowledged record it has not deleted.
+fn holds_acked(log: &Log, acked: &BTreeMap<Offset, u8>) -> bool {
+    acked
+        .iter()
+        .all(|(&o, &v)| o < log.start_offset() || value_at(log, o) == Some(v))
 }
 
 /// The replica that leads in the controller's current leader epoch, if it
@@ -527,6 +568,7 @@ impl Model for ReplicationModel {
             net: BTreeMap::new(),
             values_produced: 0,
             crashes: 0,
+            deletes: 0,
             acked: BTreeMap::new(),
             read: BTreeMap::new(),
             violated: Violations::default(),
@@ -606,6 +648,9 @@ impl Model for ReplicationModel {
             if s.values_produced < self.values_max && s.replicas[i].is_leader() {
                 actions.push(Action::Produce { node: id });
             }
+            if s.deletes < self.deletes_max && s.replicas[i].is_leader() && log_has_records(log) {
+                actions.push(Action::DeleteRecords { node: id });
+            }
             if s.crashes < self.crashes_max {
                 actions.push(Action::Crash { node: id });
             }
@@ -645,20 +690,16 @@ impl Model for ReplicationModel {
                 })
             }),
             Property::always("LeaderCandidateCompleteness", |_, s: &State| {
-                s.registration.isr.iter().all(|&m| {
-                    let log = s.replicas[m as usize].log();
-                    s.acked.iter().all(|(&o, &v)| value_at(log, o) == Some(v))
-                })
+                s.registration
+                    .isr
+                    .iter()
+                    .all(|&m| holds_acked(s.replicas[m as usize].log(), &s.acked))
             }),
             Property::always("MaximalIsrSuperset", |_, s: &State| {
                 legit_leader(s).is_none_or(|l| l.maximal_isr().is_superset(&s.registration.isr))
             }),
             Property::always("NoAckedLoss", |_, s: &State| {
-                legit_leader(s).is_none_or(|l| {
-                    s.acked
-                        .iter()
-                        .all(|(&o, &v)| value_at(l.log(), o) == Some(v))
-                })
+                legit_leader(s).is_none_or(|l| holds_acked(l.log(), &s.acked))
             }),
             Property::always("ConsistentReads", |_, s: &State| {
                 !s.violated.consistent_reads
@@ -684,11 +725,21 @@ impl Model for ReplicationModel {
             Property::always("StaleIsrChangeRejected", |_, s: &State| {
                 !s.violated.stale_isr_change_accepted
             }),
+            // Only committed records are ever deleted: every offset below a
+            // replica's log start was once read below a leader's HW.
+            Property::always("DeletedOnlyCommitted", |_, s: &State| {
+                s.replicas
+                    .iter()
+                    .all(|r| (0..r.log().start_offset()).all(|o| s.read.contains_key(&o)))
+            }),
             Property::sometimes("AckedWrite", |_, s: &State| !s.acked.is_empty()),
             Property::sometimes("LeaderChange", |_, s: &State| s.reached.leader_change),
             Property::sometimes("FollowerTruncation", |_, s: &State| s.reached.truncation),
             Property::sometimes("IsrShrinkThenExpand", |_, s: &State| {
                 s.reached.isr_reexpanded
+            }),
+            Property::sometimes("FollowerStartMoved", |_, s: &State| {
+                s.reached.follower_start_moved
             }),
         ]
     }
@@ -706,6 +757,7 @@ pub const ALWAYS: &[&str] = &[
     "MinIsrGate",
     "FencedBrokerNeverLeads",
     "StaleIsrChangeRejected",
+    "DeletedOnlyCommitted",
 ];
 
 pub const SOMETIMES: &[&str] = &[

@@ -264,7 +264,12 @@ impl GroupMember {
             .with_protocols(vec![JoinGroupRequestProtocol::default()
                 .with_name(s("range"))
                 .with_metadata(encode_subscription(&self.topics)?)]);
-        let r = client.call_at(&coordinator, &request, 5).await?;
+        // A join waits for the others up to the rebalance timeout: Kafka's
+        // consumer allows it that plus 5 s (not `request.timeout.ms`).
+        let within = std::time::Duration::from_millis(REBALANCE_TIMEOUT_MS as u64 + 5_000);
+        let r = client
+            .call_at_within(&coordinator, &request, 5, within)
+            .await?;
         if r.error_code == MEMBER_ID_REQUIRED {
             self.member_id = r.member_id.to_string();
             return Ok(false);

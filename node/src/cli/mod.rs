@@ -1,11 +1,13 @@
 //! The command-line tools, mirroring Kafka's and ZooKeeper's scripts and
-//! their options: topics, configs, ACLs, console producer and consumer, quorum status, and
+//! their options: topics, configs, ACLs, console producer and consumer,
+//! delete-records, quorum status, and
 //! `dev` (a local three-node cluster in one command).
 
 pub mod acls;
 pub mod configs;
 pub mod console;
 pub mod consumer_groups;
+pub mod delete_records;
 pub mod dev;
 pub mod group_member;
 pub mod quorum;

@@ -26,6 +26,12 @@ pub struct BatchLimits {
     pub after_max_ms: u64,
     /// zstd needs Produce v7+ (KIP-110).
     pub zstd_allowed: bool,
+    /// The topic's `message.timestamp.type` is LogAppendTime: the batch is
+    /// stamped with `now_ms`, whatever its records say.
+    pub log_append_time: bool,
+    /// The topic's `cleanup.policy` includes `compact`: every record needs
+    /// a key (compaction keeps the latest value per key).
+    pub compacted: bool,
 }
 
 /// Why a batch is refused, with Kafka's error for it.
@@ -70,8 +76,13 @@ const NO_TIMESTAMP: i64 = -1;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Checked {
     /// The batch's max timestamp must be rewritten to this (the records'
-    /// largest): see [`Checked::apply`].
+    /// largest, or the broker's time for LogAppendTime): see
+    /// [`Checked::apply`].
     pub max_timestamp: Option<i64>,
+    /// Mark the batch LogAppendTime (attributes bit 3), as Kafka's
+    /// `LogValidator` does: readers then take the max timestamp for every
+    /// record.
+    pub log_append_time: bool,
 }
 
 impl Checked {
@@ -83,6 +94,10 @@ impl Checked {
         };
         let mut b = bytes::BytesMut::from(&records[..]);
         b[35..43].copy_from_slice(&t.to_be_bytes());
+        if self.log_append_time {
+            let attributes = i16::from_be_bytes([b[21], b[22]]) | ATTR_LOG_APPEND_TIME;
+            b[21..23].copy_from_slice(&attributes.to_be_bytes());
+        }
         let crc = crc32c::crc32c(&b[21..]);
         b[17..21].copy_from_slice(&crc.to_be_bytes());
         b.freeze()
@@ -153,15 +168,32 @@ pub fn check(records: &[u8], limits: &BatchLimits) -> Result<Checked, Refusal> {
     let body = decompress(compression, body)?;
     // Kafka's NO_TIMESTAMP (-1) when no record has a timestamp.
     let mut newest = NO_TIMESTAMP;
-    walk_records(&body, record_count as usize, |delta| {
+    walk_records(&body, record_count as usize, |delta, keyed| {
+        if limits.compacted && !keyed {
+            // Kafka's LogValidator, INVALID_RECORD.
+            return Err(Refusal::InvalidRecord(
+                "Compacted topic cannot accept message without key".into(),
+            ));
+        }
         let ts = base_timestamp.saturating_add(delta);
         newest = newest.max(ts);
-        check_timestamp(ts, limits)
+        // LogAppendTime replaces the records' times: Kafka checks none.
+        match limits.log_append_time {
+            true => Ok(()),
+            false => check_timestamp(ts, limits),
+        }
     })?;
+    if limits.log_append_time {
+        return Ok(Checked {
+            max_timestamp: Some(limits.now_ms),
+            log_append_time: true,
+        });
+    }
     // As Kafka's LogValidator: the batch's max timestamp becomes its
     // records' own (librdkafka writes 0 for records without a timestamp).
     Ok(Checked {
         max_timestamp: (newest != max_timestamp).then_some(newest),
+        log_append_time: false,
     })
 }
 
@@ -214,7 +246,7 @@ pub fn record_timestamps(batch: &[u8]) -> Result<Vec<i64>, Refusal> {
     let body = Bytes::copy_from_slice(&batch[HEADER_BYTES..]);
     let body = decompress(attributes & ATTR_COMPRESSION_MASK, body)?;
     let mut out = Vec::with_capacity(count);
-    walk_records(&body, count, |delta| {
+    walk_records(&body, count, |delta, _| {
         out.push(base_timestamp.saturating_add(delta));
         Ok(())
     })?;
@@ -242,11 +274,11 @@ fn decompress(compression: i16, body: Bytes) -> Result<Bytes, Refusal> {
 
 /// Walks `count` records of v2 format; each must be whole, numbered
 /// 0, 1, 2... (offset deltas) and nothing may follow the last. Calls
-/// `timestamp` with each record's timestamp delta.
+/// `each` with each record's timestamp delta and whether it has a key.
 pub fn walk_records(
     body: &[u8],
     count: usize,
-    mut timestamp: impl FnMut(i64) -> Result<(), Refusal>,
+    mut each: impl FnMut(i64, bool) -> Result<(), Refusal>,
 ) -> Result<(), Refusal> {
     let mut at = 0usize;
     // Bounded by `count`, and each round consumes at least one byte or fails.
@@ -271,7 +303,7 @@ pub fn walk_records(
                 "record {i} has offset delta {offset_delta}"
             )));
         }
-        skip_bytes(record, &mut r, true)?; // key
+        let keyed = skip_bytes(record, &mut r, true)?; // key
         skip_bytes(record, &mut r, true)?; // value
         let headers = varint(record, &mut r)?;
         if headers < 0 {
@@ -289,7 +321,7 @@ pub fn walk_records(
                 "record {i} declares {len} bytes but holds {r}"
             )));
         }
-        timestamp(timestamp_delta)?;
+        each(timestamp_delta, keyed)?;
         at = end;
     }
     if at != body.len() {
@@ -301,18 +333,19 @@ pub fn walk_records(
     Ok(())
 }
 
-/// A length-prefixed byte string (length -1: null, where allowed).
-fn skip_bytes(b: &[u8], at: &mut usize, nullable: bool) -> Result<(), Refusal> {
+/// Skips a length-prefixed byte string (length -1: null, where allowed);
+/// false if it was null.
+fn skip_bytes(b: &[u8], at: &mut usize, nullable: bool) -> Result<bool, Refusal> {
     let len = varint(b, at)?;
     if len == -1 && nullable {
-        return Ok(());
+        return Ok(false);
     }
     let len = usize::try_from(len).map_err(|_| Refusal::Corrupt("a negative length".into()))?;
     *at = at
         .checked_add(len)
         .filter(|e| *e <= b.len())
         .ok_or_else(|| Refusal::Corrupt("a field runs past its record".into()))?;
-    Ok(())
+    Ok(true)
 }
 
 /// A zigzag varint of at most 5 bytes (an i32).
@@ -354,7 +387,62 @@ mod tests {
             before_max_ms: u64::MAX,
             after_max_ms: 3_600_000,
             zstd_allowed: true,
+            log_append_time: false,
+            compacted: false,
         }
+    }
+
+    /// A compacted topic takes keyed records only (Kafka's LogValidator).
+    #[test]
+    fn a_compacted_topic_refuses_keyless_records() {
+        let compacted = BatchLimits {
+            compacted: true,
+            ..limits()
+        };
+        let keyless = Bytes::from(batch(&["a"], compacted.now_ms));
+        assert_eq!(
+            check(&keyless, &compacted).unwrap_err(),
+            Refusal::InvalidRecord("Compacted topic cannot accept message without key".into())
+        );
+        assert!(check(&keyless, &limits()).is_ok());
+        let keyed = vec![(
+            Some(Bytes::from_static(b"k")),
+            Some(Bytes::from_static(b"v")),
+        )];
+        let keyed = encode_batch(&keyed, compacted.now_ms).unwrap();
+        assert!(check(&keyed, &compacted).is_ok());
+    }
+
+    /// `message.timestamp.type=LogAppendTime`: the batch is stamped with
+    /// the broker's time and marked, its CRC still holds, every record
+    /// reads back with that time, and the records' own times (here two
+    /// days old, past the bounds) are not checked, as in Kafka.
+    #[test]
+    fn log_append_time_stamps_the_batch_with_the_brokers_time() {
+        let stamped = BatchLimits {
+            log_append_time: true,
+            before_max_ms: 1_000,
+            ..limits()
+        };
+        let old = stamped.now_ms - 2 * 86_400_000;
+        let raw = Bytes::from(batch(&["a", "b"], old));
+        let checked = check(&raw, &stamped).expect("accepted");
+        let stored = checked.apply(raw);
+        let header = crate::storage::batch::validate(&stored).expect("the CRC holds");
+        assert_eq!(header.max_timestamp_ms, stamped.now_ms);
+        assert_eq!(
+            i16::from_be_bytes([stored[21], stored[22]]) & ATTR_LOG_APPEND_TIME,
+            ATTR_LOG_APPEND_TIME
+        );
+        assert_eq!(record_timestamps(&stored).unwrap(), vec![stamped.now_ms; 2]);
+        assert!(check(
+            &Bytes::from(batch(&["a"], old)),
+            &BatchLimits {
+                before_max_ms: 1_000,
+                ..limits()
+            }
+        )
+        .is_err());
     }
 
     fn batch(values: &[&str], timestamp_ms: i64) -> Vec<u8> {

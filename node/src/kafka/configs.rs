@@ -265,6 +265,19 @@ const DYNAMIC_TOPIC_CONFIG: i8 = 1;
 const STATIC_BROKER_CONFIG: i8 = 4;
 const DEFAULT_CONFIG: i8 = 5;
 
+/// One topic config as DescribeConfigs describes it.
+struct TopicConfig {
+    name: String,
+    value: String,
+    source: i8,
+    /// Kafka's `synonyms` (with `include_synonyms`): where the value could
+    /// come from, highest precedence first: the topic's own key
+    /// (DYNAMIC_TOPIC_CONFIG), the broker's key where this broker sets it
+    /// apart from Kafka's default (STATIC_BROKER_CONFIG), Kafka's default
+    /// under the broker key that carries it (DEFAULT_CONFIG).
+    synonyms: Vec<(String, String, i8)>,
+}
+
 /// Every config of a topic, as Kafka describes it: the topic's own keys
 /// (DYNAMIC_TOPIC_CONFIG), else what this broker's settings give
 /// (STATIC_BROKER_CONFIG where they differ from Kafka's default), else
@@ -273,88 +286,200 @@ const DEFAULT_CONFIG: i8 = 5;
 fn topic_configs(
     s: &crate::runtime::settings::NodeSettings,
     own: &BTreeMap<String, String>,
-) -> Vec<(String, String, i8)> {
+) -> Vec<TopicConfig> {
     let long_or_unset = |v: Option<u64>| v.map_or("-1".to_string(), |v| v.to_string());
-    let broker = |value: String, kafka_default: &str| {
-        let source = match value == kafka_default {
-            true => DEFAULT_CONFIG,
-            false => STATIC_BROKER_CONFIG,
-        };
-        (value, source)
-    };
-    let defaults: Vec<(&str, (String, i8))> = vec![
-        ("cleanup.policy", ("delete".into(), DEFAULT_CONFIG)),
-        ("compression.type", ("producer".into(), DEFAULT_CONFIG)),
-        ("delete.retention.ms", ("86400000".into(), DEFAULT_CONFIG)),
-        ("file.delete.delay.ms", ("60000".into(), DEFAULT_CONFIG)),
-        ("flush.messages", (i64::MAX.to_string(), DEFAULT_CONFIG)),
-        ("flush.ms", (i64::MAX.to_string(), DEFAULT_CONFIG)),
+    let max = i64::MAX.to_string();
+    // (topic key, broker key, this broker's value, Kafka's default as
+    // (broker key carrying it, value)); Kafka's `LogConfig` synonyms.
+    let keys: Vec<(&'static str, &str, String, (&str, String))> = vec![
+        (
+            "cleanup.policy",
+            "log.cleanup.policy",
+            "delete".into(),
+            ("log.cleanup.policy", "delete".into()),
+        ),
+        (
+            "compression.type",
+            "compression.type",
+            "producer".into(),
+            ("compression.type", "producer".into()),
+        ),
+        (
+            "delete.retention.ms",
+            "log.cleaner.delete.retention.ms",
+            "86400000".into(),
+            ("log.cleaner.delete.retention.ms", "86400000".into()),
+        ),
+        (
+            "file.delete.delay.ms",
+            "log.segment.delete.delay.ms",
+            "60000".into(),
+            ("log.segment.delete.delay.ms", "60000".into()),
+        ),
+        (
+            "flush.messages",
+            "log.flush.interval.messages",
+            max.clone(),
+            ("log.flush.interval.messages", max.clone()),
+        ),
+        (
+            "flush.ms",
+            "log.flush.interval.ms",
+            max.clone(),
+            ("log.flush.scheduler.interval.ms", max.clone()),
+        ),
         (
             "index.interval.bytes",
-            broker(s.log.index_interval_bytes.to_string(), "4096"),
+            "log.index.interval.bytes",
+            s.log.index_interval_bytes.to_string(),
+            ("log.index.interval.bytes", "4096".into()),
         ),
         (
             "max.compaction.lag.ms",
-            (i64::MAX.to_string(), DEFAULT_CONFIG),
+            "log.cleaner.max.compaction.lag.ms",
+            max.clone(),
+            ("log.cleaner.max.compaction.lag.ms", max.clone()),
         ),
         (
             "max.message.bytes",
-            broker(s.message_max_bytes.to_string(), "1048588"),
+            "message.max.bytes",
+            s.message_max_bytes.to_string(),
+            ("message.max.bytes", "1048588".into()),
         ),
         (
             "message.timestamp.type",
-            ("CreateTime".into(), DEFAULT_CONFIG),
+            "log.message.timestamp.type",
+            match s.log_append_time {
+                true => "LogAppendTime".into(),
+                false => "CreateTime".into(),
+            },
+            ("log.message.timestamp.type", "CreateTime".into()),
         ),
-        ("min.cleanable.dirty.ratio", ("0.5".into(), DEFAULT_CONFIG)),
-        ("min.compaction.lag.ms", ("0".into(), DEFAULT_CONFIG)),
+        (
+            "min.cleanable.dirty.ratio",
+            "log.cleaner.min.cleanable.ratio",
+            "0.5".into(),
+            ("log.cleaner.min.cleanable.ratio", "0.5".into()),
+        ),
+        (
+            "min.compaction.lag.ms",
+            "log.cleaner.min.compaction.lag.ms",
+            "0".into(),
+            ("log.cleaner.min.compaction.lag.ms", "0".into()),
+        ),
         (
             "min.insync.replicas",
-            broker(s.min_insync_replicas.to_string(), "1"),
+            "min.insync.replicas",
+            s.min_insync_replicas.to_string(),
+            ("min.insync.replicas", "1".into()),
         ),
-        ("preallocate", ("false".into(), DEFAULT_CONFIG)),
+        (
+            "preallocate",
+            "log.preallocate",
+            "false".into(),
+            ("log.preallocate", "false".into()),
+        ),
         (
             "retention.bytes",
-            broker(long_or_unset(s.retention.retention_bytes), "-1"),
+            "log.retention.bytes",
+            long_or_unset(s.retention.retention_bytes),
+            ("log.retention.bytes", "-1".into()),
         ),
+        // Kafka's default lives in the hours key (log.retention.ms has none).
         (
             "retention.ms",
-            broker(long_or_unset(s.retention.retention_ms), "604800000"),
+            "log.retention.ms",
+            long_or_unset(s.retention.retention_ms),
+            ("log.retention.hours", "168".into()),
         ),
         (
             "segment.bytes",
-            broker(s.log.segment_bytes.to_string(), "1073741824"),
+            "log.segment.bytes",
+            s.log.segment_bytes.to_string(),
+            ("log.segment.bytes", "1073741824".into()),
         ),
-        ("segment.index.bytes", ("10485760".into(), DEFAULT_CONFIG)),
-        ("segment.jitter.ms", ("0".into(), DEFAULT_CONFIG)),
+        (
+            "segment.index.bytes",
+            "log.index.size.max.bytes",
+            "10485760".into(),
+            ("log.index.size.max.bytes", "10485760".into()),
+        ),
+        (
+            "segment.jitter.ms",
+            "log.roll.jitter.ms",
+            "0".into(),
+            ("log.roll.jitter.hours", "0".into()),
+        ),
         (
             "segment.ms",
-            broker(long_or_unset(s.log.roll_ms), "604800000"),
+            "log.roll.ms",
+            long_or_unset(s.log.roll_ms),
+            ("log.roll.hours", "168".into()),
         ),
         (
             "unclean.leader.election.enable",
-            broker(
-                s.controller
-                    .policy
-                    .unclean_leader_election_enable
-                    .to_string(),
-                "false",
-            ),
+            "unclean.leader.election.enable",
+            s.controller
+                .policy
+                .unclean_leader_election_enable
+                .to_string(),
+            ("unclean.leader.election.enable", "false".into()),
         ),
     ];
-    let mut all: BTreeMap<String, (String, i8)> = defaults
+    let mut all: Vec<TopicConfig> = keys
         .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
+        .map(
+            |(name, broker_key, broker_value, (default_key, default_value))| {
+                // Kafka's default in the topic key's own unit: an hours key's
+                // 168 is 604800000 ms.
+                let default_ms = match default_key.ends_with(".hours") {
+                    true => default_value
+                        .parse::<i64>()
+                        .map_or(default_value.clone(), |h| (h * 3_600_000).to_string()),
+                    false => default_value.clone(),
+                };
+                let mut synonyms = Vec::new();
+                if let Some(v) = own.get(name) {
+                    synonyms.push((name.to_string(), v.clone(), DYNAMIC_TOPIC_CONFIG));
+                }
+                if broker_value != default_ms {
+                    synonyms.push((
+                        broker_key.to_string(),
+                        broker_value.clone(),
+                        STATIC_BROKER_CONFIG,
+                    ));
+                }
+                synonyms.push((default_key.to_string(), default_value, DEFAULT_CONFIG));
+                let (_, _, source) = synonyms[0];
+                let value = match source {
+                    DYNAMIC_TOPIC_CONFIG => own[name].clone(),
+                    STATIC_BROKER_CONFIG => broker_value,
+                    _ => default_ms,
+                };
+                TopicConfig {
+                    name: name.to_string(),
+                    value,
+                    source,
+                    synonyms,
+                }
+            },
+        )
         .collect();
+    // The topic's keys beyond those (throttled-replica lists, ...): its own.
     for (k, v) in own {
-        all.insert(k.clone(), (v.clone(), DYNAMIC_TOPIC_CONFIG));
+        if !all.iter().any(|c| &c.name == k) {
+            all.push(TopicConfig {
+                name: k.clone(),
+                value: v.clone(),
+                source: DYNAMIC_TOPIC_CONFIG,
+                synonyms: vec![(k.clone(), v.clone(), DYNAMIC_TOPIC_CONFIG)],
+            });
+        }
     }
-    all.into_iter()
-        .map(|(k, (v, source))| (k, v, source))
-        .collect()
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    all
 }
 
-/// DescribeConfigs: every config of a topic with its source
-/// (`topic_configs`), and this broker's main settings (STATIC_BROKER_CONFIG).
 pub(super) fn describe_configs(
     r: kafka_protocol::messages::DescribeConfigsRequest,
     client_host: &str,
@@ -366,6 +491,12 @@ pub(super) fn describe_configs(
     let view = node.view.borrow().clone();
     let s = &node.settings;
     let access = Access::new(s, &view, client_host);
+    let synonym = |name: &str, value: &str, source: i8| {
+        kafka_protocol::messages::describe_configs_response::DescribeConfigsSynonym::default()
+            .with_name(str_bytes(name))
+            .with_value(Some(str_bytes(value)))
+            .with_source(source)
+    };
     let entry = |name: &str, value: &str, source: i8| {
         DescribeConfigsResourceResult::default()
             .with_name(str_bytes(name))
@@ -398,8 +529,18 @@ pub(super) fn describe_configs(
                     Some(t) => {
                         out.configs = topic_configs(s, &t.configs)
                             .into_iter()
-                            .filter(|(k, _, _)| wanted(k))
-                            .map(|(k, v, source)| entry(&k, &v, source))
+                            .filter(|c| wanted(&c.name))
+                            .map(|c| {
+                                let synonyms = match r.include_synonyms {
+                                    true => c
+                                        .synonyms
+                                        .iter()
+                                        .map(|(k, v, source)| synonym(k, v, *source))
+                                        .collect(),
+                                    false => Vec::new(),
+                                };
+                                entry(&c.name, &c.value, c.source).with_synonyms(synonyms)
+                            })
                             .collect()
                     }
                 },

@@ -80,6 +80,9 @@ pub async fn handle(request: Request, node: &NodeHandle) -> Option<ResponseKind>
         RequestKind::AlterConfigs(r) => {
             ResponseKind::AlterConfigs(configs::alter_configs(r, host, node).await)
         }
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(super::delete_records::delete_records(r, host, node).await)
+        }
         RequestKind::CreatePartitions(r) => {
             ResponseKind::CreatePartitions(create_partitions(r, host, node).await)
         }
@@ -729,7 +732,7 @@ fn checked_broker_ids(lists: Vec<Vec<i32>>) -> Result<Vec<Vec<NodeId>>, String> 
         .collect()
 }
 
-fn part_error_code(e: &PartError) -> i16 {
+pub(super) fn part_error_code(e: &PartError) -> i16 {
     match e {
         PartError::UnknownTopicOrPartition => code::UNKNOWN_TOPIC_OR_PARTITION,
         PartError::NotLeaderOrFollower => code::NOT_LEADER_OR_FOLLOWER,
@@ -827,6 +830,7 @@ async fn produce(
     let (shape, parts) = if compressed && !crate::io::SIMULATED {
         let topic_data = r.topic_data;
         let host = client_host.to_string();
+        let (view, settings) = (view.clone(), settings.clone());
         tokio::task::spawn_blocking(move || {
             check_produce(topic_data, &view, &settings, &host, v, now_ms)
         })
@@ -857,6 +861,8 @@ async fn produce(
     let responses = shape
         .into_iter()
         .map(|(name, ps)| {
+            // Kafka answers LogAppendTime topics with the time it stamped.
+            let stamped = log_append_time(&view, name.0.as_str(), &settings).then_some(now_ms);
             let partition_responses = ps
                 .into_iter()
                 .map(|(index, early)| {
@@ -871,7 +877,10 @@ async fn produce(
                             }
                         }
                         None => match results.next() {
-                            Some(Ok(offset)) => pr.base_offset = offset,
+                            Some(Ok(offset)) => {
+                                pr.base_offset = offset;
+                                pr.log_append_time_ms = stamped.unwrap_or(-1);
+                            }
                             Some(Err(e)) => pr.error_code = part_error_code(&e),
                             None => pr.error_code = code::REQUEST_TIMED_OUT,
                         },
@@ -910,6 +919,28 @@ fn batch_limits(
         before_max_ms: s.timestamp_before_max_ms,
         after_max_ms: s.timestamp_after_max_ms,
         zstd_allowed: version >= 7,
+        log_append_time: log_append_time(view, topic, s),
+        compacted: crate::runtime::node::cleanup_policy_compacts(
+            view.image.topics.get(topic).map(|t| &t.configs),
+        ),
+    }
+}
+
+/// Is the topic's `message.timestamp.type` (else the broker's
+/// `log.message.timestamp.type`) LogAppendTime?
+fn log_append_time(
+    view: &ClusterView,
+    topic: &str,
+    s: &crate::runtime::settings::NodeSettings,
+) -> bool {
+    let own = view
+        .image
+        .topics
+        .get(topic)
+        .and_then(|t| t.configs.get("message.timestamp.type"));
+    match own {
+        Some(v) => v.trim() == "LogAppendTime",
+        None => s.log_append_time,
     }
 }
 

@@ -6,6 +6,7 @@ pub mod acls;
 pub mod batch_check;
 pub mod code;
 pub mod configs;
+pub mod delete_records;
 pub mod fetch_encode;
 pub mod groups;
 pub mod handlers;

@@ -73,7 +73,6 @@ fn produce_and_fetch(request: &RequestKind, version: i16) -> Option<ResponseKind
         Q::ListOffsets(r) => R::ListOffsets(list_offsets(r)),
         Q::Metadata(r) => R::Metadata(metadata(r, version)),
         Q::OffsetForLeaderEpoch(r) => R::OffsetForLeaderEpoch(offset_for_leader_epoch(r)),
-        Q::DeleteRecords(r) => R::DeleteRecords(delete_records(r)),
         Q::DescribeProducers(r) => R::DescribeProducers(describe_producers(r)),
         Q::DescribeTopicPartitions(r) => R::DescribeTopicPartitions(describe_topic_partitions(r)),
         _ => return None,
@@ -378,22 +377,6 @@ fn offset_for_leader_epoch(r: &m::OffsetForLeaderEpochRequest) -> m::OffsetForLe
             .with_partitions(partitions.collect())
     };
     m::OffsetForLeaderEpochResponse::default().with_topics(r.topics.iter().map(topic).collect())
-}
-
-fn delete_records(r: &m::DeleteRecordsRequest) -> m::DeleteRecordsResponse {
-    use m::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
-    let topic = |t: &m::delete_records_request::DeleteRecordsTopic| {
-        let partitions = t.partitions.iter().map(|p| {
-            DeleteRecordsPartitionResult::default()
-                .with_partition_index(p.partition_index)
-                .with_low_watermark(-1)
-                .with_error_code(ERROR)
-        });
-        DeleteRecordsTopicResult::default()
-            .with_name(t.name.clone())
-            .with_partitions(partitions.collect())
-    };
-    m::DeleteRecordsResponse::default().with_topics(r.topics.iter().map(topic).collect())
 }
 
 fn describe_producers(r: &m::DescribeProducersRequest) -> m::DescribeProducersResponse {
@@ -1168,35 +1151,8 @@ mod tests {
 
     #[test]
     fn partition_answers_carry_the_error_per_partition() {
-        use kafka_protocol::messages::delete_records_request::{
-            DeleteRecordsPartition, DeleteRecordsTopic,
-        };
         use kafka_protocol::messages::offset_for_leader_epoch_request as epoch;
         use kafka_protocol::messages::txn_offset_commit_request as txn;
-        for version in unserved(ApiKey::DeleteRecords) {
-            let partitions = vec![
-                DeleteRecordsPartition::default().with_partition_index(0),
-                DeleteRecordsPartition::default().with_partition_index(1),
-            ];
-            let t = DeleteRecordsTopic::default()
-                .with_name(topic("t"))
-                .with_partitions(partitions);
-            let request = m::DeleteRecordsRequest::default().with_topics(vec![t]);
-            let Some(ResponseKind::DeleteRecords(r)) =
-                answer(ApiKey::DeleteRecords, version, request.into())
-            else {
-                panic!("DeleteRecords v{version}");
-            };
-            let got: Vec<_> = r.topics[0]
-                .partitions
-                .iter()
-                .map(|p| (p.partition_index, p.error_code))
-                .collect();
-            assert_eq!(
-                (r.topics[0].name.as_str(), got),
-                ("t", vec![(0, ERROR), (1, ERROR)])
-            );
-        }
         for version in unserved(ApiKey::OffsetForLeaderEpoch) {
             let t = epoch::OffsetForLeaderTopic::default()
                 .with_topic(topic("t"))
@@ -1522,7 +1478,7 @@ mod tests {
         let at = f.len() - 8; // the topics count, before timeout_ms
         f[at..at + 4].copy_from_slice(&1000i32.to_be_bytes());
         let err = decode_request(Bytes::from(f)).err().expect("refused");
-        assert!(err.contains("DeleteRecords v0 is not supported"), "{err}");
+        assert!(err.contains("bad DeleteRecords v0 body"), "{err}");
         // A version kafka-protocol does not know.
         let f = Bytes::from_static(&[0, 33, 0, 9, 0, 0, 0, 1, 255, 255]);
         assert!(decode_request(f).is_err());

@@ -160,6 +160,7 @@ mod tests {
                 result: FetchResult::Records {
                     records: batch.clone(),
                     high_watermark: 1,
+                    log_start_offset: 0,
                 },
             }),
         }]);
@@ -196,6 +197,7 @@ mod tests {
                 result: FetchResult::Records {
                     records: batch.clone(),
                     high_watermark: 7,
+                    log_start_offset: 2,
                 },
             }),
         }]);
@@ -210,7 +212,8 @@ mod tests {
             r.result,
             FetchResult::Records {
                 records: batch,
-                high_watermark: 7
+                high_watermark: 7,
+                log_start_offset: 2,
             }
         );
     }

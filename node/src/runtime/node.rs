@@ -12,12 +12,13 @@
 //! quorum's host and the published view), `controller_host` (the active
 //! controller), `controller_client` (requests to it), `broker`
 //! (registration and the hosted replicas), `flush` (group commit and
-//! background flushes), `produce`, `reads` (Fetch, ListOffsets) and
-//! `groups` (the group coordinator).
+//! background flushes), `produce`, `reads` (Fetch, ListOffsets),
+//! `delete_records` and `groups` (the group coordinator).
 
 mod broker;
 mod controller_client;
 mod controller_host;
+mod delete_records;
 mod flush;
 mod groups;
 mod links;
@@ -30,6 +31,7 @@ mod retention;
 mod topic_configs;
 
 pub use groups::{GroupAnswer, GroupOp, GroupSummary, OFFSETS_TOPIC};
+pub use retention::{cleanup_policy_compacts, cleanup_policy_deletes};
 
 use super::messages::{
     ControllerAck, ControllerFailure, PartitionMessage, PeerMessage, QuorumStatus,
@@ -196,6 +198,15 @@ pub enum KafkaCall {
     ListGroups {
         reply: oneshot::Sender<Vec<GroupSummary>>,
     },
+    /// DeleteRecords for one partition: records below `offset` (-1: the
+    /// high watermark) go; answered with the low watermark once every
+    /// in-sync replica has deleted them. The caller bounds the wait.
+    DeleteRecords {
+        topic: String,
+        partition: u32,
+        offset: i64,
+        reply: oneshot::Sender<Result<i64, PartError>>,
+    },
 }
 
 pub enum Event {
@@ -322,6 +333,8 @@ struct Slot {
     delivered: Option<PartitionRegistration>,
     /// Consumer fetches waiting for this partition to move.
     parked: ParkedFetches,
+    /// DeleteRecords answers waiting for the in-sync replicas' log starts.
+    deletes: delete_records::PendingDeletes,
 }
 
 /// What a produce becomes for one partition's replica.
@@ -782,8 +795,10 @@ fn summary(m: &ReplicationMessage<BatchBytes>) -> String {
             runnel_model::replication::FetchResult::Records {
                 records,
                 high_watermark,
+                log_start_offset,
             } => {
-                format!("Records {} bytes hw {high_watermark}", records.0.len())
+                let bytes = records.0.len();
+                format!("Records {bytes} bytes hw {high_watermark} start {log_start_offset}")
             }
             other => format!("{other:?}"),
         },

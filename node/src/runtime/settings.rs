@@ -101,6 +101,9 @@ pub struct NodeSettings {
     pub retention: RetentionPolicy,
     pub flush: FlushPolicy,
     pub retention_check_interval_ms: u64,
+    /// Kafka's `producer.id.expiration.ms`: an idempotent producer not
+    /// heard of for this long is forgotten (checked with retention).
+    pub producer_id_expiration_ms: u64,
     pub session_timeout_ms: u64,
     pub heartbeat_interval_ms: u64,
     pub election_timeout_ms: u64,
@@ -136,6 +139,10 @@ pub struct NodeSettings {
     /// The older `log.message.timestamp.difference.max.ms` sets both.
     pub timestamp_before_max_ms: u64,
     pub timestamp_after_max_ms: u64,
+    /// `log.message.timestamp.type=LogAppendTime` (default CreateTime):
+    /// batches are stamped with the broker's time unless the topic's
+    /// `message.timestamp.type` says otherwise.
+    pub log_append_time: bool,
     /// Kafka's `group.max.size`, `group.min.session.timeout.ms` (6000) and
     /// `group.max.session.timeout.ms` (1800000).
     pub group_max_size: usize,
@@ -213,6 +220,7 @@ impl NodeSettings {
             retention: RetentionPolicy::default(),
             flush: FlushPolicy::default(),
             retention_check_interval_ms: 300_000,
+            producer_id_expiration_ms: 86_400_000,
             session_timeout_ms: 9_000,
             heartbeat_interval_ms: 2_000,
             election_timeout_ms: 1_000,
@@ -226,6 +234,7 @@ impl NodeSettings {
             message_max_bytes: 1_048_588,
             timestamp_before_max_ms: i64::MAX as u64,
             timestamp_after_max_ms: 3_600_000,
+            log_append_time: false,
             group_max_size: runnel_model::group::GROUP_MAX_SIZE_LIMIT,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
@@ -476,6 +485,7 @@ fn apply_numbers(s: &mut NodeSettings, p: &Properties) {
             .map(|b| b as u64),
     };
     s.retention_check_interval_ms = u("log.retention.check.interval.ms", 300_000);
+    s.producer_id_expiration_ms = u("producer.id.expiration.ms", 86_400_000);
     let every = p
         .get("log.flush.interval.messages")
         .map(|_| u("log.flush.interval.messages", 1));
@@ -542,6 +552,15 @@ fn apply_limits(s: &mut NodeSettings, p: &Properties) -> Result<(), ConfigError>
         "log.message.timestamp.after.max.ms",
         difference.unwrap_or(3_600_000),
     );
+    s.log_append_time = match p.get("log.message.timestamp.type") {
+        None | Some("CreateTime") => false,
+        Some("LogAppendTime") => true,
+        Some(other) => {
+            return Err(ConfigError(format!(
+                "log.message.timestamp.type={other}: must be CreateTime or LogAppendTime"
+            )))
+        }
+    };
     let limit = runnel_model::group::GROUP_MAX_SIZE_LIMIT;
     s.group_max_size = u("group.max.size", limit as u64) as usize;
     if s.group_max_size > limit {

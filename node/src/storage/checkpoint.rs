@@ -6,6 +6,21 @@ use crate::io::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 
+/// Reads a small file whole, at most `max_bytes`: a file of that size or
+/// more is not one we wrote, and reads as empty (its parse then fails and
+/// the caller falls back) instead of being allocated whole.
+pub fn read_bounded(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    fs::File::open(path)?
+        .take(max_bytes)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 >= max_bytes {
+        bytes.clear();
+    }
+    Ok(bytes)
+}
+
 pub fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
     replace_file(path, content, true)
 }

@@ -27,7 +27,21 @@ use std::sync::Arc;
 
 const EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
 const RECOVERY_POINT: &str = "recovery-point";
+/// The log start offset when it lies above the first segment's base
+/// (DeleteRecords, or a follower following its leader's start); Kafka keeps
+/// these in a per-directory `log-start-offset-checkpoint`.
+const LOG_START: &str = "log-start-offset";
+/// The most read of a one-number file (recovery point, log start) and of
+/// the epoch checkpoint: more is not a file we wrote, and reads as absent.
+const OFFSET_FILE_BYTES_MAX: u64 = 64;
+const EPOCHS_BYTES_MAX: u64 = 4 << 20;
 const INDEX_ENTRY_BYTES: usize = 8;
+
+/// A one-number checkpoint file's offset, if it holds one.
+fn read_offset(path: &Path) -> Option<Offset> {
+    let bytes = crate::storage::checkpoint::read_bounded(path, OFFSET_FILE_BYTES_MAX).ok()?;
+    std::str::from_utf8(&bytes).ok()?.trim().parse().ok()
+}
 const TIME_ENTRY_BYTES: usize = 12;
 
 /// Kafka's per-topic log settings that the storage layer owns.
@@ -96,6 +110,11 @@ pub struct BatchBytes(pub Bytes);
 impl Records for BatchBytes {
     fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    fn first_offset(&self) -> Option<Offset> {
+        let base = self.0.get(..8)?;
+        Some(u64::from_be_bytes(base.try_into().expect("8 bytes")))
     }
 }
 
@@ -645,6 +664,9 @@ pub struct DiskLog {
     dir: PathBuf,
     config: LogConfig,
     segments: Vec<Segment>,
+    /// The log start offset: at or above the first segment's base, at most
+    /// the log end. Readers see nothing below it.
+    log_start: Offset,
     epochs: Vec<(LeaderEpoch, Offset)>,
     /// Offsets whose batches are on stable storage (what durable mode acks).
     flushed: Offset,
@@ -694,6 +716,8 @@ pub struct FlushTicket {
     dir: Option<(PathBuf, u64)>,
     parent: Option<PathBuf>,
     synced: bool,
+    /// The first fsync error [`FlushTicket::run`] met, if any.
+    error: Option<String>,
     /// Every file with unsynced bytes could be opened: the ticket covers the
     /// log end. If not (out of descriptors), it vouches for nothing new and
     /// the flush must be asked for again.
@@ -704,16 +728,23 @@ impl FlushTicket {
     /// The fsyncs, on whatever thread the caller likes. An error leaves the
     /// ticket unsynced: completing it then claims nothing.
     pub fn run(&mut self) {
-        let files = self.files.iter().all(|f| crate::io::sync_data(f).is_ok());
-        let dir = self
-            .dir
-            .as_ref()
-            .is_none_or(|(d, _)| crate::io::sync_dir(d).is_ok());
-        let parent = self
-            .parent
-            .as_ref()
-            .is_none_or(|d| crate::io::sync_dir(d).is_ok());
-        self.synced = files && dir && parent;
+        let mut error = None;
+        let mut note = |r: io::Result<()>| {
+            if let Err(e) = r {
+                error.get_or_insert_with(|| e.to_string());
+            }
+        };
+        for f in &self.files {
+            note(crate::io::sync_data(f));
+        }
+        if let Some((d, _)) = &self.dir {
+            note(crate::io::sync_dir(d));
+        }
+        if let Some(d) = &self.parent {
+            note(crate::io::sync_dir(d));
+        }
+        self.synced = error.is_none();
+        self.error = error;
         self.files.clear();
     }
 
@@ -742,9 +773,7 @@ impl DiskLog {
         let created = !dir.exists();
         fs::create_dir_all(dir).map_err(io_error)?;
         let mut report = RecoveryReport::default();
-        let recovery_point_found: Option<Offset> = fs::read_to_string(dir.join(RECOVERY_POINT))
-            .ok()
-            .and_then(|s| s.trim().parse().ok());
+        let recovery_point_found: Option<Offset> = read_offset(&dir.join(RECOVERY_POINT));
         let recovery_point = recovery_point_found.unwrap_or(0);
         let mut bases: Vec<Offset> = fs::read_dir(dir)
             .map_err(io_error)?
@@ -799,10 +828,13 @@ impl DiskLog {
         }
         report.segments = segments.len();
         let end = segments.last().map_or(0, |s| s.end_offset);
+        let first_base = segments[0].base_offset;
+        let log_start_found: Option<Offset> = read_offset(&dir.join(LOG_START));
         let mut log = DiskLog {
             dir: dir.to_path_buf(),
             config,
             segments,
+            log_start: log_start_found.unwrap_or(first_base).clamp(first_base, end),
             epochs: Vec::new(),
             flushed: end,
             recovery_point: recovery_point_found.unwrap_or(0).min(end),
@@ -811,7 +843,10 @@ impl DiskLog {
             generation: 0,
             failed: None,
         };
-        let checkpoint = fs::read(dir.join(EPOCH_CHECKPOINT)).ok();
+        // A damaged or foreign file (too long, or not parsing) is rebuilt.
+        let checkpoint =
+            crate::storage::checkpoint::read_bounded(&dir.join(EPOCH_CHECKPOINT), EPOCHS_BYTES_MAX)
+                .ok();
         log.epochs = match checkpoint.as_deref().and_then(decode_epochs) {
             Some(epochs) => epochs,
             None => log.epochs_from_batches().map_err(io_error)?,
@@ -850,6 +885,23 @@ impl DiskLog {
             for s in &mut log.segments {
                 s.durable_bytes = s.size_bytes;
             }
+        }
+        // Records were deleted up to a start that recovery cut below (a
+        // power loss took the tail): nothing readable is left, and the log
+        // continues at that start rather than bring deleted offsets back.
+        if log_start_found.is_some_and(|s| s > end) {
+            log.try_truncate_fully_and_start_at(log_start_found.expect("checked"))?;
+        }
+        // A crash while the start moved (the start written, segments
+        // wholly below it not yet removed): they go now.
+        if log.segments.len() > 1 && log.segments[0].end_offset <= log.log_start {
+            // Bounded: each round removes one segment; the last stays.
+            while log.segments.len() > 1 && log.segments[0].end_offset <= log.log_start {
+                remove_segment_files(&log.dir, log.segments[0].base_offset)?;
+                log.segments.remove(0);
+            }
+            log.truncate_epochs_from_start()?;
+            crate::io::sync_dir(&log.dir).map_err(io_error)?;
         }
         log.check_invariants();
         Ok((log, report))
@@ -995,6 +1047,9 @@ impl DiskLog {
 
     fn check_invariants(&self) {
         debug_assert!(!self.segments.is_empty());
+        debug_assert!(
+            self.segments[0].base_offset <= self.log_start && self.log_start <= self.end_offset()
+        );
         debug_assert!(self
             .segments
             .windows(2)
@@ -1173,20 +1228,56 @@ impl DiskLog {
             deleted += 1;
         }
         if deleted > 0 {
-            // Kafka's truncateFromStart: the epoch covering the new start
-            // now starts there; older ones go.
-            let start = self.start_offset();
-            while self.epochs.len() > 1 && self.epochs[1].1 <= start {
-                self.epochs.remove(0);
-            }
-            if let Some(first) = self.epochs.first_mut() {
-                first.1 = first.1.max(start);
-            }
-            self.write_epochs()?;
+            self.log_start = self.log_start.max(self.segments[0].base_offset);
+            self.truncate_epochs_from_start()?;
             crate::io::sync_dir(&self.dir).map_err(io_error)?;
         }
         self.check_invariants();
         Ok(deleted)
+    }
+
+    /// Kafka's `truncateFromStart` of the epoch cache: the epoch covering
+    /// the log start now starts there; older ones go.
+    fn truncate_epochs_from_start(&mut self) -> Result<(), LogError> {
+        let start = self.log_start;
+        let before = self.epochs.clone();
+        while self.epochs.len() > 1 && self.epochs[1].1 <= start {
+            self.epochs.remove(0);
+        }
+        if let Some(first) = self.epochs.first_mut() {
+            first.1 = first.1.max(start);
+        }
+        if self.epochs != before {
+            self.write_epochs()?;
+        }
+        Ok(())
+    }
+
+    /// [`PartitionLog::advance_start_offset`]'s work: the new start is
+    /// written (and fsynced) first, then whole segments below it go, oldest
+    /// first, each out of the list once its files are gone. A crash part
+    /// way leaves the start recorded and files that reopening drops.
+    fn try_advance_start_offset(&mut self, start_offset: Offset) -> Result<(), LogError> {
+        let start_offset = start_offset.min(self.end_offset());
+        if start_offset <= self.log_start {
+            return Ok(());
+        }
+        write_atomically(
+            &self.dir.join(LOG_START),
+            start_offset.to_string().as_bytes(),
+        )
+        .map_err(io_error)?;
+        self.log_start = start_offset;
+        // Bounded: each round removes one segment; the active one stays.
+        while self.segments.len() > 1 && self.segments[0].end_offset <= start_offset {
+            remove_segment_files(&self.dir, self.segments[0].base_offset)?;
+            self.segments.remove(0);
+        }
+        self.truncate_epochs_from_start()?;
+        crate::io::sync_dir(&self.dir).map_err(io_error)?;
+        self.flushed = self.flushed.max(start_offset);
+        self.check_invariants();
+        Ok(())
     }
 
     /// Where the batches a read would return lie: whole batches starting
@@ -1334,7 +1425,9 @@ impl DiskLog {
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<Offset>, LogError> {
         for s in &self.segments {
             if s.max_timestamp_ms >= timestamp_ms {
-                return s.offset_for_timestamp(timestamp_ms).map_err(io_error);
+                let found = s.offset_for_timestamp(timestamp_ms).map_err(io_error)?;
+                // Nothing below the log start is found (Kafka searches from it).
+                return Ok(found.map(|o| o.max(self.log_start)));
             }
         }
         Ok(None)
@@ -1348,20 +1441,32 @@ impl DiskLog {
         &self,
         timestamp_ms: i64,
     ) -> Result<Option<(Offset, i64)>, LogError> {
-        let Some(base) = self.offset_for_timestamp(timestamp_ms)? else {
+        let Some(mut from) = self.offset_for_timestamp(timestamp_ms)? else {
             return Ok(None);
         };
-        let batch = self.read(base, self.end_offset(), 1)?;
-        let Some((header, bytes)) = batch.batches()?.into_iter().next() else {
-            return Ok(None);
-        };
-        let timestamps = crate::kafka::batch_check::record_timestamps(&bytes)
-            .map_err(|e| LogError::Corrupt(e.message()))?;
-        let found = timestamps
-            .iter()
-            .position(|&t| t >= timestamp_ms)
-            .map(|i| (header.base_offset + i as Offset, timestamps[i]));
-        Ok(found)
+        // Onward from the batch the index found (Kafka's
+        // `searchForTimestamp`): below the log start, or a batch whose
+        // large timestamps all belong to deleted records, it is not there
+        // yet. Bounded: each round moves past one batch.
+        let end = self.end_offset();
+        while from < end {
+            let batch = self.read(from, end, 1)?;
+            let Some((header, bytes)) = batch.batches()?.into_iter().next() else {
+                return Ok(None);
+            };
+            let timestamps = crate::kafka::batch_check::record_timestamps(&bytes)
+                .map_err(|e| LogError::Corrupt(e.message()))?;
+            let found = timestamps
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| (header.base_offset + i as Offset, t))
+                .find(|&(o, t)| o >= self.log_start && t >= timestamp_ms);
+            if found.is_some() {
+                return Ok(found);
+            }
+            from = header.end_offset();
+        }
+        Ok(None)
     }
 
     /// The largest timestamp in the log and the first record that has it
@@ -1402,7 +1507,7 @@ impl PartitionLog for DiskLog {
     type Records = BatchBytes;
 
     fn start_offset(&self) -> Offset {
-        self.segments[0].base_offset
+        self.log_start
     }
 
     fn end_offset(&self) -> Offset {
@@ -1478,6 +1583,15 @@ impl PartitionLog for DiskLog {
     fn truncate_fully_and_start_at(&mut self, start_offset: Offset) {
         if self.failed.is_none() {
             let result = self.try_truncate_fully_and_start_at(start_offset);
+            let _ = self.note_failure(result);
+        }
+    }
+
+    fn advance_start_offset(&mut self, start_offset: Offset) {
+        // A failure part way marks the log failed (the node takes the
+        // replica offline), as for truncations.
+        if self.failed.is_none() {
+            let result = self.try_advance_start_offset(start_offset);
             let _ = self.note_failure(result);
         }
     }
@@ -1608,6 +1722,7 @@ impl DiskLog {
                 .then(|| self.dir.parent().map(Path::to_path_buf))
                 .flatten(),
             synced: false,
+            error: None,
         }
     }
 
@@ -1615,7 +1730,19 @@ impl DiskLog {
     /// durable end moves to where the log ended when it began. `None` if
     /// it failed, or the log was cut or replaced since (flush again).
     pub fn complete_flush(&mut self, ticket: FlushTicket) -> Option<Offset> {
-        if !ticket.synced || ticket.log_id != self.log_id || ticket.generation != self.generation {
+        if ticket.log_id != self.log_id {
+            return None;
+        }
+        if let Some(e) = &ticket.error {
+            // Linux may have dropped the pages it could not write (marked
+            // clean, the error reported once): a later fsync that succeeds
+            // would vouch for bytes that are not on disk. The log is failed
+            // and its replica goes offline (Kafka's LogDirFailureChannel).
+            self.failed
+                .get_or_insert_with(|| format!("fsync failed: {e}"));
+            return None;
+        }
+        if !ticket.synced || ticket.generation != self.generation {
             return None;
         }
         for (base, size) in ticket.segments {
@@ -1682,30 +1809,64 @@ impl DiskLog {
     /// and starts one empty segment at `start_offset`.
     fn try_truncate_fully_and_start_at(&mut self, start_offset: Offset) -> Result<(), LogError> {
         assert!(
-            start_offset > self.end_offset(),
-            "a log restarts only past its end (else it would reuse offsets)"
+            start_offset > self.end_offset() || self.log_start == self.end_offset(),
+            "a log with records restarts only past its end (else it would reuse offsets)"
         );
+        self.restart_empty_at(start_offset)
+    }
+
+    /// Drops every segment and the epoch cache and starts one empty
+    /// segment at `start_offset`: past the log end (above), or at the log
+    /// start when a truncation reaches it.
+    fn restart_empty_at(&mut self, start_offset: Offset) -> Result<(), LogError> {
         self.generation += 1;
-        // The epoch cache goes first: one that outlived a crash part way
-        // would describe batches no longer there (any state a crash leaves
-        // has its log end below the leader's start, so the next fetch is
-        // out of range again and this runs again).
+        // The new start first: a crash anywhere below leaves it recorded,
+        // and reopening continues there (a start above the end restarts
+        // the log at it; segments wholly below it are dropped).
+        write_atomically(
+            &self.dir.join(LOG_START),
+            start_offset.to_string().as_bytes(),
+        )
+        .map_err(io_error)?;
+        // The epoch cache next: one that outlived a crash part way would
+        // describe batches no longer there.
         self.epochs.clear();
         self.write_epochs()?;
-        // The new segment first, then the old ones oldest first, each out
-        // of the list only once its files are gone: a failure part way
-        // leaves a log with segments (the node takes it offline), never
-        // none (found by review: a failed restart of the log then panicked
-        // on the missing active segment). A crash part way leaves old
-        // segments and a gap before the new one: recovery cuts at the gap.
-        let new = Segment::create(&self.dir, start_offset, &self.config.files).map_err(io_error)?;
-        self.segments.push(new);
-        // Bounded: each round removes one segment.
-        while self.segments.len() > 1 {
-            remove_segment_files(&self.dir, self.segments[0].base_offset)?;
-            self.segments.remove(0);
+        // A failure part way leaves a log with segments (the node takes it
+        // offline), never none (found by review: a failed restart of the
+        // log then panicked on the missing active segment). A segment
+        // already based at the new start is cut empty in place: creating
+        // it again would reopen its file, and removing "the old one" would
+        // then unlink the new one's (found by review, 2026-12-03).
+        match self
+            .segments
+            .iter()
+            .position(|s| s.base_offset == start_offset)
+        {
+            Some(i) => {
+                self.segments[i]
+                    .truncate_to_position(0, start_offset)
+                    .map_err(io_error)?;
+                // Bounded: each round removes one segment.
+                while self.segments.len() > 1 {
+                    let j = usize::from(self.segments[0].base_offset == start_offset);
+                    remove_segment_files(&self.dir, self.segments[j].base_offset)?;
+                    self.segments.remove(j);
+                }
+            }
+            None => {
+                let new = Segment::create(&self.dir, start_offset, &self.config.files)
+                    .map_err(io_error)?;
+                self.segments.push(new);
+                // Bounded: each round removes one segment.
+                while self.segments.len() > 1 {
+                    remove_segment_files(&self.dir, self.segments[0].base_offset)?;
+                    self.segments.remove(0);
+                }
+            }
         }
         crate::io::sync_dir(&self.dir).map_err(io_error)?;
+        self.log_start = start_offset;
         self.flushed = start_offset;
         self.recovery_point = start_offset;
         write_atomically(
@@ -1721,7 +1882,16 @@ impl DiskLog {
         // A flush begun before the cut must not vouch for what is written
         // after it at the same offsets.
         self.generation += 1;
-        let end_offset = end_offset.max(self.start_offset());
+        if end_offset < self.log_start {
+            // Kafka's `truncateTo` below the log start: the log restarts,
+            // empty, at the target (its start moves down with it).
+            return self.restart_empty_at(end_offset);
+        }
+        if end_offset == self.log_start && self.log_start > self.segments[0].base_offset {
+            // Batches are atomic: cutting at a start inside a batch would
+            // end the log below its start. Nothing readable is left.
+            return self.restart_empty_at(end_offset);
+        }
         if end_offset < self.end_offset() {
             // Drop whole segments past the new end (keeping the first).
             while self.segments.len() > 1
@@ -1742,6 +1912,11 @@ impl DiskLog {
                 .truncate_to_position(position, new_end)
                 .map_err(io_error)?;
             crate::io::sync_dir(&self.dir).map_err(io_error)?;
+        }
+        if self.end_offset() < self.log_start {
+            // The cut took the batch holding the start (the target lay
+            // inside it): nothing readable is left, as in the model's log.
+            return self.restart_empty_at(self.log_start);
         }
         let end = self.end_offset();
         let before = self.epochs.len();
@@ -2084,6 +2259,114 @@ mod tests {
         drop(log);
         let (log, _) = DiskLog::open(d.path(), small()).unwrap();
         assert_eq!(log.start_offset(), start);
+    }
+
+    /// DeleteRecords: the start moves inside a batch, whole segments below
+    /// it go, nothing below it is readable, and a reopen (also after the
+    /// tail was lost) never brings deleted offsets back.
+    #[test]
+    fn an_advanced_start_offset_hides_what_is_below_it_across_restarts() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(d.path(), small()).unwrap();
+        for t in 0..10 {
+            let b = batch::build(3, &[0u8; 100], t);
+            log.append_as_leader(BatchBytes(b.into()), 1).unwrap();
+        }
+        let segments = log.segment_count();
+        assert!(segments >= 3);
+        log.advance_start_offset(13);
+        assert_eq!(log.start_offset(), 13);
+        assert!(log.segment_count() < segments, "whole segments below 13 go");
+        assert!(log.read(12, 30, 1000).is_err());
+        let batches = log.read(13, 30, 1).unwrap().batches().unwrap();
+        assert_eq!(batches[0].0.base_offset, 12, "the batch holding 13, whole");
+        assert_eq!(log.offset_for_timestamp(0).unwrap(), Some(13));
+        log.advance_start_offset(5);
+        assert_eq!(log.start_offset(), 13, "never backwards");
+        drop(log);
+        let (mut log, _) = DiskLog::open(d.path(), small()).unwrap();
+        assert_eq!((log.start_offset(), log.end_offset()), (13, 30));
+        // Truncating to the start (inside a batch) leaves an empty log there.
+        log.truncate_to(13);
+        assert!(log.failure().is_none());
+        assert_eq!((log.start_offset(), log.end_offset()), (13, 13));
+        log.append_as_follower(BatchBytes({
+            let mut b = batch::build(2, &[1u8; 10], 0);
+            b[0..8].copy_from_slice(&13u64.to_be_bytes());
+            b.into()
+        }))
+        .unwrap();
+        assert_eq!(log.end_offset(), 15);
+        // Deleted up to the end, then the power fails before 13..15 was
+        // flushed: the log continues empty at its start, not at 13.
+        log.advance_start_offset(15);
+        log.lose_unflushed_bytes().unwrap();
+        let (log, _) = DiskLog::open(d.path(), small()).unwrap();
+        assert_eq!((log.start_offset(), log.end_offset()), (15, 15));
+    }
+
+    fn append_batches(log: &mut DiskLog, batches: &[(u32, i64)]) {
+        for &(count, timestamp_ms) in batches {
+            let b = batch::build(count, &[0u8; 100], timestamp_ms);
+            log.append_as_leader(BatchBytes(b.into()), 1).unwrap();
+        }
+    }
+
+    /// Found by review: a crash after the new start was written but before
+    /// the segments below it were removed, then a truncation to below the
+    /// start onto a segment's own base, unlinked the live segment's files.
+    #[test]
+    fn a_start_recorded_before_a_crash_drops_old_segments_and_truncations_keep_the_live_one() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(d.path(), small()).unwrap();
+        append_batches(&mut log, &[(3, 0); 10]);
+        let bases: Vec<Offset> = log.segments.iter().map(|s| s.base_offset).collect();
+        assert!(bases.len() >= 3);
+        let second = bases[1];
+        drop(log);
+        // The crash: the start file says `second + 1`, no segment is gone.
+        std::fs::write(d.path().join(LOG_START), (second + 1).to_string()).unwrap();
+        let (mut log, _) = DiskLog::open(d.path(), small()).unwrap();
+        assert_eq!(log.start_offset(), second + 1);
+        assert_eq!(
+            log.segments[0].base_offset, second,
+            "the first segment went"
+        );
+        assert!(!segment_path(d.path(), 0, "log").exists());
+        // Below the start, onto the first segment's base: empty there.
+        log.truncate_to(second);
+        assert!(log.failure().is_none());
+        assert_eq!((log.start_offset(), log.end_offset()), (second, second));
+        append_batches(&mut log, &[(3, 0)]);
+        log.flush().unwrap();
+        drop(log);
+        let (log, _) = DiskLog::open(d.path(), small()).unwrap();
+        assert_eq!(
+            (log.start_offset(), log.end_offset()),
+            (second, second + 3),
+            "what was appended and flushed after the truncation is there"
+        );
+    }
+
+    /// Found by review: a cut inside the batch holding the start ended the
+    /// log below its start; and timestamp lookups stopped at the first
+    /// batch the index named, though it held only deleted records.
+    #[test]
+    fn cuts_and_timestamp_lookups_respect_a_start_inside_a_batch() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(d.path(), small()).unwrap();
+        // Real records: the lookup reads each record's timestamp.
+        for timestamp_ms in [1_000, 1_000, 10, 600] {
+            let records = vec![(None, Some(Bytes::from_static(b"v"))); 3];
+            let b = crate::client::encode_batch(&records, timestamp_ms).unwrap();
+            log.append_as_leader(BatchBytes(b), 1).unwrap();
+        }
+        log.advance_start_offset(6);
+        assert_eq!(log.record_for_timestamp(500).unwrap(), Some((9, 600)));
+        log.advance_start_offset(7);
+        log.truncate_to(8);
+        assert!(log.failure().is_none());
+        assert_eq!((log.start_offset(), log.end_offset()), (7, 7));
     }
 
     #[test]

@@ -69,15 +69,7 @@ pub const DELETING_SUFFIX: &str = ".deleting";
 const FILE_BYTES_MAX: u64 = 4096;
 
 fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    fs::File::open(path)?
-        .take(FILE_BYTES_MAX)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 >= FILE_BYTES_MAX {
-        bytes.clear();
-    }
-    Ok(bytes)
+    crate::storage::checkpoint::read_bounded(path, FILE_BYTES_MAX)
 }
 
 fn parse(text: &str) -> Option<u128> {

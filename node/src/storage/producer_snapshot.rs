@@ -4,7 +4,7 @@
 //! headers after it, not the whole log (a 1 GiB segment of 1 KiB batches
 //! is about a million header reads).
 //!
-//! Layout: magic `RPS1`, CRC-32C of the rest, then postcard of
+//! Layout: magic `RPS2`, CRC-32C of the rest, then postcard of
 //! `(offset, last_epoch, table)`: the table is the fold of the log below
 //! `offset`, and `last_epoch` the leader epoch of the batch ending there.
 //! A snapshot is used only if its offset lies within the log and the log's
@@ -22,7 +22,9 @@ use std::io;
 use std::path::Path;
 
 const FILE: &str = "producer-state";
-const MAGIC: &[u8; 4] = b"RPS1";
+/// `RPS2`: producers carry their last batch's timestamp (expiration);
+/// an `RPS1` file is of another layout and ignored (the table is folded).
+const MAGIC: &[u8; 4] = b"RPS2";
 /// The largest snapshot read back: a table of ~100,000 producers.
 const SNAPSHOT_BYTES_MAX: u64 = 64 << 20;
 
@@ -83,6 +85,7 @@ mod tests {
             first_sequence: 0,
             record_count: 3,
             base_offset: 10,
+            max_timestamp_ms: 1_000,
         });
         let snapshot = Snapshot {
             offset: 13,

@@ -265,6 +265,7 @@ impl Node {
                 runner,
                 delivered: None,
                 parked: ParkedFetches::default(),
+                deletes: Default::default(),
             },
         );
         self.deliver(&key, reg);
@@ -349,6 +350,7 @@ impl Node {
                 is_leader: replica.is_leader(),
             };
             slot.parked.observe(visible);
+            slot.deletes.complete(replica);
             let flush_wanted = slot.runner.flush_wanted();
             let write_back = replica.log().needs_write_back();
             let b = self.broker.as_mut().expect("a slot implies a broker");

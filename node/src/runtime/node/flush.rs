@@ -55,9 +55,8 @@ impl Node {
             match result {
                 Some(Ok(out)) => self.on_runner_output(&key, out),
                 Some(Err(e)) => {
-                    // The runtime outside the simulation stops here
-                    // (finish_group_commit); one simulated host serves on
-                    // without the replica.
+                    // As off the loop (finish_group_commit): the replica
+                    // goes offline, the node serves on.
                     tracing::error!("{}-{}: flush failed: {e:?}", key.0, key.1);
                     self.take_offline_if_failed(&key);
                 }
@@ -68,26 +67,19 @@ impl Node {
 
     /// A group commit's fsyncs are done: each partition learns what is
     /// durable now (a partition removed meanwhile is skipped; a log cut
-    /// meanwhile wants its flush again; a failed fsync stops the node).
+    /// meanwhile wants its flush again). A failed fsync fails the log
+    /// (`DiskLog::complete_flush`) and `on_runner_output` takes the replica
+    /// offline: the controller moves its leadership and ISR membership, and
+    /// the node serves on. Kafka takes the whole log directory offline and,
+    /// when it was the broker's last, halts the broker; here the other
+    /// replicas go offline one by one as their own writes or fsyncs fail,
+    /// and the rest (the metadata quorum, replicas on healthy logs) keeps
+    /// being served.
     pub(super) fn finish_group_commit(&mut self, tickets: Vec<((String, u32), FlushTicket)>) {
         if let Some(b) = self.broker.as_mut() {
             b.flush_in_flight = false;
         }
         for (key, ticket) in tickets {
-            if !ticket.synced() && self.slot_mut(&key).is_some() {
-                // A failed fsync may have dropped the dirty pages it could
-                // not write (Linux marks them clean and reports the error
-                // once): a retry would succeed and vouch for bytes that are
-                // not on disk. Kafka takes the log dir offline; with one log
-                // dir per node here, the node stops (as for the metadata
-                // log) and its replicas recover from the others.
-                tracing::error!(
-                    "{}-{}: fsync of the partition log failed; stopping so no write is acknowledged that the disk may not hold",
-                    key.0,
-                    key.1
-                );
-                std::process::exit(2);
-            }
             if let Some(out) = self.slot_mut(&key).map(|s| s.runner.finish_flush(ticket)) {
                 self.on_runner_output(&key, out);
             }

@@ -56,6 +56,12 @@ impl Node {
             KafkaCall::ListGroups { reply } => {
                 let _ = reply.send(self.groups.summaries());
             }
+            KafkaCall::DeleteRecords {
+                topic,
+                partition,
+                offset,
+                reply,
+            } => self.delete_records((topic, partition), offset, reply),
         }
     }
 

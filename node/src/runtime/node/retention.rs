@@ -50,6 +50,15 @@ impl Node {
                 break;
             };
             checked += 1;
+            // Kafka checks every `producer.id.expiration.check.interval.ms`
+            // (10 min); here with retention (5 min by default).
+            let expiration_ms = self.s.producer_id_expiration_ms;
+            if let Some(slot) = self.slot_mut(&key) {
+                let gone = slot.runner.expire_producers(now_ms, expiration_ms);
+                if gone > 0 {
+                    tracing::debug!("{}-{}: {gone} idle producer id(s) expired", key.0, key.1);
+                }
+            }
             let Some(policy) = self.retention_of(&key.0) else {
                 continue; // compacted: never deleted by age or size
             };
@@ -90,6 +99,22 @@ impl Node {
     }
 }
 
+/// Does the topic's `cleanup.policy` (default `delete`) let records be
+/// deleted, by retention or DeleteRecords? Not a compacted topic's
+/// (`compact` alone, `__consumer_offsets` among them).
+pub fn cleanup_policy_deletes(configs: Option<&BTreeMap<String, String>>) -> bool {
+    cleanup_policy(configs).is_none_or(|p| p.split(',').any(|p| p.trim() == "delete"))
+}
+
+/// Does the topic's `cleanup.policy` include `compact` (keys required)?
+pub fn cleanup_policy_compacts(configs: Option<&BTreeMap<String, String>>) -> bool {
+    cleanup_policy(configs).is_some_and(|p| p.split(',').any(|p| p.trim() == "compact"))
+}
+
+fn cleanup_policy(configs: Option<&BTreeMap<String, String>>) -> Option<&String> {
+    configs.and_then(|c| c.get("cleanup.policy"))
+}
+
 /// `retention.ms` / `retention.bytes` of a topic over the broker's
 /// `log.retention.*`; -1 is "keep forever", as in Kafka. A value that is
 /// not a number cannot be stored (the controller refuses it), and is
@@ -98,8 +123,7 @@ pub(super) fn topic_retention(
     broker: RetentionPolicy,
     configs: Option<&BTreeMap<String, String>>,
 ) -> Option<RetentionPolicy> {
-    let policy = configs.and_then(|c| c.get("cleanup.policy"));
-    if policy.is_some_and(|p| !p.split(',').any(|p| p.trim() == "delete")) {
+    if !cleanup_policy_deletes(configs) {
         return None;
     }
     let key = |name: &str| -> Option<Option<u64>> {
