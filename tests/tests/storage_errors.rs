@@ -68,7 +68,9 @@ fn a_replica_that_cannot_open_its_log_leaves_the_isr_and_leadership_moves() {
     );
     // Every partition, the one with an offline replica too, takes writes
     // with acks=all and gives them back.
-    let lines: String = (0..RECORDS).map(|i| format!("r-{i}\n")).collect();
+    // Keyed, so that every partition gets records: librdkafka's sticky
+    // partitioner may put all keyless ones on one partition (a flake).
+    let lines: String = (0..RECORDS).map(|i| format!("k-{i}:r-{i}\n")).collect();
     let out = run(
         Command::new("kcat").args([
             "-b",
@@ -76,6 +78,7 @@ fn a_replica_that_cannot_open_its_log_leaves_the_isr_and_leadership_moves() {
             "-t",
             TOPIC,
             "-P",
+            "-K:",
             "-X",
             "acks=all",
             "-X",
