@@ -65,7 +65,7 @@ impl Refusal {
     }
 }
 
-const ATTR_COMPRESSION_MASK: i16 = 0x07;
+pub const ATTR_COMPRESSION_MASK: i16 = 0x07;
 const ATTR_LOG_APPEND_TIME: i16 = 0x08;
 const ATTR_CONTROL: i16 = 0x20;
 
@@ -134,6 +134,11 @@ pub fn check(records: &[u8], limits: &BatchLimits) -> Result<Checked, Refusal> {
     let i64_at = |at: usize| i64::from_be_bytes(records[at..at + 8].try_into().expect("8"));
     let attributes = i16_at(21);
     let (last_offset_delta, record_count) = (i32_at(23), i32_at(57));
+    if record_count == 0 {
+        return Err(Refusal::InvalidRecord(
+            "a batch must hold at least one record".into(),
+        ));
+    }
     if record_count != last_offset_delta.saturating_add(1) {
         return Err(Refusal::InvalidRecord(format!(
             "Inconsistent batch offset range: {record_count} records, last offset delta {last_offset_delta}"
@@ -168,8 +173,9 @@ pub fn check(records: &[u8], limits: &BatchLimits) -> Result<Checked, Refusal> {
     let body = decompress(compression, body)?;
     // Kafka's NO_TIMESTAMP (-1) when no record has a timestamp.
     let mut newest = NO_TIMESTAMP;
-    walk_records(&body, record_count as usize, |delta, keyed| {
-        if limits.compacted && !keyed {
+    walk_records(&body, record_count as usize, Deltas::Consecutive, |r| {
+        let delta = r.timestamp_delta;
+        if limits.compacted && r.key.is_none() {
             // Kafka's LogValidator, INVALID_RECORD.
             return Err(Refusal::InvalidRecord(
                 "Compacted topic cannot accept message without key".into(),
@@ -219,18 +225,37 @@ fn check_timestamp(ts: i64, limits: &BatchLimits) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// The timestamp of each record of one stored batch (v2), in order:
-/// the base timestamp plus each record's delta, or the batch's max
-/// timestamp for every record of a LogAppendTime batch (as Kafka reads them).
-pub fn record_timestamps(batch: &[u8]) -> Result<Vec<i64>, Refusal> {
+/// The offset delta and timestamp of each record of one stored batch (v2),
+/// in order: the base timestamp plus each record's delta, or the batch's
+/// max timestamp for every record of a LogAppendTime batch (as Kafka reads
+/// them). A compacted batch may skip offset deltas.
+pub fn record_timestamps(batch: &[u8]) -> Result<Vec<(i64, i64)>, Refusal> {
+    let (attributes, base_timestamp, max_timestamp, count) = stored_fields(batch)?;
+    let log_append_time = attributes & ATTR_LOG_APPEND_TIME != 0;
+    let body = Bytes::copy_from_slice(&batch[HEADER_BYTES..]);
+    let body = decompress(attributes & ATTR_COMPRESSION_MASK, body)?;
+    let mut out = Vec::with_capacity(count);
+    walk_records(&body, count, Deltas::Increasing, |r| {
+        let ts = match log_append_time {
+            true => max_timestamp,
+            false => base_timestamp.saturating_add(r.timestamp_delta),
+        };
+        out.push((r.offset_delta, ts));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Attributes, base and max timestamp and record count of a stored batch,
+/// the count checked against the bytes.
+pub fn stored_fields(batch: &[u8]) -> Result<(i16, i64, i64, usize), Refusal> {
     if batch.len() < HEADER_BYTES {
         return Err(Refusal::Corrupt("a batch shorter than its header".into()));
     }
     let i16_at = |at: usize| i16::from_be_bytes([batch[at], batch[at + 1]]);
     let i32_at = |at: usize| i32::from_be_bytes(batch[at..at + 4].try_into().expect("4"));
     let i64_at = |at: usize| i64::from_be_bytes(batch[at..at + 8].try_into().expect("8"));
-    let (attributes, count) = (i16_at(21), i32_at(57));
-    let (base_timestamp, max_timestamp) = (i64_at(27), i64_at(35));
+    let count = i32_at(57);
     let count = usize::try_from(count)
         .map_err(|_| Refusal::Corrupt(format!("a batch of {count} records")))?;
     // Each record takes at least 7 bytes: a count beyond that is a lie.
@@ -240,21 +265,11 @@ pub fn record_timestamps(batch: &[u8]) -> Result<Vec<i64>, Refusal> {
             batch.len()
         )));
     }
-    if attributes & ATTR_LOG_APPEND_TIME != 0 {
-        return Ok(vec![max_timestamp; count]);
-    }
-    let body = Bytes::copy_from_slice(&batch[HEADER_BYTES..]);
-    let body = decompress(attributes & ATTR_COMPRESSION_MASK, body)?;
-    let mut out = Vec::with_capacity(count);
-    walk_records(&body, count, |delta, _| {
-        out.push(base_timestamp.saturating_add(delta));
-        Ok(())
-    })?;
-    Ok(out)
+    Ok((i16_at(21), i64_at(27), i64_at(35), count))
 }
 
 /// The record section, decompressed (bounded by the vendored codecs).
-fn decompress(compression: i16, body: Bytes) -> Result<Bytes, Refusal> {
+pub fn decompress(compression: i16, body: Bytes) -> Result<Bytes, Refusal> {
     use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
     let mut body = body;
     let out: anyhow::Result<Bytes> = match compression {
@@ -272,15 +287,41 @@ fn decompress(compression: i16, body: Bytes) -> Result<Bytes, Refusal> {
     out.map_err(|e| Refusal::Corrupt(format!("the records do not decompress: {e}")))
 }
 
-/// Walks `count` records of v2 format; each must be whole, numbered
-/// 0, 1, 2... (offset deltas) and nothing may follow the last. Calls
-/// `each` with each record's timestamp delta and whether it has a key.
-pub fn walk_records(
-    body: &[u8],
+/// One record of a v2 batch, as [`walk_records`] finds it.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordView<'a> {
+    pub timestamp_delta: i64,
+    pub offset_delta: i64,
+    /// `None`: a null key.
+    pub key: Option<&'a [u8]>,
+    /// A null value: a tombstone on a compacted topic.
+    pub value_is_null: bool,
+    /// The record's bytes from its key to its end (key, value, headers),
+    /// as they are: what a rewrite with new deltas copies.
+    pub tail: &'a [u8],
+}
+
+/// How the records' offset deltas must run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deltas {
+    /// 0, 1, 2, ... (a produced batch).
+    Consecutive,
+    /// Strictly increasing from 0 up (a stored batch, which compaction may
+    /// have thinned).
+    Increasing,
+}
+
+/// Walks `count` records of v2 format; each must be whole, its offset
+/// delta as `deltas` says, and nothing may follow the last. Calls `each`
+/// with each record.
+pub fn walk_records<'a>(
+    body: &'a [u8],
     count: usize,
-    mut each: impl FnMut(i64, bool) -> Result<(), Refusal>,
+    deltas: Deltas,
+    mut each: impl FnMut(RecordView<'a>) -> Result<(), Refusal>,
 ) -> Result<(), Refusal> {
     let mut at = 0usize;
+    let mut previous_delta = -1i64;
     // Bounded by `count`, and each round consumes at least one byte or fails.
     for i in 0..count {
         let len = varint(body, &mut at)?;
@@ -298,13 +339,25 @@ pub fn walk_records(
         r += 1;
         let timestamp_delta = varlong(record, &mut r)?;
         let offset_delta = varint(record, &mut r)?;
-        if offset_delta != i as i64 {
+        let in_order = match deltas {
+            Deltas::Consecutive => offset_delta == i as i64,
+            Deltas::Increasing => offset_delta > previous_delta,
+        };
+        if !in_order {
             return Err(Refusal::InvalidRecord(format!(
                 "record {i} has offset delta {offset_delta}"
             )));
         }
+        previous_delta = offset_delta;
+        let tail_at = r;
+        let key_at = r;
         let keyed = skip_bytes(record, &mut r, true)?; // key
-        skip_bytes(record, &mut r, true)?; // value
+        let key = keyed.then(|| {
+            let mut k = key_at;
+            let len = varint(record, &mut k).expect("read above") as usize;
+            &record[k..k + len]
+        });
+        let value_is_null = !skip_bytes(record, &mut r, true)?; // value
         let headers = varint(record, &mut r)?;
         if headers < 0 {
             return Err(Refusal::Corrupt(format!(
@@ -321,7 +374,13 @@ pub fn walk_records(
                 "record {i} declares {len} bytes but holds {r}"
             )));
         }
-        each(timestamp_delta, keyed)?;
+        each(RecordView {
+            timestamp_delta,
+            offset_delta,
+            key,
+            value_is_null,
+            tail: &record[tail_at..],
+        })?;
         at = end;
     }
     if at != body.len() {
@@ -331,6 +390,28 @@ pub fn walk_records(
         )));
     }
     Ok(())
+}
+
+/// Appends one record in v2 format: its length, attributes (always 0),
+/// the deltas and `tail` (key, value, headers) as they were.
+pub fn put_record(out: &mut Vec<u8>, timestamp_delta: i64, offset_delta: i64, tail: &[u8]) {
+    let mut head = Vec::with_capacity(16);
+    head.push(0u8);
+    put_varlong(&mut head, timestamp_delta);
+    put_varlong(&mut head, offset_delta);
+    put_varlong(out, (head.len() + tail.len()) as i64);
+    out.extend_from_slice(&head);
+    out.extend_from_slice(tail);
+}
+
+/// A zigzag varint (or varlong: the encoding is the same).
+fn put_varlong(out: &mut Vec<u8>, value: i64) {
+    let mut v = ((value << 1) ^ (value >> 63)) as u64;
+    while v >= 0x80 {
+        out.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
 }
 
 /// Skips a length-prefixed byte string (length -1: null, where allowed);
@@ -434,7 +515,7 @@ mod tests {
             i16::from_be_bytes([stored[21], stored[22]]) & ATTR_LOG_APPEND_TIME,
             ATTR_LOG_APPEND_TIME
         );
-        assert_eq!(record_timestamps(&stored).unwrap(), vec![stamped.now_ms; 2]);
+        assert_eq!(record_timestamps(&stored).unwrap(), vec![(0, stamped.now_ms), (1, stamped.now_ms)]);
         assert!(check(
             &Bytes::from(batch(&["a"], old)),
             &BatchLimits {

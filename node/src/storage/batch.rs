@@ -136,7 +136,10 @@ pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     }
     let last_offset_delta = i32_at(batch, 23);
     let record_count = i32_at(batch, 57);
-    if record_count <= 0 || last_offset_delta < 0 {
+    // Zero records is a batch compaction emptied: kept for its offset range
+    // and producer state (Kafka keeps such batches too). Produced batches
+    // must hold records (the front end's check).
+    if record_count < 0 || last_offset_delta < 0 {
         return Err(BatchError::NoRecords);
     }
     Ok(BatchHeader {

@@ -25,6 +25,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod compaction;
+pub use compaction::{log_path, CleanTrigger};
+
 const EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
 const RECOVERY_POINT: &str = "recovery-point";
 /// The log start offset when it lies above the first segment's base
@@ -689,6 +692,10 @@ pub struct DiskLog {
     /// `LogDirFailureChannel`). Until then nothing here panics on an I/O
     /// error (a truncation used to: one `EMFILE` stopped the process).
     failed: Option<String>,
+    /// The first offset the cleaner has not cleaned (compacted topics;
+    /// `cleaner-offset-checkpoint`), and when a tombstone it kept may go.
+    cleaner_checkpoint: Offset,
+    next_horizon_ms: Option<i64>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -842,7 +849,12 @@ impl DiskLog {
             log_id: LOG_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             generation: 0,
             failed: None,
+            cleaner_checkpoint: read_offset(&dir.join(compaction::CLEANER_CHECKPOINT))
+                .unwrap_or(0),
+            // Unknown after a restart: the next pass finds out.
+            next_horizon_ms: Some(i64::MIN),
         };
+        compaction::remove_leftovers(dir);
         // A damaged or foreign file (too long, or not parsing) is rebuilt.
         let checkpoint =
             crate::storage::checkpoint::read_bounded(&dir.join(EPOCH_CHECKPOINT), EPOCHS_BYTES_MAX)
@@ -1458,8 +1470,7 @@ impl DiskLog {
                 .map_err(|e| LogError::Corrupt(e.message()))?;
             let found = timestamps
                 .iter()
-                .enumerate()
-                .map(|(i, &t)| (header.base_offset + i as Offset, t))
+                .map(|&(delta, t)| (header.base_offset + delta as Offset, t))
                 .find(|&(o, t)| o >= self.log_start && t >= timestamp_ms);
             if found.is_some() {
                 return Ok(found);

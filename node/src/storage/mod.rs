@@ -6,6 +6,8 @@
 //!   checkpoint, flushing, recovery from the recovery point, truncation. It
 //!   implements the model's [`runnel_model::log::PartitionLog`], so the
 //!   replication state machine runs over it unchanged.
+//! - [`cleaner`]: log compaction's pass over closed segments (off the
+//!   event loop), deciding by the model's rule.
 //! - [`file_cache`]: the log files open at once, on a descriptor budget
 //!   (least recently used closed, reopened on use).
 //! - [`producer_snapshot`]: the idempotent producers' table, snapshotted
@@ -17,6 +19,7 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod cleaner;
 pub mod disk_log;
 pub mod file_cache;
 pub mod log_dirs;
