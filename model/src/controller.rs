@@ -311,6 +311,11 @@ const TOPIC_TYPED_KEYS: &[(&str, ConfigType)] = &[
     // reason: a topic key must not make every append roll.
     ("segment.ms", ConfigType::Long { at_least: 60_000 }),
     ("unclean.leader.election.enable", ConfigType::Boolean),
+    // Compaction (the brokers' cleaner applies them).
+    ("delete.retention.ms", ConfigType::Long { at_least: 0 }),
+    ("min.compaction.lag.ms", ConfigType::Long { at_least: 0 }),
+    ("max.compaction.lag.ms", ConfigType::Long { at_least: 1 }),
+    ("min.cleanable.dirty.ratio", ConfigType::Fraction),
     (
         "message.timestamp.type",
         ConfigType::OneOf(&["CreateTime", "LogAppendTime"]),
@@ -326,6 +331,8 @@ enum ConfigType {
         at_least: i64,
     },
     Boolean,
+    /// A DOUBLE between 0 and 1 (Kafka's `between(0, 1)`).
+    Fraction,
     /// Kafka's `ValidString.in(...)` (case-sensitive).
     OneOf(&'static [&'static str]),
 }
@@ -339,6 +346,14 @@ impl ConfigType {
             ConfigType::Boolean => {
                 let ok = v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false");
                 return (!ok).then(|| "Expected value to be either true or false".to_string());
+            }
+            ConfigType::Fraction => {
+                return match v.parse::<f64>() {
+                    Err(_) => Some("Not a number of type DOUBLE".to_string()),
+                    Ok(x) if x < 0.0 => Some("Value must be at least 0".to_string()),
+                    Ok(x) if x > 1.0 => Some("Value must be no more than 1".to_string()),
+                    Ok(_) => None,
+                };
             }
             ConfigType::OneOf(allowed) => {
                 return (!allowed.contains(&v))

@@ -243,6 +243,44 @@ pub const SERVER_KEYS: &[(&str, Kind)] = &[
             max: i64::MAX,
         },
     ),
+    ("log.cleaner.enable", Kind::Bool),
+    (
+        "log.cleaner.backoff.ms",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+    ),
+    (
+        "log.cleaner.dedupe.buffer.size",
+        Kind::Int {
+            min: 1 << 10,
+            max: i64::MAX,
+        },
+    ),
+    // A DOUBLE in Kafka; values outside [0, 1] fall back to 0.5.
+    ("log.cleaner.min.cleanable.ratio", Kind::Text),
+    (
+        "log.cleaner.delete.retention.ms",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+    ),
+    (
+        "log.cleaner.min.compaction.lag.ms",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+    ),
+    (
+        "log.cleaner.max.compaction.lag.ms",
+        Kind::Int {
+            min: 1,
+            max: i64::MAX,
+        },
+    ),
     (
         "producer.id.expiration.ms",
         Kind::Int {

@@ -271,6 +271,28 @@ impl PartitionRunner {
             .enforce_retention(now_ms, policy, high_watermark)
     }
 
+    /// What a cleaning pass of this replica's log may read (its closed
+    /// segments, below its high watermark).
+    pub fn clean_job(
+        &self,
+        now_ms: i64,
+        policy: runnel_model::compaction::CleanPolicy,
+        dedupe_buffer_bytes: u64,
+    ) -> Option<crate::storage::cleaner::CleanJob> {
+        let high_watermark = self.replica.high_watermark();
+        self.replica
+            .log()
+            .clean_job(high_watermark, now_ms, policy, dedupe_buffer_bytes)
+    }
+
+    /// Swaps a finished pass's files in; how many segments changed.
+    pub fn install_cleaned(
+        &mut self,
+        cleaned: crate::storage::cleaner::Cleaned,
+    ) -> Result<usize, LogError> {
+        self.replica.log_mut().install_cleaned(cleaned)
+    }
+
     /// Is a flush waiting (the runtime runs [`Self::group_commit`] soon)?
     pub fn flush_wanted(&self) -> bool {
         self.flush_wanted.is_some()

@@ -515,7 +515,10 @@ mod tests {
             i16::from_be_bytes([stored[21], stored[22]]) & ATTR_LOG_APPEND_TIME,
             ATTR_LOG_APPEND_TIME
         );
-        assert_eq!(record_timestamps(&stored).unwrap(), vec![(0, stamped.now_ms), (1, stamped.now_ms)]);
+        assert_eq!(
+            record_timestamps(&stored).unwrap(),
+            vec![(0, stamped.now_ms), (1, stamped.now_ms)]
+        );
         assert!(check(
             &Bytes::from(batch(&["a"], old)),
             &BatchLimits {

@@ -16,6 +16,7 @@
 //! `delete_records` and `groups` (the group coordinator).
 
 mod broker;
+mod compaction;
 mod controller_client;
 mod controller_host;
 mod delete_records;
@@ -221,6 +222,11 @@ pub enum Event {
     Reconcile,
     /// A group commit's fsyncs ran off the loop ([`Node::group_commit`]).
     Flushed(Vec<((String, u32), FlushTicket)>),
+    /// A cleaning pass ran off the loop ([`Node::cleaner_check`]).
+    Cleaned {
+        key: (String, u32),
+        result: Result<crate::storage::cleaner::Cleaned, runnel_model::log::LogError>,
+    },
     /// A partition's log was opened off the loop (or could not be).
     Opened {
         key: (String, u32),
@@ -244,6 +250,7 @@ impl Event {
             Event::Reconcile => "reconcile",
             Event::Opened { .. } => "log opened",
             Event::Flushed(_) => "group commit done",
+            Event::Cleaned { .. } => "cleaning pass done",
         }
     }
 }
@@ -393,6 +400,10 @@ struct BrokerState {
     /// Partitions the current retention pass has still to check (a few
     /// ticks' worth at a time, `retention_check`); bounded by the slots.
     retention_queue: std::collections::VecDeque<(String, u32)>,
+    last_cleaner_check: Instant,
+    /// The replica whose cleaning pass runs off the loop (one at a time,
+    /// Kafka's `log.cleaner.threads` default).
+    cleaning: Option<(String, u32)>,
     /// A group commit's fsyncs are running off the loop
     /// ([`Node::group_commit`]); the next waits for them.
     flush_in_flight: bool,
@@ -495,6 +506,8 @@ impl Node {
                 flush_asked: BTreeSet::new(),
                 write_back_due: BTreeSet::new(),
                 last_retention_check: Instant::now(),
+                last_cleaner_check: Instant::now(),
+                cleaning: None,
                 retention_queue: Default::default(),
                 flush_in_flight: false,
             })
@@ -699,6 +712,7 @@ impl Node {
             Event::Reconcile => self.reconcile_partitions(),
             Event::Opened { key, topic_id, log } => self.finish_open(key, topic_id, log),
             Event::Flushed(tickets) => self.finish_group_commit(tickets),
+            Event::Cleaned { key, result } => self.finish_cleaning(key, result),
         }
     }
 
@@ -734,6 +748,7 @@ impl Node {
         self.expire_produces(now);
         self.background_flush(now);
         self.retention_check(now);
+        self.cleaner_check(now);
         self.expire_group_offsets();
     }
 }

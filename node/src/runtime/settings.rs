@@ -104,6 +104,8 @@ pub struct NodeSettings {
     /// Kafka's `producer.id.expiration.ms`: an idempotent producer not
     /// heard of for this long is forgotten (checked with retention).
     pub producer_id_expiration_ms: u64,
+    /// Log compaction (`log.cleaner.*`).
+    pub cleaner: CleanerSettings,
     pub session_timeout_ms: u64,
     pub heartbeat_interval_ms: u64,
     pub election_timeout_ms: u64,
@@ -221,6 +223,7 @@ impl NodeSettings {
             flush: FlushPolicy::default(),
             retention_check_interval_ms: 300_000,
             producer_id_expiration_ms: 86_400_000,
+            cleaner: CleanerSettings::default(),
             session_timeout_ms: 9_000,
             heartbeat_interval_ms: 2_000,
             election_timeout_ms: 1_000,
@@ -486,6 +489,21 @@ fn apply_numbers(s: &mut NodeSettings, p: &Properties) {
     };
     s.retention_check_interval_ms = u("log.retention.check.interval.ms", 300_000);
     s.producer_id_expiration_ms = u("producer.id.expiration.ms", 86_400_000);
+    let d = CleanerSettings::default();
+    let ratio = p
+        .get("log.cleaner.min.cleanable.ratio")
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|r| (0.0..=1.0).contains(r));
+    let max_lag = p.int("log.cleaner.max.compaction.lag.ms", i64::MAX);
+    s.cleaner = CleanerSettings {
+        enable: p.bool("log.cleaner.enable", d.enable),
+        backoff_ms: u("log.cleaner.backoff.ms", d.backoff_ms),
+        dedupe_buffer_bytes: u("log.cleaner.dedupe.buffer.size", d.dedupe_buffer_bytes),
+        min_cleanable_ratio: ratio.unwrap_or(d.min_cleanable_ratio),
+        delete_retention_ms: p.int("log.cleaner.delete.retention.ms", d.delete_retention_ms),
+        min_compaction_lag_ms: p.int("log.cleaner.min.compaction.lag.ms", 0).max(0),
+        max_compaction_lag_ms: (max_lag > 0 && max_lag < i64::MAX).then_some(max_lag),
+    };
     let every = p
         .get("log.flush.interval.messages")
         .map(|_| u("log.flush.interval.messages", 1));
@@ -823,5 +841,40 @@ mod tests {
         assert_eq!(s.min_insync_replicas, 2);
         let err = load_server_properties(text, &["min.insync.replicas=0".into()]).unwrap_err();
         assert!(err.0.contains("min.insync.replicas"), "{}", err.0);
+    }
+}
+
+/// Kafka's `log.cleaner.*` broker keys, with Kafka's defaults (topics
+/// override the last four with `min.cleanable.dirty.ratio`,
+/// `delete.retention.ms`, `min.compaction.lag.ms`, `max.compaction.lag.ms`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CleanerSettings {
+    /// `log.cleaner.enable`.
+    pub enable: bool,
+    /// `log.cleaner.backoff.ms`: how often the cleaner looks for work.
+    pub backoff_ms: u64,
+    /// `log.cleaner.dedupe.buffer.size`: the memory of one pass.
+    pub dedupe_buffer_bytes: u64,
+    /// `log.cleaner.min.cleanable.ratio`.
+    pub min_cleanable_ratio: f64,
+    /// `log.cleaner.delete.retention.ms`.
+    pub delete_retention_ms: i64,
+    /// `log.cleaner.min.compaction.lag.ms`.
+    pub min_compaction_lag_ms: i64,
+    /// `log.cleaner.max.compaction.lag.ms` (Kafka's default: never).
+    pub max_compaction_lag_ms: Option<i64>,
+}
+
+impl Default for CleanerSettings {
+    fn default() -> Self {
+        Self {
+            enable: true,
+            backoff_ms: 15_000,
+            dedupe_buffer_bytes: crate::storage::cleaner::DEDUPE_BUFFER_BYTES_DEFAULT,
+            min_cleanable_ratio: 0.5,
+            delete_retention_ms: 86_400_000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: None,
+        }
     }
 }

@@ -25,7 +25,7 @@
 //! one entry (a 128-bit hash of the key, not the key) per record read; a
 //! pass that would exceed it cleans only the segments read so far.
 
-use crate::io::fs::{self, OpenOptions};
+use crate::io::fs::OpenOptions;
 use crate::io::FileExt;
 use crate::kafka::batch_check::{self, Deltas};
 use crate::storage::batch::{self, BatchHeader, HEADER_BYTES};
@@ -34,7 +34,7 @@ use runnel_model::compaction::{self, CleanPolicy, Entry, Verdict};
 use runnel_model::core::Offset;
 use runnel_model::log::LogError;
 use std::hash::BuildHasher;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// Kafka's `log.cleaner.dedupe.buffer.size` default (128 MiB).
@@ -54,8 +54,11 @@ pub struct CleanJob {
     /// the swap is refused if either changed.
     pub log_id: u64,
     pub generation: u64,
-    /// The closed segments from the log's first, as (base, end offset).
-    pub segments: Vec<(Offset, Offset)>,
+    /// The closed segments from the log's first, as (base, end offset,
+    /// bytes).
+    pub segments: Vec<(Offset, Offset, u64)>,
+    /// `segment.bytes`: cleaned neighbours are merged up to it.
+    pub segment_bytes: u64,
     pub high_watermark: Offset,
     pub now_ms: i64,
     pub policy: CleanPolicy,
@@ -63,11 +66,14 @@ pub struct CleanJob {
     pub dedupe_buffer_bytes: u64,
 }
 
-/// One segment written anew as `<base>.log.cleaned` (fsynced).
+/// Neighbouring segments written anew as one, `<first base>.log.cleaned`
+/// (fsynced).
 #[derive(Clone, Debug)]
 pub struct CleanedSegment {
     pub base: Offset,
     pub end: Offset,
+    /// The base offsets of the segments it replaces, in order.
+    pub replaced: Vec<Offset>,
     /// (byte position, header) of each batch in the new file.
     pub headers: Vec<(u64, BatchHeader)>,
     pub size_bytes: u64,
@@ -76,6 +82,7 @@ pub struct CleanedSegment {
 /// What a pass did.
 #[derive(Clone, Debug, Default)]
 pub struct Cleaned {
+    pub dir: PathBuf,
     pub log_id: u64,
     pub generation: u64,
     pub segments: Vec<CleanedSegment>,
@@ -124,8 +131,7 @@ fn for_each_batch(
             .map_err(io_error)?;
         let size = batch::declared_size(&prefix).map_err(corrupt)?;
         let mut bytes = vec![0u8; size];
-        file.read_exact_at(&mut bytes, position)
-            .map_err(io_error)?;
+        file.read_exact_at(&mut bytes, position).map_err(io_error)?;
         let header = batch::validate(&bytes).map_err(corrupt)?;
         each(StoredBatch { header, bytes })?;
         position += size as u64;
@@ -198,17 +204,24 @@ pub fn run(job: &CleanJob) -> Result<Cleaned, LogError> {
     // Pass 1: every record of the segments that fit the buffer.
     let entries_max = (job.dedupe_buffer_bytes / ENTRY_BYTES).max(1) as usize;
     let mut entries: Vec<Entry<u128>> = Vec::new();
+    // Each record's bytes (for the size of a cleaned group), and each
+    // segment's batch count.
+    let mut record_bytes: Vec<u32> = Vec::new();
+    let mut batch_counts: Vec<u64> = Vec::new();
     let mut batches: Vec<(Offset, Offset)> = Vec::new();
+    let mut batch_entries: Vec<(usize, usize)> = Vec::new();
     let mut read_end = job.segments.first().map_or(0, |s| s.0);
     let mut segments_read = 0;
     let mut bytes_before = 0;
-    for &(base, end) in &job.segments {
+    for &(base, end, _) in &job.segments {
         if segments_read > 0 && entries.len() >= entries_max {
             break;
         }
         bytes_before += for_each_batch(&crate::storage::disk_log::log_path(&job.dir, base), |b| {
             let horizon = horizon_of(&b.bytes);
+            let first_entry = entries.len();
             for r in records_of(&b)? {
+                record_bytes.push(r.tail.len() as u32 + 16);
                 entries.push(Entry {
                     offset: r.offset,
                     key: r.key.as_deref().map(&hash),
@@ -218,8 +231,10 @@ pub fn run(job: &CleanJob) -> Result<Cleaned, LogError> {
                 });
             }
             batches.push((b.header.base_offset, b.header.end_offset()));
+            batch_entries.push((first_entry, entries.len()));
             Ok(())
         })?;
+        batch_counts.push(batches.len() as u64 - batch_counts.iter().sum::<u64>());
         segments_read += 1;
         read_end = end;
     }
@@ -237,6 +252,7 @@ pub fn run(job: &CleanJob) -> Result<Cleaned, LogError> {
         .map_or(end, |&(b, _)| b);
     let verdicts = compaction::clean(&entries, end, job.now_ms, &job.policy);
     let mut cleaned = Cleaned {
+        dir: job.dir.clone(),
         log_id: job.log_id,
         generation: job.generation,
         clean_end: end,
@@ -255,40 +271,139 @@ pub fn run(job: &CleanJob) -> Result<Cleaned, LogError> {
             cleaned.next_horizon_ms = Some(cleaned.next_horizon_ms.map_or(h, |n| n.min(h)));
         }
     }
-    // Pass 2: each segment that changes is written anew.
+    // Pass 2: groups of neighbouring segments (Kafka's
+    // `groupSegmentsBySize`: together within `segment.bytes` and the
+    // index's 32-bit relative offsets) are written anew as one, if a
+    // record in them goes or there is more than one to merge.
+    // Groups go by what each segment will hold after this pass (its
+    // batch headers and the bytes of its records that stay, uncompressed:
+    // an upper bound but for tiny compressed batches), so that a pass
+    // merges the segments it empties.
+    let mut cleaned_sizes = Vec::with_capacity(segments_read);
+    let mut next_batch = 0usize;
+    for &count in &batch_counts {
+        let spans = &batch_entries[next_batch..next_batch + count as usize];
+        next_batch += count as usize;
+        let (mut size, mut kept_batches) = (0u64, 0u64);
+        for &(from, to) in spans {
+            let kept: u64 = (from..to)
+                .filter(|&r| verdicts[r] != Verdict::Remove)
+                .map(|r| u64::from(record_bytes[r]))
+                .sum();
+            // A control batch (no records here) stays whole: count it.
+            if kept > 0 || from == to {
+                size += HEADER_BYTES as u64 + kept;
+                kept_batches += 1;
+            }
+        }
+        // Emptied batches become at most one batch per run between kept ones.
+        let empty = count - kept_batches;
+        size += empty.min(kept_batches + 1) * HEADER_BYTES as u64;
+        cleaned_sizes.push(size);
+    }
     let mut at = 0usize;
-    for &(base, seg_end) in job.segments.iter().take(segments_read) {
+    let read = &job.segments[..segments_read];
+    let mut g = 0usize;
+    // Bounded: each round consumes at least one segment.
+    while g < read.len() {
+        let mut k = g + 1;
+        let mut size = read[g].2;
+        let mut estimate = cleaned_sizes[g];
+        while k < read.len()
+            && estimate + cleaned_sizes[k] <= job.segment_bytes
+            && read[k].1 - read[g].0 <= RELATIVE_OFFSET_MAX
+        {
+            size += read[k].2;
+            estimate += cleaned_sizes[k];
+            k += 1;
+        }
+        let group = &read[g..k];
+        tracing::debug!(
+            "{}: cleaning segments {g}..{k} as one (about {estimate} of {} bytes)",
+            job.dir.display(),
+            job.segment_bytes
+        );
+        g = k;
+        let group_end = group.last().expect("one at least").1;
         let first = at;
-        while at < entries.len() && entries[at].offset < seg_end {
+        while at < entries.len() && entries[at].offset < group_end {
             at += 1;
         }
-        let (seg_entries, seg_verdicts) = (&entries[first..at], &verdicts[first..at]);
-        if seg_verdicts.iter().all(|v| *v == Verdict::Keep) {
+        let (group_entries, group_verdicts) = (&entries[first..at], &verdicts[first..at]);
+        if group.len() == 1 && group_verdicts.iter().all(|v| *v == Verdict::Keep) {
             continue;
         }
-        let segment = rewrite_segment(&job.dir, base, seg_end, seg_entries, seg_verdicts)?;
-        cleaned.records_removed += seg_verdicts
+        let segment = rewrite_group(&job.dir, group, group_entries, group_verdicts)?;
+        cleaned.records_removed += group_verdicts
             .iter()
             .filter(|v| **v == Verdict::Remove)
             .count() as u64;
-        let old_len = fs::metadata(crate::storage::disk_log::log_path(&job.dir, base))
-            .map_err(io_error)?
-            .len();
-        cleaned.bytes_after = cleaned.bytes_after - old_len + segment.size_bytes;
+        cleaned.bytes_after = cleaned.bytes_after - size + segment.size_bytes;
         cleaned.segments.push(segment);
     }
     Ok(cleaned)
 }
 
-/// Writes `<base>.log.cleaned`: the segment's batches with the records
-/// `verdicts` remove taken out, and fsyncs it.
-fn rewrite_segment(
+/// Offsets a segment may span (its index holds them in 32 bits).
+const RELATIVE_OFFSET_MAX: Offset = i32::MAX as Offset;
+
+/// An empty batch being written, which the next empty batch may extend.
+struct PendingEmpty {
+    bytes: Vec<u8>,
+}
+
+impl PendingEmpty {
+    fn i32_at(&self, at: usize) -> i32 {
+        i32::from_be_bytes(self.bytes[at..at + 4].try_into().expect("4 bytes"))
+    }
+
+    /// Takes `next` (an empty batch right after this one) in, if one
+    /// header can say both: the same producer id, epoch and leader epoch,
+    /// sequences that run on. Producer state and the epoch cache then read
+    /// the same from the merged header as from the two.
+    fn absorb(&mut self, next: &[u8]) -> bool {
+        let same = |from: usize, to: usize| self.bytes[from..to] == next[from..to];
+        let producer = i64_at(&self.bytes, 43);
+        let runs_on = producer < 0
+            || self
+                .i32_at(53)
+                .wrapping_add(self.i32_at(23))
+                .wrapping_add(1)
+                == i32::from_be_bytes(next[53..57].try_into().expect("4 bytes"));
+        let next_end = i64_at(next, 0)
+            + i64::from(i32::from_be_bytes(
+                next[23..27].try_into().expect("4 bytes"),
+            ));
+        let span = next_end - i64_at(&self.bytes, 0);
+        if !(same(12, 16) && same(43, 53) && runs_on && span <= i64::from(i32::MAX)) {
+            return false;
+        }
+        self.bytes[23..27].copy_from_slice(&(span as i32).to_be_bytes());
+        let max_ts = i64_at(&self.bytes, 35).max(i64_at(next, 35));
+        self.bytes[35..43].copy_from_slice(&max_ts.to_be_bytes());
+        seal(&mut self.bytes);
+        true
+    }
+}
+
+/// Sets a batch's length and CRC from its bytes.
+fn seal(b: &mut [u8]) {
+    let length = (b.len() - batch::LENGTH_PREFIX_BYTES) as i32;
+    b[8..12].copy_from_slice(&length.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Writes `<first base>.log.cleaned`: the group's batches in order, the
+/// records `verdicts` remove taken out, runs of empty batches one batch
+/// where a header can say them all; then fsyncs it.
+fn rewrite_group(
     dir: &Path,
-    base: Offset,
-    end: Offset,
+    group: &[(Offset, Offset, u64)],
     entries: &[Entry<u128>],
     verdicts: &[Verdict],
 ) -> Result<CleanedSegment, LogError> {
+    let (base, end) = (group[0].0, group.last().expect("one at least").1);
     let path = cleaned_path(dir, base);
     let file = OpenOptions::new()
         .write(true)
@@ -296,43 +411,86 @@ fn rewrite_segment(
         .truncate(true)
         .open(&path)
         .map_err(io_error)?;
-    let mut out = io::BufWriter::with_capacity(1 << 20, &file);
+    // Written in 1 MiB pieces at their positions (the simulation's files
+    // take positional writes only).
+    const WRITE_BYTES: usize = 1 << 20;
+    let mut buffer: Vec<u8> = Vec::with_capacity(WRITE_BYTES);
+    let mut written = 0u64;
     let mut headers = Vec::new();
     let mut position = 0u64;
-    let mut at = 0usize;
-    for_each_batch(&crate::storage::disk_log::log_path(dir, base), |b| {
-        let records = records_of(&b)?;
-        let first = at;
-        at += records.len();
-        if at > entries.len() || records.iter().zip(&entries[first..at]).any(|(r, e)| r.offset != e.offset) {
-            return Err(corrupt("the segment changed while it was cleaned"));
+    let mut pending: Option<PendingEmpty> = None;
+    let mut put = |bytes: &[u8]| -> Result<(), LogError> {
+        let header = batch::validate(bytes).map_err(corrupt)?;
+        // The index holds byte positions in 32 bits.
+        if position + bytes.len() as u64 > i32::MAX as u64 {
+            return Err(LogError::Io("a merged segment would exceed 2 GiB".into()));
         }
-        let verdicts = &verdicts[first..at];
-        let bytes = match verdicts.iter().all(|v| *v == Verdict::Keep) {
-            true => b.bytes,
-            false => rebuild_batch(&b, &records, verdicts)?,
-        };
-        let header = batch::validate(&bytes).map_err(corrupt)?;
-        debug_assert_eq!(
-            (header.base_offset, header.end_offset()),
-            (b.header.base_offset, b.header.end_offset())
-        );
-        out.write_all(&bytes).map_err(io_error)?;
+        buffer.extend_from_slice(bytes);
+        if buffer.len() >= WRITE_BYTES {
+            file.write_all_at(&buffer, written).map_err(io_error)?;
+            written += buffer.len() as u64;
+            buffer.clear();
+        }
         headers.push((position, header));
         position += bytes.len() as u64;
         Ok(())
-    })?;
-    out.flush().map_err(io_error)?;
-    drop(out);
+    };
+    let mut at = 0usize;
+    for &(segment_base, _, _) in group {
+        for_each_batch(
+            &crate::storage::disk_log::log_path(dir, segment_base),
+            |b| {
+                let records = records_of(&b)?;
+                let first = at;
+                at += records.len();
+                if at > entries.len()
+                    || records
+                        .iter()
+                        .zip(&entries[first..at])
+                        .any(|(r, e)| r.offset != e.offset)
+                {
+                    return Err(corrupt("the segment changed while it was cleaned"));
+                }
+                let verdicts = &verdicts[first..at];
+                let bytes = match verdicts.iter().all(|v| *v == Verdict::Keep) {
+                    true => b.bytes,
+                    false => rebuild_batch(&b, &records, verdicts)?,
+                };
+                let control = i16_at(&bytes, 21) & ATTR_CONTROL != 0;
+                let empty =
+                    !control && i32::from_be_bytes(bytes[57..61].try_into().expect("4 bytes")) == 0;
+                if empty {
+                    if let Some(p) = pending.as_mut() {
+                        if p.absorb(&bytes) {
+                            return Ok(());
+                        }
+                    }
+                    if let Some(p) = pending.replace(PendingEmpty { bytes }) {
+                        put(&p.bytes)?;
+                    }
+                    return Ok(());
+                }
+                if let Some(p) = pending.take() {
+                    put(&p.bytes)?;
+                }
+                put(&bytes)
+            },
+        )?;
+    }
+    if let Some(p) = pending.take() {
+        put(&p.bytes)?;
+    }
+    file.write_all_at(&buffer, written).map_err(io_error)?;
     crate::io::sync_data(&file).map_err(io_error)?;
     assert!(
         headers.first().is_none_or(|(_, h)| h.base_offset == base)
             && headers.last().is_none_or(|(_, h)| h.end_offset() == end),
-        "a cleaned segment spans what it did"
+        "a cleaned group spans what its segments did"
     );
     Ok(CleanedSegment {
         base,
         end,
+        replaced: group.iter().map(|s| s.0).collect(),
         headers,
         size_bytes: position,
     })
@@ -371,17 +529,19 @@ fn rebuild_batch(
         );
         kept += 1;
     }
+    // An empty batch is written uncompressed: nothing to compress, and a
+    // reader never inflates an empty payload.
+    if kept == 0 {
+        attributes &= !(batch_check::ATTR_COMPRESSION_MASK | ATTR_DELETE_HORIZON);
+    }
     let body = compress(attributes & batch_check::ATTR_COMPRESSION_MASK, body)?;
     let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
     out.extend_from_slice(&b.bytes[..HEADER_BYTES]);
     out.extend_from_slice(&body);
-    let length = (out.len() - batch::LENGTH_PREFIX_BYTES) as i32;
-    out[8..12].copy_from_slice(&length.to_be_bytes());
     out[21..23].copy_from_slice(&attributes.to_be_bytes());
     out[27..35].copy_from_slice(&base_timestamp.to_be_bytes());
     out[57..61].copy_from_slice(&kept.to_be_bytes());
-    let crc = crc32c::crc32c(&out[21..]);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    seal(&mut out);
     Ok(out)
 }
 
@@ -537,7 +697,14 @@ mod tests {
         // ...then it goes (every older record of its key went first).
         let cleaned = pass(&mut log, 2_000);
         assert_eq!(cleaned.records_removed, 1);
-        assert_eq!(contents(&log), vec![expected[0].clone(), expected[2].clone(), expected[3].clone()]);
+        assert_eq!(
+            contents(&log),
+            vec![
+                expected[0].clone(),
+                expected[2].clone(),
+                expected[3].clone()
+            ]
+        );
         assert_eq!(log.end_offset(), end);
     }
 
@@ -551,7 +718,12 @@ mod tests {
         }
         let before = contents(&log);
         let job = log
-            .clean_job(3, 1_000, CleanPolicy::default(), DEDUPE_BUFFER_BYTES_DEFAULT)
+            .clean_job(
+                3,
+                1_000,
+                CleanPolicy::default(),
+                DEDUPE_BUFFER_BYTES_DEFAULT,
+            )
             .unwrap();
         let cleaned = run(&job).unwrap();
         assert_eq!(cleaned.segments.len(), 1);
@@ -559,5 +731,104 @@ mod tests {
         assert_eq!(log.install_cleaned(cleaned).unwrap(), 0);
         assert_eq!(contents(&log), before[..2].to_vec());
         assert!(!cleaned_path(d.path(), 0).exists(), "the copy is dropped");
+    }
+
+    fn pass_merging(log: &mut DiskLog, now_ms: i64) -> Cleaned {
+        log.set_roll(1 << 20, None);
+        let cleaned = pass(log, now_ms);
+        log.set_roll(80, None);
+        cleaned
+    }
+
+    /// Ten superseded values of one key, then the latest.
+    fn superseded_log(dir: &Path) -> DiskLog {
+        let (mut log, _) = DiskLog::open(dir, config()).unwrap();
+        for i in 0..10 {
+            let v = format!("{i}");
+            let b = keyed_batch(&[("a", Some(v.as_str())), ("b", Some(v.as_str()))], 100);
+            log.append_as_leader(BatchBytes(b.into()), 1).unwrap();
+        }
+        let b = keyed_batch(&[("c", Some("last"))], 100);
+        log.append_as_leader(BatchBytes(b.into()), 1).unwrap();
+        log
+    }
+
+    #[test]
+    fn neighbours_merge_into_one_segment_and_empty_batches_into_one_batch() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = superseded_log(d.path());
+        let (end, segments) = (log.end_offset(), log.segment_count());
+        assert_eq!((end, segments), (21, 11));
+        let before = contents(&log);
+        pass_merging(&mut log, 1_000);
+        let kept = contents(&log);
+        assert_eq!(kept, before[18..].to_vec(), "a=9, b=9 and c stay");
+        assert_eq!(log.segment_count(), 2, "the closed ten became one");
+        assert_eq!(log.end_offset(), end);
+        let headers = log.batch_headers(0, end, 100).unwrap();
+        assert_eq!(
+            headers.len(),
+            2,
+            "nine emptied batches became one, then a=9 b=9"
+        );
+        drop(log);
+        let (log, _) = DiskLog::open(d.path(), config()).unwrap();
+        assert_eq!(contents(&log), kept);
+        assert_eq!(log.segment_count(), 2);
+    }
+
+    #[test]
+    fn a_swap_a_crash_interrupted_is_finished_when_the_log_opens() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = superseded_log(d.path());
+        let before = contents(&log);
+        log.set_roll(1 << 20, None);
+        let job = log
+            .clean_job(
+                21,
+                1_000,
+                CleanPolicy::default(),
+                DEDUPE_BUFFER_BYTES_DEFAULT,
+            )
+            .unwrap();
+        let cleaned = run(&job).unwrap();
+        assert_eq!(cleaned.segments.len(), 1);
+        drop(log);
+        // The crash: the swap file was durable and some old files gone.
+        let swap = d.path().join(format!("{:020}.log.swap", 0));
+        std::fs::rename(cleaned_path(d.path(), 0), &swap).unwrap();
+        std::fs::remove_file(crate::storage::disk_log::log_path(d.path(), 2)).unwrap();
+        let (log, _) = DiskLog::open(d.path(), config()).unwrap();
+        assert!(!swap.exists());
+        assert_eq!(contents(&log), before[18..].to_vec());
+        assert_eq!(log.segment_count(), 2);
+        // A cleaned copy a crash left before its swap is only removed.
+        drop(log);
+        std::fs::write(cleaned_path(d.path(), 0), b"half").unwrap();
+        let (log, _) = DiskLog::open(d.path(), config()).unwrap();
+        assert!(!cleaned_path(d.path(), 0).exists());
+        assert_eq!(contents(&log), before[18..].to_vec());
+    }
+
+    #[test]
+    fn emptied_segments_merge_within_segment_bytes() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = config();
+        c.segment_bytes = 400;
+        let (mut log, _) = DiskLog::open(d.path(), c).unwrap();
+        for i in 0..40 {
+            let v = format!("{i:03}");
+            let b = keyed_batch(&[("a", Some(v.as_str()))], 100);
+            log.append_as_leader(BatchBytes(b.into()), 1).unwrap();
+        }
+        let segments = log.segment_count();
+        assert!(segments >= 8, "{segments}");
+        let cleaned = pass(&mut log, 1_000);
+        assert!(
+            cleaned.segments.len() <= 2,
+            "{} groups of {segments}",
+            cleaned.segments.len()
+        );
+        assert!(log.segment_count() <= 3);
     }
 }

@@ -780,6 +780,7 @@ impl DiskLog {
         let created = !dir.exists();
         fs::create_dir_all(dir).map_err(io_error)?;
         let mut report = RecoveryReport::default();
+        compaction::complete_swaps(dir)?;
         let recovery_point_found: Option<Offset> = read_offset(&dir.join(RECOVERY_POINT));
         let recovery_point = recovery_point_found.unwrap_or(0);
         let mut bases: Vec<Offset> = fs::read_dir(dir)
@@ -849,8 +850,7 @@ impl DiskLog {
             log_id: LOG_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             generation: 0,
             failed: None,
-            cleaner_checkpoint: read_offset(&dir.join(compaction::CLEANER_CHECKPOINT))
-                .unwrap_or(0),
+            cleaner_checkpoint: read_offset(&dir.join(compaction::CLEANER_CHECKPOINT)).unwrap_or(0),
             // Unknown after a restart: the next pass finds out.
             next_horizon_ms: Some(i64::MIN),
         };

@@ -123,8 +123,9 @@ impl DiskLog {
             generation: self.generation,
             segments: closed
                 .iter()
-                .map(|s| (s.base_offset, s.end_offset))
+                .map(|s| (s.base_offset, s.end_offset, s.size_bytes))
                 .collect(),
+            segment_bytes: self.config.segment_bytes,
             high_watermark,
             now_ms,
             policy,
@@ -149,12 +150,20 @@ impl DiskLog {
             let closed = self.segments.len() - 1;
             let found = self.segments[..closed]
                 .iter()
-                .position(|seg| seg.base_offset == s.base && seg.end_offset == s.end);
-            let Some(i) = found else {
+                .position(|seg| seg.base_offset == s.base);
+            let same = found.is_some_and(|i| {
+                i + s.replaced.len() <= closed
+                    && self.segments[i..i + s.replaced.len()]
+                        .iter()
+                        .map(|seg| seg.base_offset)
+                        .eq(s.replaced.iter().copied())
+                    && self.segments[i + s.replaced.len() - 1].end_offset == s.end
+            });
+            if !same {
                 let _ = fs::remove_file(cleaned_path(&self.dir, s.base));
                 continue;
-            };
-            let result = self.swap_segment(i, s);
+            }
+            let result = self.swap_group(found.expect("checked"), s);
             self.note_failure(result)?;
             swapped += 1;
         }
@@ -170,20 +179,23 @@ impl DiskLog {
         Ok(swapped)
     }
 
-    fn swap_segment(
+    /// Swaps one cleaned group in for the segments `i..` it replaces.
+    fn swap_group(
         &mut self,
         i: usize,
         cleaned: &crate::storage::cleaner::CleanedSegment,
     ) -> Result<(), LogError> {
         let base = cleaned.base;
         let dir = self.dir.clone();
-        // (1) The old indexes go: they point into the old file.
-        fs::remove_file(segment_path(&dir, base, "index")).map_err(io_error)?;
-        let _ = fs::remove_file(segment_path(&dir, base, "timeindex"));
+        // (1) The swap file's name is the promise a restart keeps
+        // (`complete_swaps`): durable before any old file goes.
+        let swap = swap_path(&dir, base);
+        fs::rename(cleaned_path(&dir, base), &swap).map_err(io_error)?;
         crate::io::sync_dir(&dir).map_err(io_error)?;
-        // (2) The cleaned file takes the segment's name.
+        // (2) The old files go, then the swap file takes the first's name.
+        remove_replaced(&dir, &cleaned.replaced)?;
         let log = log_path(&dir, base);
-        fs::rename(cleaned_path(&dir, base), &log).map_err(io_error)?;
+        fs::rename(&swap, &log).map_err(io_error)?;
         crate::io::sync_dir(&dir).map_err(io_error)?;
         // (3) New indexes, from the batches the pass wrote.
         let open = |path: PathBuf| -> Result<CachedFile, LogError> {
@@ -200,11 +212,14 @@ impl DiskLog {
         let index = open(segment_path(&dir, base, "index"))?;
         let timeindex = open(segment_path(&dir, base, "timeindex"))?;
         let interval = self.config.index_interval_bytes;
+        // A reader holding an old file keeps reading it (same offsets).
+        self.segments.drain(i + 1..i + cleaned.replaced.len());
+        let max_timestamp_ms = self.segments[i].max_timestamp_ms;
         let segment = &mut self.segments[i];
-        // A reader holding the old file keeps reading it (same offsets).
         segment.log = log_file;
         segment.index = index;
         segment.timeindex = timeindex;
+        segment.end_offset = cleaned.end;
         segment.size_bytes = cleaned.size_bytes;
         segment.durable_bytes = cleaned.size_bytes;
         segment
@@ -214,9 +229,87 @@ impl DiskLog {
             crate::io::sync_data(&*file.get().map_err(io_error)?).map_err(io_error)?;
         }
         segment.index_dirty = false;
-        if let Some(&(t, o)) = segment.time_entries.last() {
-            (segment.max_timestamp_ms, segment.max_timestamp_rel) = (t, o);
+        match segment.time_entries.last() {
+            Some(&(t, o)) => (segment.max_timestamp_ms, segment.max_timestamp_rel) = (t, o),
+            None => segment.max_timestamp_ms = max_timestamp_ms,
         }
         Ok(())
     }
+}
+
+fn swap_path(dir: &Path, base: Offset) -> PathBuf {
+    dir.join(format!("{base:020}.log.swap"))
+}
+
+/// Removes the files of segments a merged file replaces: every index, and
+/// every `.log` but the first's (the merged file is renamed over it).
+fn remove_replaced(dir: &Path, replaced: &[Offset]) -> Result<(), LogError> {
+    for (k, &b) in replaced.iter().enumerate() {
+        for ext in ["index", "timeindex"] {
+            match fs::remove_file(segment_path(dir, b, ext)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_error(e)),
+                _ => {}
+            }
+        }
+        if k > 0 {
+            match fs::remove_file(segment_path(dir, b, "log")) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_error(e)),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Finishes swaps a crash interrupted (Kafka's `.swap` recovery): each
+/// `<base>.log.swap` was whole and durable before any file it replaces was
+/// removed, so the segments within its offsets go and it takes its name.
+/// A swap file that does not read as whole batches from its base is
+/// removed (the files it would replace are then all still there: the swap
+/// is durable before anything goes).
+pub(super) fn complete_swaps(dir: &Path) -> Result<(), LogError> {
+    let swaps: Vec<Offset> = fs::read_dir(dir)
+        .map_err(io_error)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let base = name.strip_suffix(".log.swap")?;
+            (base.len() == 20).then(|| base.parse().ok()).flatten()
+        })
+        .collect();
+    for base in swaps {
+        let swap = swap_path(dir, base);
+        let file = OpenOptions::new()
+            .read(true)
+            .open(&swap)
+            .map_err(io_error)?;
+        let len = file.metadata().map_err(io_error)?.len();
+        let (headers, valid_end, _) = Segment::scan_file(&file, 0, len);
+        let end = headers.last().map(|(_, h)| h.end_offset());
+        let whole = valid_end == len
+            && headers.first().is_some_and(|(_, h)| h.base_offset == base)
+            && end.is_some_and(|e| batches_follow(&headers, base, e));
+        let Some(end) = end.filter(|_| whole) else {
+            tracing::warn!("{}: removing a damaged {}", dir.display(), swap.display());
+            fs::remove_file(&swap).map_err(io_error)?;
+            continue;
+        };
+        let inside: Vec<Offset> = fs::read_dir(dir)
+            .map_err(io_error)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let b = name.strip_suffix(".log")?;
+                (b.len() == 20).then(|| b.parse().ok()).flatten()
+            })
+            .filter(|&b: &Offset| b >= base && b < end)
+            .collect();
+        let mut replaced = vec![base];
+        replaced.extend(inside.into_iter().filter(|&b| b != base));
+        remove_replaced(dir, &replaced)?;
+        fs::rename(&swap, log_path(dir, base)).map_err(io_error)?;
+        crate::io::sync_dir(dir).map_err(io_error)?;
+        tracing::info!("{}: finished swapping in {}", dir.display(), swap.display());
+    }
+    Ok(())
 }
