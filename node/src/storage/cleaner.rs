@@ -11,8 +11,8 @@
 //!   epoch and sequence: a batch whose records all go stays as an empty
 //!   batch (record count 0). The log's offsets then still run without a
 //!   gap from batch to batch (what recovery, replication and the model's
-//!   log require), and producer state rebuilt from batch headers is the
-//!   same as before. Kafka keeps empty batches only where producer state
+//!   log require), batch boundaries stay what followers hold, and
+//!   producer state rebuilt from batch headers is the same as before. Kafka keeps empty batches only where producer state
 //!   needs them and otherwise leaves offset gaps; clients skip both alike.
 //! - each kept record's offset delta, key, value and headers, byte for
 //!   byte; only its timestamp delta changes where the batch's base
@@ -23,7 +23,8 @@
 //!
 //! Memory is bounded by `log.cleaner.dedupe.buffer.size` (Kafka's key):
 //! one entry (a 128-bit hash of the key, not the key) per record read; a
-//! pass that would exceed it cleans only the segments read so far.
+//! pass that reaches it after a segment cleans only the segments read so
+//! far (the first is always read whole).
 
 use crate::io::fs::OpenOptions;
 use crate::io::FileExt;
@@ -83,6 +84,8 @@ pub struct CleanedSegment {
 #[derive(Clone, Debug, Default)]
 pub struct Cleaned {
     pub dir: PathBuf,
+    /// The pass's clock.
+    pub now_ms: i64,
     pub log_id: u64,
     pub generation: u64,
     pub segments: Vec<CleanedSegment>,
@@ -253,6 +256,7 @@ pub fn run(job: &CleanJob) -> Result<Cleaned, LogError> {
     let verdicts = compaction::clean(&entries, end, job.now_ms, &job.policy);
     let mut cleaned = Cleaned {
         dir: job.dir.clone(),
+        now_ms: job.now_ms,
         log_id: job.log_id,
         generation: job.generation,
         clean_end: end,
@@ -261,7 +265,11 @@ pub fn run(job: &CleanJob) -> Result<Cleaned, LogError> {
         bytes_after: bytes_before,
         ..Cleaned::default()
     };
-    for (e, v) in entries.iter().zip(&verdicts) {
+    for (e, v) in entries
+        .iter()
+        .zip(&verdicts)
+        .take_while(|(e, _)| e.offset < end)
+    {
         let horizon = match v {
             Verdict::KeepUntil(h) => Some(*h),
             Verdict::Keep => e.delete_horizon_ms,
@@ -296,9 +304,8 @@ pub fn run(job: &CleanJob) -> Result<Cleaned, LogError> {
                 kept_batches += 1;
             }
         }
-        // Emptied batches become at most one batch per run between kept ones.
-        let empty = count - kept_batches;
-        size += empty.min(kept_batches + 1) * HEADER_BYTES as u64;
+        // Emptied batches stay, as their headers.
+        size += (count - kept_batches) * HEADER_BYTES as u64;
         cleaned_sizes.push(size);
     }
     let mut at = 0usize;
@@ -333,7 +340,16 @@ pub fn run(job: &CleanJob) -> Result<Cleaned, LogError> {
         if group.len() == 1 && group_verdicts.iter().all(|v| *v == Verdict::Keep) {
             continue;
         }
-        let segment = rewrite_group(&job.dir, group, group_entries, group_verdicts)?;
+        let segment = match rewrite_group(&job.dir, group, group_entries, group_verdicts) {
+            Ok(segment) => segment,
+            Err(e) => {
+                // Nothing of a failed pass stays on disk.
+                for s in cleaned.segments.iter().map(|s| s.base).chain([group[0].0]) {
+                    let _ = crate::io::fs::remove_file(cleaned_path(&job.dir, s));
+                }
+                return Err(e);
+            }
+        };
         cleaned.records_removed += group_verdicts
             .iter()
             .filter(|v| **v == Verdict::Remove)
@@ -347,45 +363,6 @@ pub fn run(job: &CleanJob) -> Result<Cleaned, LogError> {
 /// Offsets a segment may span (its index holds them in 32 bits).
 const RELATIVE_OFFSET_MAX: Offset = i32::MAX as Offset;
 
-/// An empty batch being written, which the next empty batch may extend.
-struct PendingEmpty {
-    bytes: Vec<u8>,
-}
-
-impl PendingEmpty {
-    fn i32_at(&self, at: usize) -> i32 {
-        i32::from_be_bytes(self.bytes[at..at + 4].try_into().expect("4 bytes"))
-    }
-
-    /// Takes `next` (an empty batch right after this one) in, if one
-    /// header can say both: the same producer id, epoch and leader epoch,
-    /// sequences that run on. Producer state and the epoch cache then read
-    /// the same from the merged header as from the two.
-    fn absorb(&mut self, next: &[u8]) -> bool {
-        let same = |from: usize, to: usize| self.bytes[from..to] == next[from..to];
-        let producer = i64_at(&self.bytes, 43);
-        let runs_on = producer < 0
-            || self
-                .i32_at(53)
-                .wrapping_add(self.i32_at(23))
-                .wrapping_add(1)
-                == i32::from_be_bytes(next[53..57].try_into().expect("4 bytes"));
-        let next_end = i64_at(next, 0)
-            + i64::from(i32::from_be_bytes(
-                next[23..27].try_into().expect("4 bytes"),
-            ));
-        let span = next_end - i64_at(&self.bytes, 0);
-        if !(same(12, 16) && same(43, 53) && runs_on && span <= i64::from(i32::MAX)) {
-            return false;
-        }
-        self.bytes[23..27].copy_from_slice(&(span as i32).to_be_bytes());
-        let max_ts = i64_at(&self.bytes, 35).max(i64_at(next, 35));
-        self.bytes[35..43].copy_from_slice(&max_ts.to_be_bytes());
-        seal(&mut self.bytes);
-        true
-    }
-}
-
 /// Sets a batch's length and CRC from its bytes.
 fn seal(b: &mut [u8]) {
     let length = (b.len() - batch::LENGTH_PREFIX_BYTES) as i32;
@@ -395,8 +372,8 @@ fn seal(b: &mut [u8]) {
 }
 
 /// Writes `<first base>.log.cleaned`: the group's batches in order, the
-/// records `verdicts` remove taken out, runs of empty batches one batch
-/// where a header can say them all; then fsyncs it.
+/// records `verdicts` remove taken out (every batch stays, emptied ones as
+/// their header); then fsyncs it.
 fn rewrite_group(
     dir: &Path,
     group: &[(Offset, Offset, u64)],
@@ -418,7 +395,6 @@ fn rewrite_group(
     let mut written = 0u64;
     let mut headers = Vec::new();
     let mut position = 0u64;
-    let mut pending: Option<PendingEmpty> = None;
     let mut put = |bytes: &[u8]| -> Result<(), LogError> {
         let header = batch::validate(bytes).map_err(corrupt)?;
         // The index holds byte positions in 32 bits.
@@ -456,37 +432,19 @@ fn rewrite_group(
                     true => b.bytes,
                     false => rebuild_batch(&b, &records, verdicts)?,
                 };
-                let control = i16_at(&bytes, 21) & ATTR_CONTROL != 0;
-                let empty =
-                    !control && i32::from_be_bytes(bytes[57..61].try_into().expect("4 bytes")) == 0;
-                if empty {
-                    if let Some(p) = pending.as_mut() {
-                        if p.absorb(&bytes) {
-                            return Ok(());
-                        }
-                    }
-                    if let Some(p) = pending.replace(PendingEmpty { bytes }) {
-                        put(&p.bytes)?;
-                    }
-                    return Ok(());
-                }
-                if let Some(p) = pending.take() {
-                    put(&p.bytes)?;
-                }
                 put(&bytes)
             },
         )?;
     }
-    if let Some(p) = pending.take() {
-        put(&p.bytes)?;
-    }
     file.write_all_at(&buffer, written).map_err(io_error)?;
     crate::io::sync_data(&file).map_err(io_error)?;
-    assert!(
-        headers.first().is_none_or(|(_, h)| h.base_offset == base)
-            && headers.last().is_none_or(|(_, h)| h.end_offset() == end),
-        "a cleaned group spans what its segments did"
-    );
+    // A segment cut or shorter than its neighbours say (a truncation
+    // between the two reads, a damaged file): nothing to swap in.
+    let spans = headers.first().is_some_and(|(_, h)| h.base_offset == base)
+        && headers.last().is_some_and(|(_, h)| h.end_offset() == end);
+    if !spans {
+        return Err(corrupt("a cleaned group does not span its segments"));
+    }
     Ok(CleanedSegment {
         base,
         end,
@@ -754,7 +712,7 @@ mod tests {
     }
 
     #[test]
-    fn neighbours_merge_into_one_segment_and_empty_batches_into_one_batch() {
+    fn neighbours_merge_into_one_segment_and_emptied_batches_stay() {
         let d = tempfile::tempdir().unwrap();
         let mut log = superseded_log(d.path());
         let (end, segments) = (log.end_offset(), log.segment_count());
@@ -766,11 +724,7 @@ mod tests {
         assert_eq!(log.segment_count(), 2, "the closed ten became one");
         assert_eq!(log.end_offset(), end);
         let headers = log.batch_headers(0, end, 100).unwrap();
-        assert_eq!(
-            headers.len(),
-            2,
-            "nine emptied batches became one, then a=9 b=9"
-        );
+        assert_eq!(headers.len(), 10, "every batch stays, nine of them empty");
         drop(log);
         let (log, _) = DiskLog::open(d.path(), config()).unwrap();
         assert_eq!(contents(&log), kept);
@@ -823,12 +777,41 @@ mod tests {
         }
         let segments = log.segment_count();
         assert!(segments >= 8, "{segments}");
+        // Each emptied segment keeps five 61-byte headers: three fit.
+        log.set_roll(1_000, None);
         let cleaned = pass(&mut log, 1_000);
         assert!(
-            cleaned.segments.len() <= 2,
+            cleaned.segments.len() <= 3,
             "{} groups of {segments}",
             cleaned.segments.len()
         );
-        assert!(log.segment_count() <= 3);
+        assert!(
+            log.segment_count() <= 4,
+            "{} segments left",
+            log.segment_count()
+        );
+    }
+
+    #[test]
+    fn a_pass_that_cleans_nothing_is_not_due_again_until_the_log_grows() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = superseded_log(d.path());
+        let trigger = crate::storage::disk_log::CleanTrigger::default();
+        assert!(log.clean_due(1_000, &trigger));
+        // Everything is younger than the lag: nothing may go.
+        let policy = CleanPolicy {
+            min_compaction_lag_ms: 1_000_000,
+            ..CleanPolicy::default()
+        };
+        let job = log
+            .clean_job(21, 1_000, policy, DEDUPE_BUFFER_BYTES_DEFAULT)
+            .unwrap();
+        let cleaned = run(&job).unwrap();
+        assert_eq!(cleaned.records_removed, 0);
+        log.install_cleaned(cleaned).unwrap();
+        assert!(!log.clean_due(2_000, &trigger), "stalled");
+        let b = keyed_batch(&[("d", Some("1"))], 100);
+        log.append_as_leader(BatchBytes(b.into()), 1).unwrap();
+        assert!(log.clean_due(2_000, &trigger), "the log grew");
     }
 }

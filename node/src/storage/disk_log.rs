@@ -696,6 +696,8 @@ pub struct DiskLog {
     /// `cleaner-offset-checkpoint`), and when a tombstone it kept may go.
     cleaner_checkpoint: Offset,
     next_horizon_ms: Option<i64>,
+    /// The log end and time of a pass that cleaned nothing.
+    cleaner_stalled: Option<(Offset, i64)>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -853,6 +855,7 @@ impl DiskLog {
             cleaner_checkpoint: read_offset(&dir.join(compaction::CLEANER_CHECKPOINT)).unwrap_or(0),
             // Unknown after a restart: the next pass finds out.
             next_horizon_ms: Some(i64::MIN),
+            cleaner_stalled: None,
         };
         compaction::remove_leftovers(dir);
         // A damaged or foreign file (too long, or not parsing) is rebuilt.

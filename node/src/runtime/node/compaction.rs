@@ -53,7 +53,11 @@ impl Node {
         }
         let events = self.events_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let result = cleaner::run(&job);
+            // A panic in the pass must not leave `cleaning` set forever
+            // (no pass would ever start again): it comes back as an error.
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cleaner::run(&job)))
+                    .unwrap_or_else(|_| Err(LogError::Io("the cleaning pass panicked".into())));
             let _ = events.blocking_send(Event::Cleaned { key, result });
         });
     }

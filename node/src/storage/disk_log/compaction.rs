@@ -4,12 +4,14 @@
 //! the cleaned files ([`DiskLog::install_cleaned`]). The pass itself runs
 //! off the event loop (`storage::cleaner`).
 //!
-//! The swap, per segment, crash-safe at every step: (1) the old index
-//! files go (a restart then rebuilds them from whichever `.log` it finds);
-//! (2) `<base>.log.cleaned` is renamed over `<base>.log` (atomic: either
-//! file, whole, both holding the same offsets); (3) new index files are
-//! written from the cleaned batches and synced. A `.cleaned` file a crash
-//! left behind is removed when the log opens.
+//! The swap, per group of neighbouring segments merged into one, crash-safe
+//! at every step (Kafka's `.swap` files): (1) `<base>.log.cleaned` (whole
+//! and fsynced) is renamed `<base>.log.swap` and the directory synced; (2)
+//! the replaced segments' index files and every `.log` but the first go;
+//! (3) the swap file is renamed `<base>.log`, the directory synced; (4) new
+//! index files are written from the pass's batch headers and synced. A
+//! restart finishes a swap it finds (`complete_swaps`) and removes a
+//! `.cleaned` file a crash left behind.
 
 use super::*;
 use crate::storage::cleaner::{cleaned_path, CleanJob, Cleaned};
@@ -18,6 +20,10 @@ use runnel_model::compaction::CleanPolicy;
 /// Kafka's cleaner-offset-checkpoint, one per partition here: the first
 /// offset the cleaner has not cleaned.
 pub(super) const CLEANER_CHECKPOINT: &str = "cleaner-offset-checkpoint";
+
+/// How long a replica whose last pass cleaned nothing waits before another,
+/// unless its log grows (Kafka's default `log.retention.check.interval.ms`).
+const STALLED_RETRY_MS: i64 = 300_000;
 
 /// When a compacted log is cleaned (Kafka's topic keys).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -82,6 +88,15 @@ impl DiskLog {
     /// cleans later than Kafka, which goes by the first), or a kept
     /// tombstone's delete horizon passed?
     pub fn clean_due(&self, now_ms: i64, trigger: &CleanTrigger) -> bool {
+        // A pass that could clean nothing (records too young for
+        // `min.compaction.lag.ms`, above the high watermark) is not run
+        // again, over and over, ahead of every other replica: only once
+        // the log has grown or a while has passed.
+        if self.cleaner_stalled.is_some_and(|(end, at_ms)| {
+            end == self.end_offset() && now_ms < at_ms + STALLED_RETRY_MS
+        }) {
+            return false;
+        }
         let (dirty, total) = self.dirty_bytes();
         if total == 0 {
             return false;
@@ -167,6 +182,8 @@ impl DiskLog {
             self.note_failure(result)?;
             swapped += 1;
         }
+        let progress = swapped > 0 || cleaned.clean_end > self.cleaner_checkpoint;
+        self.cleaner_stalled = (!progress).then_some((self.end_offset(), cleaned.now_ms));
         self.cleaner_checkpoint = self.cleaner_checkpoint.max(cleaned.clean_end);
         self.next_horizon_ms = cleaned.next_horizon_ms;
         let result = write_atomically(
@@ -198,19 +215,22 @@ impl DiskLog {
         fs::rename(&swap, &log).map_err(io_error)?;
         crate::io::sync_dir(&dir).map_err(io_error)?;
         // (3) New indexes, from the batches the pass wrote.
-        let open = |path: PathBuf| -> Result<CachedFile, LogError> {
-            let file = OpenOptions::new()
-                .read(true)
+        // The index files are created empty, then every file is left to
+        // the descriptor budget (opened when used).
+        for ext in ["index", "timeindex"] {
+            OpenOptions::new()
                 .write(true)
                 .create(true)
-                .truncate(false)
-                .open(&path)
+                .truncate(true)
+                .open(segment_path(&dir, base, ext))
                 .map_err(io_error)?;
-            Ok(self.config.files.adopt(path, file))
-        };
-        let log_file = open(log)?;
-        let index = open(segment_path(&dir, base, "index"))?;
-        let timeindex = open(segment_path(&dir, base, "timeindex"))?;
+        }
+        let log_file = self.config.files.closed(log);
+        let index = self.config.files.closed(segment_path(&dir, base, "index"));
+        let timeindex = self
+            .config
+            .files
+            .closed(segment_path(&dir, base, "timeindex"));
         let interval = self.config.index_interval_bytes;
         // A reader holding an old file keeps reading it (same offsets).
         self.segments.drain(i + 1..i + cleaned.replaced.len());
