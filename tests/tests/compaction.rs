@@ -72,37 +72,32 @@ fn a_compacted_topic_keeps_each_keys_latest_value_at_its_offset_on_every_replica
         lines.push_str(&format!("{key}:{}\n", v.as_deref().unwrap_or("")));
         latest.insert(key, (i, v));
     }
-    let out = run(
-        Command::new("kcat").args([
-            "-b",
-            &c.bootstrap(&[0, 1, 2]),
-            "-t",
-            TOPIC,
-            "-p",
-            "0",
-            "-P",
-            "-K:",
-            "-Z",
-            "-X",
-            "acks=all",
-            "-X",
-            "linger.ms=0",
-            // Small batches: segments roll between them, and a pass
-            // removes whole batches' records.
-            "-X",
-            "batch.num.messages=5",
-        ]),
-        Some(lines.as_bytes()),
-        Duration::from_secs(60),
+    let described = wait_for("a leader", Duration::from_secs(30), || {
+        c.describe(0, TOPIC).filter(|d| d[&0].leader.is_some())
+    });
+    let away = (described[&0].leader.expect("led") as usize + 1) % 3;
+    // The first half reaches every replica; then a follower is away while
+    // the rest is written and cleaned, and must catch up from cleaned
+    // segments (batches emptied or thinned) when it comes back.
+    let lines: Vec<&str> = lines.lines().collect();
+    let (first, second) = lines.split_at(RECORDS / 2);
+    produce(&c, &first.join("\n"));
+    wait_for("the first half everywhere", Duration::from_secs(30), || {
+        c.describe(0, TOPIC).filter(|d| d[&0].isr.len() == 3)
+    });
+    c.brokers[away].kill9();
+    wait_for(
+        "the ISR without the killed node",
+        Duration::from_secs(30),
+        || {
+            c.describe((away + 1) % 3, TOPIC)
+                .filter(|d| d[&0].isr.len() == 2)
+        },
     );
-    assert!(
-        out.status.success(),
-        "kcat: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    produce(&c, &second.join("\n"));
     let produced_bytes = (RECORDS * 210) as u64;
     let root = c.dir.path().to_path_buf();
-    for b in 0..3 {
+    let cleaned = |b: usize| {
         wait_for(
             &format!("node {b} cleans its replica"),
             Duration::from_secs(60),
@@ -110,8 +105,18 @@ fn a_compacted_topic_keeps_each_keys_latest_value_at_its_offset_on_every_replica
                 let bytes = log_bytes(&root.join(format!("node{b}")));
                 (bytes > 0 && bytes < produced_bytes / 2).then_some(())
             },
-        );
+        )
+    };
+    for b in (0..3).filter(|&b| b != away) {
+        cleaned(b);
     }
+    c.start_broker(away);
+    wait_for(
+        "the returning follower in the ISR",
+        Duration::from_secs(60),
+        || c.describe(away, TOPIC).filter(|d| d[&0].isr.len() == 3),
+    );
+    cleaned(away);
     let (read, count) = read_all(&c);
     // Values were checked against their offsets as they were read.
     assert_eq!(
@@ -193,4 +198,35 @@ fn read_all(c: &SeedCluster) -> (Latest, usize) {
         read.insert(key, (offset, v));
     }
     (read, count)
+}
+
+fn produce(c: &SeedCluster, lines: &str) {
+    let out = run(
+        Command::new("kcat").args([
+            "-b",
+            &c.bootstrap(&[0, 1, 2]),
+            "-t",
+            TOPIC,
+            "-p",
+            "0",
+            "-P",
+            "-K:",
+            "-Z",
+            "-X",
+            "acks=all",
+            "-X",
+            "linger.ms=0",
+            // Small batches: segments roll between them, and a pass
+            // removes whole batches' records.
+            "-X",
+            "batch.num.messages=5",
+        ]),
+        Some(format!("{lines}\n").as_bytes()),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "kcat: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
