@@ -214,9 +214,14 @@ impl Client {
 
     /// Sends to any broker (admin requests: every broker forwards them).
     pub async fn call_any<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response> {
-        let mut candidates: Vec<String> = self.brokers.values().cloned().collect();
-        candidates.sort();
-        candidates.extend(self.bootstrap.iter().cloned());
+        // The servers the user named first: another broker from Metadata
+        // may be one that is paused or partitioned away, which costs the
+        // whole REQUEST_TIMEOUT (a flaky test found it: addresses sorted
+        // put such a broker first whenever its port sorted lower).
+        let mut candidates: Vec<String> = self.bootstrap.clone();
+        let mut others: Vec<String> = self.brokers.values().cloned().collect();
+        others.sort();
+        candidates.extend(others.into_iter().filter(|a| !self.bootstrap.contains(a)));
         let mut last = None;
         for address in candidates {
             match self.call_at(&address, request, version).await {
