@@ -24,6 +24,8 @@ use crate::core::{Effects, RequestId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub mod offsets_topic;
+
 /// The offsets partition (and so the coordinator) of a group: Kafka's
 /// `abs(groupId.hashCode) % offsets.topic.num.partitions`, with Java's
 /// String.hashCode over UTF-16 code units, so a group lands on the partition
@@ -272,7 +274,8 @@ pub enum GroupRecord {
     /// A generation was opened: after a failover generations go on from it,
     /// so a member of an old generation is never mistaken for a current one.
     Generation { generation: i32 },
-    /// DeleteGroups: the group and its offsets are gone.
+    /// DeleteGroups, as releases before the compacted layout wrote it (the
+    /// group and all its offsets are gone): still replayed, never written.
     Deleted,
     /// Committed offsets (postcard variant 3: variants are appended, never
     /// reordered, so older records stay readable).
@@ -282,9 +285,13 @@ pub enum GroupRecord {
         /// The coordinator's clock at the commit (offsets retention).
         commit_timestamp_ms: u64,
     },
-    /// OffsetDelete: these partitions' committed offsets are gone (Kafka
-    /// writes a tombstone per partition).
+    /// OffsetDelete, or offsets expired: these partitions' committed
+    /// offsets are gone (Kafka writes a tombstone per partition).
     OffsetsDeleted { partitions: Vec<(String, u32)> },
+    /// DeleteGroups: the group, its generation and these offsets (all it
+    /// had) are gone. Named partitions, unlike `Deleted`, so that the
+    /// offsets topic's compacted layout can write a tombstone for each.
+    GroupDeleted { partitions: Vec<(String, u32)> },
 }
 
 /// A committed position, as Kafka's OffsetAndMetadata: the offset, the
@@ -463,6 +470,12 @@ impl Group {
                 for tp in partitions {
                     self.offsets.remove(tp);
                 }
+            }
+            GroupRecord::GroupDeleted { partitions } => {
+                for tp in partitions {
+                    self.offsets.remove(tp);
+                }
+                self.generation = 0;
             }
         }
         Ok(())
@@ -825,8 +838,8 @@ impl Group {
         if !idle || !expired || self.offsets.is_empty() {
             return false;
         }
-        self.offsets.clear();
-        out.persist(GroupRecord::Deleted);
+        let partitions = std::mem::take(&mut self.offsets).into_keys().collect();
+        out.persist(GroupRecord::OffsetsDeleted { partitions });
         true
     }
 
@@ -838,10 +851,10 @@ impl Group {
                 result: Err(GroupError::NonEmptyGroup),
             });
         }
-        self.offsets.clear();
+        let partitions = std::mem::take(&mut self.offsets).into_keys().collect();
         self.generation = 0;
         self.state = GroupState::Dead;
-        out.persist(GroupRecord::Deleted);
+        out.persist(GroupRecord::GroupDeleted { partitions });
         out.reply(GroupReply::Delete {
             request,
             result: Ok(()),
@@ -1825,9 +1838,10 @@ mod tests {
         out.drain().for_each(drop);
         assert!(g.on_retention_check(61_000, 60_000, &mut out));
         assert_eq!(g.committed("t", 0), None);
-        assert!(out
-            .iter()
-            .any(|e| *e == Effect::Persist(GroupRecord::Deleted)));
+        assert!(out.iter().any(|e| *e
+            == Effect::Persist(GroupRecord::OffsetsDeleted {
+                partitions: vec![("t".into(), 0)]
+            })));
         // A group with members keeps its offsets.
         let a = new_member(&mut g, 2);
         join(&mut g, 3, &a);

@@ -317,6 +317,13 @@ pub const SERVER_KEYS: &[(&str, Kind)] = &[
         },
     ),
     (
+        "offsets.topic.segment.bytes",
+        Kind::Int {
+            min: 1,
+            max: i32::MAX as i64,
+        },
+    ),
+    (
         "offsets.topic.num.partitions",
         Kind::Int {
             min: 1,

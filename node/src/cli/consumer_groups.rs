@@ -2,7 +2,10 @@
 //! a group's offsets and lag in Kafka's column layout, reset offsets of an
 //! inactive group, delete groups.
 
-use super::group_member::{decode_assignment, find_coordinator, offset_commit_request};
+use super::group_member::{
+    coordinator_moved, decode_assignment, find_coordinator, offset_commit_request,
+    COORDINATOR_ATTEMPTS_MAX, COORDINATOR_LOAD_IN_PROGRESS, RETRY_BACKOFF_MS,
+};
 use crate::client::Client;
 use anyhow::{bail, Result};
 use kafka_protocol::messages::{
@@ -10,6 +13,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
@@ -26,12 +30,24 @@ pub async fn all_groups(client: &mut Client) -> Result<BTreeMap<String, String>>
         .collect();
     let mut groups = BTreeMap::new();
     for address in brokers {
-        let Ok(r) = client
-            .call_at(&address, &ListGroupsRequest::default(), 4)
-            .await
-        else {
-            continue; // a broker that is down coordinates nothing now
-        };
+        // A broker still loading an offsets partition lists only part of
+        // its groups: ask again, as Kafka's admin client does.
+        let mut answer = None;
+        for _ in 0..COORDINATOR_ATTEMPTS_MAX {
+            let Ok(r) = client
+                .call_at(&address, &ListGroupsRequest::default(), 4)
+                .await
+            else {
+                break; // a broker that is down coordinates nothing now
+            };
+            let loading = r.error_code == COORDINATOR_LOAD_IN_PROGRESS;
+            answer = Some(r);
+            if !loading {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await;
+        }
+        let Some(r) = answer else { continue };
         for g in r.groups {
             groups.insert(g.group_id.0.to_string(), g.group_state.to_string());
         }
@@ -74,7 +90,26 @@ struct GroupInfo {
     committed: BTreeMap<(String, i32), i64>,
 }
 
+/// A group's state, members and offsets from its coordinator, looked for
+/// again while it moves or loads.
 async fn group_info(client: &mut Client, group: &str) -> Result<GroupInfo> {
+    let mut last = 0;
+    for _ in 0..COORDINATOR_ATTEMPTS_MAX {
+        match group_info_once(client, group).await? {
+            Ok(info) => return Ok(info),
+            Err(code) if coordinator_moved(code) => last = code,
+            Err(code) => bail!("{group}: error {code}"),
+        }
+        tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await;
+    }
+    bail!("{group}: error {last} from every coordinator tried")
+}
+
+/// One try of [`group_info`]; the inner error is a group-level error code.
+async fn group_info_once(
+    client: &mut Client,
+    group: &str,
+) -> Result<std::result::Result<GroupInfo, i16>> {
     let coordinator = find_coordinator(client, group).await?;
     let d = client
         .call_at(
@@ -87,7 +122,7 @@ async fn group_info(client: &mut Client, group: &str) -> Result<GroupInfo> {
         bail!("DescribeGroups: no answer for {group}");
     };
     if g.error_code != 0 {
-        bail!("DescribeGroups {group}: error {}", g.error_code);
+        return Ok(Err(g.error_code));
     }
     let mut owners = BTreeMap::new();
     for m in &g.members {
@@ -114,7 +149,7 @@ async fn group_info(client: &mut Client, group: &str) -> Result<GroupInfo> {
         )
         .await?;
     if f.error_code != 0 {
-        bail!("OffsetFetch {group}: error {}", f.error_code);
+        return Ok(Err(f.error_code));
     }
     let committed = f
         .topics
@@ -131,11 +166,11 @@ async fn group_info(client: &mut Client, group: &str) -> Result<GroupInfo> {
                 })
         })
         .collect();
-    Ok(GroupInfo {
+    Ok(Ok(GroupInfo {
         state: g.group_state.to_string(),
         owners,
         committed,
-    })
+    }))
 }
 
 /// Offsets of the given partitions at `timestamp` (-1: log end = high

@@ -30,8 +30,8 @@ pub const REBALANCE_TIMEOUT_MS: i32 = 300_000;
 /// How often a member heartbeats (Kafka's heartbeat.interval.ms).
 pub const HEARTBEAT_INTERVAL_MS: u64 = 3_000;
 /// Attempts at finding a coordinator (the offsets topic is created on first use).
-const COORDINATOR_ATTEMPTS_MAX: u32 = 100;
-const RETRY_BACKOFF_MS: u64 = 200;
+pub const COORDINATOR_ATTEMPTS_MAX: u32 = 100;
+pub const RETRY_BACKOFF_MS: u64 = 200;
 
 pub const REBALANCE_IN_PROGRESS: i16 = 27;
 pub const UNKNOWN_MEMBER_ID: i16 = 25;
@@ -137,6 +137,15 @@ pub fn range_assign(
 
 /// The coordinator's address for `group`, waiting while the offsets topic
 /// is being created or has no leader.
+/// NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS:
+/// retriable, after finding the coordinator again.
+pub fn coordinator_moved(code: i16) -> bool {
+    matches!(
+        code,
+        NOT_COORDINATOR | COORDINATOR_NOT_AVAILABLE | COORDINATOR_LOAD_IN_PROGRESS
+    )
+}
+
 pub async fn find_coordinator(client: &mut Client, group: &str) -> Result<String> {
     let request = FindCoordinatorRequest::default().with_key(s(group));
     let mut last = String::new();
@@ -224,10 +233,7 @@ impl GroupMember {
 
     /// Notes an error code: NOT_COORDINATOR and friends mean looking again.
     fn on_error(&mut self, code: i16) {
-        if matches!(
-            code,
-            NOT_COORDINATOR | COORDINATOR_NOT_AVAILABLE | COORDINATOR_LOAD_IN_PROGRESS
-        ) {
+        if coordinator_moved(code) {
             self.coordinator = None;
         }
         if matches!(code, UNKNOWN_MEMBER_ID) {

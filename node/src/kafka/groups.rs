@@ -71,6 +71,7 @@ fn answer_code(a: &GroupAnswer) -> i16 {
     match a {
         GroupAnswer::CoordinatorNotAvailable => code::COORDINATOR_NOT_AVAILABLE,
         GroupAnswer::NotCoordinator => code::NOT_COORDINATOR,
+        GroupAnswer::LoadInProgress => code::COORDINATOR_LOAD_IN_PROGRESS,
         GroupAnswer::GroupIdNotFound => code::GROUP_ID_NOT_FOUND,
         _ => code::NONE,
     }
@@ -121,7 +122,13 @@ async fn create_offsets_topic(node: &NodeHandle) {
         name: OFFSETS_TOPIC.to_string(),
         partitions: s.offsets_topic_num_partitions,
         replication_factor: s.offsets_topic_replication_factor,
-        configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
+        configs: BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            (
+                "segment.bytes".to_string(),
+                s.offsets_topic_segment_bytes.to_string(),
+            ),
+        ]),
         topic_id: super::handlers::new_topic_id(),
     };
     let (tx, _rx) = oneshot::channel();
@@ -657,13 +664,13 @@ pub async fn list_groups(
     node: &NodeHandle,
 ) -> ListGroupsResponse {
     let (tx, rx) = oneshot::channel();
-    let groups: Vec<GroupSummary> = match node
+    let (groups, loading): (Vec<GroupSummary>, bool) = match node
         .events
         .send(Event::Kafka(KafkaCall::ListGroups { reply: tx }))
         .await
     {
         Ok(()) => rx.await.unwrap_or_default(),
-        Err(_) => Vec::new(),
+        Err(_) => Default::default(),
     };
     let filter: Vec<String> = r.states_filter.iter().map(|s| s.to_lowercase()).collect();
     // Kafka lists every group to a client that may describe the cluster,
@@ -685,7 +692,15 @@ pub async fn list_groups(
             l
         })
         .collect();
-    ListGroupsResponse::default().with_groups(groups)
+    // Kafka answers a coordinator still loading a partition this way: the
+    // list is not yet whole (a client retries).
+    let error = match loading {
+        true => code::COORDINATOR_LOAD_IN_PROGRESS,
+        false => code::NONE,
+    };
+    ListGroupsResponse::default()
+        .with_error_code(error)
+        .with_groups(groups)
 }
 
 pub async fn describe_groups(

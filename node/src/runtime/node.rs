@@ -21,6 +21,7 @@ mod controller_client;
 mod controller_host;
 mod delete_records;
 mod flush;
+mod group_records;
 mod groups;
 mod links;
 mod metadata;
@@ -195,9 +196,10 @@ pub enum KafkaCall {
         op: GroupOp,
         reply: oneshot::Sender<GroupAnswer>,
     },
-    /// The groups this node coordinates.
+    /// The groups this node coordinates, and whether it is still loading
+    /// some (an offsets partition it leads is being replayed).
     ListGroups {
-        reply: oneshot::Sender<Vec<GroupSummary>>,
+        reply: oneshot::Sender<(Vec<GroupSummary>, bool)>,
     },
     /// DeleteRecords for one partition: records below `offset` (-1: the
     /// high watermark) go; answered with the low watermark once every
@@ -220,6 +222,8 @@ pub enum Event {
     WrittenBack(Vec<(String, u32)>),
     /// Nothing else is ready and replicas are still to be reconciled.
     Reconcile,
+    /// Nothing else is ready and an offsets partition is being replayed.
+    LoadGroups,
     /// A group commit's fsyncs ran off the loop ([`Node::group_commit`]).
     Flushed(Vec<((String, u32), FlushTicket)>),
     /// A cleaning pass ran off the loop ([`Node::cleaner_check`]).
@@ -248,6 +252,7 @@ impl Event {
             Event::Tick => "tick",
             Event::WrittenBack(_) => "write-back",
             Event::Reconcile => "reconcile",
+            Event::LoadGroups => "group load",
             Event::Opened { .. } => "log opened",
             Event::Flushed(_) => "group commit done",
             Event::Cleaned { .. } => "cleaning pass done",
@@ -647,6 +652,7 @@ impl Node {
                     Some(e) = net.recv() => Some(Event::Net(e)),
                     Some(e) = events.recv() => Some(e),
                     _ = std::future::ready(()), if self.reconcile_pending => Some(Event::Reconcile),
+                    _ = std::future::ready(()), if self.groups.loading() => Some(Event::LoadGroups),
                     else => None,
                 },
                 false => tokio::select! {
@@ -656,6 +662,7 @@ impl Node {
                     Some(e) = events.recv() => Some(e),
                     Some(e) = net.recv() => Some(Event::Net(e)),
                     _ = std::future::ready(()), if self.reconcile_pending => Some(Event::Reconcile),
+                    _ = std::future::ready(()), if self.groups.loading() => Some(Event::LoadGroups),
                     else => None,
                 },
             };
@@ -713,6 +720,7 @@ impl Node {
             Event::Opened { key, topic_id, log } => self.finish_open(key, topic_id, log),
             Event::Flushed(tickets) => self.finish_group_commit(tickets),
             Event::Cleaned { key, result } => self.finish_cleaning(key, result),
+            Event::LoadGroups => self.load_groups_step(),
         }
     }
 

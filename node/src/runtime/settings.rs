@@ -159,6 +159,10 @@ pub struct NodeSettings {
     pub offsets_topic_replication_factor: u32,
     /// Kafka's `offsets.topic.num.partitions` (50).
     pub offsets_topic_num_partitions: u32,
+    /// Kafka's `offsets.topic.segment.bytes` (100 MiB): the offsets
+    /// topic's `segment.bytes`, smaller than other topics' so that the
+    /// cleaner (which cleans closed segments only) keeps it small.
+    pub offsets_topic_segment_bytes: u64,
     /// Kafka's `offsets.retention.minutes` (7 days), in ms.
     pub offsets_retention_ms: u64,
     pub group_initial_rebalance_delay_ms: u64,
@@ -245,6 +249,7 @@ impl NodeSettings {
             authorizer: runnel_model::acl::Authorizer::default(),
             offsets_topic_replication_factor: 3,
             offsets_topic_num_partitions: 50,
+            offsets_topic_segment_bytes: 104_857_600,
             offsets_retention_ms: 7 * 24 * 3_600_000,
             group_initial_rebalance_delay_ms: 3_000,
             test_bugs: TestBugs::from_env(),
@@ -532,6 +537,7 @@ fn apply_numbers(s: &mut NodeSettings, p: &Properties) {
     s.authorizer.allow_everyone_if_no_acl_found = p.bool("allow.everyone.if.no.acl.found", true);
     s.offsets_topic_replication_factor = u("offsets.topic.replication.factor", 3) as u32;
     s.offsets_topic_num_partitions = u("offsets.topic.num.partitions", 50) as u32;
+    s.offsets_topic_segment_bytes = u("offsets.topic.segment.bytes", 104_857_600);
     s.offsets_retention_ms = u("offsets.retention.minutes", 10_080).saturating_mul(60_000);
     s.group_initial_rebalance_delay_ms = u("group.initial.rebalance.delay.ms", 3_000);
 }

@@ -65,6 +65,10 @@ pub struct CleanJob {
     pub policy: CleanPolicy,
     /// `log.cleaner.dedupe.buffer.size`.
     pub dedupe_buffer_bytes: u64,
+    /// Which keys a pass may compact; a record whose key is not is kept as
+    /// if it had none (the offsets topic's records from before its keyed
+    /// layout). Every key, unless the caller says otherwise.
+    pub compactable_key: fn(&[u8]) -> bool,
 }
 
 /// Neighbouring segments written anew as one, `<first base>.log.cleaned`
@@ -227,7 +231,11 @@ pub fn run(job: &CleanJob) -> Result<Cleaned, LogError> {
                 record_bytes.push(r.tail.len() as u32 + 16);
                 entries.push(Entry {
                     offset: r.offset,
-                    key: r.key.as_deref().map(&hash),
+                    key: r
+                        .key
+                        .as_deref()
+                        .filter(|k| (job.compactable_key)(k))
+                        .map(&hash),
                     tombstone: r.tombstone,
                     timestamp_ms: r.timestamp_ms,
                     delete_horizon_ms: horizon.filter(|_| r.tombstone),

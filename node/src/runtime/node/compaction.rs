@@ -8,9 +8,9 @@
 //! Kafka broker does; the rule deciding what stays is the model's
 //! (`runnel_model::compaction`), so every replica keeps the same records.
 //!
-//! `__consumer_offsets` is not cleaned yet: its records are keyed by group
-//! only (Kafka keys offsets by group, topic and partition), so keeping a
-//! key's latest record would keep one record per group.
+//! `__consumer_offsets` is cleaned like any compacted topic: its records
+//! are keyed as Kafka's (`group_records`), and the records of the layout
+//! before (keyed by group alone) are kept as if keyless.
 
 use super::*;
 use crate::storage::cleaner::{self, Cleaned};
@@ -39,12 +39,15 @@ impl Node {
             return;
         };
         let dedupe = self.s.cleaner.dedupe_buffer_bytes;
-        let Some(job) = self
+        let Some(mut job) = self
             .slot_mut(&key)
             .and_then(|s| s.runner.clean_job(now_ms, policy, dedupe))
         else {
             return;
         };
+        if key.0 == OFFSETS_TOPIC {
+            job.compactable_key = super::group_records::compactable_key;
+        }
         let b = self.broker.as_mut().expect("checked above");
         b.cleaning = Some(key.clone());
         if crate::io::SIMULATED {
@@ -69,7 +72,7 @@ impl Node {
         let image = &self.meta.as_ref()?.image;
         let mut best: Option<(u64, (String, u32), CleanPolicy)> = None;
         for (topic, t) in &image.topics {
-            if topic == OFFSETS_TOPIC || !cleanup_policy_compacts(Some(&t.configs)) {
+            if !cleanup_policy_compacts(Some(&t.configs)) {
                 continue;
             }
             let (trigger, policy) = self.clean_settings(&t.configs);

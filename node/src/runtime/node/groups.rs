@@ -4,14 +4,22 @@
 //! appended to that partition with acks=all through the replica that is
 //! already model-checked, and the replies that follow a record are held
 //! until it is committed (the core contract's "persist before later
-//! effects"). A node that becomes leader of an offsets partition rebuilds
-//! its groups by replaying the partition; one that stops leading drops them
-//! and answers their waiting requests NOT_COORDINATOR.
+//! effects"). Records are written in Kafka's compactable layout
+//! ([`super::group_records`]: a key per committed partition and per group),
+//! so the cleaner keeps the topic as large as the live offsets.
+//!
+//! A node that becomes leader of an offsets partition rebuilds its groups
+//! by replaying the partition in slices of [`REPLAY_READ_BYTES`], one slice
+//! whenever the event loop has nothing else to do, answering the groups'
+//! requests COORDINATOR_LOAD_IN_PROGRESS (as Kafka does) until it is done;
+//! one that stops leading drops them and answers their waiting requests
+//! NOT_COORDINATOR.
 
+use super::group_records::{self, Decoded};
 use super::{Node, TimerKey};
-use crate::storage::disk_log::BatchBytes;
-use bytes::Bytes;
-use runnel_model::core::{Effect, RequestId};
+use crate::storage::disk_log::{BatchBytes, DiskLog};
+use runnel_model::core::{Effect, Offset, RequestId};
+use runnel_model::group::offsets_topic;
 use runnel_model::group::{
     offsets_partition, CommittedOffset, Group, GroupConfig, GroupEffects, GroupRecord, GroupReply,
     GroupState, GroupTimer, JoinRequest, MemberDescription,
@@ -81,6 +89,9 @@ pub enum GroupAnswer {
     /// The offsets topic does not exist yet or its partition has no leader.
     CoordinatorNotAvailable,
     NotCoordinator,
+    /// This node leads the group's offsets partition and is still
+    /// replaying it (COORDINATOR_LOAD_IN_PROGRESS: retriable).
+    LoadInProgress,
     /// DeleteGroups/DescribeGroups of a group this coordinator does not know.
     GroupIdNotFound,
 }
@@ -90,6 +101,8 @@ pub enum GroupAnswer {
 pub struct GroupHost {
     /// Offsets partitions led and loaded here → the leader epoch loaded at.
     loaded: BTreeMap<u32, u32>,
+    /// Offsets partitions led here and being replayed.
+    loading: BTreeMap<u32, Loading>,
     groups: BTreeMap<String, (u32, Group)>,
     /// Model request id → (offsets partition, the front end's waiter).
     waiters: BTreeMap<RequestId, (u32, oneshot::Sender<GroupAnswer>)>,
@@ -100,13 +113,33 @@ pub struct GroupHost {
     last_retention_check_ms: u64,
 }
 
+/// An offsets partition being replayed.
+struct Loading {
+    /// The leader epoch it is loaded at.
+    epoch: u32,
+    /// The next offset to read, and the log end when the load began (this
+    /// leader writes nothing there while it loads).
+    next: Offset,
+    end: Offset,
+    records: u64,
+}
+
 impl GroupHost {
-    pub fn summaries(&self) -> Vec<GroupSummary> {
-        self.groups
+    /// The groups of loaded partitions, and whether any partition is still
+    /// loading (ListGroups then says COORDINATOR_LOAD_IN_PROGRESS).
+    pub fn summaries(&self) -> (Vec<GroupSummary>, bool) {
+        let groups = self
+            .groups
             .iter()
-            .filter(|(_, (_, g))| g.state() != GroupState::Dead)
+            .filter(|(_, (p, g))| self.loaded.contains_key(p) && g.state() != GroupState::Dead)
             .map(|(id, (_, g))| summary(id, g))
-            .collect()
+            .collect();
+        (groups, !self.loading.is_empty())
+    }
+
+    /// Whether an offsets partition waits for its next replay slice.
+    pub fn loading(&self) -> bool {
+        !self.loading.is_empty()
     }
 }
 
@@ -163,6 +196,10 @@ impl Node {
             return;
         };
         let p = offsets_partition(&group_id, n);
+        if self.groups.loading.contains_key(&p) {
+            let _ = reply.send(GroupAnswer::LoadInProgress);
+            return;
+        }
         if !self.groups.loaded.contains_key(&p) {
             let _ = reply.send(GroupAnswer::NotCoordinator);
             return;
@@ -250,7 +287,8 @@ impl Node {
     }
 
     fn group_config(&self, p: u32) -> GroupConfig {
-        let epoch = self.groups.loaded.get(&p).copied().unwrap_or(0) as u64;
+        let loading = self.groups.loading.get(&p).map(|l| l.epoch);
+        let epoch = self.groups.loaded.get(&p).copied().or(loading).unwrap_or(0) as u64;
         GroupConfig {
             initial_rebalance_delay_ms: self.s.group_initial_rebalance_delay_ms,
             // Unique per (leader epoch, load): ids never repeat across coordinators.
@@ -325,7 +363,8 @@ impl Node {
         }
     }
 
-    /// Appends one record (key: group id, value: postcard) with acks=all.
+    /// Appends one coordinator record, as its entries of the offsets
+    /// topic's layout in one batch (they commit together), with acks=all.
     fn write_group_record(
         &mut self,
         group_id: &str,
@@ -334,14 +373,27 @@ impl Node {
         replies: Vec<GroupReply>,
     ) {
         let key = (OFFSETS_TOPIC.to_string(), p);
-        let value = postcard::to_allocvec(record).expect("group records serialize");
-        let batch = crate::client::encode_batch(
-            &[(
-                Some(Bytes::copy_from_slice(group_id.as_bytes())),
-                Some(Bytes::from(value)),
-            )],
-            now_ms() as i64,
-        );
+        let now = now_ms() as i64;
+        let records: Result<Vec<_>, String> = offsets_topic::entries(group_id, record)
+            .iter()
+            .map(|e| {
+                let k = group_records::encode_key(&e.key)?;
+                let v = e
+                    .value
+                    .as_ref()
+                    .map(|v| group_records::encode_value(v, now));
+                Ok((Some(k), v.transpose()?))
+            })
+            .collect();
+        // A record with no entries (an OffsetDelete of nothing) writes nothing.
+        if records.as_ref().is_ok_and(|r| r.is_empty()) {
+            for r in replies {
+                self.deliver_group_reply(r);
+            }
+            return;
+        }
+        let batch = records
+            .and_then(|r| crate::client::encode_batch(&r, now).map_err(|e| format!("{e:#}")));
         let (Ok(batch), Some(b)) = (batch, self.broker.as_mut()) else {
             return self.fail_group_write(p, replies);
         };
@@ -387,8 +439,8 @@ impl Node {
         self.unload_groups(p);
     }
 
-    /// Loads the groups of offsets partitions this node now leads, drops
-    /// those of partitions it no longer leads. Runs every turn.
+    /// Starts loading the groups of offsets partitions this node now leads,
+    /// drops those of partitions it no longer leads. Runs every turn.
     pub(super) fn sync_group_leadership(&mut self) {
         let Some(b) = self.broker.as_ref() else {
             return;
@@ -401,10 +453,8 @@ impl Node {
                 leading.insert(*p, epoch);
             }
         }
-        let stale: Vec<u32> = self
-            .groups
-            .loaded
-            .iter()
+        let loading = self.groups.loading.iter().map(|(p, l)| (p, &l.epoch));
+        let stale: Vec<u32> = (self.groups.loaded.iter().chain(loading))
             .filter(|(p, epoch)| leading.get(p) != Some(epoch))
             .map(|(p, _)| *p)
             .collect();
@@ -412,14 +462,15 @@ impl Node {
             self.unload_groups(p);
         }
         for (p, epoch) in leading {
-            if !self.groups.loaded.contains_key(&p) {
-                self.load_groups(p, epoch);
+            if !self.groups.loaded.contains_key(&p) && !self.groups.loading.contains_key(&p) {
+                self.start_loading_groups(p, epoch);
             }
         }
     }
 
     fn unload_groups(&mut self, p: u32) {
         self.groups.loaded.remove(&p);
+        self.groups.loading.remove(&p);
         self.groups.groups.retain(|_, (gp, _)| *gp != p);
         let gone: Vec<RequestId> = self
             .groups
@@ -437,70 +488,78 @@ impl Node {
         // waiters are gone by now.
     }
 
-    /// Replays `__consumer_offsets-p` (to its log end: this leader's log is
-    /// what will be committed) into fresh groups.
-    fn load_groups(&mut self, p: u32, epoch: u32) {
-        self.groups.loads += 1;
-        self.groups.loaded.insert(p, epoch);
-        let config = self.group_config(p);
+    /// Begins replaying `__consumer_offsets-p` to its log end (this
+    /// leader's log is what will be committed) into fresh groups.
+    fn start_loading_groups(&mut self, p: u32, epoch: u32) {
         let key = (OFFSETS_TOPIC.to_string(), p);
         let Some(slot) = self.broker.as_ref().and_then(|b| b.slots.get(&key)) else {
             return;
         };
         let log = slot.runner.replica().log();
-        let (mut from, end) = (log.start_offset(), log.end_offset());
-        let mut records = Vec::new();
-        // Bounded: each round moves forward by at least one batch.
-        while from < end {
-            let Ok(bytes) = log.read(from, end, REPLAY_READ_BYTES) else {
-                break;
-            };
-            let Ok(batches) = bytes.batches() else { break };
-            if batches.is_empty() {
-                break;
-            }
-            for (header, raw) in batches {
-                from = header.end_offset();
-                // Only this node writes here (clients are refused), but a
-                // log from anywhere is input: a batch that does not decode is
-                // skipped with a warning, never trusted or fatal.
-                let decoded = crate::client::decode_records(raw).unwrap_or_else(|e| {
-                    tracing::warn!(
-                        "{OFFSETS_TOPIC}-{p}: skipping a batch at offset {}: {e}",
-                        header.base_offset
-                    );
-                    Vec::new()
-                });
-                for r in decoded {
-                    let (Some(k), Some(v)) = (r.key, r.value) else {
-                        continue;
-                    };
-                    let group_id = String::from_utf8_lossy(&k).to_string();
-                    match postcard::from_bytes::<GroupRecord>(&v) {
-                        Ok(record) => records.push((group_id, record)),
-                        Err(e) => tracing::warn!("{OFFSETS_TOPIC}-{p}: skipping a record: {e}"),
-                    }
-                }
-            }
-        }
-        let count = records.len();
+        self.groups.loads += 1;
+        let loading = Loading {
+            epoch,
+            next: log.start_offset(),
+            end: log.end_offset(),
+            records: 0,
+        };
+        self.groups.loading.insert(p, loading);
+    }
+
+    /// Replays the next slice of one loading partition (the event loop
+    /// calls it when nothing else is ready); the partition serves once its
+    /// last slice is in.
+    pub(super) fn load_groups_step(&mut self) {
+        let Some((&p, loading)) = self.groups.loading.iter().next() else {
+            return;
+        };
+        let (from, end) = (loading.next, loading.end);
+        let key = (OFFSETS_TOPIC.to_string(), p);
+        let slice = match self.broker.as_ref().and_then(|b| b.slots.get(&key)) {
+            Some(slot) => read_slice(slot.runner.replica().log(), p, from, end),
+            None => None,
+        };
+        let Some((next, records)) = slice else {
+            return self.finish_loading_groups(p);
+        };
+        let config = self.group_config(p);
+        let count = records.len() as u64;
         for (group_id, record) in records {
             let (_, g) = self
                 .groups
                 .groups
                 .entry(group_id.clone())
                 .or_insert_with(|| (p, Group::new(config.clone())));
-            if let Err(why) = g.replay(&record) {
+            let replayed = match &record {
+                Decoded::Entry(e) => g.replay_entry(e),
+                Decoded::Legacy(_, r) => g.replay(r),
+            };
+            if let Err(why) = replayed {
                 tracing::warn!(
                     "{OFFSETS_TOPIC}-{p}: skipping a record of group {group_id:?}: {why}"
                 );
             }
         }
+        let loading = self.groups.loading.get_mut(&p).expect("loading");
+        loading.records += count;
+        loading.next = next;
+        if next >= end {
+            self.finish_loading_groups(p);
+        }
+    }
+
+    fn finish_loading_groups(&mut self, p: u32) {
+        let Some(loading) = self.groups.loading.remove(&p) else {
+            return;
+        };
+        self.groups.loaded.insert(p, loading.epoch);
         self.groups
             .groups
             .retain(|_, (gp, g)| *gp != p || !g.is_forgettable());
         tracing::info!(
-            "{OFFSETS_TOPIC}-{p}: coordinator at epoch {epoch}, replayed {count} group records"
+            "{OFFSETS_TOPIC}-{p}: coordinator at epoch {}, replayed {} group records",
+            loading.epoch,
+            loading.records
         );
     }
 
@@ -519,6 +578,9 @@ impl Node {
             .map(|(id, (p, _))| (id.clone(), *p))
             .collect();
         for (id, p) in ids {
+            if !self.groups.loaded.contains_key(&p) {
+                continue; // still loading: it may have more to read
+            }
             let mut out = GroupEffects::new();
             let expired = self
                 .groups
@@ -531,4 +593,52 @@ impl Node {
             }
         }
     }
+}
+
+/// Reads the batches of one slice of an offsets partition from `from`
+/// (below `end`): the offset after them and their records, by group. None
+/// when there is nothing more to read (the end, or a log that fails: the
+/// partition then serves what it has, as a leader whose log fails is taken
+/// offline anyway).
+fn read_slice(
+    log: &DiskLog,
+    p: u32,
+    mut from: Offset,
+    end: Offset,
+) -> Option<(Offset, Vec<(String, Decoded)>)> {
+    if from >= end {
+        return None;
+    }
+    let bytes = log.read(from, end, REPLAY_READ_BYTES).ok()?;
+    let batches = bytes.batches().ok()?;
+    if batches.is_empty() {
+        return None;
+    }
+    let mut records = Vec::new();
+    for (header, raw) in batches {
+        from = header.end_offset();
+        // Only this node writes here (clients are refused), but a log from
+        // anywhere is input: what does not decode is skipped with a
+        // warning, never trusted or fatal.
+        let decoded = crate::client::decode_records(raw).unwrap_or_else(|e| {
+            tracing::warn!(
+                "{OFFSETS_TOPIC}-{p}: skipping a batch at offset {}: {e}",
+                header.base_offset
+            );
+            Vec::new()
+        });
+        for r in decoded {
+            let Some(k) = r.key else { continue };
+            match group_records::decode(&k, r.value.as_deref()) {
+                Ok(Decoded::Entry(e)) => {
+                    records.push((e.key.group().to_string(), Decoded::Entry(e)))
+                }
+                Ok(Decoded::Legacy(group, r)) => {
+                    records.push((group.clone(), Decoded::Legacy(group, r)))
+                }
+                Err(e) => tracing::warn!("{OFFSETS_TOPIC}-{p}: skipping a record: {e}"),
+            }
+        }
+    }
+    Some((from, records))
 }

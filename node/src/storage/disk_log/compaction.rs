@@ -145,6 +145,7 @@ impl DiskLog {
             now_ms,
             policy,
             dedupe_buffer_bytes,
+            compactable_key: |_| true,
         })
     }
 
