@@ -7,13 +7,20 @@
 //! it runs off the event loop; produce and fetch never wait for it.
 //!
 //! What a pass keeps, so that nothing a reader relies on changes:
-//! - every batch, with its base offset, last offset delta, producer id,
-//!   epoch and sequence: a batch whose records all go stays as an empty
-//!   batch (record count 0). The log's offsets then still run without a
-//!   gap from batch to batch (what recovery, replication and the model's
-//!   log require), batch boundaries stay what followers hold, and
-//!   producer state rebuilt from batch headers is the same as before. Kafka keeps empty batches only where producer state
-//!   needs them and otherwise leaves offset gaps; clients skip both alike.
+//! - every batch that keeps a record, with its base offset, last offset
+//!   delta, producer id, epoch and sequence. A batch whose records all go
+//!   becomes an empty batch (record count 0), and a run of neighbouring
+//!   empty batches one empty batch spanning their offsets (where one
+//!   header can say them all: the same leader epoch and producer, running
+//!   sequences). The log's offsets then still run without a gap from batch
+//!   to batch (what recovery, replication and the model's log require),
+//!   producer state rebuilt from batch headers is the same as before, and a
+//!   log whose keys are rewritten over and over (the offsets topic) keeps
+//!   one 61-byte header per run, not per write. A replica whose log ends
+//!   inside a merged run (it was away while its leader cleaned) is served
+//!   the run from its own end on (`DiskLog::read`). Kafka drops empty
+//!   batches where producer state does not need them and leaves offset
+//!   gaps; clients skip both alike.
 //! - each kept record's offset delta, key, value and headers, byte for
 //!   byte; only its timestamp delta changes where the batch's base
 //!   timestamp becomes a delete horizon (KIP-534: attribute bit 6 set, the
@@ -312,8 +319,9 @@ pub fn run(job: &CleanJob) -> Result<Cleaned, LogError> {
                 kept_batches += 1;
             }
         }
-        // Emptied batches stay, as their headers.
-        size += (count - kept_batches) * HEADER_BYTES as u64;
+        // Emptied batches become at most one batch per run between kept ones.
+        let empty = count - kept_batches;
+        size += empty.min(kept_batches + 1) * HEADER_BYTES as u64;
         cleaned_sizes.push(size);
     }
     let mut at = 0usize;
@@ -371,6 +379,74 @@ pub fn run(job: &CleanJob) -> Result<Cleaned, LogError> {
 /// Offsets a segment may span (its index holds them in 32 bits).
 const RELATIVE_OFFSET_MAX: Offset = i32::MAX as Offset;
 
+/// An empty batch being written, which the next empty batch may extend.
+struct PendingEmpty {
+    bytes: Vec<u8>,
+}
+
+impl PendingEmpty {
+    fn i32_at(&self, at: usize) -> i32 {
+        i32::from_be_bytes(self.bytes[at..at + 4].try_into().expect("4 bytes"))
+    }
+
+    /// Takes `next` (an empty batch right after this one) in, if one
+    /// header can say both: the same producer id, epoch and leader epoch,
+    /// sequences that run on. Producer state and the epoch cache then read
+    /// the same from the merged header as from the two.
+    fn absorb(&mut self, next: &[u8]) -> bool {
+        let same = |from: usize, to: usize| self.bytes[from..to] == next[from..to];
+        let producer = i64_at(&self.bytes, 43);
+        let runs_on = producer < 0
+            || self
+                .i32_at(53)
+                .wrapping_add(self.i32_at(23))
+                .wrapping_add(1)
+                == i32::from_be_bytes(next[53..57].try_into().expect("4 bytes"));
+        let next_end = i64_at(next, 0)
+            + i64::from(i32::from_be_bytes(
+                next[23..27].try_into().expect("4 bytes"),
+            ));
+        let span = next_end - i64_at(&self.bytes, 0);
+        if !(same(12, 16) && same(43, 53) && runs_on && span <= i64::from(i32::MAX)) {
+            return false;
+        }
+        self.bytes[23..27].copy_from_slice(&(span as i32).to_be_bytes());
+        let max_ts = i64_at(&self.bytes, 35).max(i64_at(next, 35));
+        self.bytes[35..43].copy_from_slice(&max_ts.to_be_bytes());
+        seal(&mut self.bytes);
+        true
+    }
+}
+
+/// If `bytes` begins with an empty batch (no records, not a control
+/// batch) that starts below `from` and ends past it (a run the cleaner
+/// merged), the same batch from `from` on, and the length of the batch it
+/// stands for. A replica whose log ends at `from` appends it as it would
+/// the batches that were merged; its sequence runs on from theirs.
+pub fn empty_batch_from(bytes: &[u8], from: Offset) -> Option<(Vec<u8>, usize)> {
+    if bytes.len() < HEADER_BYTES {
+        return None;
+    }
+    let i32_at = |at: usize| i32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let base = Offset::try_from(i64_at(bytes, 0)).ok()?;
+    let end = base + Offset::try_from(i32_at(23)).ok()? + 1;
+    let empty = i16_at(bytes, 21) & ATTR_CONTROL == 0 && i32_at(57) == 0;
+    if !(empty && base < from && from < end) {
+        return None;
+    }
+    let size = batch::LENGTH_PREFIX_BYTES + usize::try_from(i32_at(8)).ok()?;
+    let mut head = bytes[..HEADER_BYTES].to_vec();
+    head[0..8].copy_from_slice(&(from as i64).to_be_bytes());
+    head[23..27].copy_from_slice(&((end - from - 1) as i32).to_be_bytes());
+    let sequence = i32_at(53);
+    if i64_at(bytes, 43) >= 0 && sequence >= 0 {
+        let skipped = (from - base) as i32;
+        head[53..57].copy_from_slice(&sequence.wrapping_add(skipped).to_be_bytes());
+    }
+    seal(&mut head);
+    Some((head, size))
+}
+
 /// Sets a batch's length and CRC from its bytes.
 fn seal(b: &mut [u8]) {
     let length = (b.len() - batch::LENGTH_PREFIX_BYTES) as i32;
@@ -380,8 +456,10 @@ fn seal(b: &mut [u8]) {
 }
 
 /// Writes `<first base>.log.cleaned`: the group's batches in order, the
-/// records `verdicts` remove taken out (every batch stays, emptied ones as
-/// their header); then fsyncs it.
+/// records `verdicts` remove taken out, runs of empty batches one batch
+/// where a header can say them all (a replica reading from inside such a
+/// batch is served the part from its offset on: `empty_batch_from`); then
+/// fsyncs it.
 fn rewrite_group(
     dir: &Path,
     group: &[(Offset, Offset, u64)],
@@ -403,6 +481,7 @@ fn rewrite_group(
     let mut written = 0u64;
     let mut headers = Vec::new();
     let mut position = 0u64;
+    let mut pending: Option<PendingEmpty> = None;
     let mut put = |bytes: &[u8]| -> Result<(), LogError> {
         let header = batch::validate(bytes).map_err(corrupt)?;
         // The index holds byte positions in 32 bits.
@@ -440,9 +519,29 @@ fn rewrite_group(
                     true => b.bytes,
                     false => rebuild_batch(&b, &records, verdicts)?,
                 };
+                let control = i16_at(&bytes, 21) & ATTR_CONTROL != 0;
+                let empty =
+                    !control && i32::from_be_bytes(bytes[57..61].try_into().expect("4 bytes")) == 0;
+                if empty {
+                    if let Some(p) = pending.as_mut() {
+                        if p.absorb(&bytes) {
+                            return Ok(());
+                        }
+                    }
+                    if let Some(p) = pending.replace(PendingEmpty { bytes }) {
+                        put(&p.bytes)?;
+                    }
+                    return Ok(());
+                }
+                if let Some(p) = pending.take() {
+                    put(&p.bytes)?;
+                }
                 put(&bytes)
             },
         )?;
+    }
+    if let Some(p) = pending.take() {
+        put(&p.bytes)?;
     }
     file.write_all_at(&buffer, written).map_err(io_error)?;
     crate::io::sync_data(&file).map_err(io_error)?;
@@ -720,7 +819,7 @@ mod tests {
     }
 
     #[test]
-    fn neighbours_merge_into_one_segment_and_emptied_batches_stay() {
+    fn neighbours_merge_into_one_segment_and_empty_batches_into_one_batch() {
         let d = tempfile::tempdir().unwrap();
         let mut log = superseded_log(d.path());
         let (end, segments) = (log.end_offset(), log.segment_count());
@@ -732,11 +831,51 @@ mod tests {
         assert_eq!(log.segment_count(), 2, "the closed ten became one");
         assert_eq!(log.end_offset(), end);
         let headers = log.batch_headers(0, end, 100).unwrap();
-        assert_eq!(headers.len(), 10, "every batch stays, nine of them empty");
+        assert_eq!(
+            headers.len(),
+            2,
+            "nine emptied batches became one, then a=9 b=9"
+        );
         drop(log);
         let (log, _) = DiskLog::open(d.path(), config()).unwrap();
         assert_eq!(contents(&log), kept);
         assert_eq!(log.segment_count(), 2);
+    }
+
+    #[test]
+    fn a_follower_whose_log_ends_inside_a_merged_run_catches_up() {
+        let d = tempfile::tempdir().unwrap();
+        let mut leader = superseded_log(d.path());
+        let end = leader.end_offset();
+        pass_merging(&mut leader, 1_000);
+        // Followers that had copied 1, 4 and 9 of the ten batches (offsets
+        // 2, 8, 18; the merged run spans 0..18).
+        for copied in [1usize, 4, 9] {
+            let f = tempfile::tempdir().unwrap();
+            let (mut follower, _) = DiskLog::open(f.path(), config()).unwrap();
+            for i in 0..copied {
+                let v = format!("{i}");
+                let b = keyed_batch(&[("a", Some(v.as_str())), ("b", Some(v.as_str()))], 100);
+                let mut b = b.to_vec();
+                batch::patch(&mut b, 2 * i as Offset, 1);
+                follower.append_as_follower(BatchBytes(b.into())).unwrap();
+            }
+            // Bounded: each fetch appends at least one batch.
+            for _ in 0..end {
+                let from = follower.end_offset();
+                if from == end {
+                    break;
+                }
+                let bytes = leader.read(from, end, 1 << 20).unwrap();
+                follower.append_as_follower(bytes).unwrap();
+            }
+            assert_eq!(follower.end_offset(), end, "after {copied} batches");
+            let tail: Vec<_> = contents(&follower)
+                .into_iter()
+                .filter(|r| r.0 >= 18)
+                .collect();
+            assert_eq!(tail, contents(&leader));
+        }
     }
 
     #[test]

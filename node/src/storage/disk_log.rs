@@ -1620,6 +1620,14 @@ impl PartitionLog for DiskLog {
             .get()
             .and_then(|f| f.read_exact_at(&mut buf, position))
             .map_err(io_error)?;
+        // `from` inside a run of empty batches the cleaner merged (a
+        // follower that was away while they were cleaned): it gets the run
+        // from its own end on, which it can append.
+        if let Some((head, replaced)) = super::cleaner::empty_batch_from(&buf, from) {
+            let mut out = head;
+            out.extend_from_slice(&buf[replaced.min(buf.len())..]);
+            buf = out;
+        }
         Ok(BatchBytes(Bytes::from(buf)))
     }
 
