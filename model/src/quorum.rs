@@ -18,7 +18,13 @@
 //!   committed only indirectly); each new leader appends a leader-change
 //!   marker so that happens promptly;
 //! - the leader resigns when a majority has not fetched within a check
-//!   period (check-quorum).
+//!   period (check-quorum);
+//! - snapshots (KIP-630): the caller may replace the committed prefix of
+//!   the log by a [`QuorumSnapshot`] (the records that rebuild its state
+//!   there, opaque here) at or below the commit offset; a follower whose
+//!   log ends below the leader's first entry, or diverges below it, gets
+//!   the leader's snapshot instead of entries and starts its log there,
+//!   never going back past what it had committed.
 
 use crate::core::{Effects, LeaderEpoch, NodeId, Offset};
 use serde::{Deserialize, Serialize};
@@ -62,11 +68,24 @@ impl<R: EntryWeight> Payload<R> {
     }
 }
 
+/// The committed log below `end_offset`, as the records that rebuild the
+/// application's state there (the caller's fold: the quorum never reads
+/// them) and the epoch of the last entry it stands for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct QuorumSnapshot<R> {
+    pub end_offset: Offset,
+    pub last_epoch: LeaderEpoch,
+    pub records: Vec<R>,
+}
+
 /// What a coordinator keeps on disk.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct QuorumDurable<R> {
     pub epoch: LeaderEpoch,
     pub voted_for: Option<NodeId>,
+    /// The latest snapshot; `log` begins at its end (else at 0).
+    #[serde(default)]
+    pub snapshot: Option<QuorumSnapshot<R>>,
     pub log: Vec<Entry<R>>,
 }
 
@@ -84,6 +103,12 @@ pub enum QuorumPersist<R> {
         offset: Offset,
         entries: Vec<Entry<R>>,
     },
+    /// A snapshot of this node's own committed log: the entries below its
+    /// end go, the rest stays.
+    TakeSnapshot(QuorumSnapshot<R>),
+    /// A snapshot from the leader: the whole log is replaced, and begins
+    /// again at its end.
+    InstallSnapshot(QuorumSnapshot<R>),
 }
 
 impl<R: Clone> QuorumDurable<R> {
@@ -96,10 +121,25 @@ impl<R: Clone> QuorumDurable<R> {
                 self.voted_for = *voted_for;
             }
             QuorumPersist::Append { offset, entries } => {
-                self.log.truncate(*offset as usize);
+                let start = self.log_start();
+                self.log.truncate(offset.saturating_sub(start) as usize);
                 self.log.extend(entries.iter().cloned());
             }
+            QuorumPersist::TakeSnapshot(snapshot) => {
+                let covered = snapshot.end_offset.saturating_sub(self.log_start()) as usize;
+                self.log.drain(..covered.min(self.log.len()));
+                self.snapshot = Some(snapshot.clone());
+            }
+            QuorumPersist::InstallSnapshot(snapshot) => {
+                self.log.clear();
+                self.snapshot = Some(snapshot.clone());
+            }
         }
+    }
+
+    /// The offset of the log's first entry: the snapshot's end, else 0.
+    pub fn log_start(&self) -> Offset {
+        self.snapshot.as_ref().map_or(0, |s| s.end_offset)
     }
 }
 
@@ -114,6 +154,9 @@ pub struct QuorumBugs {
     pub commit_earlier_epoch_by_count: bool,
     /// Grant votes without comparing logs.
     pub vote_for_shorter_log: bool,
+    /// Let a snapshot cover entries not yet committed (they may still be
+    /// replaced by a later leader's).
+    pub snapshot_above_commit: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -214,6 +257,10 @@ pub enum QuorumFetchResult<R> {
         entries: Vec<Entry<R>>,
         commit_offset: Offset,
     },
+    /// The fetch offset (or the divergence) lies below the leader's first
+    /// entry: its snapshot, to start the log again at its end (KRaft
+    /// answers with the snapshot's id and serves it by FetchSnapshot).
+    Snapshot { snapshot: QuorumSnapshot<R> },
     DivergingEpoch {
         epoch: LeaderEpoch,
         end_offset: Offset,
@@ -237,6 +284,19 @@ pub enum QuorumTimer {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ProposeError {
     NotLeader { leader: Option<NodeId> },
+}
+
+/// Why a snapshot was not taken.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SnapshotError {
+    /// Its end is not past the current snapshot's, or past the commit
+    /// offset (only committed entries may be snapshotted: a later leader
+    /// may still replace the others).
+    OutOfRange {
+        end_offset: Offset,
+        log_start: Offset,
+        commit_offset: Offset,
+    },
 }
 
 pub type QuorumEffects<R> = Effects<QuorumMessage<R>, QuorumTimer, (), QuorumPersist<R>>;
@@ -275,6 +335,8 @@ pub struct Quorum<R> {
     config: QuorumConfig,
     epoch: LeaderEpoch,
     voted_for: Option<NodeId>,
+    /// The latest snapshot: `log` holds the entries from its end on.
+    snapshot: Option<QuorumSnapshot<R>>,
     log: Vec<Entry<R>>,
     /// Entries below this offset are committed (volatile; learnt again).
     commit_offset: Offset,
@@ -287,8 +349,11 @@ impl<R: Clone + std::fmt::Debug + EntryWeight> Quorum<R> {
         let QuorumDurable {
             epoch,
             mut voted_for,
+            snapshot,
             log,
         } = durable;
+        // A snapshot is of committed entries only.
+        let commit_offset = snapshot.as_ref().map_or(0, |s| s.end_offset);
         if config.bugs.vote_not_persisted {
             voted_for = None;
         }
@@ -296,8 +361,9 @@ impl<R: Clone + std::fmt::Debug + EntryWeight> Quorum<R> {
             config,
             epoch,
             voted_for,
+            snapshot,
             log,
-            commit_offset: 0,
+            commit_offset,
             role: QuorumRole::Unattached,
         }
     }
@@ -319,8 +385,25 @@ impl<R: Clone + std::fmt::Debug + EntryWeight> Quorum<R> {
     pub fn voted_for(&self) -> Option<NodeId> {
         self.voted_for
     }
-    pub fn log(&self) -> &[Entry<R>] {
+    /// The entries from [`Quorum::log_start`] on.
+    pub fn entries(&self) -> &[Entry<R>] {
         &self.log
+    }
+    /// The entry at `offset`, if the log holds it (not below its start).
+    pub fn entry(&self, offset: Offset) -> Option<&Entry<R>> {
+        let index = offset.checked_sub(self.log_start())?;
+        self.log.get(usize::try_from(index).ok()?)
+    }
+    /// The offset of the first entry: the snapshot's end, else 0.
+    pub fn log_start(&self) -> Offset {
+        self.snapshot.as_ref().map_or(0, |s| s.end_offset)
+    }
+    /// The offset after the last entry.
+    pub fn end_offset(&self) -> Offset {
+        self.log_start() + self.log.len() as Offset
+    }
+    pub fn snapshot(&self) -> Option<&QuorumSnapshot<R>> {
+        self.snapshot.as_ref()
     }
     pub fn commit_offset(&self) -> Offset {
         self.commit_offset
@@ -342,9 +425,10 @@ impl<R: Clone + std::fmt::Debug + EntryWeight> Quorum<R> {
         self.config.voters.contains(&self.config.node_id)
     }
     pub fn position(&self) -> LogPosition {
+        let snapshot_epoch = self.snapshot.as_ref().map_or(0, |s| s.last_epoch);
         LogPosition {
-            last_epoch: self.log.last().map_or(0, |e| e.epoch),
-            end_offset: self.log.len() as Offset,
+            last_epoch: self.log.last().map_or(snapshot_epoch, |e| e.epoch),
+            end_offset: self.end_offset(),
         }
     }
 
@@ -454,6 +538,39 @@ impl<R: Clone + std::fmt::Debug + EntryWeight> Quorum<R> {
         self.maybe_advance_commit();
         self.answer_parked_fetches(out);
         Ok(offset)
+    }
+
+    /// The caller's state at `end_offset` (a committed offset past the
+    /// current snapshot) becomes the snapshot, and the entries below it
+    /// go; persisted before anything that follows.
+    pub fn take_snapshot(
+        &mut self,
+        end_offset: Offset,
+        records: Vec<R>,
+        out: &mut QuorumEffects<R>,
+    ) -> Result<(), SnapshotError> {
+        let limit = match self.config.bugs.snapshot_above_commit {
+            true => self.end_offset(),
+            false => self.commit_offset,
+        };
+        let log_start = self.log_start();
+        if end_offset <= log_start || end_offset > limit {
+            return Err(SnapshotError::OutOfRange {
+                end_offset,
+                log_start,
+                commit_offset: self.commit_offset,
+            });
+        }
+        let last_epoch = self.entry(end_offset - 1).expect("in the log").epoch;
+        let snapshot = QuorumSnapshot {
+            end_offset,
+            last_epoch,
+            records,
+        };
+        self.log.drain(..(end_offset - log_start) as usize);
+        self.snapshot = Some(snapshot.clone());
+        out.persist(QuorumPersist::TakeSnapshot(snapshot));
+        Ok(())
     }
 
     // ----- elections -----------------------------------------------------------
@@ -727,7 +844,7 @@ impl<R: Clone + std::fmt::Debug + EntryWeight> Quorum<R> {
     // ----- log replication -------------------------------------------------------
 
     fn append_local(&mut self, payload: Payload<R>, out: &mut QuorumEffects<R>) -> Offset {
-        let offset = self.log.len() as Offset;
+        let offset = self.end_offset();
         let entry = Entry {
             epoch: self.epoch,
             payload,
@@ -754,7 +871,7 @@ impl<R: Clone + std::fmt::Debug + EntryWeight> Quorum<R> {
             .iter()
             .map(|&v| {
                 if v == me {
-                    self.log.len() as Offset
+                    self.end_offset()
                 } else {
                     l.end_offsets.get(&v).copied().unwrap_or(0)
                 }
@@ -765,7 +882,10 @@ impl<R: Clone + std::fmt::Debug + EntryWeight> Quorum<R> {
         if candidate <= self.commit_offset {
             return;
         }
-        let own_epoch = self.log[candidate as usize - 1].epoch == self.epoch;
+        // At or past the commit offset, which is not below the log start.
+        let own_epoch = self
+            .entry(candidate - 1)
+            .is_some_and(|e| e.epoch == self.epoch);
         if own_epoch || self.config.bugs.commit_earlier_epoch_by_count {
             self.commit_offset = candidate;
         }
@@ -809,7 +929,7 @@ impl<R: Clone + std::fmt::Debug + EntryWeight> Quorum<R> {
         }
         l.parked.remove(&from);
         self.maybe_advance_commit();
-        let has_entries = fetch_offset < self.log.len() as Offset;
+        let has_entries = fetch_offset < self.end_offset();
         let QuorumRole::Leader(l) = &mut self.role else {
             unreachable!()
         };
@@ -825,32 +945,75 @@ impl<R: Clone + std::fmt::Debug + EntryWeight> Quorum<R> {
         self.answer_parked_fetches(out);
     }
 
+    /// Whether a fetch can be answered with entries: a divergence to
+    /// truncate to, or (when the fetch offset or the divergence lies below
+    /// the first entry) the snapshot, else None.
     fn check_divergence(
         &self,
         fetch_offset: Offset,
         last_fetched_epoch: Option<LeaderEpoch>,
     ) -> Option<QuorumFetchResult<R>> {
-        let Some(last_epoch) = last_fetched_epoch else {
-            return (fetch_offset > 0).then_some(QuorumFetchResult::DivergingEpoch {
-                epoch: 0,
-                end_offset: 0,
-            });
+        let diverging = match last_fetched_epoch {
+            None => (fetch_offset > 0).then_some((0, 0)),
+            Some(last_epoch) => {
+                let (epoch, end_offset) = self.end_offset_for_epoch(last_epoch);
+                let matches = epoch == last_epoch && end_offset >= fetch_offset;
+                (!matches).then_some((epoch, end_offset))
+            }
         };
-        let (epoch, end_offset) = self.end_offset_for_epoch(last_epoch);
-        let matches = epoch == last_epoch && end_offset >= fetch_offset;
-        (!matches).then_some(QuorumFetchResult::DivergingEpoch { epoch, end_offset })
+        let below_start = |offset: Offset| offset < self.log_start();
+        match (diverging, &self.snapshot) {
+            (Some((_, end_offset)), Some(snapshot)) if below_start(end_offset) => {
+                Some(QuorumFetchResult::Snapshot {
+                    snapshot: snapshot.clone(),
+                })
+            }
+            (None, Some(snapshot)) if below_start(fetch_offset) => {
+                Some(QuorumFetchResult::Snapshot {
+                    snapshot: snapshot.clone(),
+                })
+            }
+            (Some((epoch, end_offset)), _) => {
+                Some(QuorumFetchResult::DivergingEpoch { epoch, end_offset })
+            }
+            (None, _) => None,
+        }
     }
 
-    /// The largest epoch `<= epoch` in our log and the offset where it ends.
+    /// The largest epoch `<= epoch` in our log and the offset where it
+    /// ends; the snapshot's last epoch and end if no entry has one. An
+    /// epoch older than all of them: (0, 0).
     fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> (LeaderEpoch, Offset) {
-        match self.log.iter().rposition(|e| e.epoch <= epoch) {
-            Some(i) => (self.log[i].epoch, i as Offset + 1),
-            None => (0, 0),
+        if let Some(i) = self.log.iter().rposition(|e| e.epoch <= epoch) {
+            return (self.log[i].epoch, self.log_start() + i as Offset + 1);
+        }
+        match &self.snapshot {
+            Some(s) if s.last_epoch <= epoch => (s.last_epoch, s.end_offset),
+            _ => (0, 0),
         }
     }
 
     fn answer_fetch(&mut self, to: NodeId, fetch_offset: Offset, out: &mut QuorumEffects<R>) {
-        let start = fetch_offset as usize;
+        // A held fetch may have fallen below a snapshot taken since.
+        if let Some(snapshot) = self
+            .snapshot
+            .as_ref()
+            .filter(|s| fetch_offset < s.end_offset)
+        {
+            let result = QuorumFetchResult::Snapshot {
+                snapshot: snapshot.clone(),
+            };
+            let epoch = self.epoch;
+            return out.send(
+                to,
+                QuorumMessage::FetchResponse {
+                    epoch,
+                    fetch_offset,
+                    result,
+                },
+            );
+        }
+        let start = (fetch_offset - self.log_start()) as usize;
         let limit = (start + self.config.fetch_entries_max).min(self.log.len());
         let mut end = start;
         let mut weight = 0;
@@ -893,7 +1056,7 @@ impl<R: Clone + std::fmt::Debug + EntryWeight> Quorum<R> {
     }
 
     fn answer_parked_fetches(&mut self, out: &mut QuorumEffects<R>) {
-        let end = self.log.len() as Offset;
+        let end = self.end_offset();
         let commit = self.commit_offset;
         let QuorumRole::Leader(l) = &mut self.role else {
             return;
@@ -944,8 +1107,9 @@ impl<R: Clone + std::fmt::Debug + EntryWeight> Quorum<R> {
 
     /// Observers do not know the leader at first: ask every voter.
     fn fetch_from_any_voter(&mut self, out: &mut QuorumEffects<R>) {
-        let fetch_offset = self.log.len() as Offset;
-        let last_fetched_epoch = self.log.last().map(|e| e.epoch);
+        let position = self.position();
+        let fetch_offset = position.end_offset;
+        let last_fetched_epoch = (fetch_offset > 0).then_some(position.last_epoch);
         for v in self.config.voters.clone() {
             out.send(
                 v,
@@ -978,7 +1142,7 @@ impl<R: Clone + std::fmt::Debug + EntryWeight> Quorum<R> {
             return;
         }
         // Entries and divergences come only from the leader of `epoch`.
-        let end = self.log.len() as Offset;
+        let end = self.end_offset();
         match &self.role {
             QuorumRole::Follower {
                 leader,
@@ -1015,8 +1179,18 @@ impl<R: Clone + std::fmt::Debug + EntryWeight> Quorum<R> {
                         entries,
                     });
                 }
-                let end = self.log.len() as Offset;
+                let end = self.end_offset();
                 self.commit_offset = self.commit_offset.max(commit_offset.min(end));
+            }
+            QuorumFetchResult::Snapshot { snapshot } => {
+                // Only forward: never back past what this node committed
+                // (a correct leader's snapshot is always past it).
+                if snapshot.end_offset > self.commit_offset {
+                    self.commit_offset = snapshot.end_offset;
+                    self.log.clear();
+                    self.snapshot = Some(snapshot.clone());
+                    out.persist(QuorumPersist::InstallSnapshot(snapshot));
+                }
             }
             QuorumFetchResult::DivergingEpoch { epoch, end_offset } => {
                 let (own_epoch, own_end) = self.end_offset_for_epoch(epoch);
@@ -1025,10 +1199,11 @@ impl<R: Clone + std::fmt::Debug + EntryWeight> Quorum<R> {
                 } else {
                     own_end
                 };
-                let target = target.min(end);
-                // Never below the commit offset in a correct quorum; the
-                // checker's CommittedPrefixAgreement says so, not a panic.
-                self.log.truncate(target as usize);
+                // Never below the commit offset in a correct quorum (and so
+                // never into the snapshot); the checker's
+                // CommittedPrefixAgreement says so, not a panic.
+                let target = target.min(end).max(self.log_start());
+                self.log.truncate((target - self.log_start()) as usize);
                 self.commit_offset = self.commit_offset.min(target);
                 out.persist(QuorumPersist::Append {
                     offset: target,
@@ -1072,6 +1247,7 @@ mod tests {
         let durable = QuorumDurable {
             epoch: 1,
             voted_for: Some(1),
+            snapshot: None,
             log,
         };
         let mut q = Quorum::recover(QuorumConfig::new(1, [1]), durable);
@@ -1216,6 +1392,7 @@ mod tests {
                 let durable = QuorumDurable {
                     epoch,
                     voted_for: None,
+                    snapshot: None,
                     log: log.clone(),
                 };
                 let mut node = Quorum::recover(QuorumConfig::new(*id, voters.clone()), durable);
@@ -1331,7 +1508,7 @@ mod tests {
         c.drain();
         let observer = &c.nodes[&9];
         assert_eq!(observer.leader(), Some(leader));
-        assert_eq!(observer.log()[offset as usize].payload, Payload::Record(7));
+        assert_eq!(observer.entry(offset).unwrap().payload, Payload::Record(7));
         assert!(
             observer.commit_offset() > offset,
             "the record is committed and the observer knows"

@@ -6,7 +6,7 @@
 mod quorum_model;
 mod support;
 
-use quorum_model::{QuorumModel, ALWAYS, SOMETIMES};
+use quorum_model::{QuorumModel, ALWAYS, SOMETIMES, SOMETIMES_SNAPSHOT};
 use runnel_model::quorum::{Entry, Payload, QuorumBugs, QuorumDurable};
 use stateright::HasDiscoveries;
 use support::{check, set};
@@ -81,6 +81,7 @@ fn durable(epoch: u32, voted_for: Option<u32>, log: Vec<Entry<u8>>) -> QuorumDur
     QuorumDurable {
         epoch,
         voted_for,
+        snapshot: None,
         log,
     }
 }
@@ -210,6 +211,84 @@ fn figure8_start_is_safe_without_the_bug() {
         "quorum/figure8 start",
         figure8(QuorumBugs::default()),
         16,
+        HasDiscoveries::AnyFailures,
+    );
+    run.assert_holds(ALWAYS);
+}
+
+// ----- snapshots (KIP-630) ---------------------------------------------------
+
+/// Starts where 3 led epoch 1 and committed a record on {1, 3}; 2 holds
+/// nothing (it was away). The prefix elects 3 for epoch 2; exploration
+/// then commits its marker, may take a snapshot, and must bring 2 up to
+/// date, from the snapshot when 2's fetch lies below it, through crashes
+/// and further elections.
+fn snapshot_start(bugs: QuorumBugs, values_max: u8) -> QuorumModel {
+    let log = vec![
+        entry(1, Payload::LeaderChange { leader: 3 }),
+        entry(1, Payload::Record(1)),
+    ];
+    let initial = vec![
+        durable(1, Some(3), log.clone()),
+        durable(1, Some(3), Vec::new()),
+        durable(1, Some(3), log.clone()),
+    ];
+    use quorum_model::Action::{Deliver, Timer};
+    // 3 wins epoch 2 with 1's vote and appends its marker.
+    let prefix = vec![
+        Timer {
+            node: 3,
+            timer: runnel_model::quorum::QuorumTimer::Election,
+        },
+        Deliver { from: 3, to: 1 }, // pre-vote
+        Deliver { from: 1, to: 3 }, // granted
+        Deliver { from: 3, to: 1 }, // vote
+        Deliver { from: 1, to: 3 }, // granted: 3 leads epoch 2
+    ];
+    QuorumModel {
+        bugs,
+        values_max,
+        drops_max: 0,
+        snapshots_max: 1,
+        initial: Some(initial),
+        initial_committed: log.iter().map(|e| (e.clone(), 1)).collect(),
+        prefix,
+        ..QuorumModel::default()
+    }
+}
+
+#[test]
+fn snapshots_are_installed_and_keep_the_committed_prefix() {
+    let run = check(
+        "quorum/snapshots",
+        snapshot_start(QuorumBugs::default(), 0),
+        depth_from_env(16),
+        HasDiscoveries::AllOf(set(SOMETIMES_SNAPSHOT)),
+    );
+    run.assert_holds(ALWAYS);
+    run.assert_reached(SOMETIMES_SNAPSHOT);
+}
+
+#[test]
+fn seeded_snapshot_above_commit_is_caught() {
+    let bugs = QuorumBugs {
+        snapshot_above_commit: true,
+        ..Default::default()
+    };
+    caught(
+        "bug/snapshot-above-commit",
+        snapshot_start(bugs, 1),
+        12,
+        "CommittedPrefixAgreement",
+    );
+}
+
+#[test]
+fn snapshot_safety_holds() {
+    let run = check(
+        "quorum/snapshot safety",
+        snapshot_start(QuorumBugs::default(), 1),
+        depth_from_env(14),
         HasDiscoveries::AnyFailures,
     );
     run.assert_holds(ALWAYS);

@@ -200,6 +200,7 @@ impl MetadataModel {
         QuorumDurable {
             epoch: 1,
             voted_for: None,
+            snapshot: None,
             log: vec![Entry {
                 epoch: 1,
                 payload: Payload::Record(setup),
@@ -241,7 +242,7 @@ impl MetadataModel {
         if !s.nodes[i].is_leader() {
             return; // the broker sends again
         }
-        let log = s.nodes[i].log();
+        let log = s.nodes[i].entries();
         let image = image_of(log, log.len());
         let answer_now = |s: &mut State, answer| {
             s.net
@@ -458,16 +459,16 @@ impl Model for MetadataModel {
             Property::always("DecisionAtomicity", |m, s: &State| {
                 let whole = m.decision_records;
                 s.nodes.iter().all(|n| {
-                    let commit = (n.commit_offset() as usize).min(n.log().len());
-                    committed_for_key(n.log(), commit).iter().sum::<usize>() % whole == 0
+                    let commit = (n.commit_offset() as usize).min(n.entries().len());
+                    committed_for_key(n.entries(), commit).iter().sum::<usize>() % whole == 0
                 })
             }),
             // No committed log carries the request out twice.
             Property::always("RequestAppliedOnce", |m, s: &State| {
                 let whole = m.decision_records;
                 s.nodes.iter().all(|n| {
-                    let commit = (n.commit_offset() as usize).min(n.log().len());
-                    committed_for_key(n.log(), commit).iter().sum::<usize>() <= whole
+                    let commit = (n.commit_offset() as usize).min(n.entries().len());
+                    committed_for_key(n.entries(), commit).iter().sum::<usize>() <= whole
                 })
             }),
             // Every answer is the first decision's: one success, pointing

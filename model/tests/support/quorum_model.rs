@@ -4,8 +4,8 @@
 
 use runnel_model::core::{Effect, LeaderEpoch, NodeId, Offset};
 use runnel_model::quorum::{
-    Entry, Quorum, QuorumBugs, QuorumConfig, QuorumDurable, QuorumEffects, QuorumMessage,
-    QuorumTimer,
+    Entry, Payload, Quorum, QuorumBugs, QuorumConfig, QuorumDurable, QuorumEffects, QuorumMessage,
+    QuorumPersist, QuorumSnapshot, QuorumTimer,
 };
 use stateright::{Model, Property};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -23,6 +23,9 @@ pub struct QuorumModel {
     /// any moment, so this bounds spurious elections as well as real ones.
     pub timeouts_max: u8,
     pub epoch_max: LeaderEpoch,
+    /// Snapshots taken (each at the node's commit offset: the records of
+    /// its log below it).
+    pub snapshots_max: u8,
     pub bugs: QuorumBugs,
     /// Where exploration starts (None: three empty voters).
     pub initial: Option<Vec<QuorumDurable<u8>>>,
@@ -42,6 +45,7 @@ impl Default for QuorumModel {
             drops_max: 1,
             timeouts_max: 3,
             epoch_max: 3,
+            snapshots_max: 0,
             bugs: QuorumBugs::default(),
             initial: None,
             initial_committed: Vec::new(),
@@ -62,6 +66,9 @@ pub struct State {
     pub crashes: u8,
     pub drops: u8,
     pub timeouts: u8,
+    pub snapshots: u8,
+    /// A follower started its log again from a leader's snapshot.
+    pub snapshot_installed: bool,
     /// History: the leader of each epoch.
     pub leaders: BTreeMap<LeaderEpoch, NodeId>,
     /// History: (epoch, voter) → the candidate it voted for.
@@ -90,6 +97,7 @@ pub enum Action {
     Drop { from: NodeId, to: NodeId },
     Timer { node: NodeId, timer: QuorumTimer },
     Propose { node: NodeId },
+    Snapshot { node: NodeId },
     Crash { node: NodeId },
     Restart { node: NodeId },
 }
@@ -128,7 +136,12 @@ impl QuorumModel {
                 Effect::CancelTimer { timer } => {
                     s.timers[i].remove(&timer);
                 }
-                Effect::Persist(change) => s.durable[i].apply(&change),
+                Effect::Persist(change) => {
+                    if matches!(change, QuorumPersist::InstallSnapshot(_)) {
+                        s.snapshot_installed = true;
+                    }
+                    s.durable[i].apply(&change)
+                }
                 Effect::FlushLog { .. } | Effect::Reply(()) => {}
             }
         }
@@ -168,16 +181,66 @@ impl QuorumModel {
                     _ => {}
                 }
             }
-            let commit = n.commit_offset() as usize;
-            for (offset, entry) in n.log()[..commit].iter().enumerate() {
-                match s.committed.get(offset) {
+            let (start, commit) = (n.log_start(), n.commit_offset());
+            for offset in start..commit {
+                let entry = n.entry(offset).expect("committed entries are held");
+                match s.committed.get(offset as usize) {
                     Some((seen, _)) if seen != entry => s.violated.committed_prefix = true,
                     Some(_) => {}
-                    None => s.committed.push((entry.clone(), n.epoch())),
+                    None if s.committed.len() == offset as usize => {
+                        s.committed.push((entry.clone(), n.epoch()))
+                    }
+                    // Past the history: a snapshot of entries never seen
+                    // committed (the seeded bug), reported below.
+                    None => {}
                 }
             }
         }
+        // Every snapshot, in memory or on disk (a crashed node's too),
+        // stands for the committed history below its end.
+        let snapshots = s.nodes.iter().filter_map(|n| n.snapshot());
+        let durable = s.durable.iter().filter_map(|d| d.snapshot.as_ref());
+        if !snapshots
+            .chain(durable)
+            .all(|snap| snapshot_agrees(&s.committed, snap))
+        {
+            s.violated.committed_prefix = true;
+        }
     }
+}
+
+/// The records of the entries below `end` in `n`'s log (its snapshot's,
+/// then its entries'): what the application's state there folds.
+pub fn records_below(n: &Quorum<u8>, end: Offset) -> Vec<u8> {
+    let mut records = n.snapshot().map_or(Vec::new(), |s| s.records.clone());
+    let held = (end.saturating_sub(n.log_start())) as usize;
+    records.extend(
+        n.entries()
+            .iter()
+            .take(held)
+            .filter_map(|e| match e.payload {
+                Payload::Record(r) => Some(r),
+                Payload::LeaderChange { .. } => None,
+            }),
+    );
+    records
+}
+
+/// A snapshot stands for committed entries only (KIP-630: at or below the
+/// high watermark), and its records are those of the committed history
+/// below its end.
+fn snapshot_agrees(history: &[(Entry<u8>, LeaderEpoch)], snap: &QuorumSnapshot<u8>) -> bool {
+    let Some(below) = history.get(..snap.end_offset as usize) else {
+        return false;
+    };
+    let records: Vec<u8> = below
+        .iter()
+        .filter_map(|(e, _)| match e.payload {
+            Payload::Record(r) => Some(r),
+            Payload::LeaderChange { .. } => None,
+        })
+        .collect();
+    snap.records == records
 }
 
 impl Model for QuorumModel {
@@ -200,6 +263,8 @@ impl Model for QuorumModel {
             crashes: 0,
             drops: 0,
             timeouts: 0,
+            snapshots: 0,
+            snapshot_installed: false,
             leaders: BTreeMap::new(),
             votes: BTreeMap::new(),
             committed: self.initial_committed.clone(),
@@ -247,6 +312,14 @@ impl Model for QuorumModel {
             if s.nodes[i].is_leader() && s.values < self.values_max {
                 actions.push(Action::Propose { node: id });
             }
+            let n = &s.nodes[i];
+            let limit = match self.bugs.snapshot_above_commit {
+                true => n.end_offset(),
+                false => n.commit_offset(),
+            };
+            if s.snapshots < self.snapshots_max && limit > n.log_start() {
+                actions.push(Action::Snapshot { node: id });
+            }
             if s.crashes < self.crashes_max {
                 actions.push(Action::Crash { node: id });
             }
@@ -280,6 +353,20 @@ impl Model for QuorumModel {
                 s.values += 1;
                 let i = self.index(node);
                 let _ = s.nodes[i].propose(s.values, &mut out);
+                self.apply_effects(&mut s, node, &mut out);
+            }
+            Action::Snapshot { node } => {
+                let i = self.index(node);
+                s.snapshots += 1;
+                let n = &s.nodes[i];
+                let end = match self.bugs.snapshot_above_commit {
+                    true => n.end_offset(),
+                    false => n.commit_offset(),
+                };
+                let records = records_below(n, end);
+                s.nodes[i]
+                    .take_snapshot(end, records, &mut out)
+                    .expect("a snapshot in range");
                 self.apply_effects(&mut s, node, &mut out);
             }
             Action::Crash { node } => {
@@ -324,7 +411,11 @@ impl Model for QuorumModel {
                             .iter()
                             .enumerate()
                             .all(|(offset, (entry, epoch))| {
-                                *epoch >= n.epoch() || n.log().get(offset) == Some(entry)
+                                // Below the log start: the snapshot, which
+                                // CommittedPrefixAgreement compares.
+                                *epoch >= n.epoch()
+                                    || (offset as Offset) < n.log_start()
+                                    || n.entry(offset as Offset) == Some(entry)
                             })
                     })
             }),
@@ -337,6 +428,7 @@ impl Model for QuorumModel {
                     .any(|(e, _)| matches!(e.payload, runnel_model::quorum::Payload::Record(_)))
             }),
             Property::sometimes("NewLeaderAfterCrash", |_, s: &State| s.leader_after_crash),
+            Property::sometimes("SnapshotInstalled", |_, s: &State| s.snapshot_installed),
         ]
     }
 }
@@ -361,8 +453,10 @@ pub const ALWAYS: &[&str] = &[
     "MonotonicEpoch",
 ];
 pub const SOMETIMES: &[&str] = &["LeaderElected", "RecordCommitted", "NewLeaderAfterCrash"];
+/// Reached by the snapshot runs (`snapshots_max` > 0) only.
+pub const SOMETIMES_SNAPSHOT: &[&str] = &["SnapshotInstalled"];
 
 #[allow(dead_code)]
 pub fn end(n: &Quorum<u8>) -> Offset {
-    n.log().len() as Offset
+    n.end_offset()
 }

@@ -164,6 +164,11 @@ impl QuorumStore {
                     // A truncation un-syncs what it cut (and what replaces it).
                     self.synced_entries = self.synced_entries.min(offset);
                 }
+                // The node takes no snapshots yet, and a leader with none
+                // never sends one: storing them is the next step (KIP-630).
+                QuorumPersist::TakeSnapshot(_) | QuorumPersist::InstallSnapshot(_) => {
+                    return Err(io::Error::other("metadata snapshots are not stored yet"));
+                }
             }
         }
         self.durable.apply(change);
@@ -198,6 +203,7 @@ fn empty_durable() -> QuorumDurable<MetadataDecision> {
     QuorumDurable {
         epoch: 0,
         voted_for: None,
+        snapshot: None,
         log: Vec::new(),
     }
 }

@@ -41,7 +41,7 @@ impl Node {
             Ok(Outcome::Decided(records)) => records,
             Ok(Outcome::AlreadyApplied { end_offset }) => {
                 // Its first decision's answer, once that is committed.
-                let records = match meta.quorum.log().get(end_offset as usize - 1) {
+                let records = match meta.quorum.entry(end_offset - 1) {
                     Some(runnel_model::quorum::Entry {
                         payload: Payload::Record(d),
                         ..
@@ -56,7 +56,7 @@ impl Node {
         if records.is_empty() || matches!(request, ControllerRequest::ValidateOnly(_)) {
             // Nothing to commit: answer now (a heartbeat of an unfenced
             // broker; a validate-only request, with what it would write).
-            let end_offset = meta.quorum.log().len() as Offset;
+            let end_offset = meta.quorum.end_offset();
             return self.answer(
                 waiter,
                 Ok(ControllerAck {

@@ -84,9 +84,12 @@ impl Node {
     pub(super) fn on_became_controller(&mut self) {
         let meta = self.meta.as_ref().expect("leader has a quorum");
         let mut image = MetadataImage::default();
-        for (i, entry) in meta.quorum.log().iter().enumerate() {
+        // The node takes no snapshots yet, so the log starts at 0.
+        debug_assert_eq!(meta.quorum.log_start(), 0);
+        let start = meta.quorum.log_start();
+        for (i, entry) in meta.quorum.entries().iter().enumerate() {
             if let Payload::Record(d) = &entry.payload {
-                image.apply_decision(d, i as Offset + 1);
+                image.apply_decision(d, start + i as Offset + 1);
             }
         }
         tracing::info!(
@@ -134,13 +137,16 @@ impl Node {
         let commit = meta
             .quorum
             .commit_offset()
-            .min(meta.quorum.log().len() as Offset)
+            .min(meta.quorum.end_offset())
             .min(meta.store.synced_entries() as Offset);
         let advanced = commit > meta.applied;
         // Topics whose configs changed: their replicas here apply them.
         let mut reconfigured = BTreeSet::new();
         for offset in meta.applied..commit {
-            if let Payload::Record(d) = &meta.quorum.log()[offset as usize].payload {
+            let Some(entry) = meta.quorum.entry(offset) else {
+                break; // below a snapshot: not taken by the node yet
+            };
+            if let Payload::Record(d) = &entry.payload {
                 meta.image.apply_decision(d, offset + 1);
                 for r in &d.records {
                     if let MetadataRecord::Topic { name, .. } = r {
@@ -249,7 +255,7 @@ impl Node {
             mode: mode.into(),
             leader: q.leader(),
             epoch: q.epoch(),
-            log_end_offset: q.log().len() as Offset,
+            log_end_offset: q.end_offset(),
             commit_offset: q.commit_offset(),
             followers,
             metadata_log_fsyncs: meta.store.log_syncs,
