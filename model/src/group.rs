@@ -357,8 +357,11 @@ pub struct Group {
     static_members: BTreeMap<String, String>,
     next_member: u64,
     offsets: BTreeMap<(String, u32), CommittedOffset>,
-    /// When offsets were last committed (durable, in the Offsets record).
-    last_commit_ms: u64,
+    /// When each committed offset was committed (durable, with it): the
+    /// group's last commit, for offsets retention, is the newest of its
+    /// live offsets', so a replay of the compacted offsets topic (where a
+    /// deleted offset's commits are gone) computes the same.
+    commit_ms: BTreeMap<(String, u32), u64>,
     /// The first rebalance of an empty group is held until this timer.
     initial_delay_pending: bool,
 }
@@ -377,7 +380,7 @@ impl Group {
             static_members: BTreeMap::new(),
             next_member: 0,
             offsets: BTreeMap::new(),
-            last_commit_ms: 0,
+            commit_ms: BTreeMap::new(),
             initial_delay_pending: false,
         }
     }
@@ -444,10 +447,9 @@ impl Group {
                 ..
             } => {
                 for (tp, offset) in offsets {
-                    self.offsets
-                        .insert(tp.clone(), CommittedOffset::bare(*offset));
+                    let offset = CommittedOffset::bare(*offset);
+                    self.set_offset(tp, offset, *commit_timestamp_ms);
                 }
-                self.last_commit_ms = self.last_commit_ms.max(*commit_timestamp_ms);
             }
             GroupRecord::Offsets {
                 offsets,
@@ -455,30 +457,51 @@ impl Group {
                 ..
             } => {
                 for (tp, offset) in offsets {
-                    self.offsets.insert(tp.clone(), offset.clone());
+                    self.set_offset(tp, offset.clone(), *commit_timestamp_ms);
                 }
-                self.last_commit_ms = self.last_commit_ms.max(*commit_timestamp_ms);
             }
             GroupRecord::Generation { generation } => {
                 self.generation = self.generation.max(*generation)
             }
             GroupRecord::Deleted => {
-                self.offsets.clear();
+                self.take_offsets();
                 self.generation = 0;
             }
             GroupRecord::OffsetsDeleted { partitions } => {
                 for tp in partitions {
-                    self.offsets.remove(tp);
+                    self.remove_offset(tp);
                 }
             }
             GroupRecord::GroupDeleted { partitions } => {
                 for tp in partitions {
-                    self.offsets.remove(tp);
+                    self.remove_offset(tp);
                 }
                 self.generation = 0;
             }
         }
         Ok(())
+    }
+
+    fn set_offset(&mut self, tp: &(String, u32), offset: CommittedOffset, commit_ms: u64) {
+        self.offsets.insert(tp.clone(), offset);
+        self.commit_ms.insert(tp.clone(), commit_ms);
+    }
+
+    /// Whether there was an offset to remove.
+    fn remove_offset(&mut self, tp: &(String, u32)) -> bool {
+        self.commit_ms.remove(tp);
+        self.offsets.remove(tp).is_some()
+    }
+
+    /// Removes every offset; returns their partitions.
+    fn take_offsets(&mut self) -> Vec<(String, u32)> {
+        self.commit_ms.clear();
+        std::mem::take(&mut self.offsets).into_keys().collect()
+    }
+
+    /// The newest commit among the live offsets (0 without any).
+    pub fn last_commit_ms(&self) -> u64 {
+        self.commit_ms.values().copied().max().unwrap_or(0)
     }
 
     /// A group with neither members nor offsets can be forgotten.
@@ -812,9 +835,8 @@ impl Group {
         };
         if result.is_ok() {
             for (tp, offset) in &offsets {
-                self.offsets.insert(tp.clone(), offset.clone());
+                self.set_offset(tp, offset.clone(), now_ms);
             }
-            self.last_commit_ms = self.last_commit_ms.max(now_ms);
             out.persist(GroupRecord::Offsets {
                 generation,
                 offsets,
@@ -834,11 +856,11 @@ impl Group {
         out: &mut GroupEffects,
     ) -> bool {
         let idle = self.state == GroupState::Empty && self.members.is_empty();
-        let expired = now_ms >= self.last_commit_ms.saturating_add(retention_ms);
+        let expired = now_ms >= self.last_commit_ms().saturating_add(retention_ms);
         if !idle || !expired || self.offsets.is_empty() {
             return false;
         }
-        let partitions = std::mem::take(&mut self.offsets).into_keys().collect();
+        let partitions = self.take_offsets();
         out.persist(GroupRecord::OffsetsDeleted { partitions });
         true
     }
@@ -851,7 +873,7 @@ impl Group {
                 result: Err(GroupError::NonEmptyGroup),
             });
         }
-        let partitions = std::mem::take(&mut self.offsets).into_keys().collect();
+        let partitions = self.take_offsets();
         self.generation = 0;
         self.state = GroupState::Dead;
         out.persist(GroupRecord::GroupDeleted { partitions });
@@ -899,7 +921,7 @@ impl Group {
                 outcomes.push((tp, Err(GroupError::GroupSubscribedToTopic)));
                 continue;
             }
-            if self.offsets.remove(&tp).is_some() {
+            if self.remove_offset(&tp) {
                 deleted.push(tp.clone());
             }
             outcomes.push((tp, Ok(())));

@@ -167,9 +167,8 @@ impl Group {
                         offset.metadata.len()
                     ));
                 }
-                self.offsets
-                    .insert((topic.clone(), *partition), offset.clone());
-                self.last_commit_ms = self.last_commit_ms.max(*commit_timestamp_ms);
+                let tp = (topic.clone(), *partition);
+                self.set_offset(&tp, offset.clone(), *commit_timestamp_ms);
             }
             (
                 OffsetsKey::Offset {
@@ -177,7 +176,7 @@ impl Group {
                 },
                 None,
             ) => {
-                self.offsets.remove(&(topic.clone(), *partition));
+                self.remove_offset(&(topic.clone(), *partition));
             }
             (OffsetsKey::Metadata { .. }, Some(OffsetsValue::Metadata { generation })) => {
                 if !(0..=GENERATION_MAX).contains(generation) {
@@ -186,7 +185,7 @@ impl Group {
                 self.generation = *generation;
             }
             (OffsetsKey::Metadata { .. }, None) => {
-                self.offsets.clear();
+                self.take_offsets();
                 self.generation = 0;
             }
             (key, Some(value)) => return Err(format!("a {value:?} under the key {key:?}")),
@@ -268,14 +267,18 @@ mod tests {
         })
     }
 
-    type Groups = BTreeMap<String, (BTreeMap<(String, u32), CommittedOffset>, i32)>;
+    type Groups = BTreeMap<String, (BTreeMap<(String, u32), CommittedOffset>, i32, u64)>;
 
-    /// The durable state of each group that has any.
+    /// The durable state of each group that has any: offsets, generation,
+    /// last commit (offsets retention).
     fn durable(groups: &BTreeMap<String, Group>) -> Groups {
         groups
             .iter()
-            .map(|(id, g)| (id.clone(), (g.offsets().clone(), g.generation())))
-            .filter(|(_, (offsets, generation))| !offsets.is_empty() || *generation != 0)
+            .map(|(id, g)| {
+                let state = (g.offsets().clone(), g.generation(), g.last_commit_ms());
+                (id.clone(), state)
+            })
+            .filter(|(_, (offsets, generation, _))| !offsets.is_empty() || *generation != 0)
             .collect()
     }
 

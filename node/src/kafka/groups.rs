@@ -335,6 +335,10 @@ pub async fn sync_group(
             Ok(assignment) => response.assignment = Bytes::from(assignment),
             Err(e) => response.error_code = error_code(&e),
         },
+        // As Kafka: a loading coordinator has lost the rebalance, so the
+        // member rejoins (older clients treat COORDINATOR_LOAD_IN_PROGRESS
+        // from SyncGroup as fatal).
+        GroupAnswer::LoadInProgress => response.error_code = code::REBALANCE_IN_PROGRESS,
         other => response.error_code = fallback_code(&other),
     }
     if v >= 5 && response.error_code == code::NONE {
@@ -357,8 +361,12 @@ pub async fn heartbeat(
         instance_id: r.group_instance_id.as_ref().map(|i| i.to_string()),
         generation: r.generation_id,
     };
-    let answer = call(node, &r.group_id.0, op).await;
-    HeartbeatResponse::default().with_error_code(unit_code(&answer))
+    let error = match call(node, &r.group_id.0, op).await {
+        // As Kafka: the member heartbeats again once the group is loaded.
+        GroupAnswer::LoadInProgress => code::NONE,
+        answer => unit_code(&answer),
+    };
+    HeartbeatResponse::default().with_error_code(error)
 }
 
 pub async fn leave_group(

@@ -225,6 +225,14 @@ pub fn run(job: &CleanJob) -> Result<Cleaned, LogError> {
     let mut batches: Vec<(Offset, Offset)> = Vec::new();
     let mut batch_entries: Vec<(usize, usize)> = Vec::new();
     let mut read_end = job.segments.first().map_or(0, |s| s.0);
+    // A key the job may not compact (the offsets topic's records from
+    // before its keyed layout) is kept as if keyless.
+    let uncompactable = std::cell::Cell::new(false);
+    let compactable = |k: &[u8]| {
+        let ok = (job.compactable_key)(k);
+        uncompactable.set(uncompactable.get() || !ok);
+        ok
+    };
     let mut segments_read = 0;
     let mut bytes_before = 0;
     for &(base, end, _) in &job.segments {
@@ -238,11 +246,7 @@ pub fn run(job: &CleanJob) -> Result<Cleaned, LogError> {
                 record_bytes.push(r.tail.len() as u32 + 16);
                 entries.push(Entry {
                     offset: r.offset,
-                    key: r
-                        .key
-                        .as_deref()
-                        .filter(|k| (job.compactable_key)(k))
-                        .map(&hash),
+                    key: r.key.as_deref().filter(|k| compactable(k)).map(&hash),
                     tombstone: r.tombstone,
                     timestamp_ms: r.timestamp_ms,
                     delete_horizon_ms: horizon.filter(|_| r.tombstone),
@@ -256,19 +260,30 @@ pub fn run(job: &CleanJob) -> Result<Cleaned, LogError> {
         segments_read += 1;
         read_end = end;
     }
-    let end = compaction::cleanable_end(
-        &entries,
-        read_end,
-        job.high_watermark,
-        job.now_ms,
-        &job.policy,
-    );
+    // Such records stay for good, and a tombstone is all that stops them
+    // from bringing a deleted key back on replay: in a log that holds any,
+    // a key's latest tombstone stays for good too (no horizon is recorded,
+    // none recorded before counts).
+    let keep_tombstones = uncompactable.get();
+    if keep_tombstones {
+        entries.iter_mut().for_each(|e| e.delete_horizon_ms = None);
+    }
+    let policy = job.policy;
+    let end =
+        compaction::cleanable_end(&entries, read_end, job.high_watermark, job.now_ms, &policy);
     // Whole batches only: a batch's tombstones share one delete horizon.
     let end = batches
         .iter()
         .find(|&&(b, e)| b <= end && end < e)
         .map_or(end, |&(b, _)| b);
-    let verdicts = compaction::clean(&entries, end, job.now_ms, &job.policy);
+    let mut verdicts = compaction::clean(&entries, end, job.now_ms, &policy);
+    if keep_tombstones {
+        for v in verdicts.iter_mut() {
+            if let Verdict::KeepUntil(_) = v {
+                *v = Verdict::Keep;
+            }
+        }
+    }
     let mut cleaned = Cleaned {
         dir: job.dir.clone(),
         now_ms: job.now_ms,
@@ -319,9 +334,9 @@ pub fn run(job: &CleanJob) -> Result<Cleaned, LogError> {
                 kept_batches += 1;
             }
         }
-        // Emptied batches become at most one batch per run between kept ones.
-        let empty = count - kept_batches;
-        size += empty.min(kept_batches + 1) * HEADER_BYTES as u64;
+        // Emptied batches, as their headers: an upper bound (runs that
+        // merge take less), so a group never outgrows `segment.bytes`.
+        size += (count - kept_batches) * HEADER_BYTES as u64;
         cleaned_sizes.push(size);
     }
     let mut at = 0usize;
@@ -840,6 +855,48 @@ mod tests {
         let (log, _) = DiskLog::open(d.path(), config()).unwrap();
         assert_eq!(contents(&log), kept);
         assert_eq!(log.segment_count(), 2);
+    }
+
+    /// Records a job may not compact (the offsets topic's legacy ones)
+    /// stay, and so does every latest tombstone of a log holding any: it
+    /// is what keeps such a record from bringing a deleted key back.
+    #[test]
+    fn uncompactable_records_and_tombstones_beside_them_stay() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(d.path(), config()).unwrap();
+        let produced: &[&[(&str, Option<&str>)]] = &[
+            &[("legacy", Some("1")), ("b", Some("1"))],
+            &[("legacy", Some("2")), ("b", None)],
+            &[("c", Some("1"))],
+        ];
+        for records in produced {
+            let b = keyed_batch(records, 100);
+            log.append_as_leader(BatchBytes(b.into()), 1).unwrap();
+        }
+        let policy = CleanPolicy {
+            delete_retention_ms: 1_000,
+            ..CleanPolicy::default()
+        };
+        for now_ms in [1_000, 5_000, 50_000] {
+            let hw = log.end_offset();
+            let mut job = log
+                .clean_job(hw, now_ms, policy, DEDUPE_BUFFER_BYTES_DEFAULT)
+                .unwrap();
+            job.compactable_key = |k| k != b"legacy";
+            let cleaned = run(&job).unwrap();
+            log.install_cleaned(cleaned).unwrap();
+        }
+        let kept: Vec<_> = contents(&log).into_iter().map(|(o, k, _)| (o, k)).collect();
+        assert_eq!(
+            kept,
+            vec![
+                (0, "legacy".to_string()),
+                (2, "legacy".to_string()),
+                (3, "b".to_string()),
+                (4, "c".to_string())
+            ],
+            "both legacy records, b's tombstone long past its retention"
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ use runnel_model::replication::{Acks, ProduceRequest};
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 /// Kafka's internal topic of group records.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -122,7 +123,12 @@ struct Loading {
     next: Offset,
     end: Offset,
     records: u64,
+    /// After a failed read: not before then (no busy loop on a bad disk).
+    retry_at: Option<Instant>,
 }
+
+/// How long a load waits after a failed read.
+const LOAD_RETRY_MS: u64 = 1_000;
 
 impl GroupHost {
     /// The groups of loaded partitions, and whether any partition is still
@@ -137,9 +143,17 @@ impl GroupHost {
         (groups, !self.loading.is_empty())
     }
 
-    /// Whether an offsets partition waits for its next replay slice.
+    /// Whether an offsets partition waits for its next replay slice now.
     pub fn loading(&self) -> bool {
-        !self.loading.is_empty()
+        self.next_load(Instant::now()).is_some()
+    }
+
+    /// The first loading partition not waiting after a failed read.
+    fn next_load(&self, now: Instant) -> Option<u32> {
+        self.loading
+            .iter()
+            .find(|(_, l)| l.retry_at.is_none_or(|t| t <= now))
+            .map(|(p, _)| *p)
     }
 }
 
@@ -307,6 +321,11 @@ impl Node {
             return;
         };
         let p = *p;
+        // A timer of a coordinator that was unloaded (and is loading again)
+        // is stale: the group it was for is gone.
+        if !self.groups.loaded.contains_key(&p) {
+            return;
+        }
         let mut out = GroupEffects::new();
         group.on_timer(timer, &mut out);
         self.execute_group(&group_id, p, out);
@@ -502,25 +521,39 @@ impl Node {
             next: log.start_offset(),
             end: log.end_offset(),
             records: 0,
+            retry_at: None,
         };
         self.groups.loading.insert(p, loading);
     }
 
     /// Replays the next slice of one loading partition (the event loop
-    /// calls it when nothing else is ready); the partition serves once its
-    /// last slice is in.
+    /// calls it when nothing else is ready, and once every turn so that a
+    /// busy node loads too); the partition serves once its last slice is in.
     pub(super) fn load_groups_step(&mut self) {
-        let Some((&p, loading)) = self.groups.loading.iter().next() else {
+        let now = Instant::now();
+        let Some(p) = self.groups.next_load(now) else {
             return;
         };
+        let loading = &self.groups.loading[&p];
         let (from, end) = (loading.next, loading.end);
         let key = (OFFSETS_TOPIC.to_string(), p);
         let slice = match self.broker.as_ref().and_then(|b| b.slots.get(&key)) {
             Some(slot) => read_slice(slot.runner.replica().log(), p, from, end),
-            None => None,
+            None => Ok(None),
         };
-        let Some((next, records)) = slice else {
-            return self.finish_loading_groups(p);
+        let (next, records) = match slice {
+            Ok(Some(slice)) => slice,
+            Ok(None) => return self.finish_loading_groups(p),
+            // Serving a part of the groups would be wrong: try again later
+            // (a log that keeps failing takes the replica offline, and the
+            // partition's leadership and this load with it).
+            Err(e) => {
+                tracing::warn!("{OFFSETS_TOPIC}-{p}: cannot read to load groups: {e}");
+                let retry_at = now + std::time::Duration::from_millis(LOAD_RETRY_MS);
+                let loading = self.groups.loading.get_mut(&p).expect("loading");
+                loading.retry_at = Some(retry_at);
+                return;
+            }
         };
         let config = self.group_config(p);
         let count = records.len() as u64;
@@ -595,24 +628,24 @@ impl Node {
     }
 }
 
-/// Reads the batches of one slice of an offsets partition from `from`
-/// (below `end`): the offset after them and their records, by group. None
-/// when there is nothing more to read (the end, or a log that fails: the
-/// partition then serves what it has, as a leader whose log fails is taken
-/// offline anyway).
+/// One slice of an offsets partition's records from `from` (below `end`),
+/// by group: the offset after it and its records; None at the end; an
+/// error if the log cannot be read there.
 fn read_slice(
     log: &DiskLog,
     p: u32,
     mut from: Offset,
     end: Offset,
-) -> Option<(Offset, Vec<(String, Decoded)>)> {
+) -> Result<Option<(Offset, Vec<(String, Decoded)>)>, String> {
     if from >= end {
-        return None;
+        return Ok(None);
     }
-    let bytes = log.read(from, end, REPLAY_READ_BYTES).ok()?;
-    let batches = bytes.batches().ok()?;
+    let bytes = log
+        .read(from, end, REPLAY_READ_BYTES)
+        .map_err(|e| format!("{e:?}"))?;
+    let batches = bytes.batches().map_err(|e| format!("{e:?}"))?;
     if batches.is_empty() {
-        return None;
+        return Err(format!("nothing to read at offset {from}, below {end}"));
     }
     let mut records = Vec::new();
     for (header, raw) in batches {
@@ -640,5 +673,5 @@ fn read_slice(
             }
         }
     }
-    Some((from, records))
+    Ok(Some((from, records)))
 }

@@ -138,6 +138,8 @@ impl Node {
 
     pub(super) fn end_turn(&mut self) {
         self.sync_group_leadership();
+        // One slice a turn, so that a node that is never idle loads too.
+        self.load_groups_step();
         self.group_commit();
         self.sync_metadata_log();
         self.flush_outbox();
