@@ -628,6 +628,9 @@ impl Node {
     }
 }
 
+/// A slice read: the offset after it, and its records by group.
+type Slice = (Offset, Vec<(String, Decoded)>);
+
 /// One slice of an offsets partition's records from `from` (below `end`),
 /// by group: the offset after it and its records; None at the end; an
 /// error if the log cannot be read there.
@@ -636,7 +639,7 @@ fn read_slice(
     p: u32,
     mut from: Offset,
     end: Offset,
-) -> Result<Option<(Offset, Vec<(String, Decoded)>)>, String> {
+) -> Result<Option<Slice>, String> {
     if from >= end {
         return Ok(None);
     }
