@@ -1,14 +1,22 @@
 //! The coordinator's durable quorum state on disk: `quorum-state` (epoch and
-//! vote, replaced atomically) and `metadata.log` (CRC-framed postcard
-//! entries). Every change is fsynced before `apply` returns, because the
-//! quorum protocol sends votes and fetch offsets that promise it.
-//! Observers (brokers) keep the same state in memory only: they re-fetch the
-//! log after a restart.
+//! vote, replaced atomically), `metadata-snapshot` (the latest snapshot,
+//! KIP-630: CRC-framed postcard, replaced atomically) and the log of the
+//! entries after it (CRC-framed postcard entries): `metadata-2.log` while
+//! the log starts at 0, `metadata-2-<base>.log` once a snapshot moved its
+//! start to `base`. A snapshot is made durable first, then the log's tail
+//! is written as a new file named by its base, then the old file goes; so
+//! a crash anywhere leaves a snapshot and a log file that together hold
+//! every entry, and opening finishes the move. Elections are fsynced
+//! before `apply` returns, appends by the turn's [`QuorumStore::sync`],
+//! because the quorum protocol sends votes and fetch offsets that promise
+//! them. Observers (brokers) keep the same state in memory only: they
+//! re-fetch the log after a restart.
 
 use crate::io::fs::{self, File, OpenOptions};
 use crate::storage::checkpoint::replace_file;
 use runnel_model::controller::MetadataDecision;
-use runnel_model::quorum::{Entry, QuorumDurable, QuorumPersist};
+use runnel_model::core::Offset;
+use runnel_model::quorum::{Entry, QuorumDurable, QuorumPersist, QuorumSnapshot};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -18,15 +26,41 @@ const STATE_FILE: &str = "quorum-state";
 /// misread.)
 const LOG_FILE: &str = "metadata-2.log";
 const OLD_LOG_FILE: &str = "metadata.log";
+const SNAPSHOT_FILE: &str = "metadata-snapshot";
 /// An entry larger than this is corruption, not a record.
 const ENTRY_BYTES_MAX: usize = 16 << 20;
+/// A snapshot larger than this is corruption (a 10,000-partition image
+/// takes a few MiB).
+const SNAPSHOT_BYTES_MAX: usize = 1 << 30;
+
+/// The log file whose first entry is at `base`.
+fn log_file(base: Offset) -> String {
+    match base {
+        0 => LOG_FILE.to_string(),
+        b => format!("metadata-2-{b}.log"),
+    }
+}
+
+/// The base of a log file's name, if it is one.
+fn log_file_base(name: &str) -> Option<Offset> {
+    if name == LOG_FILE {
+        return Some(0);
+    }
+    name.strip_prefix("metadata-2-")?
+        .strip_suffix(".log")?
+        .parse()
+        .ok()
+        .filter(|&b| b > 0)
+}
 
 pub type MetaEntry = Entry<MetadataDecision>;
 
 pub struct QuorumStore {
     dir: Option<PathBuf>,
     log: Option<File>,
-    /// Byte position of each entry in `metadata.log`, plus the end.
+    /// The offset of the log file's first entry (the snapshot's end).
+    log_base: Offset,
+    /// Byte position of each entry in the log file, plus the end.
     positions: Vec<u64>,
     pub durable: QuorumDurable<MetadataDecision>,
     /// False only under the seeded `vote-before-fsync` bug: the epoch and
@@ -44,6 +78,7 @@ impl QuorumStore {
         QuorumStore {
             dir: None,
             log: None,
+            log_base: 0,
             positions: vec![0],
             durable: empty_durable(),
             fsync_elections: true,
@@ -72,12 +107,23 @@ impl QuorumStore {
                 .unwrap_or(0);
             durable.voted_for = lines.next().and_then(|l| l.trim().parse().ok());
         }
+        durable.snapshot = read_snapshot(&dir.join(SNAPSHOT_FILE))?;
+        let log_start = durable.log_start();
+        // The newest log file not past the snapshot (a crash may have left
+        // an older one, or not yet the one at the snapshot's end).
+        let mut bases: Vec<Offset> = fs::read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| log_file_base(&e.file_name().to_string_lossy()))
+            .filter(|&b| b <= log_start)
+            .collect();
+        bases.sort_unstable();
+        let base = bases.last().copied().unwrap_or(0);
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(dir.join(LOG_FILE))?;
+            .open(dir.join(log_file(base)))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
         let mut positions = vec![0u64];
@@ -92,7 +138,8 @@ impl QuorumStore {
                 }
                 None => {
                     report = Some(format!(
-                        "metadata.log: cut {} bytes of torn or corrupt tail at byte {pos}",
+                        "{}: cut {} bytes of torn or corrupt tail at byte {pos}",
+                        log_file(base),
                         bytes.len() - pos
                     ));
                     file.set_len(pos as u64)?;
@@ -103,18 +150,59 @@ impl QuorumStore {
         }
         file.seek(SeekFrom::End(0))?;
         let synced_entries = durable.log.len();
-        Ok((
-            QuorumStore {
-                dir: Some(dir.to_path_buf()),
-                log: Some(file),
-                positions,
-                durable,
-                fsync_elections: true,
-                synced_entries,
-                log_syncs: 0,
-            },
-            report,
-        ))
+        let mut store = QuorumStore {
+            dir: Some(dir.to_path_buf()),
+            log: Some(file),
+            log_base: base,
+            positions,
+            durable,
+            fsync_elections: true,
+            synced_entries,
+            log_syncs: 0,
+        };
+        if base < log_start {
+            // A crash came between the snapshot and its log file: the
+            // entries it covers go now.
+            let covered = ((log_start - base) as usize).min(store.durable.log.len());
+            store.durable.log.drain(..covered);
+            let tail = store.durable.log.clone();
+            store.start_log_at(log_start, &tail)?;
+        }
+        for old in bases.iter().filter(|&&b| b < store.log_base) {
+            match fs::remove_file(dir.join(log_file(*old))) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok((store, report))
+    }
+
+    /// Makes `entries` the whole log, its first at `base`: written to a new
+    /// file and fsynced (with its directory entry) before the old file goes.
+    fn start_log_at(&mut self, base: Offset, entries: &[MetaEntry]) -> io::Result<()> {
+        let Some(dir) = self.dir.clone() else {
+            return Ok(());
+        };
+        let mut bytes = Vec::new();
+        let mut positions = vec![0u64];
+        for e in entries {
+            bytes.extend_from_slice(&encode_entry(e));
+            positions.push(bytes.len() as u64);
+        }
+        let path = dir.join(log_file(base));
+        let old = (base != self.log_base).then(|| dir.join(log_file(self.log_base)));
+        replace_file(&path, &bytes, true)?;
+        let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
+        file.seek(SeekFrom::End(0))?;
+        self.log = Some(file);
+        self.log_base = base;
+        self.positions = positions;
+        self.synced_entries = entries.len();
+        self.log_syncs += 1;
+        if let Some(old) = old {
+            fs::remove_file(old)?;
+        }
+        Ok(())
     }
 
     /// Writes a change and applies it in memory. An election (epoch and
@@ -135,7 +223,8 @@ impl QuorumStore {
                     )?;
                 }
                 QuorumPersist::Append { offset, entries } => {
-                    let offset = *offset as usize;
+                    assert!(*offset >= self.log_base, "an append below the log start");
+                    let offset = (*offset - self.log_base) as usize;
                     assert!(
                         offset < self.positions.len(),
                         "append past the end of the log"
@@ -164,14 +253,20 @@ impl QuorumStore {
                     // A truncation un-syncs what it cut (and what replaces it).
                     self.synced_entries = self.synced_entries.min(offset);
                 }
-                // The node takes no snapshots yet, and a leader with none
-                // never sends one: storing them is the next step (KIP-630).
-                QuorumPersist::TakeSnapshot(_) | QuorumPersist::InstallSnapshot(_) => {
-                    return Err(io::Error::other("metadata snapshots are not stored yet"));
+                // The snapshot first: once it is durable, the entries it
+                // covers may go (`start_log_at`, below).
+                QuorumPersist::TakeSnapshot(snapshot)
+                | QuorumPersist::InstallSnapshot(snapshot) => {
+                    replace_file(&dir.join(SNAPSHOT_FILE), &encode_snapshot(snapshot)?, true)?;
                 }
             }
         }
         self.durable.apply(change);
+        if let QuorumPersist::TakeSnapshot(s) | QuorumPersist::InstallSnapshot(s) = change {
+            let tail = self.durable.log.clone();
+            self.start_log_at(s.end_offset, &tail)?;
+            self.log_base = s.end_offset;
+        }
         if self.dir.is_none() {
             // In memory (observers): nothing to sync.
             self.synced_entries = self.durable.log.len();
@@ -193,10 +288,46 @@ impl QuorumStore {
         Ok(())
     }
 
-    /// Entries of the log known to be on disk.
-    pub fn synced_entries(&self) -> usize {
-        self.synced_entries
+    /// The offset below which every entry is on disk (the snapshot's too).
+    pub fn synced_end_offset(&self) -> Offset {
+        self.durable.log_start() + self.synced_entries as Offset
     }
+}
+
+fn encode_snapshot(snapshot: &QuorumSnapshot<MetadataDecision>) -> io::Result<Vec<u8>> {
+    let body = postcard::to_stdvec(snapshot).map_err(io::Error::other)?;
+    if body.len() > SNAPSHOT_BYTES_MAX {
+        return Err(io::Error::other(format!(
+            "a metadata snapshot of {} bytes exceeds {SNAPSHOT_BYTES_MAX}",
+            body.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(body.len() + 8);
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// The snapshot in `path`, if there is one. A damaged one is an error: the
+/// entries it covers are gone from the log, so starting without it would
+/// start from a wrong state.
+fn read_snapshot(path: &Path) -> io::Result<Option<QuorumSnapshot<MetadataDecision>>> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let damaged = || io::Error::other(format!("{}: damaged", path.display()));
+    let len =
+        u32::from_be_bytes(bytes.get(0..4).ok_or_else(damaged)?.try_into().expect("4")) as usize;
+    let crc = u32::from_be_bytes(bytes.get(4..8).ok_or_else(damaged)?.try_into().expect("4"));
+    if len > SNAPSHOT_BYTES_MAX || bytes.len() != 8 + len || crc32c::crc32c(&bytes[8..]) != crc {
+        return Err(damaged());
+    }
+    postcard::from_bytes(&bytes[8..])
+        .map(Some)
+        .map_err(|_| damaged())
 }
 
 fn empty_durable() -> QuorumDurable<MetadataDecision> {
@@ -282,5 +413,127 @@ mod tests {
         let (s, report) = QuorumStore::open(dir.path()).unwrap();
         assert!(report.unwrap().contains("torn"));
         assert_eq!(s.durable.log.len(), 2);
+    }
+
+    fn snapshot(end_offset: Offset, broker: u32) -> QuorumSnapshot<MetadataDecision> {
+        QuorumSnapshot {
+            end_offset,
+            last_epoch: 3,
+            records: vec![MetadataDecision {
+                request: None,
+                records: vec![MetadataRecord::UnfenceBroker { broker, epoch: 1 }],
+            }],
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with("metadata"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_snapshot_replaces_the_prefix_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = QuorumStore::open(dir.path()).unwrap();
+        let five: Vec<_> = (1..=5).map(|b| entry(3, b)).collect();
+        s.apply(&QuorumPersist::Append {
+            offset: 0,
+            entries: five.clone(),
+        })
+        .unwrap();
+        s.sync().unwrap();
+        s.apply(&QuorumPersist::TakeSnapshot(snapshot(3, 99)))
+            .unwrap();
+        assert_eq!(s.synced_end_offset(), 5);
+        s.apply(&QuorumPersist::Append {
+            offset: 5,
+            entries: vec![entry(4, 6)],
+        })
+        .unwrap();
+        s.sync().unwrap();
+        drop(s);
+        assert_eq!(
+            names(dir.path()),
+            vec!["metadata-2-3.log", "metadata-snapshot"]
+        );
+        let (s, report) = QuorumStore::open(dir.path()).unwrap();
+        assert!(report.is_none());
+        assert_eq!(s.durable.snapshot, Some(snapshot(3, 99)));
+        assert_eq!(
+            s.durable.log,
+            vec![five[3].clone(), five[4].clone(), entry(4, 6)]
+        );
+        assert_eq!(s.synced_end_offset(), 6);
+    }
+
+    /// A crash after the snapshot was durable and before its log file was:
+    /// opening drops the covered entries and finishes the move.
+    #[test]
+    fn a_crash_between_the_snapshot_and_its_log_file_is_finished_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = QuorumStore::open(dir.path()).unwrap();
+        let five: Vec<_> = (1..=5).map(|b| entry(3, b)).collect();
+        s.apply(&QuorumPersist::Append {
+            offset: 0,
+            entries: five.clone(),
+        })
+        .unwrap();
+        s.sync().unwrap();
+        drop(s);
+        let bytes = encode_snapshot(&snapshot(3, 99)).unwrap();
+        replace_file(&dir.path().join(SNAPSHOT_FILE), &bytes, true).unwrap();
+        let (mut s, _) = QuorumStore::open(dir.path()).unwrap();
+        assert_eq!(s.durable.log, vec![five[3].clone(), five[4].clone()]);
+        assert_eq!(
+            names(dir.path()),
+            vec!["metadata-2-3.log", "metadata-snapshot"]
+        );
+        // Appends go on at the right offsets.
+        s.apply(&QuorumPersist::Append {
+            offset: 4,
+            entries: vec![entry(5, 7)],
+        })
+        .unwrap();
+        s.sync().unwrap();
+        drop(s);
+        let (s, _) = QuorumStore::open(dir.path()).unwrap();
+        assert_eq!(s.durable.log, vec![five[3].clone(), entry(5, 7)]);
+    }
+
+    #[test]
+    fn an_installed_snapshot_replaces_the_whole_log_and_a_damaged_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = QuorumStore::open(dir.path()).unwrap();
+        s.apply(&QuorumPersist::Append {
+            offset: 0,
+            entries: vec![entry(1, 1), entry(1, 2)],
+        })
+        .unwrap();
+        s.apply(&QuorumPersist::InstallSnapshot(snapshot(10, 5)))
+            .unwrap();
+        assert!(s.durable.log.is_empty());
+        s.apply(&QuorumPersist::Append {
+            offset: 10,
+            entries: vec![entry(6, 11)],
+        })
+        .unwrap();
+        s.sync().unwrap();
+        drop(s);
+        let (s, _) = QuorumStore::open(dir.path()).unwrap();
+        assert_eq!(s.durable.log_start(), 10);
+        assert_eq!(s.durable.log, vec![entry(6, 11)]);
+        drop(s);
+        let path = dir.path().join(SNAPSHOT_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = QuorumStore::open(dir.path()).err().expect("refused");
+        assert!(err.to_string().contains("damaged"), "{err}");
     }
 }

@@ -138,7 +138,7 @@ impl Node {
             .quorum
             .commit_offset()
             .min(meta.quorum.end_offset())
-            .min(meta.store.synced_entries() as Offset);
+            .min(meta.store.synced_end_offset());
         let advanced = commit > meta.applied;
         // Topics whose configs changed: their replicas here apply them.
         let mut reconfigured = BTreeSet::new();
