@@ -415,7 +415,7 @@ fn pattern_applies(p: &ResourcePattern, name: &str) -> bool {
 
 /// Every ACL of the cluster, by resource type and pattern type, then name
 /// (part of the metadata image).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct AclStore {
     by_kind: BTreeMap<(ResourceType, PatternType), BTreeMap<String, BTreeSet<AclEntry>>>,
     len: usize,

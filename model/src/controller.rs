@@ -94,6 +94,10 @@ pub enum MetadataRecord {
         epoch: BrokerEpoch,
         partitions: Vec<(String, u32)>,
     },
+    /// The whole image at a snapshot's end (KIP-630): what a metadata
+    /// snapshot holds. Never decided by the controller; applying it makes
+    /// the image this one.
+    Image(Box<MetadataImage>),
 }
 
 /// One controller decision: every record that carries out one request,
@@ -131,12 +135,12 @@ pub const REQUESTS_PER_SESSION_MAX: usize = 1024;
 /// the replicated state (a fold of the log like the rest of the image), so
 /// a new controller knows them. Bounded by the two constants above; what
 /// is forgotten is forgotten the same way on every node.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RequestLedger {
     sessions: BTreeMap<u64, SessionRequests>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 struct SessionRequests {
     /// The end offset of the session's latest decision (its activity).
     last_end_offset: u64,
@@ -456,7 +460,7 @@ pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), 
     Ok(())
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct BrokerRegistration {
     pub epoch: BrokerEpoch,
     /// The advertised Kafka listener (what Metadata hands to clients).
@@ -471,7 +475,7 @@ pub struct BrokerRegistration {
     pub offline_replicas: BTreeSet<(String, u32)>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TopicImage {
     /// The topic id (KIP-516) drawn when it was created; 0 for topics
     /// created before ids were recorded.
@@ -482,7 +486,7 @@ pub struct TopicImage {
 }
 
 /// The cluster metadata as of some committed offset.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct MetadataImage {
     pub brokers: BTreeMap<NodeId, BrokerRegistration>,
     pub topics: BTreeMap<String, TopicImage>,
@@ -612,6 +616,7 @@ impl MetadataImage {
             }
             MetadataRecord::AclsCreated { acls } => acls.iter().for_each(|a| self.acls.insert(a)),
             MetadataRecord::AclsDeleted { acls } => acls.iter().for_each(|a| self.acls.remove(a)),
+            MetadataRecord::Image(image) => *self = (**image).clone(),
         }
     }
 

@@ -141,6 +141,20 @@ pub const SERVER_KEYS: &[(&str, Kind)] = &[
         },
     ),
     (
+        "metadata.log.max.record.bytes.between.snapshots",
+        Kind::Int {
+            min: 1,
+            max: i64::MAX,
+        },
+    ),
+    (
+        "metadata.log.max.snapshot.interval.ms",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+    ),
+    (
         "controller.quorum.election.timeout.ms",
         Kind::Int {
             min: 100,

@@ -288,6 +288,8 @@ struct MetaState {
     /// The committed image.
     image: MetadataImage,
     applied: Offset,
+    /// When the last metadata snapshot was taken (or the node started).
+    last_snapshot_at: Instant,
 }
 
 struct Link {
@@ -590,6 +592,7 @@ impl Node {
             store,
             image: MetadataImage::default(),
             applied: 0,
+            last_snapshot_at: Instant::now(),
         });
         for (id, address) in &voters {
             if *id != self.s.node_id {
@@ -758,6 +761,7 @@ impl Node {
         self.retention_check(now);
         self.cleaner_check(now);
         self.expire_group_offsets();
+        self.metadata_snapshot_check(now);
     }
 }
 

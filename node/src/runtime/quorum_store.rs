@@ -71,6 +71,9 @@ pub struct QuorumStore {
     synced_entries: usize,
     /// fsyncs of the metadata log so far (the benchmark reports them).
     pub log_syncs: u64,
+    /// In memory: the encoded bytes appended since the log start (about:
+    /// what a snapshot trigger needs).
+    memory_bytes: u64,
 }
 
 impl QuorumStore {
@@ -84,6 +87,7 @@ impl QuorumStore {
             fsync_elections: true,
             synced_entries: 0,
             log_syncs: 0,
+            memory_bytes: 0,
         }
     }
 
@@ -159,6 +163,7 @@ impl QuorumStore {
             fsync_elections: true,
             synced_entries,
             log_syncs: 0,
+            memory_bytes: 0,
         };
         if base < log_start {
             // A crash came between the snapshot and its log file: the
@@ -261,6 +266,16 @@ impl QuorumStore {
                 }
             }
         }
+        match change {
+            QuorumPersist::Append { entries, .. } if self.dir.is_none() => {
+                let bytes: usize = entries.iter().map(|e| encode_entry(e).len()).sum();
+                self.memory_bytes += bytes as u64;
+            }
+            QuorumPersist::TakeSnapshot(_) | QuorumPersist::InstallSnapshot(_) => {
+                self.memory_bytes = 0;
+            }
+            _ => {}
+        }
         self.durable.apply(change);
         if let QuorumPersist::TakeSnapshot(s) | QuorumPersist::InstallSnapshot(s) = change {
             let tail = self.durable.log.clone();
@@ -286,6 +301,14 @@ impl QuorumStore {
         }
         self.synced_entries = self.durable.log.len();
         Ok(())
+    }
+
+    /// The bytes of the log after the snapshot (on disk: the log file's).
+    pub fn log_bytes(&self) -> u64 {
+        match self.dir {
+            Some(_) => self.positions.last().copied().unwrap_or(0),
+            None => self.memory_bytes,
+        }
     }
 
     /// The offset below which every entry is on disk (the snapshot's too).

@@ -109,6 +109,14 @@ pub struct NodeSettings {
     pub session_timeout_ms: u64,
     pub heartbeat_interval_ms: u64,
     pub election_timeout_ms: u64,
+    /// Kafka's `metadata.log.max.record.bytes.between.snapshots` (20 MiB):
+    /// a metadata snapshot is taken once the log after the last one holds
+    /// this much.
+    pub metadata_snapshot_max_bytes: u64,
+    /// Kafka's `metadata.log.max.snapshot.interval.ms` (1 h; 0: never by
+    /// time): a snapshot is taken this long after the last one if anything
+    /// was committed since.
+    pub metadata_snapshot_interval_ms: u64,
     pub socket_request_max_bytes: usize,
     /// Kafka's `connections.max.idle.ms`: a client connection that sends
     /// nothing for this long is closed (its task and socket freed).
@@ -231,6 +239,8 @@ impl NodeSettings {
             session_timeout_ms: 9_000,
             heartbeat_interval_ms: 2_000,
             election_timeout_ms: 1_000,
+            metadata_snapshot_max_bytes: 20 << 20,
+            metadata_snapshot_interval_ms: 3_600_000,
             socket_request_max_bytes: 104_857_600,
             connections_max_idle_ms: 600_000,
             max_connections: crate::limits::default_max_connections(),
@@ -531,6 +541,8 @@ fn apply_numbers(s: &mut NodeSettings, p: &Properties) {
         .min(s.session_timeout_ms / 3)
         .max(50);
     s.election_timeout_ms = u("controller.quorum.election.timeout.ms", 1_000);
+    s.metadata_snapshot_max_bytes = u("metadata.log.max.record.bytes.between.snapshots", 20 << 20);
+    s.metadata_snapshot_interval_ms = u("metadata.log.max.snapshot.interval.ms", 3_600_000);
     s.socket_request_max_bytes = u("socket.request.max.bytes", 104_857_600) as usize;
     s.connections_max_idle_ms = u("connections.max.idle.ms", 600_000);
     s.auto_create_topics = p.bool("auto.create.topics.enable", true);

@@ -64,6 +64,13 @@ impl Node {
         for effect in effects {
             match effect {
                 Effect::Persist(change) => {
+                    if let runnel_model::quorum::QuorumPersist::InstallSnapshot(snapshot) = &change
+                    {
+                        tracing::info!(
+                            "installing the leader's metadata snapshot at offset {}",
+                            snapshot.end_offset
+                        );
+                    }
                     let meta = self.meta.as_mut().expect("quorum effects need a quorum");
                     if let Err(e) = meta.store.apply(&change) {
                         // Going on would break a promise already made on disk.
@@ -83,9 +90,10 @@ impl Node {
 
     pub(super) fn on_became_controller(&mut self) {
         let meta = self.meta.as_ref().expect("leader has a quorum");
-        let mut image = MetadataImage::default();
-        // The node takes no snapshots yet, so the log starts at 0.
-        debug_assert_eq!(meta.quorum.log_start(), 0);
+        let mut image = meta
+            .quorum
+            .snapshot()
+            .map_or_else(MetadataImage::default, snapshot_image);
         let start = meta.quorum.log_start();
         for (i, entry) in meta.quorum.entries().iter().enumerate() {
             if let Payload::Record(d) = &entry.payload {
@@ -142,9 +150,19 @@ impl Node {
         let advanced = commit > meta.applied;
         // Topics whose configs changed: their replicas here apply them.
         let mut reconfigured = BTreeSet::new();
+        // A snapshot installed from the leader (or found at start) past
+        // what is applied: the image becomes its image, every topic's
+        // configs are applied again.
+        if let Some(snapshot) = meta.quorum.snapshot() {
+            if meta.applied < snapshot.end_offset {
+                meta.image = snapshot_image(snapshot);
+                meta.applied = snapshot.end_offset;
+                reconfigured.extend(meta.image.topics.keys().cloned());
+            }
+        }
         for offset in meta.applied..commit {
             let Some(entry) = meta.quorum.entry(offset) else {
-                break; // below a snapshot: not taken by the node yet
+                break; // not held (never below the snapshot: applied above)
             };
             if let Payload::Record(d) = &entry.payload {
                 meta.image.apply_decision(d, offset + 1);
@@ -261,5 +279,52 @@ impl Node {
             metadata_log_fsyncs: meta.store.log_syncs,
             fsyncs: crate::io::fsyncs(),
         }
+    }
+}
+
+/// The image a metadata snapshot's records rebuild.
+fn snapshot_image(
+    snapshot: &runnel_model::quorum::QuorumSnapshot<MetadataDecision>,
+) -> MetadataImage {
+    let mut image = MetadataImage::default();
+    for d in &snapshot.records {
+        image.apply_decision(d, snapshot.end_offset);
+    }
+    image
+}
+
+impl Node {
+    /// Takes a metadata snapshot at the applied offset when the log after
+    /// the last one holds `metadata.log.max.record.bytes.between.snapshots`
+    /// or `metadata.log.max.snapshot.interval.ms` passed with something
+    /// committed since (Kafka's triggers), on every node: voters bound
+    /// their log on disk, observers their log in memory.
+    pub(super) fn metadata_snapshot_check(&mut self, now: Instant) {
+        let (max_bytes, interval_ms) = (
+            self.s.metadata_snapshot_max_bytes,
+            self.s.metadata_snapshot_interval_ms,
+        );
+        let Some(meta) = self.meta.as_mut() else {
+            return;
+        };
+        let (start, applied) = (meta.quorum.log_start(), meta.applied);
+        let elapsed_ms = now.duration_since(meta.last_snapshot_at).as_millis() as u64;
+        let due =
+            meta.store.log_bytes() >= max_bytes || (interval_ms > 0 && elapsed_ms >= interval_ms);
+        if applied <= start || !due {
+            return;
+        }
+        let records = vec![MetadataDecision {
+            request: None,
+            records: vec![MetadataRecord::Image(Box::new(meta.image.clone()))],
+        }];
+        let mut out = QuorumEffects::new();
+        if let Err(e) = meta.quorum.take_snapshot(applied, records, &mut out) {
+            tracing::warn!("no metadata snapshot at {applied}: {e:?}");
+            return;
+        }
+        meta.last_snapshot_at = now;
+        tracing::info!("metadata snapshot at offset {applied} (the log started at {start})");
+        self.execute_quorum(out);
     }
 }
