@@ -1184,12 +1184,27 @@ impl<R: Clone + std::fmt::Debug + EntryWeight> Quorum<R> {
             }
             QuorumFetchResult::Snapshot { snapshot } => {
                 // Only forward: never back past what this node committed
-                // (a correct leader's snapshot is always past it).
+                // (a correct leader's snapshot is past it, unless both
+                // snapshots end at the same offset).
+                let start = self.log_start();
                 if snapshot.end_offset > self.commit_offset {
                     self.commit_offset = snapshot.end_offset;
                     self.log.clear();
                     self.snapshot = Some(snapshot.clone());
                     out.persist(QuorumPersist::InstallSnapshot(snapshot));
+                } else if snapshot.end_offset == start && end > start {
+                    // Our own snapshot ends where the leader's does, and
+                    // what we hold after it diverges below the leader's
+                    // first entry: none of it is committed (the leader
+                    // holds every committed entry, none of an epoch this
+                    // old after its start). Without this, the next fetch
+                    // would be answered the same, forever.
+                    self.log.clear();
+                    self.commit_offset = self.commit_offset.min(start);
+                    out.persist(QuorumPersist::Append {
+                        offset: start,
+                        entries: Vec::new(),
+                    });
                 }
             }
             QuorumFetchResult::DivergingEpoch { epoch, end_offset } => {

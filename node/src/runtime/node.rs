@@ -290,6 +290,8 @@ struct MetaState {
     applied: Offset,
     /// When the last metadata snapshot was taken (or the node started).
     last_snapshot_at: Instant,
+    /// The store's log bytes then: the trigger counts what came after.
+    log_bytes_at_snapshot: u64,
 }
 
 struct Link {
@@ -593,6 +595,7 @@ impl Node {
             image: MetadataImage::default(),
             applied: 0,
             last_snapshot_at: Instant::now(),
+            log_bytes_at_snapshot: 0,
         });
         for (id, address) in &voters {
             if *id != self.s.node_id {

@@ -3,10 +3,12 @@
 //! KIP-630: CRC-framed postcard, replaced atomically) and the log of the
 //! entries after it (CRC-framed postcard entries): `metadata-2.log` while
 //! the log starts at 0, `metadata-2-<base>.log` once a snapshot moved its
-//! start to `base`. A snapshot is made durable first, then the log's tail
-//! is written as a new file named by its base, then the old file goes; so
-//! a crash anywhere leaves a snapshot and a log file that together hold
-//! every entry, and opening finishes the move. Elections are fsynced
+//! start to `base`. The log after a new snapshot (the tail of this node's
+//! log, or nothing for the leader's snapshot) is written first as a new
+//! file named by the snapshot's end, then the snapshot is made durable,
+//! then the old file goes. So a crash anywhere leaves a snapshot and the
+//! one log file that goes with it (a file past the snapshot is a stray of
+//! a move that never happened, and goes), and opening finishes the move. Elections are fsynced
 //! before `apply` returns, appends by the turn's [`QuorumStore::sync`],
 //! because the quorum protocol sends votes and fetch offsets that promise
 //! them. Observers (brokers) keep the same state in memory only: they
@@ -29,9 +31,10 @@ const OLD_LOG_FILE: &str = "metadata.log";
 const SNAPSHOT_FILE: &str = "metadata-snapshot";
 /// An entry larger than this is corruption, not a record.
 const ENTRY_BYTES_MAX: usize = 16 << 20;
-/// A snapshot larger than this is corruption (a 10,000-partition image
-/// takes a few MiB).
-const SNAPSHOT_BYTES_MAX: usize = 1 << 30;
+/// A snapshot larger than this is not taken (and one on disk is corrupt):
+/// it must fit one peer frame (`INTERNAL_FRAME_BYTES_MAX`, 256 MiB) with
+/// room to spare; a 10,000-partition image takes a few MiB.
+pub const SNAPSHOT_BYTES_MAX: usize = 128 << 20;
 
 /// The log file whose first entry is at `base`.
 fn log_file(base: Offset) -> String {
@@ -118,9 +121,14 @@ impl QuorumStore {
         let mut bases: Vec<Offset> = fs::read_dir(dir)?
             .filter_map(|e| e.ok())
             .filter_map(|e| log_file_base(&e.file_name().to_string_lossy()))
-            .filter(|&b| b <= log_start)
             .collect();
         bases.sort_unstable();
+        // Past the snapshot: written for a snapshot that never became
+        // durable.
+        for stray in bases.iter().filter(|&&b| b > log_start) {
+            fs::remove_file(dir.join(log_file(*stray)))?;
+        }
+        bases.retain(|&b| b <= log_start);
         let base = bases.last().copied().unwrap_or(0);
         let mut file = OpenOptions::new()
             .read(true)
@@ -185,25 +193,41 @@ impl QuorumStore {
     /// Makes `entries` the whole log, its first at `base`: written to a new
     /// file and fsynced (with its directory entry) before the old file goes.
     fn start_log_at(&mut self, base: Offset, entries: &[MetaEntry]) -> io::Result<()> {
-        let Some(dir) = self.dir.clone() else {
-            return Ok(());
-        };
+        let positions = self.write_log_file(base, entries)?;
+        self.switch_log_file(base, positions)
+    }
+
+    /// Writes `entries` as the log file of `base`, fsynced with its
+    /// directory entry; returns their positions. The store still uses the
+    /// old file.
+    fn write_log_file(&mut self, base: Offset, entries: &[MetaEntry]) -> io::Result<Vec<u64>> {
         let mut bytes = Vec::new();
         let mut positions = vec![0u64];
         for e in entries {
             bytes.extend_from_slice(&encode_entry(e));
             positions.push(bytes.len() as u64);
         }
+        if let Some(dir) = &self.dir {
+            replace_file(&dir.join(log_file(base)), &bytes, true)?;
+            self.log_syncs += 1;
+        }
+        Ok(positions)
+    }
+
+    /// Uses the log file of `base` (written by `write_log_file`) from now
+    /// on, and removes the old one.
+    fn switch_log_file(&mut self, base: Offset, positions: Vec<u64>) -> io::Result<()> {
+        let old_base = std::mem::replace(&mut self.log_base, base);
+        let Some(dir) = self.dir.clone() else {
+            return Ok(());
+        };
         let path = dir.join(log_file(base));
-        let old = (base != self.log_base).then(|| dir.join(log_file(self.log_base)));
-        replace_file(&path, &bytes, true)?;
+        let old = (old_base != base).then(|| dir.join(log_file(old_base)));
         let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
         file.seek(SeekFrom::End(0))?;
         self.log = Some(file);
-        self.log_base = base;
+        self.synced_entries = positions.len() - 1;
         self.positions = positions;
-        self.synced_entries = entries.len();
-        self.log_syncs += 1;
         if let Some(old) = old {
             fs::remove_file(old)?;
         }
@@ -258,30 +282,19 @@ impl QuorumStore {
                     // A truncation un-syncs what it cut (and what replaces it).
                     self.synced_entries = self.synced_entries.min(offset);
                 }
-                // The snapshot first: once it is durable, the entries it
-                // covers may go (`start_log_at`, below).
-                QuorumPersist::TakeSnapshot(snapshot)
-                | QuorumPersist::InstallSnapshot(snapshot) => {
-                    replace_file(&dir.join(SNAPSHOT_FILE), &encode_snapshot(snapshot)?, true)?;
-                }
+                QuorumPersist::TakeSnapshot(_) | QuorumPersist::InstallSnapshot(_) => {}
             }
         }
-        match change {
-            QuorumPersist::Append { entries, .. } if self.dir.is_none() => {
+        if let QuorumPersist::TakeSnapshot(s) | QuorumPersist::InstallSnapshot(s) = change {
+            return self.apply_snapshot(change, s);
+        }
+        if let QuorumPersist::Append { entries, .. } = change {
+            if self.dir.is_none() {
                 let bytes: usize = entries.iter().map(|e| encode_entry(e).len()).sum();
                 self.memory_bytes += bytes as u64;
             }
-            QuorumPersist::TakeSnapshot(_) | QuorumPersist::InstallSnapshot(_) => {
-                self.memory_bytes = 0;
-            }
-            _ => {}
         }
         self.durable.apply(change);
-        if let QuorumPersist::TakeSnapshot(s) | QuorumPersist::InstallSnapshot(s) = change {
-            let tail = self.durable.log.clone();
-            self.start_log_at(s.end_offset, &tail)?;
-            self.log_base = s.end_offset;
-        }
         if self.dir.is_none() {
             // In memory (observers): nothing to sync.
             self.synced_entries = self.durable.log.len();
@@ -303,7 +316,42 @@ impl QuorumStore {
         Ok(())
     }
 
-    /// The bytes of the log after the snapshot (on disk: the log file's).
+    /// A snapshot: the log that goes with it first (the entries after it:
+    /// nothing for the leader's), then the snapshot, then the old log
+    /// goes. A crash between the first two leaves a stray file past the
+    /// old snapshot, removed on open, never the new snapshot with the old
+    /// log's tail (which for the leader's snapshot is a history the leader
+    /// told this node to throw away).
+    fn apply_snapshot(
+        &mut self,
+        change: &QuorumPersist<MetadataDecision>,
+        snapshot: &QuorumSnapshot<MetadataDecision>,
+    ) -> io::Result<()> {
+        let tail: Vec<MetaEntry> = match change {
+            QuorumPersist::TakeSnapshot(_) => {
+                let start = self.durable.log_start();
+                let covered = snapshot.end_offset.saturating_sub(start) as usize;
+                self.durable.log.iter().skip(covered).cloned().collect()
+            }
+            _ => Vec::new(),
+        };
+        let positions = self.write_log_file(snapshot.end_offset, &tail)?;
+        if let Some(dir) = &self.dir {
+            let bytes = encode_snapshot(snapshot)?;
+            replace_file(&dir.join(SNAPSHOT_FILE), &bytes, true)?;
+        }
+        self.durable.apply(change);
+        self.switch_log_file(snapshot.end_offset, positions)?;
+        if self.dir.is_none() {
+            self.synced_entries = self.durable.log.len();
+        }
+        debug_assert!(self.dir.is_none() || self.positions.len() == self.durable.log.len() + 1);
+        Ok(())
+    }
+
+    /// The bytes of the log after the snapshot (on disk: the log file's;
+    /// in memory: every append's, a count that only grows, for triggers
+    /// that measure growth).
     pub fn log_bytes(&self) -> u64 {
         match self.dir {
             Some(_) => self.positions.last().copied().unwrap_or(0),
@@ -526,6 +574,28 @@ mod tests {
         drop(s);
         let (s, _) = QuorumStore::open(dir.path()).unwrap();
         assert_eq!(s.durable.log, vec![five[3].clone(), entry(5, 7)]);
+    }
+
+    /// A crash after the new log file was written and before the snapshot
+    /// was: the file is a stray, removed on open; the old state stands.
+    #[test]
+    fn a_log_file_written_for_a_snapshot_that_never_landed_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = QuorumStore::open(dir.path()).unwrap();
+        let five: Vec<_> = (1..=5).map(|b| entry(3, b)).collect();
+        s.apply(&QuorumPersist::Append {
+            offset: 0,
+            entries: five.clone(),
+        })
+        .unwrap();
+        s.sync().unwrap();
+        // What an install at 9 writes first.
+        s.write_log_file(9, &[]).unwrap();
+        drop(s);
+        let (s, _) = QuorumStore::open(dir.path()).unwrap();
+        assert_eq!(s.durable.snapshot, None);
+        assert_eq!(s.durable.log, five);
+        assert_eq!(names(dir.path()), vec!["metadata-2.log"]);
     }
 
     #[test]

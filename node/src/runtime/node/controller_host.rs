@@ -40,6 +40,13 @@ impl Node {
         let records = match self.controller.decide_once(image, key, &request) {
             Ok(Outcome::Decided(records)) => records,
             Ok(Outcome::AlreadyApplied { end_offset }) => {
+                // Its first decision lies below the metadata snapshot: it
+                // was carried out, but its records (the answer) are gone
+                // from the log. REQUEST_TIMED_OUT says just that (carried
+                // out, answer unknown), rather than an answer without them.
+                if end_offset <= meta.quorum.log_start() {
+                    return self.answer(waiter, Err(ControllerFailure::TimedOut));
+                }
                 // Its first decision's answer, once that is committed.
                 let records = match meta.quorum.entry(end_offset - 1) {
                     Some(runnel_model::quorum::Entry {

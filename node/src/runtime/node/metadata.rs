@@ -309,9 +309,23 @@ impl Node {
         };
         let (start, applied) = (meta.quorum.log_start(), meta.applied);
         let elapsed_ms = now.duration_since(meta.last_snapshot_at).as_millis() as u64;
-        let due =
-            meta.store.log_bytes() >= max_bytes || (interval_ms > 0 && elapsed_ms >= interval_ms);
+        // Growth since the last snapshot: an uncommitted tail longer than
+        // the trigger does not make every tick take one.
+        let grown = meta
+            .store
+            .log_bytes()
+            .saturating_sub(meta.log_bytes_at_snapshot);
+        let due = grown >= max_bytes || (interval_ms > 0 && elapsed_ms >= interval_ms);
         if applied <= start || !due {
+            return;
+        }
+        // One that could not be sent to a follower in a peer frame is not
+        // taken (the log goes on growing; said once per trigger period).
+        let image_bytes = postcard::to_stdvec(&meta.image).map_or(usize::MAX, |b| b.len());
+        if image_bytes > crate::runtime::quorum_store::SNAPSHOT_BYTES_MAX {
+            tracing::warn!("no metadata snapshot: the image takes {image_bytes} bytes");
+            meta.last_snapshot_at = now;
+            meta.log_bytes_at_snapshot = meta.store.log_bytes();
             return;
         }
         let records = vec![MetadataDecision {
@@ -326,5 +340,8 @@ impl Node {
         meta.last_snapshot_at = now;
         tracing::info!("metadata snapshot at offset {applied} (the log started at {start})");
         self.execute_quorum(out);
+        if let Some(meta) = self.meta.as_mut() {
+            meta.log_bytes_at_snapshot = meta.store.log_bytes();
+        }
     }
 }
