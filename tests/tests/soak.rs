@@ -77,14 +77,16 @@ fn metadata_log_bytes(node_dir: &Path) -> u64 {
 
 /// Sends `records` (key, value) to `topic`'s partition `p`, acks=all;
 /// whether they were acknowledged.
+/// The client's metadata holds the topics of its last refresh: both, always.
 async fn send_keyed(
     client: &mut Client,
     topic: &str,
     p: u32,
     records: &[(String, String)],
 ) -> bool {
+    let both = [DELETE_TOPIC.to_string(), COMPACT_TOPIC.to_string()];
     let Some(leader) = client.leader(topic, p as i32) else {
-        let _ = tokio::time::timeout(CALL_TIMEOUT, client.refresh(Some(&[topic.into()]))).await;
+        let _ = tokio::time::timeout(CALL_TIMEOUT, client.refresh(Some(&both))).await;
         return false;
     };
     let records: Vec<_> = records
@@ -105,7 +107,7 @@ async fn send_keyed(
         Ok(Ok(r)) if r.responses[0].partition_responses[0].error_code == 0
     );
     if !acked {
-        let _ = tokio::time::timeout(CALL_TIMEOUT, client.refresh(Some(&[topic.into()]))).await;
+        let _ = tokio::time::timeout(CALL_TIMEOUT, client.refresh(Some(&both))).await;
     }
     acked
 }
@@ -113,10 +115,11 @@ async fn send_keyed(
 /// Writes both soak topics every 100 ms until stopped: 20 records of
 /// 200 bytes to a `soak-delete` partition, and one value for each of 5 keys
 /// of `soak-compact` (values count up per key). Notes each key's latest
-/// acknowledged value.
+/// acknowledged value, and the bytes of values acknowledged.
 async fn keyed_load(
     bootstrap: String,
     acked: Arc<Mutex<BTreeMap<String, u64>>>,
+    acked_bytes: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 ) {
     let mut client = connect(&bootstrap).await;
@@ -126,7 +129,10 @@ async fn keyed_load(
         let records: Vec<_> = (0..20)
             .map(|i| (format!("d{i}"), format!("{round}-{filler}")))
             .collect();
-        send_keyed(&mut client, DELETE_TOPIC, (round % 3) as u32, &records).await;
+        if send_keyed(&mut client, DELETE_TOPIC, (round % 3) as u32, &records).await {
+            let bytes: usize = records.iter().map(|(k, v)| k.len() + v.len()).sum();
+            acked_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        }
         let keyed: Vec<_> = (0..5)
             .map(|i| {
                 let key = format!("k{}", (round * 5 + i) % KEYS);
@@ -223,6 +229,7 @@ fn a_long_run_keeps_disk_and_the_metadata_log_bounded_and_loses_nothing() {
     let stop = Arc::new(AtomicBool::new(false));
     let sessions = Arc::new(AtomicU64::new(1));
     let acked = Arc::new(Mutex::new(BTreeMap::new()));
+    let acked_bytes = Arc::new(AtomicU64::new(0));
     let tasks = [
         rt.spawn(producer(
             bootstrap.clone(),
@@ -238,7 +245,12 @@ fn a_long_run_keeps_disk_and_the_metadata_log_bounded_and_loses_nothing() {
             stop.clone(),
             sessions.clone(),
         )),
-        rt.spawn(keyed_load(bootstrap.clone(), acked.clone(), stop.clone())),
+        rt.spawn(keyed_load(
+            bootstrap.clone(),
+            acked.clone(),
+            acked_bytes.clone(),
+            stop.clone(),
+        )),
     ];
     let root = c.dir.path().to_path_buf();
     let started = Instant::now();
@@ -269,8 +281,13 @@ fn a_long_run_keeps_disk_and_the_metadata_log_bounded_and_loses_nothing() {
             metadata_log: [0, 1, 2].map(|b| metadata_log_bytes(&node(b))),
         };
         eprintln!(
-            "[soak] t={:>4}s bounded data {:?} bytes, metadata log {:?} bytes, restarts so far (ms) {:?}",
-            sample.at_s, sample.bounded, sample.metadata_log, restarts_ms
+            "[soak] t={:>4}s written {} bytes; bounded data {:?} bytes, metadata log {:?} bytes, \
+             restarts so far (ms) {:?}",
+            sample.at_s,
+            acked_bytes.load(Ordering::Relaxed),
+            sample.bounded,
+            sample.metadata_log,
+            restarts_ms
         );
         samples.push(sample);
         std::thread::sleep(Duration::from_secs(5));
@@ -340,6 +357,13 @@ fn a_long_run_keeps_disk_and_the_metadata_log_bounded_and_loses_nothing() {
             "node {b}: bounded data grew from {middle} to {last} bytes"
         );
     }
+    // Data flowed: more was written than any node holds of it.
+    let written = acked_bytes.load(Ordering::Relaxed);
+    let held = samples.iter().flat_map(|s| s.bounded).max().unwrap_or(0);
+    assert!(
+        written > 2 * held,
+        "{written} bytes written, up to {held} held: retention did not bound it"
+    );
     let metadata_max = samples
         .iter()
         .flat_map(|s| s.metadata_log)
