@@ -384,12 +384,15 @@ fn encode_snapshot(snapshot: &QuorumSnapshot<MetadataDecision>) -> io::Result<Ve
 /// entries it covers are gone from the log, so starting without it would
 /// start from a wrong state.
 fn read_snapshot(path: &Path) -> io::Result<Option<QuorumSnapshot<MetadataDecision>>> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
+    let damaged = || io::Error::other(format!("{}: damaged", path.display()));
+    // The size first: a file is read whole only within the bound.
+    match fs::metadata(path) {
+        Ok(m) if m.len() > (SNAPSHOT_BYTES_MAX + 8) as u64 => return Err(damaged()),
+        Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
-    };
-    let damaged = || io::Error::other(format!("{}: damaged", path.display()));
+    }
+    let bytes = fs::read(path)?;
     let len =
         u32::from_be_bytes(bytes.get(0..4).ok_or_else(damaged)?.try_into().expect("4")) as usize;
     let crc = u32::from_be_bytes(bytes.get(4..8).ok_or_else(damaged)?.try_into().expect("4"));
