@@ -848,3 +848,17 @@ pub fn parse_group_describe(text: &str) -> Vec<GroupRow> {
         })
         .collect()
 }
+
+/// Bytes of the `.log` files of partition `topic-p` in one node's data dir.
+pub fn partition_log_bytes(node_dir: &Path, topic: &str, p: u32) -> u64 {
+    std::fs::read_dir(node_dir.join(format!("{topic}-{p}")))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}

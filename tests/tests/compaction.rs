@@ -15,17 +15,7 @@ const RECORDS: usize = 400;
 
 /// Bytes of a partition's `.log` files in one node's data dir.
 fn log_bytes(node_dir: &Path) -> u64 {
-    let dir = node_dir.join(format!("{TOPIC}-0"));
-    std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
+    partition_log_bytes(node_dir, TOPIC, 0)
 }
 
 fn value(i: usize) -> String {

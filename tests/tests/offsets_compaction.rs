@@ -19,17 +19,7 @@ const COMMIT_BYTES_MIN: u64 = 61 + 2 * 40;
 
 /// Bytes of `__consumer_offsets-0`'s `.log` files in one node's data dir.
 fn offsets_log_bytes(node_dir: &Path) -> u64 {
-    let dir = node_dir.join("__consumer_offsets-0");
-    std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
+    partition_log_bytes(node_dir, "__consumer_offsets", 0)
 }
 
 /// Commits `t-0 = a, t-1 = b` for `group` (standalone: generation -1),
