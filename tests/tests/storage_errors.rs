@@ -5,10 +5,12 @@
 //! controller kept it as the partition's leader (with a leader and a full
 //! ISR in Metadata), and every write to the partition failed.
 //!
-//! The error is a real one from the filesystem: a regular file sits where
-//! the broker will make the partition's directory, so creating the
-//! directory fails (as a full disk, a read-only mount or a lost descriptor
-//! limit would: every one of them fails the same open).
+//! The errors are real ones from the kernel:
+//! - a regular file sits where the broker will make the partition's
+//!   directory, so creating the directory fails;
+//! - EMFILE: the broker's open-files limit is lowered (`prlimit`) to the
+//!   descriptors it holds, so every new log file fails to open. ENOSPC and
+//!   EIO are injected by `tests/tests/disk_faults.rs`.
 
 use runnel_tests::*;
 use std::process::Command;
@@ -25,27 +27,7 @@ fn a_replica_that_cannot_open_its_log_leaves_the_isr_and_leadership_moves() {
     std::fs::create_dir_all(obstruction.parent().unwrap()).unwrap();
     std::fs::write(&obstruction, b"not a directory").unwrap();
     c.start_all();
-    wait_for("topic creation", Duration::from_secs(60), || {
-        let out = tool(
-            &[
-                "topics",
-                "--bootstrap-server",
-                &c.bootstrap(&[0, 1, 2]),
-                "--create",
-                "--topic",
-                TOPIC,
-                "--partitions",
-                "3",
-                "--replication-factor",
-                "3",
-            ],
-            None,
-            Duration::from_secs(30),
-        );
-        let said = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
-        // A retry after a lost answer finds the topic made by the first.
-        (said.contains("Created topic") || said.contains("already exists")).then_some(())
-    });
+    create(&c.bootstrap(&[0, 1, 2]), TOPIC);
     let d = wait_for(
         "partition 0 led without broker 0",
         Duration::from_secs(60),
@@ -68,15 +50,21 @@ fn a_replica_that_cannot_open_its_log_leaves_the_isr_and_leadership_moves() {
     );
     // Every partition, the one with an offline replica too, takes writes
     // with acks=all and gives them back.
+    every_record_once(&c.bootstrap(&[0, 1, 2]), TOPIC);
+}
+
+/// `RECORDS` keyed records produced with acks=all through `bootstrap`,
+/// each read back once, partition 0 holding some of them.
+fn every_record_once(bootstrap: &str, topic: &str) {
     // Keyed, so that every partition gets records: librdkafka's sticky
     // partitioner may put all keyless ones on one partition (a flake).
     let lines: String = (0..RECORDS).map(|i| format!("k-{i}:r-{i}\n")).collect();
     let out = run(
         Command::new("kcat").args([
             "-b",
-            &c.bootstrap(&[0, 1, 2]),
+            bootstrap,
             "-t",
-            TOPIC,
+            topic,
             "-P",
             "-K:",
             "-X",
@@ -95,10 +83,10 @@ fn a_replica_that_cannot_open_its_log_leaves_the_isr_and_leadership_moves() {
     let out = run(
         Command::new("kcat").args([
             "-b",
-            &c.bootstrap(&[0, 1, 2]),
+            bootstrap,
             "-C",
             "-t",
-            TOPIC,
+            topic,
             "-p",
             "0",
             "-o",
@@ -119,10 +107,10 @@ fn a_replica_that_cannot_open_its_log_leaves_the_isr_and_leadership_moves() {
     let out = run(
         Command::new("kcat").args([
             "-b",
-            &c.bootstrap(&[0, 1, 2]),
+            bootstrap,
             "-C",
             "-t",
-            TOPIC,
+            topic,
             "-o",
             "beginning",
             "-e",
@@ -136,4 +124,91 @@ fn a_replica_that_cannot_open_its_log_leaves_the_isr_and_leadership_moves() {
     let mut expected: Vec<String> = (0..RECORDS).map(|i| format!("r-{i}")).collect();
     expected.sort_unstable();
     assert_eq!(values, expected, "every record, once");
+}
+
+/// `topics --create` of three partitions, RF 3, retried until it is done.
+fn create(bootstrap: &str, topic: &str) {
+    wait_for("topic creation", Duration::from_secs(60), || {
+        let out = tool(
+            &[
+                "topics",
+                "--bootstrap-server",
+                bootstrap,
+                "--create",
+                "--topic",
+                topic,
+                "--partitions",
+                "3",
+                "--replication-factor",
+                "3",
+            ],
+            None,
+            Duration::from_secs(30),
+        );
+        let said = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+        // A retry after a lost answer finds the topic made by the first.
+        (said.contains("Created topic") || said.contains("already exists")).then_some(())
+    });
+}
+
+/// Sets the soft open-files limit of a running process (`prlimit`), the
+/// hard one unchanged.
+fn set_open_files_limit(pid: u32, soft: &str) {
+    let out = run(
+        Command::new("prlimit").args(["--pid", &pid.to_string(), &format!("--nofile={soft}:")]),
+        None,
+        Duration::from_secs(10),
+    );
+    assert!(out.status.success(), "prlimit: {:?}", out);
+}
+
+/// EMFILE: broker 0 may open no descriptor beyond those it holds when a
+/// topic is created, so none of its three new replicas can open a log.
+/// Each is offline, never a leader; the others lead and serve every write.
+/// With the limit restored and broker 0 restarted (an offline replica
+/// stays offline until its broker registers again, as a Kafka log
+/// directory does), its replicas open their logs and rejoin every ISR.
+#[test]
+fn a_broker_out_of_descriptors_never_leads_a_replica_it_cannot_open() {
+    const TOPIC: &str = "emfile";
+    let mut c = SeedCluster::combined(&[]);
+    c.start_all();
+    // Every broker registered and linked to the others.
+    c.create_topic("warm", 1, 3);
+    let pid = c.brokers[0].pid().expect("broker 0 runs");
+    // Two below what it holds, so that a descriptor it closes meanwhile
+    // (a checkpoint's file) leaves it none to spare either.
+    let held = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    set_open_files_limit(pid, &(held - 2).to_string());
+    create(&c.bootstrap(&[1, 2]), TOPIC);
+    let d = wait_for(
+        "every partition led without broker 0",
+        Duration::from_secs(60),
+        || {
+            c.describe(1, TOPIC).filter(|d| {
+                d.len() == 3
+                    && d.values().all(|p| {
+                        p.leader.is_some_and(|l| l != 0) && p.isr.len() == 2 && !p.isr.contains(&0)
+                    })
+            })
+        },
+    );
+    assert!(d.values().all(|p| p.replicas.contains(&0)), "{d:?}");
+    let log = c.log_of(&c.brokers[0]);
+    assert!(
+        log.contains("replica offline") && log.contains("os error 24"),
+        "broker 0 says why: {log}"
+    );
+    assert!(!c.brokers[0].has_exited(), "broker 0 keeps running");
+    every_record_once(&c.bootstrap(&[1, 2]), TOPIC);
+
+    // The restarted process has the test's own limit again.
+    c.brokers[0].kill9();
+    c.start_broker(0);
+    wait_for("full ISRs again", Duration::from_secs(60), || {
+        c.describe(1, TOPIC)
+            .filter(|d| d.len() == 3 && d.values().all(|p| p.isr.len() == 3))
+    });
 }

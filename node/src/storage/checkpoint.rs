@@ -26,9 +26,8 @@ pub fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
 }
 
 /// [`write_atomically`] with the fsyncs optional: without them the new
-/// content is visible at once but a power loss may undo it. Only files whose
-/// loss is harmless write that way (`partition.metadata`), and the seeded
-/// `vote-before-fsync` bug.
+/// content is visible at once but a power loss may undo it. Only the seeded
+/// `vote-before-fsync` bug writes that way.
 pub fn replace_file(path: &Path, content: &[u8], fsync: bool) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
