@@ -317,15 +317,21 @@ seeded!(
     "MinIsrGate"
 );
 
-seeded!(
-    seeded_truncate_to_high_watermark_is_caught,
-    "bug/truncate-to-hw",
-    with_bugs(ReplicationBugs {
-        truncate_to_high_watermark: true,
-        ..Default::default()
-    }),
-    "NoAckedLoss"
-);
+/// The deepest trace of all (depth 24): three partition epochs are enough
+/// for it (an ISR shrink, the fencing at restart, the election), and the
+/// search then takes a third of the time it takes with five (1.29 M states,
+/// 21 s, against 3.33 M, 61 s).
+#[test]
+fn seeded_truncate_to_high_watermark_is_caught() {
+    let model = ReplicationModel {
+        partition_epoch_max: 3,
+        ..with_bugs(ReplicationBugs {
+            truncate_to_high_watermark: true,
+            ..Default::default()
+        })
+    };
+    caught("bug/truncate-to-hw", model, "NoAckedLoss");
+}
 
 #[test]
 fn seeded_delete_above_high_watermark_is_caught() {
