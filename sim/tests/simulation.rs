@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const NODES: usize = 3;
+/// Partitions of the workload's topic in the random cases.
 const PARTITIONS: u32 = 3;
 /// When the faults may start and when everything is healed (simulated time).
 const FAULTS_FROM_MS: u64 = 15_000;
@@ -85,14 +86,16 @@ struct Step {
 struct Case {
     seed: u64,
     steps: Vec<Step>,
+    /// Partitions of the workload's topic (RF 3).
+    partitions: u32,
     flush_every_message: bool,
     bugs: TestBugs,
 }
 
-async fn create_topic(bootstrap: &str) {
+async fn create_topic(bootstrap: &str, partitions: u32) {
     use runnel_tests::workload::CALL_TIMEOUT;
     let mut client = connect(bootstrap).await;
-    let request = kafka_protocol_create(TOPIC);
+    let request = kafka_protocol_create(TOPIC, partitions);
     // Retried until every broker registered and the topic has full ISRs.
     for _ in 0..600 {
         let _ = tokio::time::timeout(CALL_TIMEOUT, client.call_any(&request, 5)).await;
@@ -100,7 +103,7 @@ async fn create_topic(bootstrap: &str) {
             tokio::time::timeout(CALL_TIMEOUT, client.refresh(Some(&[TOPIC.into()]))).await
         {
             let full = m.topics.iter().any(|t| {
-                t.partitions.len() == PARTITIONS as usize
+                t.partitions.len() == partitions as usize
                     && t.partitions.iter().all(|p| p.isr_nodes.len() == NODES)
             });
             if full {
@@ -112,12 +115,15 @@ async fn create_topic(bootstrap: &str) {
     panic!("the topic never got full ISRs");
 }
 
-fn kafka_protocol_create(topic: &str) -> kafka_protocol::messages::CreateTopicsRequest {
+fn kafka_protocol_create(
+    topic: &str,
+    partitions: u32,
+) -> kafka_protocol::messages::CreateTopicsRequest {
     use kafka_protocol::messages::create_topics_request::CreatableTopic;
     kafka_protocol::messages::CreateTopicsRequest::default()
         .with_topics(vec![CreatableTopic::default()
             .with_name(name(topic))
-            .with_num_partitions(PARTITIONS as i32)
+            .with_num_partitions(partitions as i32)
             .with_replication_factor(NODES as i16)])
         .with_timeout_ms(10_000)
 }
@@ -175,6 +181,7 @@ fn run_recorded(case: &Case) -> (Report, History) {
     let rec = Recorder::default();
     let view = QuorumView::default();
     let finished = Arc::new(AtomicBool::new(false));
+    let partitions = case.partitions;
     let bootstrap = (0..NODES)
         .map(|i| format!("{}:9092", host(i)))
         .collect::<Vec<_>>()
@@ -184,11 +191,11 @@ fn run_recorded(case: &Case) -> (Report, History) {
         sim.client("client", async move {
             let stop = Arc::new(AtomicBool::new(false));
             let o = observe_quorum(&rec, &view, &stop);
-            create_topic(&bootstrap).await;
+            create_topic(&bootstrap, partitions).await;
             let sessions = Arc::new(AtomicU64::new(1));
             let p = tokio::spawn(producer(
                 bootstrap.clone(),
-                PARTITIONS,
+                partitions,
                 -1,
                 0,
                 rec.clone(),
@@ -196,7 +203,7 @@ fn run_recorded(case: &Case) -> (Report, History) {
             ));
             let r = tokio::spawn(plain_reader(
                 bootstrap.clone(),
-                PARTITIONS,
+                partitions,
                 rec.clone(),
                 stop.clone(),
                 sessions.fetch_add(1, Ordering::Relaxed),
@@ -210,7 +217,7 @@ fn run_recorded(case: &Case) -> (Report, History) {
             let _ = o.await;
             drain(
                 &bootstrap,
-                PARTITIONS,
+                partitions,
                 &rec,
                 sessions.fetch_add(1, Ordering::Relaxed),
             )
@@ -370,7 +377,7 @@ proptest! {
     /// power loss, keeps every promise.
     #[test]
     fn simulated_fault_schedules_keep_every_promise(seed in any::<u64>(), steps in proptest::collection::vec(step(), 1..=4)) {
-        let case = Case { seed, steps, flush_every_message: true, bugs: TestBugs::default() };
+        let case = Case { seed, steps, partitions: PARTITIONS, flush_every_message: true, bugs: TestBugs::default() };
         let report = run(&case);
         summary("random", &case, &report);
         let mut totals = TOTALS.lock().unwrap_or_else(|p| p.into_inner());
@@ -382,6 +389,53 @@ proptest! {
     }
 }
 
+/// Hundreds of partitions between each pair of nodes (240 partitions, RF 3:
+/// each node leads 80 and follows 160, every one on its own fetch, all of a
+/// turn's replication traffic to a peer in one frame): a node loses power
+/// and comes back, then a link is held and released, and every promise is
+/// kept on every partition.
+#[test]
+fn hundreds_of_partitions_per_node_pair_keep_every_promise() {
+    let case = Case {
+        seed: 11,
+        steps: vec![
+            Step {
+                fault: SimFault::Crash(1),
+                at_ms: 2_000,
+                duration_ms: 5_000,
+            },
+            Step {
+                fault: SimFault::Hold(0, 2),
+                at_ms: 14_000,
+                duration_ms: 6_000,
+            },
+        ],
+        partitions: 240,
+        flush_every_message: true,
+        bugs: TestBugs::default(),
+    };
+    let (report, history) = run_recorded(&case);
+    summary("many partitions", &case, &report);
+    let written: std::collections::BTreeSet<_> = history
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            runnel_tests::history::Op::Send {
+                outcome: runnel_tests::history::SendOutcome::Ok { partition, .. },
+                ..
+            } => Some(*partition),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        written.len() == case.partitions as usize,
+        "acknowledged writes on {} of {} partitions",
+        written.len(),
+        case.partitions
+    );
+    assert!(report.is_valid(), "anomalies {:?}", report.anomalies);
+}
+
 fn replay_case() -> Case {
     Case {
         seed: 7,
@@ -390,6 +444,7 @@ fn replay_case() -> Case {
             at_ms: 2_000,
             duration_ms: 4_000,
         }],
+        partitions: PARTITIONS,
         flush_every_message: true,
         bugs: TestBugs::default(),
     }
@@ -466,6 +521,7 @@ fn seeded_ack_before_replication_is_caught_in_simulation() {
                     duration_ms: 4_000,
                 })
                 .collect(),
+            partitions: PARTITIONS,
             flush_every_message: true,
             bugs: TestBugs {
                 ack_before_replication: true,
