@@ -416,6 +416,11 @@ struct BrokerState {
     /// A group commit's fsyncs are running off the loop
     /// ([`Node::group_commit`]); the next waits for them.
     flush_in_flight: bool,
+    /// A background write-back round runs off the loop; the next waits.
+    write_back_in_flight: bool,
+    /// The last round left partitions for later (its file bound): the next
+    /// starts as soon as it ends, not a period later.
+    write_back_capped: bool,
 }
 
 pub struct Node {
@@ -519,6 +524,8 @@ impl Node {
                 cleaning: None,
                 retention_queue: Default::default(),
                 flush_in_flight: false,
+                write_back_in_flight: false,
+                write_back_capped: false,
             })
         } else {
             None
