@@ -58,6 +58,10 @@ pub struct LogDirs {
     dirs: Vec<PathBuf>,
     /// Where each partition lives.
     partitions: BTreeMap<(String, u32), PathBuf>,
+    /// How many of `partitions` each of `dirs` holds (same order): placing
+    /// a new partition counted them by walking every path, which made a
+    /// 10,000-partition create quadratic (seconds of one event loop).
+    per_dir: Vec<usize>,
 }
 
 fn io(dir: &Path) -> impl Fn(std::io::Error) -> LogDirError + '_ {
@@ -103,9 +107,19 @@ impl LogDirs {
                 }
             }
         }
+        let per_dir = dirs
+            .iter()
+            .map(|d| {
+                partitions
+                    .values()
+                    .filter(|p| p.parent() == Some(d.as_path()))
+                    .count()
+            })
+            .collect();
         Ok(LogDirs {
             dirs: dirs.to_vec(),
             partitions,
+            per_dir,
         })
     }
 
@@ -116,19 +130,14 @@ impl LogDirs {
         if let Some(p) = self.partitions.get(&key) {
             return p.clone();
         }
-        let count = |d: &PathBuf| {
-            self.partitions
-                .values()
-                .filter(|p| p.parent() == Some(d.as_path()))
-                .count()
-        };
-        let dir = self
-            .dirs
+        let (i, _) = self
+            .per_dir
             .iter()
-            .min_by_key(|d| count(d))
-            .expect("a log dir")
-            .clone();
-        let path = dir.join(format!("{topic}-{partition}"));
+            .enumerate()
+            .min_by_key(|(_, n)| **n)
+            .expect("a log dir");
+        self.per_dir[i] += 1;
+        let path = self.dirs[i].join(format!("{topic}-{partition}"));
         self.partitions.insert(key, path.clone());
         path
     }
