@@ -5,6 +5,7 @@
 pub mod listener;
 pub mod messages;
 pub mod node;
+pub mod open_pool;
 pub mod parked_fetches;
 pub mod quorum_store;
 pub mod settings;

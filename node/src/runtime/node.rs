@@ -91,9 +91,10 @@ const TURN_EVENTS_MAX: usize = 256;
 /// calls and replication keep running in between (a 2,000-partition grow
 /// done in one turn stalled the loop past the election timeout).
 const RECONCILE_PER_TURN_MAX: usize = 128;
-/// Logs opened on blocking threads at once. Opening creates or scans
-/// files (a new log: a directory and three files, ~1.5 ms on this host's
-/// ext4; an existing one: recovery), so it never runs on the loop.
+/// Logs queued for opening at once (on `runtime::open_pool`, one thread
+/// per core). Opening creates or scans files (a new log: a directory and
+/// three files, ~1.5 ms on this host's ext4; an existing one: recovery),
+/// so it never runs on the loop.
 const OPENS_IN_FLIGHT_MAX: usize = 64;
 /// A turn at least this long is logged (a quarter of Kafka's default
 /// controller.quorum.election.timeout.ms).

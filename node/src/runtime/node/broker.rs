@@ -201,7 +201,7 @@ impl Node {
             return self.finish_open(key, topic_id, log);
         }
         let events = self.events_tx.clone();
-        tokio::task::spawn_blocking(move || {
+        crate::runtime::open_pool::spawn(move || {
             let log = open();
             let _ = events.blocking_send(Event::Opened { key, topic_id, log });
         });
