@@ -417,11 +417,13 @@ struct BrokerState {
     /// A group commit's fsyncs are running off the loop
     /// ([`Node::group_commit`]); the next waits for them.
     flush_in_flight: bool,
+    /// Where a group commit cut short by its bound goes on (`group_commit`).
+    flush_cursor: Option<(String, u32)>,
     /// A background write-back round runs off the loop; the next waits.
     write_back_in_flight: bool,
-    /// The last round left partitions for later (its file bound): the next
-    /// starts as soon as it ends, not a period later.
-    write_back_capped: bool,
+    /// Where a write-back pass cut short by its file bound goes on: the
+    /// next round starts after this key as soon as the last one ends.
+    write_back_cursor: Option<(String, u32)>,
 }
 
 pub struct Node {
@@ -525,8 +527,9 @@ impl Node {
                 cleaning: None,
                 retention_queue: Default::default(),
                 flush_in_flight: false,
+                flush_cursor: None,
                 write_back_in_flight: false,
-                write_back_capped: false,
+                write_back_cursor: None,
             })
         } else {
             None

@@ -84,17 +84,33 @@ fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
     crate::storage::checkpoint::read_bounded(path, FILE_BYTES_MAX)
 }
 
+/// The id, only from a whole line of 32 hex digits ended by its newline:
+/// the file is written in place and not fsynced, and one torn inside the id
+/// must not read as another topic's (that would empty a live topic's
+/// directory); it reads as nothing, and is adopted.
 fn parse(text: &str) -> Option<u128> {
-    let hex = text
-        .lines()
-        .find_map(|l| l.strip_prefix("topic_id:"))?
-        .trim();
+    let line = text
+        .split_inclusive('\n')
+        .find_map(|l| l.strip_prefix("topic_id:"))?;
+    let hex = line.strip_suffix('\n')?.trim();
+    if hex.len() != 32 {
+        return None;
+    }
     u128::from_str_radix(hex, 16).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_torn_inside_the_id_reads_as_no_id() {
+        let whole = format!("version: 0\ntopic_id: {:032x}\n", 0xabcdu128);
+        assert_eq!(parse(&whole), Some(0xabcd));
+        for cut in 0..whole.len() {
+            assert_eq!(parse(&whole[..cut]), None, "torn at {cut}");
+        }
+    }
 
     #[test]
     fn a_directory_of_an_earlier_topic_is_emptied_and_a_matching_one_kept() {

@@ -3,6 +3,7 @@
 //! disk off the loop.
 
 use super::*;
+use std::ops::Bound;
 
 impl Node {
     /// The group commit: one fsync per partition that asked for one (the
@@ -19,11 +20,32 @@ impl Node {
         if b.flush_in_flight {
             return;
         }
-        let asked = std::mem::take(&mut b.flush_asked);
-        let keys: Vec<_> = asked
-            .into_iter()
-            .filter(|k| b.slots.get(k).is_some_and(|s| s.runner.flush_wanted()))
-            .collect();
+        // A ticket holds its file open past the descriptor budget's
+        // eviction, so one group commit takes at most a quarter of the
+        // budget's worth of partitions; a cursor makes the next one go on
+        // after the last taken (it starts as soon as this one ends), so no
+        // partition waits behind names that keep asking.
+        let keys_max = (self.s.log.files.capacity() / 4).max(1);
+        let b = self.broker.as_mut().expect("checked above");
+        let from = match b.flush_cursor.take() {
+            Some(after) => (Bound::Excluded(after), Bound::Unbounded),
+            None => (Bound::Unbounded, Bound::Unbounded),
+        };
+        let mut visited = Vec::new();
+        let mut keys = Vec::new();
+        for key in b.flush_asked.range::<(String, u32), _>(from) {
+            if keys.len() >= keys_max {
+                b.flush_cursor = visited.last().cloned();
+                break;
+            }
+            visited.push(key.clone());
+            if b.slots.get(key).is_some_and(|s| s.runner.flush_wanted()) {
+                keys.push(key.clone());
+            }
+        }
+        for key in &visited {
+            b.flush_asked.remove(key);
+        }
         if keys.is_empty() {
             return;
         }
@@ -93,7 +115,7 @@ impl Node {
     pub(super) fn background_flush(&mut self, now: Instant) {
         let due = self.broker.as_ref().is_some_and(|b| {
             !b.write_back_in_flight
-                && (b.write_back_capped
+                && (b.write_back_cursor.is_some()
                     || now.duration_since(b.last_flush)
                         >= Duration::from_millis(BACKGROUND_FLUSH_MS))
         });
@@ -102,32 +124,44 @@ impl Node {
         }
         // Files the list below holds stay open even when the descriptor
         // budget evicts them, so one round takes at most a quarter of the
-        // budget's worth; the other partitions wait for the next round.
-        // Unbounded, a restart of 10,000 partitions (every reopened index
-        // to sync) held 60,000 descriptors at once and ran out (EMFILE).
+        // budget's worth. Unbounded, a restart of 10,000 partitions (every
+        // reopened index to sync) held 60,000 descriptors at once and ran
+        // out (EMFILE). A capped round leaves a cursor: the next round
+        // starts after it as soon as this one ends, until the pass reaches
+        // the end of the set; then the next pass waits for the period. So
+        // every due partition is visited once a pass, whatever its name
+        // (starting each round from the first name starved the last ones).
         let files_max = (self.s.log.files.capacity() / 4).max(1);
         let b = self.broker.as_mut().expect("due implies broker");
-        b.last_flush = now;
+        if b.write_back_cursor.is_none() {
+            b.last_flush = now;
+        }
+        let from = match b.write_back_cursor.take() {
+            Some(after) => (Bound::Excluded(after), Bound::Unbounded),
+            None => (Bound::Unbounded, Bound::Unbounded),
+        };
+        let mut visited = Vec::new();
         let mut keys = Vec::new();
         let mut files = Vec::new();
-        let mut due = std::mem::take(&mut b.write_back_due).into_iter();
-        for key in due.by_ref() {
+        for key in b.write_back_due.range::<(String, u32), _>(from) {
             if files.len() >= files_max {
-                b.write_back_due.insert(key);
+                b.write_back_cursor = visited.last().cloned();
                 break;
             }
-            let Some(slot) = b.slots.get_mut(&key) else {
+            visited.push(key.clone());
+            let Some(slot) = b.slots.get_mut(key) else {
                 continue;
             };
             // Durable mode leaves no unflushed data, but its recovery point
             // still moves only here.
             if slot.runner.replica().log().needs_write_back() {
                 files.extend(slot.runner.unflushed_files());
-                keys.push(key);
+                keys.push(key.clone());
             }
         }
-        b.write_back_due.extend(due);
-        b.write_back_capped = !b.write_back_due.is_empty();
+        for key in &visited {
+            b.write_back_due.remove(key);
+        }
         if keys.is_empty() {
             return;
         }
