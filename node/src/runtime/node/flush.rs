@@ -27,25 +27,15 @@ impl Node {
         // partition waits behind names that keep asking.
         let keys_max = (self.s.log.files.capacity() / 4).max(1);
         let b = self.broker.as_mut().expect("checked above");
-        let from = match b.flush_cursor.take() {
-            Some(after) => (Bound::Excluded(after), Bound::Unbounded),
-            None => (Bound::Unbounded, Bound::Unbounded),
-        };
-        let mut visited = Vec::new();
         let mut keys = Vec::new();
-        for key in b.flush_asked.range::<(String, u32), _>(from) {
-            if keys.len() >= keys_max {
-                b.flush_cursor = visited.last().cloned();
-                break;
-            }
-            visited.push(key.clone());
-            if b.slots.get(key).is_some_and(|s| s.runner.flush_wanted()) {
+        let slots = &b.slots;
+        round(&mut b.flush_asked, &mut b.flush_cursor, keys_max, |key| {
+            let wanted = slots.get(key).is_some_and(|s| s.runner.flush_wanted());
+            if wanted {
                 keys.push(key.clone());
             }
-        }
-        for key in &visited {
-            b.flush_asked.remove(key);
-        }
+            usize::from(wanted)
+        });
         if keys.is_empty() {
             return;
         }
@@ -136,32 +126,28 @@ impl Node {
         if b.write_back_cursor.is_none() {
             b.last_flush = now;
         }
-        let from = match b.write_back_cursor.take() {
-            Some(after) => (Bound::Excluded(after), Bound::Unbounded),
-            None => (Bound::Unbounded, Bound::Unbounded),
-        };
-        let mut visited = Vec::new();
         let mut keys = Vec::new();
         let mut files = Vec::new();
-        for key in b.write_back_due.range::<(String, u32), _>(from) {
-            if files.len() >= files_max {
-                b.write_back_cursor = visited.last().cloned();
-                break;
-            }
-            visited.push(key.clone());
-            let Some(slot) = b.slots.get_mut(key) else {
-                continue;
-            };
-            // Durable mode leaves no unflushed data, but its recovery point
-            // still moves only here.
-            if slot.runner.replica().log().needs_write_back() {
+        let slots = &mut b.slots;
+        round(
+            &mut b.write_back_due,
+            &mut b.write_back_cursor,
+            files_max,
+            |key| {
+                let Some(slot) = slots.get_mut(key) else {
+                    return 0;
+                };
+                // Durable mode leaves no unflushed data, but its recovery point
+                // still moves only here.
+                if !slot.runner.replica().log().needs_write_back() {
+                    return 0;
+                }
+                let before = files.len();
                 files.extend(slot.runner.unflushed_files());
                 keys.push(key.clone());
-            }
-        }
-        for key in &visited {
-            b.write_back_due.remove(key);
-        }
+                files.len() - before
+            },
+        );
         if keys.is_empty() {
             return;
         }
@@ -196,5 +182,71 @@ impl Node {
                 None => {}
             }
         }
+    }
+}
+
+type Key = (String, u32);
+
+/// One round over `set` that goes on after `cursor`: each key is handed to
+/// `visit`, which says how much of the round's bound `max` it used (files,
+/// partitions), and leaves the set; once `max` is used the round stops and
+/// `cursor` keeps the last key visited, so the next round goes on from
+/// there and every key gets its turn whatever its name. A round that
+/// reaches the end of the set clears the cursor: the next starts over.
+fn round(
+    set: &mut BTreeSet<Key>,
+    cursor: &mut Option<Key>,
+    max: usize,
+    mut visit: impl FnMut(&Key) -> usize,
+) {
+    let from = match cursor.take() {
+        Some(after) => (Bound::Excluded(after), Bound::Unbounded),
+        None => (Bound::Unbounded, Bound::Unbounded),
+    };
+    let mut visited = Vec::new();
+    let mut used = 0;
+    for key in set.range::<Key, _>(from) {
+        if used >= max {
+            *cursor = visited.last().cloned();
+            break;
+        }
+        used += visit(key);
+        visited.push(key.clone());
+    }
+    for key in &visited {
+        set.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u32) -> Key {
+        ("t".to_string(), i)
+    }
+
+    #[test]
+    fn rounds_go_on_after_the_cursor_so_every_key_gets_its_turn() {
+        let mut set: BTreeSet<Key> = (0..10).map(key).collect();
+        let mut cursor = None;
+        let mut order = Vec::new();
+        // Each key uses one unit of a round of 3; keys 0 and 1 ask again at
+        // once every time, which starved the last keys when every round
+        // started from the first name.
+        for _ in 0..4 {
+            round(&mut set, &mut cursor, 3, |k| {
+                order.push(k.1);
+                1
+            });
+            set.insert(key(0));
+            set.insert(key(1));
+        }
+        assert_eq!(order, vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(cursor, None, "the pass reached the end");
+        // Keys that used nothing do not count against the bound.
+        let mut set: BTreeSet<Key> = (0..5).map(key).collect();
+        round(&mut set, &mut cursor, 1, |k| usize::from(k.1 == 4));
+        assert!(set.is_empty() && cursor.is_none());
     }
 }
